@@ -1,0 +1,162 @@
+"""Stage 5, evaluate: score champion and challenger on the same validation rows and decide.
+
+The challenger is deployed when its gate metric reaches the threshold and beats the champion by
+more than ``min_improvement`` (a tie keeps the champion). Without a champion, the threshold alone
+decides, and the decision record says it was a cold start.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.schema import SOURCE_FILE_COLUMN
+
+DEPLOY = "deploy"
+REJECT = "reject"
+METRIC_NAMES = ("accuracy", "f1", "roc_auc", "log_loss")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The gate's verdict and the sentence that explains it."""
+
+    decision: str
+    reason: str
+    cold_start: bool
+
+
+def split_features(frame: pd.DataFrame, label_column: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Features (everything but the label and provenance) and labels of a frame."""
+    features = frame.drop(columns=[label_column, SOURCE_FILE_COLUMN], errors="ignore")
+    return features, frame[label_column]
+
+
+def score_predictions(y_true, probabilities: np.ndarray, classes) -> dict[str, float | None]:
+    """Accuracy, macro F1, ROC AUC (one-vs-rest for multiclass) and log loss.
+
+    A metric that is undefined on these rows (ROC AUC with one class present, log loss with a
+    class the model never saw) is None rather than a made-up number.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    classes = np.asarray(classes)
+    y_true = np.asarray(y_true)
+    predicted = classes[np.argmax(probabilities, axis=1)]
+    scores: dict[str, float | None] = {
+        "accuracy": float(accuracy_score(y_true, predicted)),
+        "f1": float(f1_score(y_true, predicted, average="macro", labels=np.unique(y_true))),
+        "roc_auc": None,
+        "log_loss": None,
+    }
+    seen = set(np.unique(y_true).tolist())
+    if seen <= set(classes.tolist()):
+        scores["log_loss"] = float(log_loss(y_true, probabilities, labels=classes))
+        if len(seen) > 1:
+            if len(classes) == 2:
+                scores["roc_auc"] = float(roc_auc_score(y_true == classes[1], probabilities[:, 1]))
+            elif len(seen) == len(classes):
+                scores["roc_auc"] = float(roc_auc_score(
+                    y_true, probabilities, multi_class="ovr", average="macro", labels=classes))
+    return scores
+
+
+def score_model(model, frame: pd.DataFrame, label_column: str) -> dict[str, float | None]:
+    """Score a fitted sklearn classifier (or Pipeline) on labelled rows."""
+    features, labels = split_features(frame, label_column)
+    return score_predictions(labels, model.predict_proba(features), model.classes_)
+
+
+def decide(
+    challenger: dict,
+    champion: dict | None,
+    *,
+    metric: str,
+    threshold: float,
+    min_improvement: float,
+    champion_version: str = "",
+) -> Decision:
+    """Apply the deploy gate to the challenger's and champion's scores."""
+    value = challenger.get(metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return Decision(REJECT, f"challenger {metric} is undefined on the validation rows",
+                        champion is None)
+    if value < threshold:
+        return Decision(REJECT, f"challenger {metric} {value:.4f} is below the threshold "
+                                f"{threshold:.4f}", champion is None)
+    if champion is None:
+        return Decision(DEPLOY, f"cold start: no champion yet; challenger {metric} {value:.4f} "
+                                f">= threshold {threshold:.4f}", True)
+    baseline = champion.get(metric)
+    if baseline is None:
+        return Decision(DEPLOY, f"challenger {metric} {value:.4f} >= threshold {threshold:.4f}; "
+                                f"champion {champion_version} has no {metric} on these rows",
+                        False)
+    gain = value - baseline
+    if gain <= min_improvement:
+        return Decision(REJECT, f"challenger {metric} {value:.4f} does not beat champion "
+                                f"{champion_version} ({baseline:.4f}) by more than "
+                                f"{min_improvement:.4f}", False)
+    return Decision(DEPLOY, f"challenger {metric} {value:.4f} >= threshold {threshold:.4f} and "
+                            f"beats champion {champion_version} ({baseline:.4f}) by {gain:.4f}",
+                    False)
+
+
+def confusion(model, frame: pd.DataFrame, label_column: str) -> tuple[list[str], list[list[int]]]:
+    """Class names and the confusion matrix (rows: true class, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix
+
+    features, labels = split_features(frame, label_column)
+    classes = list(model.classes_)
+    matrix = confusion_matrix(labels, model.predict(features), labels=classes)
+    return [str(c) for c in classes], matrix.astype(int).tolist()
+
+
+def roc_points(model, frame: pd.DataFrame, label_column: str, max_points: int = 50):
+    """FPR, TPR and thresholds of the ROC curve for binary labels, thinned; None otherwise."""
+    from sklearn.metrics import roc_curve
+
+    classes = list(model.classes_)
+    features, labels = split_features(frame, label_column)
+    if len(classes) != 2 or labels.nunique() != 2:
+        return None
+    fpr, tpr, thresholds = roc_curve(labels == classes[1], model.predict_proba(features)[:, 1])
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
+    finite = np.where(np.isfinite(thresholds[keep]), thresholds[keep], 1.0)
+    return fpr[keep].tolist(), tpr[keep].tolist(), finite.tolist()
+
+
+def comparison_markdown(record: dict) -> str:
+    """The champion-versus-challenger table shown in the KFP UI."""
+    champion = record.get("champion") or {}
+    challenger = record["challenger"]
+    lines = [
+        f"# Champion vs challenger: {record['decision'].upper()}",
+        "",
+        f"**Reason:** {record['reason']}",
+        "",
+        f"Gate: `{record['metric']}` >= {record['threshold']} and better than the champion by "
+        f"more than {record['min_improvement']}. Validation rows: {record['data']['validation_rows']}.",
+        "",
+        f"| metric | champion {champion.get('version') or '(none)'} | challenger "
+        f"({challenger['strategy']}, {challenger['model_type']}) |",
+        "|---|---|---|",
+    ]
+    for name in METRIC_NAMES:
+        lines.append(f"| {name} | {_fmt((champion.get('metrics') or {}).get(name))} | "
+                     f"{_fmt(challenger['metrics'].get(name))} |")
+    candidates = challenger.get("candidates") or []
+    if candidates:
+        lines += ["", "## Candidates", "", f"| strategy | status | rows | {record['metric']} | note |",
+                  "|---|---|---|---|---|"]
+        for c in candidates:
+            lines.append(f"| {c['strategy']} | {c['status']} | {c.get('rows', '-')} | "
+                         f"{_fmt(c.get('score'))} | {c.get('note', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -1,0 +1,264 @@
+"""The KFP components: one thin typed wrapper per stage, on the project's own image.
+
+Each body imports this package (installed in the image) and makes one call into
+:mod:`components.steps`, so the code shown in the KFP UI stays short and the logic stays testable
+without KFP. They are lightweight components (not ``target_image`` containerized ones) because
+``kfp.local``'s SubprocessRunner runs only those, and local runs of the compiled YAML are the
+default way to run this pipeline.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import (
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+    OutputPath,
+    PipelineTaskFinalStatus,
+)
+
+from components.image import component_image
+
+IMAGE = component_image()
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest(
+    source_uri: str,
+    registry_uri: str,
+    model_name: str,
+    timestamp_column: str,
+    cutoff: str,
+    scheduled_time: str,
+    run_id: str,
+    new_data: Output[Dataset],
+    history: Output[Dataset],
+    ingest_report: Output[Artifact],
+    new_rows: OutputPath(int),
+    champion_version: OutputPath(str),
+) -> str:
+    """Reads CSV/Parquet under source_uri; rows after the champion's watermark up to the cutoff are new.
+
+    Returns the outcome: new-data or no-new-data."""
+    from components.steps import ingest_step, write_outputs
+
+    result = ingest_step(
+        source_uri=source_uri, registry_uri=registry_uri, model_name=model_name,
+        timestamp_column=timestamp_column, cutoff=cutoff, scheduled_time=scheduled_time,
+        run_id=run_id, new_data_path=new_data.path, history_path=history.path,
+        report_path=ingest_report.path)
+    new_data.metadata["rows"] = result["new_rows"]
+    write_outputs({new_rows: result["new_rows"], champion_version: result["champion_version"]})
+    return result["outcome"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def validate(
+    new_data: Input[Dataset],
+    ingest_report: Input[Artifact],
+    registry_uri: str,
+    model_name: str,
+    champion_version: str,
+    label_column: str,
+    timestamp_column: str,
+    min_rows: int,
+    validation_report: Output[Artifact],
+    report: Output[Markdown],
+    summary: OutputPath(str),
+) -> bool:
+    """Checks columns, types, labels and row count; errors name the file, column and problem.
+
+    Returns whether the data is valid."""
+    from components.steps import validate_step, write_outputs
+
+    result = validate_step(
+        new_data_path=new_data.path, ingest_report_path=ingest_report.path,
+        registry_uri=registry_uri, model_name=model_name, champion_version=champion_version,
+        label_column=label_column, timestamp_column=timestamp_column, min_rows=min_rows,
+        report_path=validation_report.path, markdown_path=report.path)
+    validation_report.metadata.update(errors=result["errors"], warnings=result["warnings"])
+    write_outputs({summary: result["summary"]})
+    return result["valid"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def preprocess(
+    new_data: Input[Dataset],
+    history: Input[Dataset],
+    registry_uri: str,
+    model_name: str,
+    champion_version: str,
+    label_column: str,
+    timestamp_column: str,
+    validation_fraction: float,
+    train_data: Output[Dataset],
+    validation_data: Output[Dataset],
+    clean_history: Output[Dataset],
+) -> NamedTuple("PreprocessOutputs", feature_kinds=dict, counts=dict):
+    """Cleans rows and holds out the newest validation_fraction as the shared validation set."""
+    from components.steps import preprocess_step
+
+    result = preprocess_step(
+        new_data_path=new_data.path, history_path=history.path, registry_uri=registry_uri,
+        model_name=model_name, champion_version=champion_version, label_column=label_column,
+        timestamp_column=timestamp_column, validation_fraction=validation_fraction,
+        train_path=train_data.path, validation_path=validation_data.path,
+        history_out_path=clean_history.path)
+    kinds = result.pop("feature_kinds")
+    train_data.metadata["rows"] = result["train_rows"]
+    validation_data.metadata["rows"] = result["validation_rows"]
+    return (kinds, result)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def retrain(
+    train_data: Input[Dataset],
+    validation_data: Input[Dataset],
+    clean_history: Input[Dataset],
+    registry_uri: str,
+    model_name: str,
+    champion_version: str,
+    label_column: str,
+    timestamp_column: str,
+    feature_kinds: dict,
+    strategy: str,
+    model_type: str,
+    metric: str,
+    epochs: int,
+    window_days: int,
+    window_files: int,
+    challenger: Output[Model],
+    training_metrics: Output[Metrics],
+    training_trace: Output[Markdown],
+):
+    """Fits the challenger (finetune, full, window, or auto: the best of them) and logs its trace."""
+    from components.steps import retrain_step
+
+    training = retrain_step(
+        train_path=train_data.path, validation_path=validation_data.path,
+        history_path=clean_history.path, registry_uri=registry_uri, model_name=model_name,
+        champion_version=champion_version, label_column=label_column,
+        timestamp_column=timestamp_column, feature_kinds=feature_kinds, strategy=strategy,
+        model_type=model_type, metric=metric, epochs=epochs, window_days=window_days,
+        window_files=window_files, model_dir=challenger.path,
+        trace_markdown_path=training_trace.path)
+    challenger.metadata.update(framework="scikit-learn", strategy=training["strategy"],
+                               model_type=model_type)
+    for row in training["trace"]:
+        for key in ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy"):
+            if row[key] is not None:
+                training_metrics.log_metric(f"epoch_{row['epoch']}_{key}", row[key])
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate(
+    challenger: Input[Model],
+    validation_data: Input[Dataset],
+    ingest_report: Input[Artifact],
+    preprocess_counts: dict,
+    registry_uri: str,
+    model_name: str,
+    champion_version: str,
+    label_column: str,
+    timestamp_column: str,
+    strategy: str,
+    model_type: str,
+    metric: str,
+    threshold: float,
+    min_improvement: float,
+    run_id: str,
+    metrics: Output[Metrics],
+    classification_metrics: Output[ClassificationMetrics],
+    comparison: Output[Markdown],
+    decision_record: Output[Artifact],
+    reason: OutputPath(str),
+) -> str:
+    """Scores champion and challenger on the same rows.
+
+    Returns the decision: deploy or reject."""
+    from components.steps import evaluate_step, write_outputs
+
+    params = dict(label_column=label_column, timestamp_column=timestamp_column,
+                  strategy=strategy, model_type=model_type, metric=metric,
+                  threshold=threshold, min_improvement=min_improvement)
+    result = evaluate_step(
+        challenger_dir=challenger.path, validation_path=validation_data.path,
+        ingest_report_path=ingest_report.path, preprocess_counts=preprocess_counts,
+        registry_uri=registry_uri, model_name=model_name, champion_version=champion_version,
+        params=params, run_id=run_id, decision_record_path=decision_record.path,
+        comparison_path=comparison.path)
+    for role in ("challenger", "champion"):
+        for name, value in result[role].items():
+            if value is not None:
+                metrics.log_metric(f"{role}_{name}", value)
+    classification_metrics.log_confusion_matrix(result["confusion_labels"],
+                                                result["confusion_matrix"])
+    if result["roc"]:
+        classification_metrics.log_roc_curve(*result["roc"])
+    write_outputs({reason: result["reason"]})
+    return result["decision"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def deploy(
+    challenger: Input[Model],
+    decision_record: Input[Artifact],
+    registry_uri: str,
+    model_name: str,
+    run_id: str,
+    reason: OutputPath(str),
+    version: OutputPath(str),
+) -> str:
+    """Publishes version vNNNN and moves the champion pointer if it is still the one compared.
+
+    Returns the status: deployed, or rejected when another run moved the champion meanwhile."""
+    from components.steps import deploy_step, write_outputs
+
+    result = deploy_step(registry_uri=registry_uri, model_name=model_name,
+                         challenger_dir=challenger.path,
+                         decision_record_path=decision_record.path, run_id=run_id)
+    write_outputs({reason: result["reason"], version: result["version"]})
+    return result["status"]
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def alert(
+    status: str,
+    reason: str,
+    registry_uri: str,
+    model_name: str,
+    run_id: str,
+    alert_webhook_url: str,
+    new_rows: int,
+    alert_report: Output[Markdown],
+    decision_record: Input[Artifact] = None,
+):
+    """Records the outcome and alerts the team: logged, written as Markdown, POSTed if a URL is set."""
+    from components.steps import alert_step
+
+    alert_step(status=status, reason=reason, registry_uri=registry_uri, model_name=model_name,
+               run_id=run_id, alert_webhook_url=alert_webhook_url, new_rows=new_rows,
+               decision_record_path=decision_record.path if decision_record else None,
+               markdown_path=alert_report.path)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def alert_on_failure(
+    model_name: str,
+    run_id: str,
+    alert_webhook_url: str,
+    run_status: PipelineTaskFinalStatus,
+    failure_report: Output[Markdown],
+):
+    """Exit handler: alerts when any stage failed outright."""
+    from components.steps import failure_alert_step
+
+    failure_alert_step(state=run_status.state, error_message=run_status.error_message or "",
+                       model_name=model_name, run_id=run_id,
+                       alert_webhook_url=alert_webhook_url, markdown_path=failure_report.path)

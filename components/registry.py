@@ -1,0 +1,228 @@
+"""The model registry: versioned models and a champion pointer, on any :mod:`storage` backend.
+
+Layout under ``<registry_uri>/<model_name>/``::
+
+    versions/v0001/model.joblib    the sklearn Pipeline (the file KServe's sklearn server loads)
+    versions/v0001/metadata.json   metrics, data window, params, parent, run id, SHA-256, libraries
+    versions/v0001/.claim          written first, exclusively: two runs never get the same number
+    champion.json                  the pointer: champion version, data watermark, consumed files
+    runs/<run_id>.json             one record per pipeline run: status, reason, metrics
+
+A version is complete once its ``metadata.json`` exists (it is written last), so a crash
+mid-publish leaves a claimed number without metadata, which every reader ignores. The pointer
+changes only by compare-and-swap against the version the run started from.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from components.params import check_model_name
+from components.storage import Storage, join_uri, sha256_bytes, storage_for
+
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+POINTER_FILE = "champion.json"
+
+
+class RegistryError(Exception):
+    """The registry is missing something or holds something inconsistent."""
+
+
+class ModelIntegrityError(RegistryError):
+    """A model file does not match the SHA-256 recorded in its metadata."""
+
+
+@dataclass
+class ChampionPointer:
+    """What ``champion.json`` holds.
+
+    Attributes:
+        version: The champion version, e.g. ``v0003``.
+        watermark: Latest event timestamp (ISO 8601, UTC) the champion line has consumed, or None.
+        consumed_files: Files consumed in batch mode (no timestamp column): name -> size, sha256.
+        previous: The version that was champion before this one, for rollback.
+        updated_at: When the pointer last moved.
+        reason: Why it moved (``deploy vNNNN by run ...``, ``rollback ...``).
+    """
+
+    version: str
+    watermark: str | None = None
+    consumed_files: dict[str, dict] = field(default_factory=dict)
+    previous: str | None = None
+    updated_at: str = ""
+    reason: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ChampionPointer:
+        return cls(**json.loads(data))
+
+
+def utc_now_iso() -> str:
+    """The current UTC time as ISO 8601 with a ``Z`` suffix."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def version_name(number: int) -> str:
+    """``7`` -> ``v0007``."""
+    return f"v{number:04d}"
+
+
+def version_number(name: str) -> int:
+    """``v0007`` -> ``7``; raises for anything else."""
+    if not (name.startswith("v") and name[1:].isdigit()):
+        raise RegistryError(f"{name!r} is not a version name like 'v0001'")
+    return int(name[1:])
+
+
+class Registry:
+    """Versions and the champion pointer of one model in one registry."""
+
+    def __init__(self, registry_uri: str, model_name: str, storage: Storage | None = None):
+        check_model_name(model_name, "Registry")
+        self.registry_uri = registry_uri
+        self.model_name = model_name
+        self.root = join_uri(registry_uri, model_name)
+        self.storage = storage or storage_for(registry_uri)
+
+    # -- reading -------------------------------------------------------------------------------
+    def version_uri(self, version: str, filename: str = "") -> str:
+        parts = ["versions", version] + ([filename] if filename else [])
+        return join_uri(self.root, *parts)
+
+    def champion(self) -> ChampionPointer | None:
+        """The current champion pointer, or None before the first deploy."""
+        pointer, _ = self.champion_with_token()
+        return pointer
+
+    def champion_with_token(self) -> tuple[ChampionPointer | None, str | None]:
+        """The pointer and the token a later compare-and-swap must present."""
+        data, token = self.storage.read_with_token(join_uri(self.root, POINTER_FILE))
+        if data is None:
+            return None, None
+        return ChampionPointer.from_json(data), token
+
+    def metadata(self, version: str) -> dict:
+        """The ``metadata.json`` of a complete version."""
+        version_number(version)
+        try:
+            return json.loads(self.storage.read_bytes(self.version_uri(version, METADATA_FILE)))
+        except FileNotFoundError as error:
+            raise RegistryError(
+                f"version {version} of model {self.model_name!r} does not exist in "
+                f"{self.registry_uri} (no {METADATA_FILE})"
+            ) from error
+
+    def versions(self) -> list[str]:
+        """Complete versions, oldest first."""
+        prefix = join_uri(self.root, "versions")
+        if not self.storage.exists(prefix):
+            return []
+        complete = set()
+        for info in self.storage.list_files(prefix):
+            parts = info.relative_path.split("/")
+            if len(parts) == 2 and parts[1] == METADATA_FILE:
+                complete.add(parts[0])
+        return sorted(complete, key=version_number)
+
+    def load_model(self, version: str):
+        """Load a version's model after checking its SHA-256 against its metadata."""
+        import joblib
+
+        expected = self.metadata(version)["model_sha256"]
+        data = self.storage.read_bytes(self.version_uri(version, MODEL_FILE))
+        actual = sha256_bytes(data)
+        if actual != expected:
+            raise ModelIntegrityError(
+                f"{self.version_uri(version, MODEL_FILE)} has SHA-256 {actual}, but its "
+                f"{METADATA_FILE} records {expected}: refusing to load a torn or altered model"
+            )
+        return joblib.load(io.BytesIO(data))
+
+    # -- writing -------------------------------------------------------------------------------
+    def publish(self, model_bytes: bytes, metadata: dict, extra_files: dict | None = None) -> str:
+        """Store a new version and return its name; the pointer is not touched.
+
+        The version number is claimed with an exclusive create, the model and extra files are
+        written next, and ``metadata.json`` last, so the version only becomes visible when whole.
+        """
+        existing = [version_number(v) for v in self.versions()]
+        number = max(existing, default=0) + 1
+        while not self.storage.create_exclusive(self.version_uri(version_name(number), ".claim"),
+                                                metadata.get("run_id", "").encode()):
+            number += 1
+        version = version_name(number)
+        self.storage.write_bytes(self.version_uri(version, MODEL_FILE), model_bytes)
+        for name, data in (extra_files or {}).items():
+            self.storage.write_bytes(self.version_uri(version, name), data)
+        complete = dict(metadata, version=version, model_sha256=sha256_bytes(model_bytes))
+        self.storage.write_bytes(
+            self.version_uri(version, METADATA_FILE),
+            json.dumps(complete, indent=2, sort_keys=True, default=str).encode(),
+        )
+        return version
+
+    def move_champion(
+        self, new_pointer: ChampionPointer, expected_version: str | None
+    ) -> bool:
+        """Point the champion at ``new_pointer.version`` if it is still ``expected_version``.
+
+        Returns False, changing nothing, when another run moved the pointer in between.
+        """
+        current, token = self.champion_with_token()
+        current_version = current.version if current else None
+        if current_version != expected_version:
+            return False
+        return self.storage.compare_and_swap(
+            join_uri(self.root, POINTER_FILE), new_pointer.to_json(), token
+        )
+
+    def rollback(self, to_version: str | None = None) -> ChampionPointer:
+        """Make ``to_version`` (default: the previous champion) the champion again.
+
+        The watermark and consumed files stay: rows the newer version consumed are not read as
+        new again (a ``full`` retrain still sees them as history).
+        """
+        current, token = self.champion_with_token()
+        if current is None:
+            raise RegistryError(f"model {self.model_name!r} has no champion to roll back")
+        target = to_version or current.previous
+        if not target:
+            raise RegistryError(
+                f"champion {current.version} of model {self.model_name!r} has no previous "
+                "version; name one with --to"
+            )
+        self.metadata(target)  # must exist and be complete
+        if target == current.version:
+            raise RegistryError(f"{target} is already the champion of {self.model_name!r}")
+        pointer = ChampionPointer(
+            version=target,
+            watermark=current.watermark,
+            consumed_files=current.consumed_files,
+            previous=current.version,
+            updated_at=utc_now_iso(),
+            reason=f"rollback from {current.version} to {target}",
+        )
+        if not self.storage.compare_and_swap(join_uri(self.root, POINTER_FILE),
+                                             pointer.to_json(), token):
+            raise RegistryError("the champion changed during the rollback; nothing was changed")
+        return pointer
+
+    # -- run records ---------------------------------------------------------------------------
+    def write_run_record(self, run_id: str, record: dict) -> str:
+        """Store the record of one pipeline run; returns its URI."""
+        uri = join_uri(self.root, "runs", f"{run_id}.json")
+        self.storage.write_bytes(uri, json.dumps(record, indent=2, sort_keys=True,
+                                                 default=str).encode())
+        return uri
+
+    def run_record(self, run_id: str) -> dict | None:
+        """The record a run left, or None if it left none (it crashed or is still running)."""
+        data, _ = self.storage.read_with_token(join_uri(self.root, "runs", f"{run_id}.json"))
+        return json.loads(data) if data is not None else None

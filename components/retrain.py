@@ -1,0 +1,341 @@
+"""Stage 4, retrain: fit the challenger by fine-tuning, full refit, or sliding window.
+
+Every model is one sklearn ``Pipeline(features -> classifier)``. ``hgb`` is a
+HistGradientBoostingClassifier (fine-tuning adds boosting iterations fitted on the new rows, on top
+of the champion's trees); ``sgd`` is a logistic-loss SGDClassifier trained epoch by epoch with
+``partial_fit`` (fine-tuning continues those epochs on the new rows). Fine-tuning keeps the
+champion's fitted feature transforms, so the continued model reads features exactly as before.
+
+``auto`` fits every strategy that applies and keeps the one that scores best on the validation
+rows the champion is judged on too. Under abrupt drift old history hurts a full refit; ``auto``
+finds that out from the scores rather than from a rule.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from components.evaluate import score_predictions, split_features
+from components.preprocess import build_feature_transformer
+from components.schema import SOURCE_FILE_COLUMN
+
+HGB_ITERATIONS = 100
+HGB_FINETUNE_ITERATIONS = 30
+HGB_LEARNING_RATE = 0.1
+SGD_ALPHA = 1e-4
+RANDOM_STATE = 0
+# Order of preference when candidates tie: the cheapest, least disruptive change first.
+CANDIDATE_ORDER = ("finetune", "window", "full")
+
+
+class RetrainError(Exception):
+    """No challenger could be fitted."""
+
+
+@dataclass
+class Candidate:
+    """One strategy considered by retrain."""
+
+    strategy: str
+    status: str  # "fitted" or "skipped"
+    note: str = ""
+    rows: int = 0
+    score: float | None = None
+    metrics: dict = field(default_factory=dict)
+    model: object = None
+    trace: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, "status": self.status, "note": self.note,
+                "rows": self.rows, "score": self.score, "metrics": self.metrics}
+
+
+@dataclass
+class RetrainResult:
+    """The chosen challenger, every candidate's outcome, and the chosen model's training trace."""
+
+    model: object
+    strategy: str
+    requested_strategy: str
+    model_type: str
+    candidates: list[Candidate]
+    trace: list[dict]
+    notes: list[str]
+
+    def summary(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "requested_strategy": self.requested_strategy,
+            "model_type": self.model_type,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "trace": self.trace,
+            "notes": self.notes,
+        }
+
+
+def new_classifier(model_type: str):
+    """An unfitted classifier of the given type with this project's fixed settings."""
+    if model_type == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(
+            max_iter=HGB_ITERATIONS, learning_rate=HGB_LEARNING_RATE, early_stopping=False,
+            random_state=RANDOM_STATE)
+    from sklearn.linear_model import SGDClassifier
+
+    return SGDClassifier(loss="log_loss", alpha=SGD_ALPHA, random_state=RANDOM_STATE)
+
+
+def model_type_of(model) -> str:
+    """``hgb`` or ``sgd`` for a Pipeline built here."""
+    name = type(model.named_steps["classifier"]).__name__
+    return "hgb" if name.startswith("HistGradientBoosting") else "sgd"
+
+
+def _trace_row(epoch, iterations, train_scores, validation_scores) -> dict:
+    return {
+        "epoch": epoch,
+        "iterations": iterations,
+        "train_loss": train_scores["log_loss"],
+        "train_accuracy": train_scores["accuracy"],
+        "validation_loss": validation_scores["log_loss"],
+        "validation_accuracy": validation_scores["accuracy"],
+    }
+
+
+def _fit_sgd_epochs(classifier, X, y, X_val, y_val, classes, epochs: int, seed: int) -> list[dict]:
+    """Run ``epochs`` shuffled passes of ``partial_fit``, tracing loss and accuracy after each."""
+    rng = np.random.default_rng(seed)
+    trace = []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(y))
+        classifier.partial_fit(X[order], y[order], classes=classes)
+        trace.append(_trace_row(
+            epoch, epoch,
+            score_predictions(y, classifier.predict_proba(X), classifier.classes_),
+            score_predictions(y_val, classifier.predict_proba(X_val), classifier.classes_),
+        ))
+    return trace
+
+
+def _trace_hgb(classifier, X, y, X_val, y_val, epochs: int, first_iteration: int = 0) -> list[dict]:
+    """Loss and accuracy after evenly spaced boosting stages, reported as ``epochs`` rows."""
+    total = classifier.n_iter_
+    checkpoints = sorted({max(first_iteration + 1, round(first_iteration + (total - first_iteration)
+                                                          * k / epochs)) for k in range(1, epochs + 1)})
+    stages_train = classifier.staged_predict_proba(X)
+    stages_val = classifier.staged_predict_proba(X_val)
+    trace, epoch = [], 0
+    for iteration, (p_train, p_val) in enumerate(zip(stages_train, stages_val, strict=True),
+                                                 start=1):
+        if iteration in checkpoints:
+            epoch += 1
+            trace.append(_trace_row(epoch, iteration,
+                                    score_predictions(y, p_train, classifier.classes_),
+                                    score_predictions(y_val, p_val, classifier.classes_)))
+    return trace
+
+
+def _xy(frame: pd.DataFrame, label_column: str):
+    features, labels = split_features(frame, label_column)
+    return features, labels.to_numpy()
+
+
+def fit_fresh(
+    rows: pd.DataFrame, validation: pd.DataFrame, *, label_column: str,
+    feature_kinds: dict[str, str], model_type: str, epochs: int,
+):
+    """Fit a new Pipeline on ``rows``; returns it and its epoch-by-epoch trace."""
+    from sklearn.pipeline import Pipeline
+
+    features, y = _xy(rows, label_column)
+    val_features, y_val = _xy(validation, label_column)
+    transformer = build_feature_transformer(feature_kinds)
+    X = np.asarray(transformer.fit_transform(features), dtype=float)
+    X_val = np.asarray(transformer.transform(val_features), dtype=float)
+    classifier = new_classifier(model_type)
+    if model_type == "sgd":
+        classes = np.unique(np.concatenate([y, y_val]))
+        trace = _fit_sgd_epochs(classifier, X, y, X_val, y_val, classes, epochs, RANDOM_STATE)
+    else:
+        classifier.fit(X, y)
+        trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs)
+    model = Pipeline([("features", transformer), ("classifier", classifier)])
+    return model, trace
+
+
+def finetune_blocker(champion, champion_meta: dict, *, model_type: str,
+                     feature_kinds: dict[str, str], train: pd.DataFrame,
+                     label_column: str) -> str | None:
+    """Why the champion cannot be continued on these rows, or None if it can."""
+    if champion is None:
+        return "no champion to fine-tune (cold start)"
+    champion_type = model_type_of(champion)
+    if champion_type != model_type:
+        return f"champion is a {champion_type!r} model; it cannot be continued as {model_type!r}"
+    if champion_meta.get("feature_kinds") != feature_kinds:
+        return "the features changed since the champion was trained"
+    known = {str(c) for c in champion.classes_}
+    present = {str(c) for c in train[label_column].unique()}
+    if present - known:
+        return f"new classes {sorted(present - known)} that the champion does not know"
+    if model_type == "hgb" and present != known:
+        return (f"gradient boosting continues only on rows holding every class; missing "
+                f"{sorted(known - present)}")
+    return None
+
+
+def fit_finetune(champion, train: pd.DataFrame, validation: pd.DataFrame, *,
+                 label_column: str, epochs: int):
+    """Continue a copy of the champion on ``train``: more boosting stages, or more SGD epochs."""
+    model = copy.deepcopy(champion)
+    transformer, classifier = model.named_steps["features"], model.named_steps["classifier"]
+    features, y = _xy(train, label_column)
+    val_features, y_val = _xy(validation, label_column)
+    X = np.asarray(transformer.transform(features), dtype=float)
+    X_val = np.asarray(transformer.transform(val_features), dtype=float)
+    y = y.astype(classifier.classes_.dtype, copy=False)
+    if model_type_of(model) == "sgd":
+        trace = _fit_sgd_epochs(classifier, X, y, X_val, y_val, classifier.classes_, epochs,
+                                RANDOM_STATE + 1)
+    else:
+        already = classifier.n_iter_
+        classifier.set_params(warm_start=True, max_iter=already + HGB_FINETUNE_ITERATIONS)
+        classifier.fit(X, y)
+        classifier.set_params(warm_start=False)
+        trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs, first_iteration=already)
+    return model, trace
+
+
+def window_rows(rows: pd.DataFrame, *, timestamp_column: str, window_days: int,
+                window_files: int) -> pd.DataFrame:
+    """The newest ``window_days`` of rows, or the rows of the newest ``window_files`` files."""
+    if rows.empty:
+        return rows
+    if timestamp_column:
+        start = rows[timestamp_column].max() - pd.Timedelta(days=window_days)
+        return rows[rows[timestamp_column] > start]
+    newest = sorted(rows[SOURCE_FILE_COLUMN].unique())[-window_files:]
+    return rows[rows[SOURCE_FILE_COLUMN].isin(newest)]
+
+
+def retrain(
+    *,
+    strategy: str,
+    model_type: str,
+    train: pd.DataFrame,
+    history: pd.DataFrame,
+    validation: pd.DataFrame,
+    label_column: str,
+    timestamp_column: str,
+    feature_kinds: dict[str, str],
+    metric: str,
+    epochs: int,
+    window_days: int,
+    window_files: int,
+    champion=None,
+    champion_meta: dict | None = None,
+) -> RetrainResult:
+    """Fit the challenger with the requested strategy (``auto``: the best of those that apply).
+
+    Args:
+        strategy: ``auto``, ``finetune``, ``full`` or ``window``.
+        model_type: ``hgb`` or ``sgd``.
+        train: New rows to learn from (validation rows excluded).
+        history: Rows the champion line consumed before.
+        validation: The held-out newest rows; ``auto`` picks the candidate that scores best here.
+        label_column: Target column.
+        timestamp_column: Event-time column (empty in batch mode).
+        feature_kinds: Feature name -> numeric/categorical.
+        metric: Gate metric used to compare candidates.
+        epochs: SGD passes over the data; rows of the training trace for both model types.
+        window_days: Width of the sliding window (timestamp mode).
+        window_files: Number of newest files in the window (batch mode).
+        champion: The champion Pipeline, or None on a cold start.
+        champion_meta: The champion's registry metadata.
+
+    Returns:
+        The chosen model, every candidate, and the trace.
+    """
+    notes: list[str] = []
+    combined = pd.concat([history, train], ignore_index=True) if len(history) else train
+    blocker = finetune_blocker(champion, champion_meta or {}, model_type=model_type,
+                               feature_kinds=feature_kinds, train=train,
+                               label_column=label_column)
+    windowed = window_rows(combined, timestamp_column=timestamp_column, window_days=window_days,
+                           window_files=window_files)
+    wanted = list(CANDIDATE_ORDER) if strategy == "auto" else [strategy]
+    if strategy == "finetune" and blocker:
+        notes.append(f"finetune is not possible ({blocker}); fell back to full")
+        wanted = ["full"]
+
+    candidates: list[Candidate] = []
+    for name in wanted:
+        if name == "finetune" and blocker:
+            candidates.append(Candidate(name, "skipped", blocker))
+            continue
+        if name == "window" and strategy == "auto" and len(windowed) == len(combined):
+            candidates.append(Candidate(name, "skipped", "the window holds every row: same as full",
+                                        rows=len(windowed)))
+            continue
+        rows = {"finetune": train, "full": combined, "window": windowed}[name]
+        if rows[label_column].nunique() < 2:
+            candidates.append(Candidate(name, "skipped", "fewer than two classes in its rows",
+                                        rows=len(rows)))
+            continue
+        if name == "finetune":
+            model, trace = fit_finetune(champion, train, validation, label_column=label_column,
+                                        epochs=epochs)
+        else:
+            model, trace = fit_fresh(rows, validation, label_column=label_column,
+                                     feature_kinds=feature_kinds, model_type=model_type,
+                                     epochs=epochs)
+        features, labels = split_features(validation, label_column)
+        scores = score_predictions(labels, model.predict_proba(features), model.classes_)
+        candidates.append(Candidate(name, "fitted", rows=len(rows), score=scores.get(metric),
+                                    metrics=scores, model=model, trace=trace))
+
+    fitted = [c for c in candidates if c.status == "fitted"]
+    if not fitted:
+        raise RetrainError("no strategy could be fitted: " + "; ".join(
+            f"{c.strategy}: {c.note}" for c in candidates))
+    best = max(fitted, key=lambda c: (_comparable(c.score), -CANDIDATE_ORDER.index(c.strategy)))
+    if strategy == "auto":
+        notes.append(f"auto chose {best.strategy} ({metric} {_comparable(best.score):.4f} on the "
+                     "validation rows)")
+    return RetrainResult(model=best.model, strategy=best.strategy, requested_strategy=strategy,
+                         model_type=model_type, candidates=candidates, trace=best.trace,
+                         notes=notes)
+
+
+def _comparable(score: float | None) -> float:
+    return -1.0 if score is None else score
+
+
+def trace_markdown(result: RetrainResult) -> str:
+    """The training trace as the seed shows it: one row per epoch, loss and accuracy."""
+    lines = [
+        f"# Training trace: {result.strategy} ({result.model_type})",
+        "",
+        *(f"- {note}" for note in result.notes),
+        "",
+        "| epoch | iterations | train loss | train accuracy | validation loss | validation accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result.trace:
+        lines.append(
+            f"| {row['epoch']} | {row['iterations']} | {_num(row['train_loss'])} | "
+            f"{_num(row['train_accuracy'])} | {_num(row['validation_loss'])} | "
+            f"{_num(row['validation_accuracy'])} |")
+    lines += ["", "| strategy | status | rows | score | note |", "|---|---|---|---|---|"]
+    for c in result.candidates:
+        lines.append(f"| {c.strategy} | {c.status} | {c.rows} | {_num(c.score)} | {c.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

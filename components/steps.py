@@ -1,0 +1,280 @@
+"""Artifact I/O around each stage: read input files, call the stage, write output files.
+
+The KFP components in :mod:`components.ops` are one call into a function here, so what a
+component does can be run and tested with plain paths, without KFP. Data travels between stages
+as Parquet; reports as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from components import alert as alert_stage
+from components import deploy as deploy_stage
+from components import evaluate as evaluate_stage
+from components import ingest as ingest_stage
+from components import preprocess as preprocess_stage
+from components import retrain as retrain_stage
+from components import validate as validate_stage
+from components.params import GATE_METRICS, MODEL_TYPES, STRATEGIES, check_choice, check_range
+from components.registry import MODEL_FILE, Registry
+from components.run_record import build_run_record
+
+TRAINING_FILE = "training.json"
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def write_outputs(values: dict) -> None:
+    """Write output parameters declared as ``OutputPath``: path -> value."""
+    for path, value in values.items():
+        write_text(path, str(value))
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_text(path: str | Path, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def _champion(registry: Registry, champion_version: str):
+    """The champion model and metadata this run started from, or (None, {})."""
+    if not champion_version:
+        return None, {}
+    return registry.load_model(champion_version), registry.metadata(champion_version)
+
+
+# -- 1. ingest ---------------------------------------------------------------------------------
+def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestamp_column: str,
+                cutoff: str, scheduled_time: str, run_id: str, new_data_path: str,
+                history_path: str, report_path: str) -> dict:
+    """Split the source into new rows and history; a run with nothing new ends here."""
+    registry = Registry(registry_uri, model_name)
+    pointer = registry.champion()
+    result = ingest_stage.ingest(
+        source_uri,
+        timestamp_column=timestamp_column,
+        cutoff=ingest_stage.resolve_cutoff(cutoff, scheduled_time),
+        watermark=pointer.watermark if pointer else None,
+        consumed_files=pointer.consumed_files if pointer else None,
+    )
+    champion_version = pointer.version if pointer else ""
+    write_parquet(result.new_data, new_data_path)
+    write_parquet(result.history, history_path)
+    report = dict(result.report(), champion_version=champion_version, source_uri=source_uri)
+    write_json(report_path, report)
+    if result.outcome == "no-new-data":
+        reason = (f"no rows after the watermark {result.watermark_before} up to the cutoff "
+                  f"{result.cutoff}" if timestamp_column else
+                  "no files that the champion has not consumed")
+        registry.write_run_record(run_id, build_run_record(
+            status="no-new-data", reason=reason, run_id=run_id, model_name=model_name,
+            new_rows=0, champion_version=champion_version))
+        print(f"no-new-data: {reason}")
+    return {"outcome": result.outcome, "new_rows": len(result.new_data),
+            "champion_version": champion_version}
+
+
+# -- 2. validate -------------------------------------------------------------------------------
+def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: str,
+                  model_name: str, champion_version: str, label_column: str,
+                  timestamp_column: str, min_rows: int, report_path: str,
+                  markdown_path: str) -> dict:
+    """Check the new rows; returns ``valid`` and a one-line ``summary`` naming the problems."""
+    ingest_report = read_json(ingest_report_path)
+    meta = Registry(registry_uri, model_name).metadata(champion_version) if champion_version else {}
+    report = validate_stage.validate(
+        read_parquet(new_data_path),
+        label_column=label_column,
+        timestamp_column=timestamp_column,
+        min_rows=min_rows,
+        expected_feature_kinds=meta.get("feature_kinds"),
+        known_classes=meta.get("classes"),
+        file_columns=ingest_report.get("file_columns"),
+        ingest_problems=ingest_report.get("problems"),
+    )
+    write_json(report_path, report.to_dict())
+    write_text(markdown_path, report.to_markdown())
+    print(report.summary())
+    return {"valid": report.valid, "summary": report.summary(),
+            "errors": len(report.errors), "warnings": len(report.warnings)}
+
+
+# -- 3. preprocess -----------------------------------------------------------------------------
+def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
+                    model_name: str, champion_version: str, label_column: str,
+                    timestamp_column: str, validation_fraction: float, train_path: str,
+                    validation_path: str, history_out_path: str) -> dict:
+    """Clean and split; returns the feature kinds and row counts."""
+    check_range("validation_fraction", validation_fraction, 0, 1, "preprocess", closed="neither")
+    new_data = read_parquet(new_data_path)
+    meta = Registry(registry_uri, model_name).metadata(champion_version) if champion_version else {}
+    from components.schema import infer_feature_kinds
+
+    kinds = meta.get("feature_kinds") or infer_feature_kinds(new_data, label_column,
+                                                             timestamp_column)
+    result = preprocess_stage.preprocess(
+        new_data, read_parquet(history_path), label_column=label_column,
+        timestamp_column=timestamp_column, feature_kinds=kinds,
+        validation_fraction=validation_fraction)
+    write_parquet(result.train, train_path)
+    write_parquet(result.validation, validation_path)
+    write_parquet(result.history, history_out_path)
+    counts = {"train_rows": len(result.train), "validation_rows": len(result.validation),
+              "history_rows": len(result.history),
+              "dropped_duplicates": result.dropped_duplicates,
+              "dropped_unlabelled": result.dropped_unlabelled}
+    print(json.dumps(counts))
+    return {"feature_kinds": kinds, **counts}
+
+
+# -- 4. retrain --------------------------------------------------------------------------------
+def retrain_step(*, train_path: str, validation_path: str, history_path: str,
+                 registry_uri: str, model_name: str, champion_version: str, label_column: str,
+                 timestamp_column: str, feature_kinds: dict, strategy: str, model_type: str,
+                 metric: str, epochs: int, window_days: int, window_files: int, model_dir: str,
+                 trace_markdown_path: str) -> dict:
+    """Fit the challenger and save it as ``<model_dir>/model.joblib`` with ``training.json``."""
+    import joblib
+
+    check_choice("strategy", strategy, STRATEGIES, "retrain")
+    check_choice("model_type", model_type, MODEL_TYPES, "retrain")
+    check_choice("metric", metric, GATE_METRICS, "retrain")
+    champion, meta = _champion(Registry(registry_uri, model_name), champion_version)
+    result = retrain_stage.retrain(
+        strategy=strategy, model_type=model_type, train=read_parquet(train_path),
+        history=read_parquet(history_path), validation=read_parquet(validation_path),
+        label_column=label_column, timestamp_column=timestamp_column,
+        feature_kinds=feature_kinds, metric=metric, epochs=epochs, window_days=window_days,
+        window_files=window_files, champion=champion, champion_meta=meta)
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    joblib.dump(result.model, Path(model_dir) / MODEL_FILE)
+    training = dict(result.summary(), feature_kinds=feature_kinds,
+                    classes=[_plain(c) for c in result.model.classes_])
+    write_json(Path(model_dir) / TRAINING_FILE, training)
+    markdown = retrain_stage.trace_markdown(result)
+    write_text(trace_markdown_path, markdown)
+    print(markdown)
+    return training
+
+
+def _plain(value):
+    """numpy scalars to Python ones, for JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+# -- 5. evaluate -------------------------------------------------------------------------------
+def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_path: str,
+                  preprocess_counts: dict, registry_uri: str, model_name: str,
+                  champion_version: str, params: dict, run_id: str, decision_record_path: str,
+                  comparison_path: str) -> dict:
+    """Score both models on the shared validation rows, decide, and write the decision record."""
+    import joblib
+
+    metric, threshold = params["metric"], params["threshold"]
+    check_choice("metric", metric, GATE_METRICS, "evaluate")
+    check_range("threshold", threshold, 0, 1, "evaluate")
+    check_range("min_improvement", params["min_improvement"], 0, 1, "evaluate")
+    label_column = params["label_column"]
+    validation = read_parquet(validation_path)
+    challenger = joblib.load(Path(challenger_dir) / MODEL_FILE)
+    training = read_json(Path(challenger_dir) / TRAINING_FILE)
+    champion, _ = _champion(Registry(registry_uri, model_name), champion_version)
+    challenger_scores = evaluate_stage.score_model(challenger, validation, label_column)
+    champion_scores = (evaluate_stage.score_model(champion, validation, label_column)
+                       if champion is not None else None)
+    decision = evaluate_stage.decide(
+        challenger_scores, champion_scores, metric=metric, threshold=threshold,
+        min_improvement=params["min_improvement"], champion_version=champion_version)
+    ingest_report = read_json(ingest_report_path)
+    record = {
+        "run_id": run_id,
+        "model_name": model_name,
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "cold_start": decision.cold_start,
+        "metric": metric,
+        "threshold": threshold,
+        "min_improvement": params["min_improvement"],
+        "params": params,
+        "champion": ({"version": champion_version, "metrics": champion_scores}
+                     if champion is not None else None),
+        "challenger": {**training, "metrics": challenger_scores},
+        "data": {**{k: v for k, v in ingest_report.items() if k != "file_columns"},
+                 **preprocess_counts},
+    }
+    record["challenger"].pop("trace", None)
+    write_json(decision_record_path, record)
+    write_text(comparison_path, evaluate_stage.comparison_markdown(record))
+    print(f"decision: {decision.decision}: {decision.reason}")
+    labels, matrix = evaluate_stage.confusion(challenger, validation, label_column)
+    return {"decision": decision.decision, "reason": decision.reason,
+            "challenger": challenger_scores, "champion": champion_scores or {},
+            "confusion_labels": labels, "confusion_matrix": matrix,
+            "roc": evaluate_stage.roc_points(challenger, validation, label_column)}
+
+
+# -- 6. deploy ---------------------------------------------------------------------------------
+def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
+                decision_record_path: str, run_id: str) -> dict:
+    """Publish and promote; a lost race ends as ``rejected`` (the alert step then reports it)."""
+    record = read_json(decision_record_path)
+    registry = Registry(registry_uri, model_name)
+    result = deploy_stage.deploy(registry, model_file=Path(challenger_dir) / MODEL_FILE,
+                                 decision_record=record, run_id=run_id)
+    if result.status == "deployed":
+        registry.write_run_record(run_id, build_run_record(
+            status="deployed", reason=result.reason, run_id=run_id, model_name=model_name,
+            new_rows=record["data"]["new_rows"], decision_record=record,
+            deployed_version=result.version))
+        print(f"deployed {model_name} {result.version}: {result.reason}")
+    else:
+        print(f"not deployed: {result.reason} ({result.version} stays unpromoted)")
+    return {"status": result.status, "reason": result.reason, "version": result.version}
+
+
+# -- 7. alert ----------------------------------------------------------------------------------
+def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, run_id: str,
+               alert_webhook_url: str, new_rows: int, decision_record_path: str | None,
+               markdown_path: str) -> None:
+    """Record the run's outcome, then log, write and (if a webhook is set) POST the alert."""
+    record = read_json(decision_record_path) if decision_record_path else None
+    run_record = build_run_record(status=status, reason=reason, run_id=run_id,
+                                  model_name=model_name, new_rows=new_rows,
+                                  decision_record=record)
+    Registry(registry_uri, model_name).write_run_record(run_id, run_record)
+    payload = alert_stage.build_alert(
+        status=status, reason=reason, model_name=model_name, run_id=run_id,
+        details={"champion": run_record["champion"], "challenger": run_record["challenger"],
+                 "new_rows": new_rows})
+    write_text(markdown_path, alert_stage.send_alert(payload, alert_webhook_url))
+
+
+def failure_alert_step(*, state: str, error_message: str, model_name: str, run_id: str,
+                       alert_webhook_url: str, markdown_path: str) -> None:
+    """Exit handler: alert when the run failed outright; a finished run stays quiet."""
+    if state in ("SUCCEEDED", ""):
+        write_text(markdown_path, f"Run {run_id} finished: {state or 'unknown'}; no alert.\n")
+        return
+    payload = alert_stage.build_alert(
+        status="failed", reason=f"the run ended {state}: {error_message}",
+        model_name=model_name, run_id=run_id)
+    write_text(markdown_path, alert_stage.send_alert(payload, alert_webhook_url))

@@ -1,0 +1,171 @@
+"""One small storage interface for data, models and pointers.
+
+Stages never look at the scheme of a URI themselves: they call :func:`storage_for` and use the
+returned object. A local folder is served by :class:`LocalStorage`; ``gs://`` plugs in as a second
+implementation of the same five operations.
+
+The operations are the ones a registry needs to stay consistent while runs overlap:
+
+- ``read_bytes`` / ``read_with_token``: read an object, optionally with a token that identifies
+  the exact content read (a generation number on GCS, a content hash on local disk);
+- ``write_bytes``: replace an object atomically (readers see the old or the new bytes, never a mix);
+- ``create_exclusive``: create an object only if it does not exist (used to claim version numbers);
+- ``compare_and_swap``: replace an object only if it still holds the content read earlier;
+- ``list_files``: every object under a prefix, with size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+class StorageError(Exception):
+    """A storage operation failed; the message names the URI."""
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """The object does not exist."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """An object found under a prefix: its full URI, its path relative to the prefix, its size."""
+
+    uri: str
+    relative_path: str
+    size: int
+
+
+class Storage(Protocol):
+    """The operations every backend provides (see the module docstring)."""
+
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def read_with_token(self, uri: str) -> tuple[bytes | None, str | None]: ...
+
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
+
+    def create_exclusive(self, uri: str, data: bytes) -> bool: ...
+
+    def compare_and_swap(self, uri: str, data: bytes, expected_token: str | None) -> bool: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def list_files(self, prefix: str) -> list[FileInfo]: ...
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or a ``gs://`` URI with single slashes."""
+    uri = base.rstrip("/")
+    for part in parts:
+        uri = f"{uri}/{part.strip('/')}"
+    return uri
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class LocalStorage:
+    """Storage on the local file system (paths, or ``file://`` URIs).
+
+    Writes go to a temporary file in the same folder, are flushed to disk and renamed over the
+    target, so a crash leaves either the old or the new file, never a partial one.
+    Compare-and-swap holds an exclusive ``fcntl`` lock on a sibling ``.lock`` file while it compares
+    and renames, so two processes can never both win.
+    """
+
+    @staticmethod
+    def _path(uri: str) -> Path:
+        return Path(uri.removeprefix("file://"))
+
+    def read_bytes(self, uri: str) -> bytes:
+        try:
+            return self._path(uri).read_bytes()
+        except FileNotFoundError as error:
+            raise ObjectNotFoundError(f"{uri} does not exist") from error
+
+    def read_with_token(self, uri: str) -> tuple[bytes | None, str | None]:
+        try:
+            data = self._path(uri).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        return data, sha256_bytes(data)
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        path = self._path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(data)
+                tmp.flush()
+                os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+
+    def create_exclusive(self, uri: str, data: bytes) -> bool:
+        path = self._path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def compare_and_swap(self, uri: str, data: bytes, expected_token: str | None) -> bool:
+        path = self._path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = path.with_name(f".{path.name}.lock")
+        with open(lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                _, current_token = self.read_with_token(uri)
+                if current_token != expected_token:
+                    return False
+                self.write_bytes(uri, data)
+                return True
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def exists(self, uri: str) -> bool:
+        return self._path(uri).exists()
+
+    def list_files(self, prefix: str) -> list[FileInfo]:
+        root = self._path(prefix)
+        if root.is_file():
+            return [FileInfo(uri=str(root), relative_path=root.name, size=root.stat().st_size)]
+        if not root.is_dir():
+            raise ObjectNotFoundError(f"{prefix} is neither a file nor a folder")
+        found = []
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            # Hidden files are temporaries or locks of an unfinished write: never data.
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                found.append(FileInfo(str(path), relative.as_posix(), path.stat().st_size))
+        return found
+
+
+def storage_for(uri: str) -> Storage:
+    """Return the storage backend that serves ``uri``."""
+    if uri.startswith("gs://"):
+        raise StorageError(
+            f"{uri}: gs:// URIs are not supported yet; use a local folder "
+            "(the GCS backend plugs into components.storage.storage_for)"
+        )
+    return LocalStorage()

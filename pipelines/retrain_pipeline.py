@@ -1,0 +1,140 @@
+"""The retraining pipeline: it only wires the stages of :mod:`components.ops` together.
+
+ingest -> validate -> preprocess -> retrain -> evaluate -> deploy (if the gate passes) or alert.
+Every branch decision is on a plain output of a stage; an exit handler alerts when a stage fails.
+"""
+
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from components import ops
+
+PIPELINE_NAME = "retrain-pipeline"
+COMPILED_PIPELINE = Path(__file__).with_name("retrain_pipeline.yaml")
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Retrains a tabular scikit-learn model on new data and deploys it only when it "
+    "beats the champion; otherwise alerts the team.",
+)
+def retrain_pipeline(
+    source_uri: str,
+    registry_uri: str,
+    model_name: str = "model",
+    label_column: str = "label",
+    timestamp_column: str = "",
+    cutoff: str = "",
+    strategy: str = "auto",
+    model_type: str = "hgb",
+    metric: str = "accuracy",
+    threshold: float = 0.80,
+    min_improvement: float = 0.0,
+    validation_fraction: float = 0.2,
+    window_days: int = 90,
+    window_files: int = 3,
+    epochs: int = 5,
+    min_rows: int = 100,
+    alert_webhook_url: str = "",
+):
+    """Retrain, evaluate against the champion, deploy or alert.
+
+    Args:
+        source_uri: Folder of CSV/Parquet files with the training data (local path or gs://).
+        registry_uri: Model registry root (local path or gs://).
+        model_name: Registry name of the model (letters, digits, '_', '-', '.').
+        label_column: Column holding the class to predict.
+        timestamp_column: Event-time column; empty means each file is a batch.
+        cutoff: Latest event time to consume (ISO 8601); empty means the scheduled time, or now.
+        strategy: auto, finetune, full or window.
+        model_type: hgb (HistGradientBoosting) or sgd (SGD, epochs of partial_fit).
+        metric: Deploy gate metric: accuracy, f1 or roc_auc.
+        threshold: The challenger's metric must be at least this (0..1).
+        min_improvement: The challenger must beat the champion by more than this (0..1).
+        validation_fraction: Newest share of new rows held out to compare champion and challenger.
+        window_days: Days of newest data the window strategy trains on (timestamp mode).
+        window_files: Newest files the window strategy trains on (batch mode).
+        epochs: SGD passes over the data; rows of the training trace.
+        min_rows: Fewest labelled new rows worth retraining on.
+        alert_webhook_url: Slack-compatible webhook that receives alerts; empty to only log them.
+    """
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    with dsl.ExitHandler(ops.alert_on_failure(
+            model_name=model_name, run_id=run_id, alert_webhook_url=alert_webhook_url)):
+        ingest_task = ops.ingest(
+            source_uri=source_uri, registry_uri=registry_uri, model_name=model_name,
+            timestamp_column=timestamp_column, cutoff=cutoff,
+            scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, run_id=run_id)
+        ingest_task.set_caching_options(False)  # new data must be read, never replayed
+        champion_version = ingest_task.outputs["champion_version"]
+
+        with dsl.If(ingest_task.outputs["Output"] == "new-data", name="new-data"):
+            validate_task = ops.validate(
+                new_data=ingest_task.outputs["new_data"],
+                ingest_report=ingest_task.outputs["ingest_report"],
+                registry_uri=registry_uri, model_name=model_name,
+                champion_version=champion_version, label_column=label_column,
+                timestamp_column=timestamp_column, min_rows=min_rows)
+
+            with dsl.If(validate_task.outputs["Output"] == True, name="valid-data"):  # noqa: E712
+                preprocess_task = ops.preprocess(
+                    new_data=ingest_task.outputs["new_data"],
+                    history=ingest_task.outputs["history"],
+                    registry_uri=registry_uri, model_name=model_name,
+                    champion_version=champion_version, label_column=label_column,
+                    timestamp_column=timestamp_column, validation_fraction=validation_fraction)
+                retrain_task = ops.retrain(
+                    train_data=preprocess_task.outputs["train_data"],
+                    validation_data=preprocess_task.outputs["validation_data"],
+                    clean_history=preprocess_task.outputs["clean_history"],
+                    registry_uri=registry_uri, model_name=model_name,
+                    champion_version=champion_version, label_column=label_column,
+                    timestamp_column=timestamp_column,
+                    feature_kinds=preprocess_task.outputs["feature_kinds"], strategy=strategy,
+                    model_type=model_type, metric=metric, epochs=epochs,
+                    window_days=window_days, window_files=window_files)
+                evaluate_task = ops.evaluate(
+                    challenger=retrain_task.outputs["challenger"],
+                    validation_data=preprocess_task.outputs["validation_data"],
+                    ingest_report=ingest_task.outputs["ingest_report"],
+                    preprocess_counts=preprocess_task.outputs["counts"],
+                    registry_uri=registry_uri, model_name=model_name,
+                    champion_version=champion_version, label_column=label_column,
+                    timestamp_column=timestamp_column, strategy=strategy,
+                    model_type=model_type, metric=metric, threshold=threshold,
+                    min_improvement=min_improvement, run_id=run_id)
+
+                with dsl.If(evaluate_task.outputs["Output"] == "deploy", name="deploy"):
+                    deploy_task = ops.deploy(
+                        challenger=retrain_task.outputs["challenger"],
+                        decision_record=evaluate_task.outputs["decision_record"],
+                        registry_uri=registry_uri, model_name=model_name, run_id=run_id)
+                    with dsl.If(deploy_task.outputs["Output"] == "rejected",
+                                name="champion-changed"):
+                        ops.alert(
+                            status="rejected", reason=deploy_task.outputs["reason"],
+                            registry_uri=registry_uri, model_name=model_name, run_id=run_id,
+                            alert_webhook_url=alert_webhook_url,
+                            new_rows=ingest_task.outputs["new_rows"],
+                            decision_record=evaluate_task.outputs["decision_record"])
+                with dsl.Else(name="reject"):
+                    ops.alert(
+                        status="rejected", reason=evaluate_task.outputs["reason"],
+                        registry_uri=registry_uri, model_name=model_name, run_id=run_id,
+                        alert_webhook_url=alert_webhook_url,
+                        new_rows=ingest_task.outputs["new_rows"],
+                        decision_record=evaluate_task.outputs["decision_record"])
+
+            with dsl.Else(name="invalid-data"):
+                ops.alert(
+                    status="invalid-data", reason=validate_task.outputs["summary"],
+                    registry_uri=registry_uri, model_name=model_name, run_id=run_id,
+                    alert_webhook_url=alert_webhook_url,
+                    new_rows=ingest_task.outputs["new_rows"])
+
+
+def compile_pipeline(output_path: str | Path = COMPILED_PIPELINE) -> Path:
+    """Compile the pipeline to YAML (deterministic: the same code gives the same bytes)."""
+    compiler.Compiler().compile(retrain_pipeline, package_path=str(output_path))
+    return Path(output_path)
