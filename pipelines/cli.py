@@ -1,0 +1,265 @@
+"""The ``retrain`` command: run the compiled pipeline locally, inspect the registry, compile.
+
+    retrain run --source-uri data/ --registry-uri registry/ --model-name customers \\
+        --label-column will_buy --timestamp-column event_time [--json]
+    retrain registry show|list|rollback --registry-uri registry/ --model-name customers
+    retrain compile [--output pipelines/retrain_pipeline.yaml]
+    retrain demo-data --output .retrain/demo-data
+    retrain demo                         # one more month of the built-in demo (make run)
+
+Flags map one-to-one to the pipeline's parameters. ``run`` exits 0 for every outcome the pipeline
+decides (deployed, rejected, invalid-data, no-new-data) and 1 with a one-line error when a run
+fails outright or a parameter is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from components.params import (
+    GATE_METRICS,
+    MODEL_TYPES,
+    STRATEGIES,
+    InvalidParameterError,
+    check_run_parameters,
+)
+
+DEFAULT_PIPELINE = Path(__file__).with_name("retrain_pipeline.yaml")
+DEFAULT_WORKDIR = Path(".retrain")
+
+
+def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry-uri", required=True, help="registry root (folder or gs://)")
+    parser.add_argument("--model-name", required=True, help="model name in the registry")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retrain", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the compiled pipeline locally (kfp.local)")
+    run.add_argument("--pipeline", default=str(DEFAULT_PIPELINE), help="compiled pipeline YAML")
+    run.add_argument("--source-uri", required=True, help="folder of CSV/Parquet files")
+    _add_registry_flags(run)
+    run.add_argument("--label-column", required=True)
+    run.add_argument("--timestamp-column", default="",
+                     help="event-time column; omit to treat each file as a batch")
+    run.add_argument("--cutoff", default="", help="latest event time to consume (ISO 8601)")
+    run.add_argument("--strategy", default="auto", help=f"one of {', '.join(STRATEGIES)}")
+    run.add_argument("--model-type", default="hgb", help=f"one of {', '.join(MODEL_TYPES)}")
+    run.add_argument("--metric", default="accuracy", help=f"one of {', '.join(GATE_METRICS)}")
+    run.add_argument("--threshold", type=float, default=0.80)
+    run.add_argument("--min-improvement", type=float, default=0.0)
+    run.add_argument("--validation-fraction", type=float, default=0.2)
+    run.add_argument("--window-days", type=int, default=90)
+    run.add_argument("--window-files", type=int, default=3)
+    run.add_argument("--epochs", type=int, default=5)
+    run.add_argument("--min-rows", type=int, default=100)
+    run.add_argument("--alert-webhook-url", default="")
+    run.add_argument("--pipeline-root", default=str(DEFAULT_WORKDIR / "pipeline_root"),
+                     help="folder for the run's artifacts and logs")
+    run.add_argument("--verbose", action="store_true", help="stream the stages' logs")
+    run.add_argument("--json", action="store_true",
+                     help="print the outcome as one JSON object on the last line")
+
+    registry = commands.add_parser("registry", help="inspect or roll back the model registry")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True)
+    show = registry_commands.add_parser("show", help="the champion and its metadata")
+    _add_registry_flags(show)
+    show.add_argument("--json", action="store_true")
+    listing = registry_commands.add_parser("list", help="every version, oldest first")
+    _add_registry_flags(listing)
+    listing.add_argument("--json", action="store_true")
+    rollback = registry_commands.add_parser("rollback", help="make an earlier version champion")
+    _add_registry_flags(rollback)
+    rollback.add_argument("--to", default=None, help="version to restore (default: previous)")
+
+    compile_ = commands.add_parser("compile", help="compile the pipeline to YAML")
+    compile_.add_argument("--output", default=str(DEFAULT_PIPELINE))
+
+    demo_data = commands.add_parser("demo-data", help="write the deterministic demo data")
+    demo_data.add_argument("--output", default=str(DEFAULT_WORKDIR / "demo-data"))
+
+    demo = commands.add_parser("demo", help="run the pipeline on the next month of demo data")
+    demo.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
+    demo.add_argument("--pipeline", default=str(DEFAULT_PIPELINE))
+    return parser
+
+
+def pipeline_arguments(args: argparse.Namespace) -> dict:
+    """The pipeline parameters named by ``retrain run`` flags."""
+    return {
+        "source_uri": args.source_uri, "registry_uri": args.registry_uri,
+        "model_name": args.model_name, "label_column": args.label_column,
+        "timestamp_column": args.timestamp_column, "cutoff": args.cutoff,
+        "strategy": args.strategy, "model_type": args.model_type, "metric": args.metric,
+        "threshold": args.threshold, "min_improvement": args.min_improvement,
+        "validation_fraction": args.validation_fraction, "window_days": args.window_days,
+        "window_files": args.window_files, "epochs": args.epochs, "min_rows": args.min_rows,
+        "alert_webhook_url": args.alert_webhook_url,
+    }
+
+
+def check_arguments(arguments: dict) -> None:
+    """Refuse bad parameters before any stage starts."""
+    constrained = {k: v for k, v in arguments.items()
+                   if k not in ("timestamp_column", "cutoff", "alert_webhook_url")}
+    check_run_parameters(**constrained)
+    if arguments["cutoff"]:
+        from components.ingest import resolve_cutoff
+
+        resolve_cutoff(arguments["cutoff"], "")
+
+
+def summary_lines(record: dict) -> list[str]:
+    """A short human summary of a run record."""
+    champion, challenger = record.get("champion") or {}, record.get("challenger") or {}
+    metric = record.get("metric") or "accuracy"
+    lines = [f"status: {record['status']}", f"reason: {record['reason']}",
+             f"new rows: {record.get('new_rows', 0)}"]
+    before = (champion.get("metrics") or {}).get(metric)
+    after = (challenger.get("metrics") or {}).get(metric)
+    if before is not None or after is not None:
+        lines.append(f"{metric}: champion {champion.get('version') or '(none)'} "
+                     f"{_fmt(before)} -> challenger ({challenger.get('strategy')}) {_fmt(after)}")
+    if challenger.get("version"):
+        lines.append(f"new champion: {challenger['version']}")
+    elif champion.get("version"):
+        lines.append(f"champion stays: {champion['version']}")
+    return lines
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from pipelines.local_runner import run_compiled_pipeline
+
+    arguments = pipeline_arguments(args)
+    check_arguments(arguments)
+    record = run_compiled_pipeline(args.pipeline, arguments, pipeline_root=args.pipeline_root,
+                                   stream_logs=args.verbose)
+    if not args.json:
+        print("\n".join(summary_lines(record)))
+    _print_json_last(record, args.json)
+    return 0
+
+
+def _print_json_last(payload: dict, enabled: bool) -> None:
+    if enabled:
+        sys.stdout.flush()
+        print(json.dumps(payload, sort_keys=True, default=str))
+
+
+def command_registry(args: argparse.Namespace) -> int:
+    from components.registry import Registry
+
+    registry = Registry(args.registry_uri, args.model_name)
+    if args.registry_command == "rollback":
+        pointer = registry.rollback(args.to)
+        print(f"{args.model_name}: champion is now {pointer.version} ({pointer.reason})")
+        return 0
+    pointer = registry.champion()
+    if args.registry_command == "show":
+        if pointer is None:
+            payload = {"model_name": args.model_name, "champion": None}
+        else:
+            payload = {"model_name": args.model_name, "champion": pointer.__dict__,
+                       "metadata": registry.metadata(pointer.version)}
+        if args.json:
+            _print_json_last(payload, True)
+        elif pointer is None:
+            print(f"{args.model_name}: no champion yet")
+        else:
+            meta = payload["metadata"]
+            print(f"{args.model_name}: champion {pointer.version} (previous {pointer.previous}), "
+                  f"watermark {pointer.watermark}")
+            print(f"  strategy {meta['strategy']}, model {meta['model_type']}, "
+                  f"metrics {json.dumps(meta['metrics'])}")
+        return 0
+    versions = []
+    for version in registry.versions():
+        meta = registry.metadata(version)
+        versions.append({"version": version, "champion": bool(pointer and
+                                                              pointer.version == version),
+                         "created_at": meta["created_at"], "strategy": meta["strategy"],
+                         "model_type": meta["model_type"], "metrics": meta["metrics"],
+                         "parent_version": meta["parent_version"], "run_id": meta["run_id"]})
+    if args.json:
+        _print_json_last({"model_name": args.model_name, "versions": versions}, True)
+    else:
+        for row in versions:
+            mark = "*" if row["champion"] else " "
+            print(f"{mark} {row['version']}  {row['created_at']}  {row['strategy']:<8} "
+                  f"accuracy {_fmt(row['metrics'].get('accuracy'))}")
+    return 0
+
+
+def command_compile(args: argparse.Namespace) -> int:
+    from pipelines.retrain_pipeline import compile_pipeline
+
+    print(f"compiled {compile_pipeline(args.output)}")
+    return 0
+
+
+def command_demo_data(args: argparse.Namespace) -> int:
+    from components.demo_data import write_demo_data
+
+    paths = write_demo_data(args.output)
+    print(f"wrote {len(paths)} files to {args.output}")
+    return 0
+
+
+def command_demo(args: argparse.Namespace) -> int:
+    """One step of the demo: the first run bootstraps v1, each next run takes one more month."""
+    from components import demo_data
+    from pipelines.local_runner import run_compiled_pipeline
+
+    workdir = Path(args.workdir)
+    data_dir, state_path = workdir / "demo-data", workdir / "demo-state.json"
+    if not data_dir.exists():
+        demo_data.write_demo_data(data_dir)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"runs": 0}
+    cutoffs = demo_data.demo_cutoffs()
+    if state["runs"] >= len(cutoffs):
+        print(f"the demo has used all {len(cutoffs)} months; `make clean` starts it over")
+        return 0
+    cutoff = cutoffs[state["runs"]]
+    arguments = {
+        "source_uri": str(data_dir), "registry_uri": str(workdir / "registry"),
+        "model_name": "customers", "label_column": demo_data.LABEL_COLUMN,
+        "timestamp_column": demo_data.TIMESTAMP_COLUMN, "cutoff": cutoff,
+    }
+    print(f"demo run {state['runs'] + 1}/{len(cutoffs)}: data up to {cutoff}")
+    record = run_compiled_pipeline(args.pipeline, arguments,
+                                   pipeline_root=workdir / "pipeline_root")
+    state["runs"] += 1
+    state_path.write_text(json.dumps(state))
+    print("\n".join(summary_lines(record)))
+    print(f"registry: {workdir / 'registry'}; logs: {record['log']}")
+    return 0
+
+
+COMMANDS = {"run": command_run, "registry": command_registry, "compile": command_compile,
+            "demo-data": command_demo_data, "demo": command_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InvalidParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # one line for the user; the log holds the traceback
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"error: {type(error).__name__}: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
