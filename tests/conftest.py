@@ -1,0 +1,80 @@
+"""Shared fixtures: generated data, a local webhook receiver, a registry on tmp_path."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components import demo_data
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory):
+    """The deterministic demo data (initial quarter + 12 months), written once per session."""
+    folder = tmp_path_factory.mktemp("demo")
+    demo_data.write_demo_data(folder)
+    return folder
+
+
+def make_rows(n: int, *, seed: int = 0, start: str = "2025-01-01", shift: float = 0.0,
+              labels=(0, 1)) -> pd.DataFrame:
+    """Small labelled rows: two numeric features, one categorical, a timestamp, a learnable label."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    color = rng.choice(["red", "green", "blue"], n)
+    score = x1 + 0.5 * x2 + (color == "red") + shift * (x2 - x1) * 2
+    bins = np.quantile(score, np.linspace(0, 1, len(labels) + 1)[1:-1])
+    label = np.asarray(labels, dtype=object)[np.digitize(score, bins)]
+    times = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(np.arange(n) * 3600, unit="s")
+    return pd.DataFrame({"x1": x1, "x2": x2, "color": color, "label": list(label),
+                         "ts": times.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+
+@pytest.fixture
+def rows():
+    return make_rows
+
+
+class WebhookReceiver:
+    """A real HTTP server on a free loopback port that records the JSON bodies POSTed to it."""
+
+    def __init__(self, fail_first: int = 0, status: int = 200):
+        self.bodies: list[dict] = []
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                if receiver.fail_first > 0:
+                    receiver.fail_first -= 1
+                    self.send_response(503)
+                else:
+                    receiver.bodies.append(body)
+                    self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()

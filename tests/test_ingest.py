@@ -1,0 +1,103 @@
+"""Ingest: new rows versus history by watermark and cutoff, batch mode, and reported problems."""
+
+import pandas as pd
+import pytest
+
+from components.ingest import IngestError, ingest, resolve_cutoff, to_utc_timestamp
+from components.schema import SOURCE_FILE_COLUMN
+from tests.conftest import make_rows
+
+
+@pytest.fixture
+def source(tmp_path):
+    folder = tmp_path / "source"
+    folder.mkdir()
+    make_rows(48, start="2025-01-01").to_csv(folder / "jan.csv", index=False)
+    make_rows(48, start="2025-02-01", seed=1).to_parquet(folder / "feb.parquet")
+    return folder
+
+
+def test_rows_split_by_watermark_and_cutoff(source):
+    """Check that rows after the watermark up to the cutoff are new and earlier rows history."""
+    result = ingest(str(source), timestamp_column="ts",
+                    cutoff=to_utc_timestamp("2025-02-01T12:00:00Z"),
+                    watermark="2025-01-01T23:00:00Z")
+    assert len(result.history) == 24
+    assert len(result.new_data) == 24 + 13  # rest of jan.csv, feb.parquet up to 12:00
+    assert result.new_data["ts"].min() > to_utc_timestamp("2025-01-01T23:00:00Z")
+    assert result.new_watermark == "2025-02-01T12:00:00.000000Z"
+    assert set(result.new_files) == {"jan.csv", "feb.parquet"}
+    assert result.outcome == "new-data"
+
+
+def test_nothing_after_the_watermark_is_no_new_data(source):
+    """Check that a run whose watermark is at the cutoff ends as no-new-data."""
+    result = ingest(str(source), timestamp_column="ts",
+                    cutoff=to_utc_timestamp("2025-03-01"), watermark="2025-03-01T00:00:00Z")
+    assert result.outcome == "no-new-data"
+    assert len(result.history) == 96
+
+
+def test_batch_mode_consumed_files_are_history(source):
+    """Check that without a timestamp, files already consumed (same checksum) are history."""
+    first = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
+                   watermark=None)
+    assert len(first.new_data) == 96
+    second = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
+                    watermark=None, consumed_files=first.consumed_files)
+    assert second.outcome == "no-new-data" and len(second.history) == 96
+    make_rows(10, seed=5).to_csv(source / "jan.csv", index=False)  # changed content: new again
+    third = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
+                   watermark=None, consumed_files=first.consumed_files)
+    assert list(third.new_files) == ["jan.csv"] and len(third.new_data) == 10
+
+
+def test_unparseable_timestamps_are_reported_with_the_file(source):
+    """Check that bad timestamps become a problem naming the file, column and value."""
+    frame = make_rows(5, start="2025-01-05")
+    frame.loc[2, "ts"] = "yesterday"
+    frame.to_csv(source / "bad.csv", index=False)
+    result = ingest(str(source), timestamp_column="ts", cutoff=to_utc_timestamp("2025-03-01"),
+                    watermark=None)
+    assert any("file bad.csv" in p and "'ts'" in p and "'yesterday'" in p
+               for p in result.problems)
+
+
+def test_mixed_types_across_files_become_text(source):
+    """Check that a typo in one file's numeric column does not break the Parquet hand-off."""
+    frame = make_rows(5, start="2025-01-05")
+    frame["x1"] = frame["x1"].astype(object)
+    frame.loc[1, "x1"] = "lots"
+    frame.to_csv(source / "typo.csv", index=False)
+    result = ingest(str(source), timestamp_column="ts", cutoff=to_utc_timestamp("2025-03-01"),
+                    watermark=None)
+    result.new_data.to_parquet(source.parent / "out.parquet")
+    assert "lots" in set(result.new_data["x1"])
+    assert set(result.new_data[SOURCE_FILE_COLUMN]) == {"jan.csv", "feb.parquet", "typo.csv"}
+
+
+def test_empty_source_is_a_clear_error(tmp_path):
+    """Check that a folder without data files names the folder."""
+    with pytest.raises(IngestError, match="no CSV or Parquet files under"):
+        ingest(str(tmp_path), timestamp_column="ts", cutoff=to_utc_timestamp("2025-01-01"),
+               watermark=None)
+
+
+@pytest.mark.parametrize(
+    "cutoff, scheduled, expected",
+    [("2025-05-01T00:00:00Z", "2025-06-01T00:00:00Z", "2025-05-01"),
+     ("", "2025-06-01T00:00:00Z", "2025-06-01"),
+     ("", "{{$.pipeline_job_schedule_time_utc}}", "now")],
+    ids=["explicit-cutoff-wins", "scheduled-time", "unresolved-placeholder-means-now"],
+)
+def test_resolve_cutoff(cutoff, scheduled, expected):
+    """Check the cutoff precedence: explicit, then scheduled time, then now."""
+    now = pd.Timestamp("2026-01-01", tz="UTC").to_pydatetime()
+    resolved = resolve_cutoff(cutoff, scheduled, now=now)
+    assert resolved == to_utc_timestamp(now if expected == "now" else expected)
+
+
+def test_bad_cutoff_is_refused():
+    """Check that a cutoff that is not ISO 8601 gets a parameter error."""
+    with pytest.raises(ValueError, match="'cutoff' parameter of ingest"):
+        resolve_cutoff("next tuesday", "")
