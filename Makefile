@@ -28,7 +28,8 @@ demo-data: install ## Write the deterministic demo data to .retrain/demo-data
 compile: install ## Compile the pipeline to pipelines/retrain_pipeline.yaml
 	$(BIN)/retrain compile --output $(PIPELINE_YAML)
 
-test: install ## Run every test (unit and end-to-end kfp.local runs)
+test: install ## Lint, then run every test (unit and end-to-end kfp.local runs)
+	$(BIN)/ruff check components pipelines tests
 	$(BIN)/python -m pytest -q
 
 lint: install ## Lint with ruff

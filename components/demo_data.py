@@ -57,7 +57,7 @@ def customers(rows: int, start: pd.Timestamp, end: pd.Timestamp, drift: float,
     new = 1.8 * z(web_visits, 7, 3) + 0.9 * (region == "west") - 0.9 * (region == "north") \
         + 0.8 * z(age, 49, 18)
     shared = 0.9 * z(purchases, 6, 2.4) - 0.7 * z(days_since, 182, 105)
-    logit = 2.0 * ((1 - drift) * old + drift * new + shared) - 0.3
+    logit = 3.0 * ((1 - drift) * old + drift * new + shared) - 0.3
     will_buy = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(int)
 
     frame = pd.DataFrame({
