@@ -1,0 +1,19 @@
+# The one image every pipeline component runs on: pinned dependencies plus this project.
+# Build: docker build -t kfp-retrain:0.1.0 . ; compile with RETRAIN_IMAGE set to
+# the exact, immutable tag you push, so the compiled YAML names it.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /opt/retrain
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+COPY pyproject.toml README.md ./
+COPY components components
+COPY pipelines pipelines
+RUN pip install --no-deps .
+
+# No secrets in the image: GCS credentials come from the environment (Workload Identity / ADC).
+RUN useradd --create-home --uid 10001 retrain
+USER retrain
+WORKDIR /home/retrain
