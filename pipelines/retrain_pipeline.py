@@ -69,6 +69,13 @@ def retrain_pipeline(
         ingest_task.set_caching_options(False)  # new data must be read, never replayed
         champion_version = ingest_task.outputs["champion_version"]
 
+        def alert_team(status, reason, decision_record=None):
+            extra = {"decision_record": decision_record} if decision_record is not None else {}
+            return ops.alert(
+                status=status, reason=reason, registry_uri=registry_uri, model_name=model_name,
+                run_id=run_id, alert_webhook_url=alert_webhook_url,
+                new_rows=ingest_task.outputs["new_rows"], **extra)
+
         with dsl.If(ingest_task.outputs["Output"] == "new-data", name="new-data"):
             validate_task = ops.validate(
                 new_data=ingest_task.outputs["new_data"],
@@ -112,26 +119,14 @@ def retrain_pipeline(
                         registry_uri=registry_uri, model_name=model_name, run_id=run_id)
                     with dsl.If(deploy_task.outputs["Output"] == "rejected",
                                 name="champion-changed"):
-                        ops.alert(
-                            status="rejected", reason=deploy_task.outputs["reason"],
-                            registry_uri=registry_uri, model_name=model_name, run_id=run_id,
-                            alert_webhook_url=alert_webhook_url,
-                            new_rows=ingest_task.outputs["new_rows"],
-                            decision_record=evaluate_task.outputs["decision_record"])
+                        alert_team("rejected", deploy_task.outputs["reason"],
+                                   evaluate_task.outputs["decision_record"])
                 with dsl.Else(name="reject"):
-                    ops.alert(
-                        status="rejected", reason=evaluate_task.outputs["reason"],
-                        registry_uri=registry_uri, model_name=model_name, run_id=run_id,
-                        alert_webhook_url=alert_webhook_url,
-                        new_rows=ingest_task.outputs["new_rows"],
-                        decision_record=evaluate_task.outputs["decision_record"])
+                    alert_team("rejected", evaluate_task.outputs["reason"],
+                               evaluate_task.outputs["decision_record"])
 
             with dsl.Else(name="invalid-data"):
-                ops.alert(
-                    status="invalid-data", reason=validate_task.outputs["summary"],
-                    registry_uri=registry_uri, model_name=model_name, run_id=run_id,
-                    alert_webhook_url=alert_webhook_url,
-                    new_rows=ingest_task.outputs["new_rows"])
+                alert_team("invalid-data", validate_task.outputs["summary"])
 
 
 def compile_pipeline(output_path: str | Path = COMPILED_PIPELINE) -> Path:
