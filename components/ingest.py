@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from components.schema import SOURCE_FILE_COLUMN
+from components.schema import SOURCE_FILE_COLUMN, as_category_strings
 from components.storage import FileInfo, sha256_bytes, storage_for
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
@@ -136,9 +136,7 @@ def _harmonize(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
         frame = frame.copy()
         for column in mixed:
             if column in frame:
-                frame[column] = frame[column].astype("object").map(
-                    lambda v: v if pd.isna(v) else str(v)
-                )
+                frame[column] = as_category_strings(frame[column])
         result.append(frame)
     return result
 
@@ -159,7 +157,7 @@ def _object_columns_as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Object columns holding mixed Python types become text so Parquet can store them."""
     for column in frame.columns:
         if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: v if pd.isna(v) else str(v))
+            frame[column] = as_category_strings(frame[column])
     return frame
 
 

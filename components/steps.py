@@ -22,6 +22,7 @@ from components import validate as validate_stage
 from components.params import GATE_METRICS, MODEL_TYPES, STRATEGIES, check_choice, check_range
 from components.registry import MODEL_FILE, Registry
 from components.run_record import build_run_record
+from components.schema import infer_feature_kinds
 
 TRAINING_FILE = "training.json"
 
@@ -127,8 +128,6 @@ def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
     check_range("validation_fraction", validation_fraction, 0, 1, "preprocess", closed="neither")
     new_data = read_parquet(new_data_path)
     meta = Registry(registry_uri, model_name).metadata(champion_version) if champion_version else {}
-    from components.schema import infer_feature_kinds
-
     kinds = meta.get("feature_kinds") or infer_feature_kinds(new_data, label_column,
                                                              timestamp_column)
     result = preprocess_stage.preprocess(
