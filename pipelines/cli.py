@@ -8,8 +8,8 @@
     retrain demo                         # one more month of the built-in demo (make run)
 
 Flags map one-to-one to the pipeline's parameters. ``run`` exits 0 for every outcome the pipeline
-decides (deployed, rejected, invalid-data, no-new-data) and 1 with a one-line error when a run
-fails outright or a parameter is refused.
+decides (deployed, rejected, invalid-data, no-new-data), 1 with a one-line error when a run
+fails outright, and 2 when a parameter is refused.
 """
 
 from __future__ import annotations
