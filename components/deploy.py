@@ -38,8 +38,11 @@ def library_versions() -> dict[str, str]:
 
 
 def deploy(registry: Registry, *, model_file: str | Path, decision_record: dict,
-           run_id: str) -> DeployResult:
-    """Publish the challenger and promote it over ``decision_record['champion']['version']``."""
+           run_id: str, extra_files: dict[str, bytes] | None = None) -> DeployResult:
+    """Publish the challenger and promote it over ``decision_record['champion']['version']``.
+
+    ``extra_files`` (``schema.json``, ``statistics.json``) are stored with the version.
+    """
     champion_version = (decision_record.get("champion") or {}).get("version") or None
     challenger = decision_record["challenger"]
     data = decision_record["data"]
@@ -61,7 +64,7 @@ def deploy(registry: Registry, *, model_file: str | Path, decision_record: dict,
         "timestamp_column": decision_record["params"]["timestamp_column"],
         "libraries": library_versions(),
     }
-    version = registry.publish(Path(model_file).read_bytes(), metadata)
+    version = registry.publish(Path(model_file).read_bytes(), metadata, extra_files)
     pointer = ChampionPointer(
         version=version,
         watermark=data.get("new_watermark"),

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import (
+    HTML,
     Artifact,
     ClassificationMetrics,
     Dataset,
@@ -68,23 +69,32 @@ def validate(
     label_column: str,
     timestamp_column: str,
     min_rows: int,
+    retrain_when: str,
+    schema_uri: str,
+    validation_thresholds: dict,
+    run_id: str,
     validation_report: Output[Artifact],
     report: Output[Markdown],
+    drift_report: Output[HTML],
     summary: OutputPath(str),
-) -> bool:
-    """Checks columns, types, labels and row count; errors name the file, column and problem.
+) -> str:
+    """Checks the new rows against the schema and measures drift against the champion's data.
 
-    Returns whether the data is valid."""
+    Returns the decision: retrain, invalid-data, or skipped (the retrain_when policy said no)."""
     from components.steps import validate_step, write_outputs
 
     result = validate_step(
         new_data_path=new_data.path, ingest_report_path=ingest_report.path,
         registry_uri=registry_uri, model_name=model_name, champion_version=champion_version,
         label_column=label_column, timestamp_column=timestamp_column, min_rows=min_rows,
-        report_path=validation_report.path, markdown_path=report.path)
-    validation_report.metadata.update(errors=result["errors"], warnings=result["warnings"])
-    write_outputs({summary: result["summary"]})
-    return result["valid"]
+        retrain_when=retrain_when, schema_uri=schema_uri,
+        validation_thresholds=validation_thresholds, run_id=run_id,
+        report_path=validation_report.path, markdown_path=report.path,
+        html_path=drift_report.path)
+    validation_report.metadata.update(errors=result["errors"], warnings=result["warnings"],
+                                      drift=result["drift"])
+    write_outputs({summary: result["reason"]})
+    return result["decision"]
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
@@ -161,6 +171,7 @@ def evaluate(
     challenger: Input[Model],
     validation_data: Input[Dataset],
     ingest_report: Input[Artifact],
+    validation_report: Input[Artifact],
     preprocess_counts: dict,
     registry_uri: str,
     model_name: str,
@@ -189,7 +200,8 @@ def evaluate(
                   threshold=threshold, min_improvement=min_improvement)
     result = evaluate_step(
         challenger_dir=challenger.path, validation_path=validation_data.path,
-        ingest_report_path=ingest_report.path, preprocess_counts=preprocess_counts,
+        ingest_report_path=ingest_report.path, validation_report_path=validation_report.path,
+        preprocess_counts=preprocess_counts,
         registry_uri=registry_uri, model_name=model_name, champion_version=champion_version,
         params=params, run_id=run_id, decision_record_path=decision_record.path,
         comparison_path=comparison.path)
@@ -238,6 +250,7 @@ def alert(
     new_rows: int,
     alert_report: Output[Markdown],
     decision_record: Input[Artifact] = None,
+    validation_report: Input[Artifact] = None,
 ):
     """Records the outcome and alerts the team: logged, written as Markdown, POSTed if a URL is set."""
     from components.steps import alert_step
@@ -245,6 +258,7 @@ def alert(
     alert_step(status=status, reason=reason, registry_uri=registry_uri, model_name=model_name,
                run_id=run_id, alert_webhook_url=alert_webhook_url, new_rows=new_rows,
                decision_record_path=decision_record.path if decision_record else None,
+               validation_report_path=validation_report.path if validation_report else None,
                markdown_path=alert_report.path)
 
 

@@ -13,6 +13,27 @@ STRATEGIES = ("auto", "finetune", "full", "window")
 MODEL_TYPES = ("hgb", "sgd")
 # Metrics where higher is better, so one threshold in 0..1 gates them all.
 GATE_METRICS = ("accuracy", "f1", "roc_auc")
+# When a run with valid new data retrains: every time, only on drift, or once enough rows wait.
+RETRAIN_POLICIES = ("always", "drift", "min_rows")
+
+# Validation and drift thresholds (``validation_thresholds`` overrides any of them). Ratios are
+# shares of the new rows; a ``*_warn`` ratio reports a warning, a ``*_error`` one blocks the run.
+DEFAULT_THRESHOLDS = {
+    "missing_warn": 0.05,  # share of a feature's values missing
+    "missing_error": 0.30,
+    "out_of_range_warn": 0.01,  # share of a numeric feature outside the schema's [min, max]
+    "out_of_range_error": 0.50,
+    "unseen_category_warn": 0.0,  # share of a categorical feature outside the schema's domain
+    "unseen_category_error": 0.10,
+    "duplicate_warn": 0.01,  # share of new rows that repeat an earlier new row exactly
+    "duplicate_error": 0.50,
+    "min_class_share": 0.01,  # a known class rarer than this in the new rows is a warning
+    "psi_warn": 0.10,  # population stability index, numeric features (reference decile bins)
+    "psi_drift": 0.25,
+    "js_warn": 0.05,  # Jensen-Shannon distance (base 2), categorical features and the label
+    "js_drift": 0.10,
+    "ks_alpha": 0.05,  # KS test p-values below this are flagged in the report; not a verdict
+}
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -94,6 +115,8 @@ def check_run_parameters(
     window_files: int,
     epochs: int,
     min_rows: int,
+    retrain_when: str = "always",
+    validation_thresholds: dict | None = None,
     caller: str = "retrain run",
 ) -> None:
     """Check every pipeline parameter that has a constrained domain; raise on the first bad one."""
@@ -111,3 +134,13 @@ def check_run_parameters(
     check_range("window_files", window_files, 1, 100_000, caller, integer=True)
     check_range("epochs", epochs, 1, 10_000, caller, integer=True)
     check_range("min_rows", min_rows, 2, 10**12, caller, integer=True)
+    check_choice("retrain_when", retrain_when, RETRAIN_POLICIES, caller)
+    check_thresholds(validation_thresholds or {}, caller)
+
+
+def check_thresholds(overrides: dict, caller: str) -> dict:
+    """Return the defaults updated with ``overrides``; raise on an unknown name or a bad value."""
+    for name, value in overrides.items():
+        check_choice("validation_thresholds", name, DEFAULT_THRESHOLDS, caller)
+        check_range(name, value, 0, 1, caller)
+    return {**DEFAULT_THRESHOLDS, **overrides}

@@ -4,6 +4,8 @@ Layout under ``<registry_uri>/<model_name>/``::
 
     versions/v0001/model.joblib    the sklearn Pipeline (the file KServe's sklearn server loads)
     versions/v0001/metadata.json   metrics, data window, params, parent, run id, SHA-256, libraries
+    versions/v0001/schema.json     the data contract inferred from its training rows (validate)
+    versions/v0001/statistics.json its training rows' distributions, the drift reference
     versions/v0001/.claim          written first, exclusively: two runs never get the same number
     champion.json                  the pointer: champion version, data watermark, consumed files
     runs/<run_id>.json             one record per pipeline run: status, reason, metrics
@@ -26,6 +28,8 @@ from components.storage import Storage, join_uri, sha256_bytes, storage_for
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "champion.json"
+SCHEMA_FILE = "schema.json"
+STATISTICS_FILE = "statistics.json"
 
 
 class RegistryError(Exception):
@@ -118,6 +122,11 @@ class Registry:
                 f"version {version} of model {self.model_name!r} does not exist in "
                 f"{self.registry_uri} (no {METADATA_FILE})"
             ) from error
+
+    def version_json(self, version: str, filename: str) -> dict | None:
+        """A JSON file stored with a version (e.g. ``schema.json``), or None if it has none."""
+        data, _ = self.storage.read_with_token(self.version_uri(version, filename))
+        return json.loads(data) if data is not None else None
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first."""

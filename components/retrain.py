@@ -65,6 +65,7 @@ class RetrainResult:
     candidates: list[Candidate]
     trace: list[dict]
     notes: list[str]
+    training_data: pd.DataFrame | None = None  # the rows the chosen model was fitted on
 
     def summary(self) -> dict:
         return {
@@ -268,6 +269,7 @@ def retrain(
                                label_column=label_column)
     windowed = window_rows(combined, timestamp_column=timestamp_column, window_days=window_days,
                            window_files=window_files)
+    candidate_rows = {"finetune": train, "full": combined, "window": windowed}
     wanted = list(CANDIDATE_ORDER) if strategy == "auto" else [strategy]
     if strategy == "finetune" and blocker:
         notes.append(f"finetune is not possible ({blocker}); fell back to full")
@@ -282,7 +284,7 @@ def retrain(
             candidates.append(Candidate(name, "skipped", "the window holds every row: same as full",
                                         rows=len(windowed)))
             continue
-        rows = {"finetune": train, "full": combined, "window": windowed}[name]
+        rows = candidate_rows[name]
         if rows[label_column].nunique() < 2:
             candidates.append(Candidate(name, "skipped", "fewer than two classes in its rows",
                                         rows=len(rows)))
@@ -309,7 +311,7 @@ def retrain(
                      "validation rows)")
     return RetrainResult(model=best.model, strategy=best.strategy, requested_strategy=strategy,
                          model_type=model_type, candidates=candidates, trace=best.trace,
-                         notes=notes)
+                         notes=notes, training_data=candidate_rows[best.strategy])
 
 
 def _comparable(score: float | None) -> float:

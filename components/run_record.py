@@ -1,14 +1,16 @@
 """The record each pipeline run leaves in the registry (``runs/<run_id>.json``).
 
 It is what ``retrain run --json`` prints, and the audit trail of every decision: deployed,
-rejected, invalid-data, no-new-data (and skipped, when a trigger policy says no).
+rejected, invalid-data, no-new-data, skipped (the trigger policy said no).
+``drift`` names the drifted features (the label too when its distribution moved) and
+``findings`` lists validation findings; both are empty when validation did not run.
 """
 
 from __future__ import annotations
 
 from components.registry import utc_now_iso
 
-STATUSES = ("deployed", "rejected", "invalid-data", "no-new-data")
+STATUSES = ("deployed", "rejected", "invalid-data", "no-new-data", "skipped")
 
 
 def build_run_record(
@@ -21,11 +23,13 @@ def build_run_record(
     decision_record: dict | None = None,
     champion_version: str = "",
     deployed_version: str = "",
+    validation: dict | None = None,
 ) -> dict:
     """One run's outcome with the champion's and challenger's versions and metrics."""
     record = decision_record or {}
     champion = record.get("champion") or {}
     challenger = record.get("challenger") or {}
+    validation = validation or record.get("validation") or {}
     return {
         "status": status,
         "reason": reason,
@@ -45,5 +49,7 @@ def build_run_record(
         "metric": record.get("metric"),
         "threshold": record.get("threshold"),
         "data": record.get("data"),
+        "drift": list(validation.get("drift") or []),
+        "findings": list(validation.get("findings") or []),
         "finished_at": utc_now_iso(),
     }

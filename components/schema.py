@@ -8,6 +8,7 @@ into categories).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 # Ingest adds this column so later stages can name the file a bad value came from.
@@ -75,4 +76,113 @@ def coerce_features(frame: pd.DataFrame, feature_kinds: dict[str, str]) -> pd.Da
 
 def as_category_strings(values: pd.Series) -> pd.Series:
     """Categorical values as Python strings, missing values as NaN (one dtype for Parquet)."""
-    return values.astype("object").map(lambda v: v if pd.isna(v) else str(v)).astype("object")
+    text = values.astype(str).astype("object")  # vectorised str() of every value
+    return text.where(values.notna(), np.nan)
+
+
+# -- the data contract: schema.json ----------------------------------------------------------
+# A categorical column with more distinct values than this is treated as free text: its domain
+# is not recorded (and so not checked), as TFDV does for high-cardinality strings.
+MAX_DOMAIN_SIZE = 1000
+
+
+class SchemaError(ValueError):
+    """A schema file is malformed."""
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    *,
+    label_column: str,
+    timestamp_column: str,
+    feature_kinds: dict[str, str] | None = None,
+) -> dict:
+    """The contract new data is checked against, inferred from (coerced or raw) training rows.
+
+    Returns ``{"label": {"name", "classes"}, "timestamp": name, "rows": n, "columns": [...]}``
+    where each column has ``name``, ``type`` (numeric/categorical), ``nullable`` and, when the
+    rows show them, ``min``/``max`` (numeric) or ``domain`` (categorical).
+    """
+    kinds = feature_kinds or infer_feature_kinds(frame, label_column, timestamp_column)
+    columns = []
+    for name, kind in kinds.items():
+        entry = {"name": name, "type": kind, "nullable": True}
+        if name in frame:
+            values = frame[name]
+            entry["nullable"] = bool(values.isna().any())
+            if kind == NUMERIC:
+                numbers = parse_numbers(values)
+                if numbers.notna().any():
+                    entry["min"], entry["max"] = float(numbers.min()), float(numbers.max())
+            else:
+                domain = as_category_strings(values).dropna().unique()
+                if len(domain) <= MAX_DOMAIN_SIZE:
+                    entry["domain"] = sorted(domain)
+        columns.append(entry)
+    classes = []
+    if label_column in frame:
+        classes = sorted({_plain(v) for v in frame[label_column].dropna().unique()}, key=str)
+    return {"label": {"name": label_column, "classes": classes},
+            "timestamp": timestamp_column, "rows": int(len(frame)), "columns": columns}
+
+
+def _plain(value: object) -> object:
+    """numpy scalars to Python ones, for JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def check_schema(schema: object, source: str) -> dict:
+    """Raise :class:`SchemaError` naming ``source`` and the field unless ``schema`` is usable."""
+    def fail(problem: str):
+        raise SchemaError(f"schema {source}: {problem}")
+
+    if not isinstance(schema, dict):
+        fail("must be a JSON object with 'label' and 'columns'")
+    label = schema.get("label")
+    if not isinstance(label, dict) or not isinstance(label.get("name"), str):
+        fail("'label' must be an object with a 'name' (and optionally 'classes')")
+    if not isinstance(schema.get("columns"), list) or not schema["columns"]:
+        fail("'columns' must be a non-empty list of {name, type, ...}")
+    for index, column in enumerate(schema["columns"]):
+        where = f"columns[{index}]"
+        if not isinstance(column, dict) or not isinstance(column.get("name"), str):
+            fail(f"{where} needs a 'name'")
+        if column.get("type") not in (NUMERIC, CATEGORICAL):
+            fail(f"{where} ({column['name']!r}): 'type' must be 'numeric' or 'categorical', "
+                 f"got {column.get('type')!r}")
+        for bound in ("min", "max"):
+            if bound in column and not isinstance(column[bound], int | float):
+                fail(f"{where} ({column['name']!r}): {bound!r} must be a number")
+        if "domain" in column and not isinstance(column["domain"], list):
+            fail(f"{where} ({column['name']!r}): 'domain' must be a list")
+    return schema
+
+
+def schema_feature_kinds(schema: dict) -> dict[str, str]:
+    """Feature name -> numeric/categorical, in the schema's order."""
+    return {column["name"]: column["type"] for column in schema["columns"]}
+
+
+def merge_schemas(older: dict, newer: dict) -> dict:
+    """The union of two schemas of the same columns: widest ranges, all domains and classes.
+
+    A fine-tuned model still knows what its parent was trained on, so its schema keeps that too.
+    """
+    previous = {column["name"]: column for column in older["columns"]}
+    columns = []
+    for column in newer["columns"]:
+        merged = dict(column)
+        old = previous.get(column["name"])
+        if old is not None and old.get("type") == column["type"]:
+            merged["nullable"] = bool(column.get("nullable") or old.get("nullable"))
+            if "min" in old and "min" in column:
+                merged["min"] = min(old["min"], column["min"])
+                merged["max"] = max(old["max"], column["max"])
+            if old.get("domain") is not None and column.get("domain") is not None:
+                domain = sorted(set(old["domain"]) | set(column["domain"]))
+                merged["domain"] = domain if len(domain) <= MAX_DOMAIN_SIZE else None
+        columns.append(merged)
+    classes = sorted({*older["label"].get("classes", []), *newer["label"].get("classes", [])},
+                     key=str)
+    return dict(newer, columns=columns, label=dict(newer["label"], classes=classes),
+                rows=older.get("rows", 0) + newer.get("rows", 0))

@@ -19,10 +19,25 @@ from components import ingest as ingest_stage
 from components import preprocess as preprocess_stage
 from components import retrain as retrain_stage
 from components import validate as validate_stage
-from components.params import GATE_METRICS, MODEL_TYPES, STRATEGIES, check_choice, check_range
-from components.registry import MODEL_FILE, Registry
+from components.drift import detect_drift, reference_statistics
+from components.params import (
+    GATE_METRICS,
+    MODEL_TYPES,
+    RETRAIN_POLICIES,
+    STRATEGIES,
+    check_choice,
+    check_range,
+    check_thresholds,
+)
+from components.registry import MODEL_FILE, SCHEMA_FILE, STATISTICS_FILE, Registry
 from components.run_record import build_run_record
-from components.schema import infer_feature_kinds
+from components.schema import (
+    SchemaError,
+    check_schema,
+    infer_feature_kinds,
+    infer_schema,
+    merge_schemas,
+)
 
 TRAINING_FILE = "training.json"
 
@@ -54,6 +69,12 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
+
+
+def validation_summary(validation_report_path: str) -> dict:
+    """The ``drift`` and ``findings`` a validation report passes on to the run record."""
+    report = read_json(validation_report_path)
+    return {"drift": report.get("drift", []), "findings": report.get("findings", [])}
 
 
 def _champion(registry: Registry, champion_version: str):
@@ -95,28 +116,91 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
 
 
 # -- 2. validate -------------------------------------------------------------------------------
+def load_schema(registry: Registry, champion_version: str, schema_uri: str,
+                new_data: pd.DataFrame, label_column: str,
+                timestamp_column: str) -> tuple[dict, str]:
+    """The schema new data must meet, and where it came from.
+
+    A user's file wins; else the champion's ``schema.json``; else (a cold start, or a champion
+    stored before schemas were) one inferred from the new rows, with the champion's feature
+    kinds and classes when it has them.
+    """
+    if schema_uri:
+        from components.storage import storage_for
+
+        try:
+            schema = json.loads(storage_for(schema_uri).read_bytes(schema_uri))
+        except FileNotFoundError as error:
+            raise SchemaError(f"schema {schema_uri}: file not found") from error
+        except json.JSONDecodeError as error:
+            raise SchemaError(f"schema {schema_uri}: not valid JSON ({error})") from error
+        check_schema(schema, schema_uri)
+        if schema["label"]["name"] != label_column:
+            raise SchemaError(f"schema {schema_uri}: its label {schema['label']['name']!r} is "
+                              f"not the label_column {label_column!r}")
+        return schema, schema_uri
+    if champion_version:
+        stored = registry.version_json(champion_version, SCHEMA_FILE)
+        if stored is not None:
+            return stored, f"champion {champion_version}"
+        meta = registry.metadata(champion_version)
+        inferred = infer_schema(new_data, label_column=label_column,
+                                timestamp_column=timestamp_column,
+                                feature_kinds=meta.get("feature_kinds"))
+        inferred["label"]["classes"] = meta.get("classes") or inferred["label"]["classes"]
+        return inferred, f"inferred from the new rows (champion {champion_version} has none)"
+    return (infer_schema(new_data, label_column=label_column, timestamp_column=timestamp_column),
+            "inferred from the new rows (no champion yet)")
+
+
 def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: str,
                   model_name: str, champion_version: str, label_column: str,
-                  timestamp_column: str, min_rows: int, report_path: str,
-                  markdown_path: str) -> dict:
-    """Check the new rows; returns ``valid`` and a one-line ``summary`` naming the problems."""
+                  timestamp_column: str, min_rows: int, retrain_when: str, schema_uri: str,
+                  validation_thresholds: dict, run_id: str, report_path: str,
+                  markdown_path: str, html_path: str) -> dict:
+    """Check the new rows and measure drift; returns the ``decision`` and its ``reason``.
+
+    The decision is ``retrain``, ``invalid-data`` or ``skipped``; a skipped run is recorded here,
+    since no later stage runs.
+    """
+    check_choice("retrain_when", retrain_when, RETRAIN_POLICIES, "validate")
+    thresholds = check_thresholds(validation_thresholds or {}, "validate")
     ingest_report = read_json(ingest_report_path)
-    meta = Registry(registry_uri, model_name).metadata(champion_version) if champion_version else {}
+    registry = Registry(registry_uri, model_name)
+    new_data = read_parquet(new_data_path)
+    schema, schema_source = load_schema(registry, champion_version, schema_uri, new_data,
+                                        label_column, timestamp_column)
     report = validate_stage.validate(
-        read_parquet(new_data_path),
-        label_column=label_column,
-        timestamp_column=timestamp_column,
-        min_rows=min_rows,
-        expected_feature_kinds=meta.get("feature_kinds"),
-        known_classes=meta.get("classes"),
-        file_columns=ingest_report.get("file_columns"),
+        new_data, schema=schema, timestamp_column=timestamp_column, min_rows=min_rows,
+        thresholds=thresholds, file_columns=ingest_report.get("file_columns"),
         ingest_problems=ingest_report.get("problems"),
-    )
-    write_json(report_path, report.to_dict())
-    write_text(markdown_path, report.to_markdown())
-    print(report.summary())
-    return {"valid": report.valid, "summary": report.summary(),
-            "errors": len(report.errors), "warnings": len(report.warnings)}
+        too_few_rows="warning" if retrain_when == "min_rows" else "error")
+    statistics = (registry.version_json(champion_version, STATISTICS_FILE)
+                  if champion_version else None)
+    drift = detect_drift(new_data, statistics, thresholds) if statistics else None
+    decision, reason = validate_stage.decide(report, drift, retrain_when=retrain_when,
+                                             min_rows=min_rows)
+    validation = {"drift": drift.drifted if drift else [], "findings": report.findings_list()}
+    write_json(report_path, {**report.to_dict(), **validation, "decision": decision,
+                             "reason": reason, "schema_source": schema_source,
+                             "drift_details": drift.to_dict() if drift else None})
+    markdown = report.to_markdown() + f"\nSchema: {schema_source}. Decision: **{decision}**: " \
+        f"{reason}\n\n"
+    markdown += (drift.to_markdown(thresholds["ks_alpha"]) if drift else
+                 "No drift reference yet: the champion's training statistics are stored at its "
+                 "first deploy.\n")
+    write_text(markdown_path, markdown)
+    write_text(html_path, drift.to_html() if drift else
+               "<!doctype html><p>No drift reference yet (no champion statistics).</p>\n")
+    if decision == validate_stage.SKIPPED:
+        registry.write_run_record(run_id, build_run_record(
+            status="skipped", reason=reason, run_id=run_id, model_name=model_name,
+            new_rows=len(new_data), champion_version=champion_version, validation=validation))
+    print(f"{decision}: {reason}")
+    if drift:
+        print(f"drift: {', '.join(drift.drifted) or 'none'} ({drift.strongest()})")
+    return {"decision": decision, "reason": reason, "errors": len(report.errors),
+            "warnings": len(report.warnings), "drift": validation["drift"]}
 
 
 # -- 3. preprocess -----------------------------------------------------------------------------
@@ -169,6 +253,14 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
     training = dict(result.summary(), feature_kinds=feature_kinds,
                     classes=[_plain(c) for c in result.model.classes_])
     write_json(Path(model_dir) / TRAINING_FILE, training)
+    schema = infer_schema(result.training_data, label_column=label_column,
+                          timestamp_column=timestamp_column, feature_kinds=feature_kinds)
+    write_json(Path(model_dir) / STATISTICS_FILE,
+               reference_statistics(result.training_data, schema))
+    parent_schema = (Registry(registry_uri, model_name).version_json(champion_version, SCHEMA_FILE)
+                     if result.strategy == "finetune" else None)
+    write_json(Path(model_dir) / SCHEMA_FILE,
+               merge_schemas(parent_schema, schema) if parent_schema else schema)
     markdown = retrain_stage.trace_markdown(result)
     write_text(trace_markdown_path, markdown)
     print(markdown)
@@ -182,7 +274,7 @@ def _plain(value):
 
 # -- 5. evaluate -------------------------------------------------------------------------------
 def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_path: str,
-                  preprocess_counts: dict, registry_uri: str, model_name: str,
+                  validation_report_path: str, preprocess_counts: dict, registry_uri: str, model_name: str,
                   champion_version: str, params: dict, run_id: str, decision_record_path: str,
                   comparison_path: str) -> dict:
     """Score both models on the shared validation rows, decide, and write the decision record."""
@@ -219,6 +311,7 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
         "challenger": {**training, "metrics": challenger_scores},
         "data": {**{k: v for k, v in ingest_report.items() if k != "file_columns"},
                  **preprocess_counts},
+        "validation": validation_summary(validation_report_path),
     }
     record["challenger"].pop("trace", None)
     write_json(decision_record_path, record)
@@ -237,8 +330,11 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
     """Publish and promote; a lost race ends as ``rejected`` (the alert step then reports it)."""
     record = read_json(decision_record_path)
     registry = Registry(registry_uri, model_name)
+    extra_files = {name: (Path(challenger_dir) / name).read_bytes()
+                   for name in (SCHEMA_FILE, STATISTICS_FILE)
+                   if (Path(challenger_dir) / name).exists()}
     result = deploy_stage.deploy(registry, model_file=Path(challenger_dir) / MODEL_FILE,
-                                 decision_record=record, run_id=run_id)
+                                 decision_record=record, run_id=run_id, extra_files=extra_files)
     if result.status == "deployed":
         registry.write_run_record(run_id, build_run_record(
             status="deployed", reason=result.reason, run_id=run_id, model_name=model_name,
@@ -253,17 +349,19 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
 # -- 7. alert ----------------------------------------------------------------------------------
 def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, run_id: str,
                alert_webhook_url: str, new_rows: int, decision_record_path: str | None,
-               markdown_path: str) -> None:
+               markdown_path: str, validation_report_path: str | None = None) -> None:
     """Record the run's outcome, then log, write and (if a webhook is set) POST the alert."""
     record = read_json(decision_record_path) if decision_record_path else None
-    run_record = build_run_record(status=status, reason=reason, run_id=run_id,
-                                  model_name=model_name, new_rows=new_rows,
-                                  decision_record=record)
+    run_record = build_run_record(
+        status=status, reason=reason, run_id=run_id, model_name=model_name, new_rows=new_rows,
+        decision_record=record,
+        validation=validation_summary(validation_report_path) if validation_report_path else None)
     Registry(registry_uri, model_name).write_run_record(run_id, run_record)
     payload = alert_stage.build_alert(
         status=status, reason=reason, model_name=model_name, run_id=run_id,
         details={"champion": run_record["champion"], "challenger": run_record["challenger"],
-                 "new_rows": new_rows})
+                 "new_rows": new_rows, "drift": run_record["drift"],
+                 "errors": [f for f in run_record["findings"] if f["severity"] == "error"]})
     write_text(markdown_path, alert_stage.send_alert(payload, alert_webhook_url))
 
 

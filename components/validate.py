@@ -1,8 +1,18 @@
-"""Stage 2, validate: decide whether the new rows are fit to train on.
+"""Stage 2, validate: decide whether the new rows are fit to train on, and whether to retrain.
 
-Errors block the run (it ends as ``invalid-data`` and alerts); warnings are reported only. Each
-finding names the file, the column and the problem. The expected columns, types and classes come
-from the champion's metadata; before the first deploy they are inferred from the new data.
+The new rows are checked against a schema (``schema.json``: the champion's, a user's file, or on
+a cold start one inferred from the rows themselves): missing and extra columns, values that are
+not numbers, values outside the numeric range, unseen categories, missing-value and duplicate
+shares, label classes and their balance, row count. Range, domain and label-class checks are a
+pandera schema built from ``schema.json``; its failure cases say which rows failed, so each
+finding names the files, the column and example values. Each finding is an ``error`` (the run ends
+as ``invalid-data``) or a ``warning`` (reported only); the ratio thresholds are parameters
+(:data:`components.params.DEFAULT_THRESHOLDS`).
+
+Then the trigger policy (``retrain_when``) decides whether valid data is worth a retrain:
+``always``; ``drift`` (only when a feature or the label drifted, see :mod:`components.drift`); or
+``min_rows`` (only once at least ``min_rows`` labelled new rows have accumulated). A ``skipped``
+run leaves the watermark where it was, so its rows are read again next time.
 """
 
 from __future__ import annotations
@@ -12,25 +22,32 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from components.drift import DriftReport
 from components.schema import (
     NUMERIC,
     SOURCE_FILE_COLUMN,
-    infer_feature_kinds,
+    as_category_strings,
     parse_numbers,
+    schema_feature_kinds,
 )
 
 ERROR = "error"
 WARNING = "warning"
+# Decisions of the validate stage (the pipeline branches on them).
+RETRAIN, INVALID, SKIPPED = "retrain", "invalid-data", "skipped"
+# How many example values and files a finding quotes.
+EXAMPLES = 3
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem found in the new data."""
+    """One problem found in the new data; ``check`` is a stable name scripts can match on."""
 
     severity: str
     problem: str
     file: str = ""
     column: str = ""
+    check: str = ""
 
     def message(self) -> str:
         where = ", ".join(
@@ -46,6 +63,7 @@ class ValidationReport:
 
     findings: list[Finding]
     rows: int
+    labelled_rows: int = 0
 
     @property
     def errors(self) -> list[Finding]:
@@ -71,119 +89,269 @@ class ValidationReport:
         lines = ["# Data validation", "", f"New rows: {self.rows}. "
                  f"Errors: {len(self.errors)}. Warnings: {len(self.warnings)}.", ""]
         if self.findings:
-            lines += ["| severity | file | column | problem |", "|---|---|---|---|"]
-            lines += [f"| {f.severity} | {f.file or '-'} | {f.column or '-'} | "
-                      f"{f.problem.replace('|', '/')} |" for f in self.findings]
+            lines += ["| severity | check | file | column | problem |", "|---|---|---|---|---|"]
+            lines += [f"| {f.severity} | {f.check or '-'} | {f.file or '-'} | {f.column or '-'} "
+                      f"| {f.problem.replace('|', '/')} |" for f in self.findings]
         else:
             lines.append("No problems found.")
         return "\n".join(lines) + "\n"
 
+    def findings_list(self) -> list[dict]:
+        return [asdict(f) for f in self.findings]
+
     def to_dict(self) -> dict:
-        return {"valid": self.valid, "rows": self.rows,
-                "findings": [asdict(f) for f in self.findings]}
+        return {"valid": self.valid, "rows": self.rows, "labelled_rows": self.labelled_rows,
+                "findings": self.findings_list()}
 
 
 def validate(
     new_data: pd.DataFrame,
     *,
-    label_column: str,
+    schema: dict,
     timestamp_column: str,
     min_rows: int,
-    expected_feature_kinds: dict[str, str] | None = None,
-    known_classes: list | None = None,
+    thresholds: dict,
     file_columns: dict[str, list[str]] | None = None,
     ingest_problems: list[str] | None = None,
+    too_few_rows: str = ERROR,
 ) -> ValidationReport:
-    """Check new rows against the expected schema.
+    """Check new rows against ``schema``.
 
     Args:
         new_data: Rows from ingest, with the provenance column naming each row's file.
-        label_column: The target column.
+        schema: The contract (see :func:`components.schema.infer_schema`).
         timestamp_column: The event-time column, or empty in batch mode.
         min_rows: Fewest labelled new rows worth retraining on.
-        expected_feature_kinds: The champion's features (name -> numeric/categorical); None on a
-            cold start, when they are inferred from ``new_data``.
-        known_classes: The champion's label classes; None on a cold start.
+        thresholds: Ratio thresholds (all of :data:`components.params.DEFAULT_THRESHOLDS`).
         file_columns: Columns each file had, from ingest, to name files lacking a column.
         ingest_problems: Problems ingest found placing rows; each becomes an error.
+        too_few_rows: Severity of having fewer than ``min_rows`` labelled rows (a warning when
+            the trigger policy waits for rows rather than failing the run).
 
     Returns:
         The findings.
     """
-    findings = [Finding(ERROR, problem) for problem in (ingest_problems or [])]
-    file_columns = file_columns or {}
-    kinds = expected_feature_kinds or infer_feature_kinds(new_data, label_column, timestamp_column)
-    required = [label_column, *([timestamp_column] if timestamp_column else []), *kinds]
+    label_column = schema["label"]["name"]
+    kinds = schema_feature_kinds(schema)
+    findings = [Finding(ERROR, problem, check="ingest") for problem in (ingest_problems or [])]
+    findings += _column_findings(new_data, kinds, label_column, timestamp_column,
+                                 file_columns or {})
+    files = (new_data[SOURCE_FILE_COLUMN].astype(str).to_numpy()
+             if SOURCE_FILE_COLUMN in new_data else np.full(len(new_data), "", dtype=object))
 
-    for name, columns in file_columns.items():
-        for column in required:
-            if column not in columns:
-                findings.append(Finding(ERROR, "required column is missing", name, column))
-    for column in required:
-        if column not in new_data and not file_columns:
-            findings.append(Finding(ERROR, "required column is missing", "", column))
-    if expected_feature_kinds:
-        extra = [c for c in new_data.columns if c not in set(required) | {SOURCE_FILE_COLUMN}]
-        for column in extra:
-            findings.append(Finding(WARNING, "column is not a feature of the champion; ignored",
-                                    "", column))
-
-    files = (new_data[SOURCE_FILE_COLUMN] if SOURCE_FILE_COLUMN in new_data
-             else pd.Series("", index=new_data.index))
+    # Coerce once: numeric features to floats (values that are not numbers are errors),
+    # categorical ones and the label to text, which is how the schema records domains.
+    checked = pd.DataFrame(index=pd.RangeIndex(len(new_data)))
     for column, kind in kinds.items():
         if column not in new_data:
             continue
-        values = new_data[column]
-        if values.isna().all():
-            findings.append(Finding(ERROR, "column is empty in every new row", "", column))
-            continue
+        values = new_data[column].reset_index(drop=True)
         if kind == NUMERIC:
-            findings += _numeric_findings(values, files, column)
-
+            numbers = parse_numbers(values)
+            findings += _type_findings(values, numbers, files, column)
+            checked[column] = numbers.replace([np.inf, -np.inf], np.nan)
+        else:
+            checked[column] = as_category_strings(values)
+        findings += _missing_findings(values, column, schema, thresholds)
     if label_column in new_data:
-        findings += _label_findings(new_data[label_column], files, label_column, known_classes)
-        labelled = int(new_data[label_column].notna().sum())
-    else:
-        labelled = 0
+        checked[label_column] = as_category_strings(new_data[label_column].reset_index(drop=True))
+
+    findings += _schema_value_findings(checked, schema, files, thresholds)
+    findings += _duplicate_findings(new_data, thresholds)
+    labelled = int(checked[label_column].notna().sum()) if label_column in checked else 0
+    if label_column in checked:
+        findings += _label_findings(checked[label_column], label_column, schema, thresholds)
     if labelled < min_rows:
-        findings.append(Finding(ERROR, f"only {labelled} labelled new row(s); at least "
-                                       f"{min_rows} are needed to retrain (min_rows)"))
-    return ValidationReport(findings=findings, rows=int(len(new_data)))
+        findings.append(Finding(too_few_rows, f"only {labelled} labelled new row(s); at least "
+                                f"{min_rows} are needed to retrain (min_rows)",
+                                check="row_count"))
+    return ValidationReport(findings=findings, rows=int(len(new_data)), labelled_rows=labelled)
 
 
-def _numeric_findings(values: pd.Series, files: pd.Series, column: str) -> list[Finding]:
+def _column_findings(new_data, kinds, label_column, timestamp_column, file_columns):
     findings = []
-    parsed = parse_numbers(values)
-    unparsed = parsed.isna() & values.notna()
-    for file, bad in values[unparsed].groupby(files[unparsed], sort=True):
+    required = [label_column, *([timestamp_column] if timestamp_column else []), *kinds]
+    for name, columns in file_columns.items():
+        for column in required:
+            if column not in columns:
+                findings.append(Finding(ERROR, "required column is missing", name, column,
+                                        "missing_column"))
+    for column in required:
+        if column not in new_data and not file_columns:
+            findings.append(Finding(ERROR, "required column is missing", "", column,
+                                    "missing_column"))
+    for column in new_data.columns:
+        if column not in set(required) | {SOURCE_FILE_COLUMN}:
+            findings.append(Finding(WARNING, "column is not in the schema; ignored", "", column,
+                                    "extra_column"))
+    return findings
+
+
+def _type_findings(values: pd.Series, numbers: pd.Series, files: np.ndarray,
+                   column: str) -> list[Finding]:
+    findings = []
+    unparsed = (numbers.isna() & values.notna()).to_numpy()
+    for file in sorted(set(files[unparsed])):
+        bad = values[unparsed & (files == file)]
         findings.append(Finding(
-            ERROR, f"{len(bad)} value(s) are not numbers, e.g. {bad.iloc[0]!r}", str(file), column))
-    infinite = np.isinf(parsed.to_numpy(dtype=float, na_value=np.nan))
-    if infinite.any():
-        for file, count in pd.Series(infinite, index=values.index)[infinite].groupby(
-                files[infinite]).size().items():
-            findings.append(Finding(ERROR, f"{count} infinite value(s)", str(file), column))
+            ERROR, f"{len(bad)} value(s) are not numbers, e.g. {bad.iloc[0]!r}", str(file),
+            column, "type"))
+    infinite = np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan))
+    for file in sorted(set(files[infinite])):
+        count = int((infinite & (files == file)).sum())
+        findings.append(Finding(ERROR, f"{count} infinite value(s)", str(file), column, "type"))
     return findings
 
 
-def _label_findings(
-    labels: pd.Series, files: pd.Series, column: str, known_classes: list | None
-) -> list[Finding]:
+def _missing_findings(values: pd.Series, column: str, schema: dict,
+                      thresholds: dict) -> list[Finding]:
+    ratio = float(values.isna().mean()) if len(values) else 0.0
+    nullable = next((c.get("nullable", True) for c in schema["columns"]
+                     if c["name"] == column), True)
+    problem = f"{ratio:.1%} of the values are missing"
+    if ratio > thresholds["missing_error"] or (len(values) and ratio == 1.0):
+        return [Finding(ERROR, f"{problem} (error above {thresholds['missing_error']:.0%})", "",
+                        column, "missing_values")]
+    if ratio > thresholds["missing_warn"]:
+        return [Finding(WARNING, f"{problem} (warning above {thresholds['missing_warn']:.0%})",
+                        "", column, "missing_values")]
+    if ratio > 0 and not nullable:
+        return [Finding(WARNING, f"{problem}; the schema says it is never missing", "", column,
+                        "missing_values")]
+    return []
+
+
+def _pandera_schema(schema: dict, present: set[str]):
+    """Range, domain and label-class checks of ``schema`` as a pandera DataFrameSchema."""
+    import pandera.pandas as pa
+
+    columns = {}
+    for column in schema["columns"]:
+        name = column["name"]
+        if name not in present:
+            continue
+        checks = []
+        if column["type"] == NUMERIC and "min" in column and "max" in column:
+            checks.append(pa.Check.in_range(column["min"], column["max"]))
+        elif column["type"] != NUMERIC and column.get("domain") is not None:
+            checks.append(pa.Check.isin([str(v) for v in column["domain"]]))
+        columns[name] = pa.Column(nullable=True, checks=checks)
+    label = schema["label"]
+    if label["name"] in present and label.get("classes"):
+        columns[label["name"]] = pa.Column(nullable=True, checks=[
+            pa.Check.isin([str(v) for v in label["classes"]])])
+    return pa.DataFrameSchema(columns, strict=False)
+
+
+def _schema_value_findings(checked: pd.DataFrame, schema: dict, files: np.ndarray,
+                           thresholds: dict) -> list[Finding]:
+    import pandera.errors
+
+    try:
+        _pandera_schema(schema, set(checked.columns)).validate(checked, lazy=True)
+        return []
+    except pandera.errors.SchemaErrors as errors:
+        failures = errors.failure_cases
+    failures = failures[failures["index"].notna()]
     findings = []
-    missing = labels.isna()
-    if missing.any():
-        findings.append(Finding(WARNING, f"{int(missing.sum())} row(s) have no label; they are "
-                                         "dropped", "", column))
-    present = labels[~missing]
-    if known_classes is not None and len(present):
-        known = {str(c) for c in known_classes}
-        unknown = ~present.astype(str).isin(known)
-        for file, bad in present[unknown].groupby(files[~missing][unknown], sort=True):
-            values = sorted({str(v) for v in bad})[:5]
-            findings.append(Finding(
-                ERROR, f"{len(bad)} label(s) outside the known classes "
-                       f"{sorted(known)}: {', '.join(values)}", str(file), column))
-    if present.nunique() < 2 and len(present):
-        findings.append(Finding(ERROR, f"only one class ({present.iloc[0]!r}) in the new rows; "
-                                       "a classifier needs at least two", "", column))
+    kinds = schema_feature_kinds(schema)
+    for column, cases in failures.groupby("column", sort=True):
+        rows = cases["index"].astype(int).to_numpy()
+        ratio = len(rows) / max(int(checked[column].notna().sum()), 1)
+        examples = ", ".join(repr(_plain(v)) for v in pd.unique(cases["failure_case"])[:EXAMPLES])
+        in_files = ", ".join(sorted(set(files[rows]))[:EXAMPLES]) or "-"
+        spec = next((c for c in schema["columns"] if c["name"] == column), {})
+        # One check per column, so its kind says which it was.
+        check = {NUMERIC: "out_of_range", None: "unknown_class"}.get(kinds.get(column),
+                                                                      "unseen_category")
+        if check == "unknown_class":
+            severity = ERROR
+            problem = (f"{len(rows)} label(s) outside the known classes "
+                       f"{[str(c) for c in schema['label']['classes']]}: {examples}")
+        elif check == "out_of_range":
+            severity = _severity(ratio, thresholds, "out_of_range")
+            problem = (f"{ratio:.1%} of the values ({len(rows)}) are outside "
+                       f"[{spec.get('min'):g}, {spec.get('max'):g}], e.g. {examples}")
+        else:
+            severity = _severity(ratio, thresholds, "unseen_category")
+            problem = (f"{ratio:.1%} of the values ({len(rows)}) are categories the schema does "
+                       f"not know, e.g. {examples}")
+        if severity:
+            file = in_files if len(set(files[rows])) == 1 else ""
+            problem += "" if file else f" (in {in_files})"
+            findings.append(Finding(severity, problem, file, str(column), str(check)))
     return findings
+
+
+def _plain(value: object) -> object:
+    """numpy scalars to Python ones, so messages quote 14.0 rather than np.float64(14.0)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _severity(ratio: float, thresholds: dict, check: str) -> str | None:
+    if ratio > thresholds[f"{check}_error"]:
+        return ERROR
+    if ratio > thresholds[f"{check}_warn"]:
+        return WARNING
+    return None
+
+
+def _duplicate_findings(new_data: pd.DataFrame, thresholds: dict) -> list[Finding]:
+    columns = [c for c in new_data.columns if c != SOURCE_FILE_COLUMN]
+    if not len(new_data) or not columns:
+        return []
+    ratio = float(new_data.duplicated(subset=columns).mean())
+    severity = _severity(ratio, thresholds, "duplicate")
+    if not severity:
+        return []
+    return [Finding(severity, f"{ratio:.1%} of the new rows repeat an earlier row exactly "
+                              "(preprocess drops them)", check="duplicates")]
+
+
+def _label_findings(labels: pd.Series, column: str, schema: dict,
+                    thresholds: dict) -> list[Finding]:
+    findings = []
+    missing = int(labels.isna().sum())
+    if missing:
+        findings.append(Finding(WARNING, f"{missing} row(s) have no label; they are dropped", "",
+                                column, "missing_label"))
+    present = labels.dropna()
+    if not len(present):
+        return findings
+    shares = present.value_counts(normalize=True)
+    if len(shares) < 2:
+        findings.append(Finding(ERROR, f"only one class ({present.iloc[0]!r}) in the new rows; "
+                                       "a classifier needs at least two", "", column,
+                                "class_balance"))
+        return findings
+    for cls in schema["label"].get("classes") or []:
+        share = float(shares.get(str(cls), 0.0))
+        if share < thresholds["min_class_share"]:
+            findings.append(Finding(
+                WARNING, f"class {str(cls)!r} is {share:.1%} of the new labelled rows "
+                         f"(warning below {thresholds['min_class_share']:.0%})", "", column,
+                "class_balance"))
+    return findings
+
+
+# -- the trigger policy ------------------------------------------------------------------------
+def decide(report: ValidationReport, drift: DriftReport | None, *, retrain_when: str,
+           min_rows: int) -> tuple[str, str]:
+    """``(decision, reason)``: retrain, invalid-data, or skipped, under the ``retrain_when`` policy.
+
+    Errors always make ``invalid-data``. ``drift`` with no reference to compare with (a cold
+    start, or a champion stored without statistics) retrains, since nothing shows it is not
+    needed.
+    """
+    if not report.valid:
+        return INVALID, report.summary()
+    if retrain_when == "min_rows" and report.labelled_rows < min_rows:
+        return SKIPPED, (f"waiting for more rows: {report.labelled_rows} labelled new row(s), "
+                         f"retraining from {min_rows} (retrain_when=min_rows)")
+    if retrain_when == "drift":
+        if drift is None:
+            return RETRAIN, "no reference statistics to measure drift against; retraining"
+        if not drift.drifted:
+            return SKIPPED, f"no drift detected (retrain_when=drift): {drift.strongest()}"
+        return RETRAIN, f"drift detected in {', '.join(drift.drifted)}"
+    return RETRAIN, report.summary()

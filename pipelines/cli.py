@@ -3,12 +3,13 @@
     retrain run --source-uri data/ --registry-uri registry/ --model-name customers \\
         --label-column will_buy --timestamp-column event_time [--json]
     retrain registry show|list|rollback --registry-uri registry/ --model-name customers
+    retrain schema --source-uri data/ --label-column will_buy [--timestamp-column ...] > schema.json
     retrain compile [--output pipelines/retrain_pipeline.yaml]
     retrain demo-data --output .retrain/demo-data
     retrain demo                         # one more month of the built-in demo (make run)
 
 Flags map one-to-one to the pipeline's parameters. ``run`` exits 0 for every outcome the pipeline
-decides (deployed, rejected, invalid-data, no-new-data), 1 with a one-line error when a run
+decides (deployed, rejected, invalid-data, no-new-data, skipped), 1 with a one-line error when a run
 fails outright, and 2 when a parameter is refused.
 """
 
@@ -20,8 +21,10 @@ import sys
 from pathlib import Path
 
 from components.params import (
+    DEFAULT_THRESHOLDS,
     GATE_METRICS,
     MODEL_TYPES,
+    RETRAIN_POLICIES,
     STRATEGIES,
     InvalidParameterError,
     check_run_parameters,
@@ -58,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--window-files", type=int, default=3)
     run.add_argument("--epochs", type=int, default=5)
     run.add_argument("--min-rows", type=int, default=100)
+    run.add_argument("--retrain-when", default="always",
+                     help=f"trigger policy: one of {', '.join(RETRAIN_POLICIES)}")
+    run.add_argument("--schema-uri", default="",
+                     help="schema.json the new data must meet (default: the champion's)")
+    run.add_argument("--validation-threshold", action="append", default=[],
+                     metavar="NAME=VALUE", type=_threshold,
+                     help="override a validation/drift threshold (repeatable); names: "
+                          + ", ".join(DEFAULT_THRESHOLDS))
     run.add_argument("--alert-webhook-url", default="")
     run.add_argument("--pipeline-root", default=str(DEFAULT_WORKDIR / "pipeline_root"),
                      help="folder for the run's artifacts and logs")
@@ -76,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = registry_commands.add_parser("rollback", help="make an earlier version champion")
     _add_registry_flags(rollback)
     rollback.add_argument("--to", default=None, help="version to restore (default: previous)")
+
+    schema = commands.add_parser("schema", help="print the schema inferred from a source, to "
+                                                "edit and pass as --schema-uri")
+    schema.add_argument("--source-uri", required=True, help="folder of CSV/Parquet files")
+    schema.add_argument("--label-column", required=True)
+    schema.add_argument("--timestamp-column", default="")
 
     compile_ = commands.add_parser("compile", help="compile the pipeline to YAML")
     compile_.add_argument("--output", default=str(DEFAULT_PIPELINE))
@@ -99,14 +116,26 @@ def pipeline_arguments(args: argparse.Namespace) -> dict:
         "threshold": args.threshold, "min_improvement": args.min_improvement,
         "validation_fraction": args.validation_fraction, "window_days": args.window_days,
         "window_files": args.window_files, "epochs": args.epochs, "min_rows": args.min_rows,
+        "retrain_when": args.retrain_when, "schema_uri": args.schema_uri,
+        "validation_thresholds": dict(args.validation_threshold),
         "alert_webhook_url": args.alert_webhook_url,
     }
+
+
+def _threshold(text: str) -> tuple[str, float]:
+    """``psi_drift=0.3`` -> ``("psi_drift", 0.3)``, for ``--validation-threshold``."""
+    name, sep, value = text.partition("=")
+    try:
+        return name.strip(), float(value) if sep else float("nan")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
 
 
 def check_arguments(arguments: dict) -> None:
     """Refuse bad parameters before any stage starts."""
     constrained = {k: v for k, v in arguments.items()
-                   if k not in ("timestamp_column", "cutoff", "alert_webhook_url")}
+                   if k not in ("timestamp_column", "cutoff", "alert_webhook_url",
+                                "schema_uri")}
     check_run_parameters(**constrained)
     if arguments["cutoff"]:
         from components.ingest import resolve_cutoff
@@ -125,6 +154,12 @@ def summary_lines(record: dict) -> list[str]:
     if before is not None or after is not None:
         lines.append(f"{metric}: champion {champion.get('version') or '(none)'} "
                      f"{_fmt(before)} -> challenger ({challenger.get('strategy')}) {_fmt(after)}")
+    if record.get("drift"):
+        lines.append(f"drift: {', '.join(record['drift'])}")
+    errors = [f for f in record.get("findings") or [] if f.get("severity") == "error"]
+    warnings = [f for f in record.get("findings") or [] if f.get("severity") == "warning"]
+    if errors or warnings:
+        lines.append(f"findings: {len(errors)} error(s), {len(warnings)} warning(s)")
     if challenger.get("version"):
         lines.append(f"new champion: {challenger['version']}")
     elif champion.get("version"):
@@ -199,6 +234,20 @@ def command_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_schema(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from components.ingest import ingest
+    from components.schema import infer_schema
+
+    rows = ingest(args.source_uri, timestamp_column=args.timestamp_column,
+                  cutoff=pd.Timestamp.max.tz_localize("UTC"), watermark=None).new_data
+    schema = infer_schema(rows, label_column=args.label_column,
+                          timestamp_column=args.timestamp_column)
+    print(json.dumps(schema, indent=2))
+    return 0
+
+
 def command_compile(args: argparse.Namespace) -> int:
     from pipelines.retrain_pipeline import compile_pipeline
 
@@ -244,7 +293,8 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "registry": command_registry, "compile": command_compile,
+COMMANDS = {"run": command_run, "registry": command_registry, "schema": command_schema,
+            "compile": command_compile,
             "demo-data": command_demo_data, "demo": command_demo}
 
 

@@ -36,6 +36,9 @@ def retrain_pipeline(
     window_files: int = 3,
     epochs: int = 5,
     min_rows: int = 100,
+    retrain_when: str = "always",
+    schema_uri: str = "",
+    validation_thresholds: dict = {},  # noqa: B006 (KFP reads the default; it is never mutated)
     alert_webhook_url: str = "",
 ):
     """Retrain, evaluate against the champion, deploy or alert.
@@ -57,6 +60,11 @@ def retrain_pipeline(
         window_files: Newest files the window strategy trains on (batch mode).
         epochs: SGD passes over the data; rows of the training trace.
         min_rows: Fewest labelled new rows worth retraining on.
+        retrain_when: always, drift (only when a feature or the label drifted) or min_rows
+            (wait, as skipped, until min_rows labelled new rows have accumulated).
+        schema_uri: schema.json the new data must meet; empty means the champion's own.
+        validation_thresholds: Overrides of the validation and drift thresholds by name, e.g.
+            {"psi_drift": 0.3}; see the README for the names and defaults.
         alert_webhook_url: Slack-compatible webhook that receives alerts; empty to only log them.
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
@@ -69,8 +77,10 @@ def retrain_pipeline(
         ingest_task.set_caching_options(False)  # new data must be read, never replayed
         champion_version = ingest_task.outputs["champion_version"]
 
-        def alert_team(status, reason, decision_record=None):
-            extra = {"decision_record": decision_record} if decision_record is not None else {}
+        def alert_team(status, reason, decision_record=None, validation_report=None):
+            extra = {name: artifact for name, artifact in (
+                ("decision_record", decision_record), ("validation_report", validation_report))
+                if artifact is not None}
             return ops.alert(
                 status=status, reason=reason, registry_uri=registry_uri, model_name=model_name,
                 run_id=run_id, alert_webhook_url=alert_webhook_url,
@@ -82,9 +92,14 @@ def retrain_pipeline(
                 ingest_report=ingest_task.outputs["ingest_report"],
                 registry_uri=registry_uri, model_name=model_name,
                 champion_version=champion_version, label_column=label_column,
-                timestamp_column=timestamp_column, min_rows=min_rows)
+                timestamp_column=timestamp_column, min_rows=min_rows,
+                retrain_when=retrain_when, schema_uri=schema_uri,
+                validation_thresholds=validation_thresholds, run_id=run_id)
+            validation_report = validate_task.outputs["validation_report"]
 
-            with dsl.If(validate_task.outputs["Output"] == True, name="valid-data"):  # noqa: E712
+            # "skipped" (the retrain_when policy said no) takes neither branch: validate has
+            # recorded the run, and nobody is alerted.
+            with dsl.If(validate_task.outputs["Output"] == "retrain", name="retrain"):
                 preprocess_task = ops.preprocess(
                     new_data=ingest_task.outputs["new_data"],
                     history=ingest_task.outputs["history"],
@@ -105,6 +120,7 @@ def retrain_pipeline(
                     challenger=retrain_task.outputs["challenger"],
                     validation_data=preprocess_task.outputs["validation_data"],
                     ingest_report=ingest_task.outputs["ingest_report"],
+                    validation_report=validation_report,
                     preprocess_counts=preprocess_task.outputs["counts"],
                     registry_uri=registry_uri, model_name=model_name,
                     champion_version=champion_version, label_column=label_column,
@@ -125,8 +141,9 @@ def retrain_pipeline(
                     alert_team("rejected", evaluate_task.outputs["reason"],
                                evaluate_task.outputs["decision_record"])
 
-            with dsl.Else(name="invalid-data"):
-                alert_team("invalid-data", validate_task.outputs["summary"])
+            with dsl.Elif(validate_task.outputs["Output"] == "invalid-data", name="invalid-data"):
+                alert_team("invalid-data", validate_task.outputs["summary"],
+                           validation_report=validation_report)
 
 
 def compile_pipeline(output_path: str | Path = COMPILED_PIPELINE) -> Path:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -78,3 +80,20 @@ def webhook():
     receiver = WebhookReceiver()
     yield receiver
     receiver.close()
+
+
+def retrain_cli(source, registry, workdir, cutoff, *extra, webhook_url=""):
+    """Run ``retrain run --json`` on the demo's customers in a subprocess, as a user would."""
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--json",
+               "--source-uri", str(source), "--registry-uri", str(registry),
+               "--model-name", "customers", "--label-column", "will_buy",
+               "--timestamp-column", "event_time", "--cutoff", cutoff,
+               "--alert-webhook-url", webhook_url,
+               "--pipeline-root", str(workdir / "pipeline_root"), *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def outcome(completed) -> dict:
+    """The run record ``retrain run --json`` printed last; the run must have exited 0."""
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -6,15 +6,13 @@ retrain that deploys, a rerun with nothing new, a month with shuffled labels, a 
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from components import demo_data
-from tests.conftest import WebhookReceiver
+from tests.conftest import WebhookReceiver, outcome, retrain_cli
 
 pytestmark = pytest.mark.slow
 CUTOFFS = demo_data.demo_cutoffs()
@@ -40,18 +38,8 @@ def add_month(world, name, transform=None):
 
 
 def retrain_run(world, cutoff, *extra, source=None):
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--json",
-               "--source-uri", str(source or world["source"]),
-               "--registry-uri", str(world["registry"]), "--model-name", "customers",
-               "--label-column", "will_buy", "--timestamp-column", "event_time",
-               "--cutoff", cutoff, "--alert-webhook-url", world["webhook"].url,
-               "--pipeline-root", str(world["root"] / "pipeline_root"), *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
-
-
-def outcome(completed) -> dict:
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return retrain_cli(source or world["source"], world["registry"], world["root"], cutoff,
+                       *extra, webhook_url=world["webhook"].url)
 
 
 def pointer_bytes(world) -> bytes:
@@ -68,7 +56,9 @@ def test_1_bootstrap_deploys_v1(world):
     assert result["new_rows"] == 1000
     assert result["challenger"]["metrics"]["accuracy"] >= 0.80
     model_dir = world["registry"] / "customers" / "versions" / "v0001"
-    assert {"model.joblib", "metadata.json"} <= {p.name for p in model_dir.iterdir()}
+    assert {"model.joblib", "metadata.json", "schema.json", "statistics.json"} <= {
+        p.name for p in model_dir.iterdir()}
+    assert result["drift"] == [] and result["findings"] == []  # nothing to compare with yet
     assert world["webhook"].bodies == []  # a deploy alerts nobody
 
 
@@ -83,6 +73,7 @@ def test_2_drift_then_retrain_deploys_better_model(world):
     assert challenger["metrics"]["accuracy"] > champion["metrics"]["accuracy"]
     assert champion["metrics"]["accuracy"] < 0.80 <= challenger["metrics"]["accuracy"]
     assert result["new_rows"] == 1000
+    assert "web_visits_last_month" in result["drift"]  # the demo's web activity grows
     metadata = json.loads((world["registry"] / "customers" / "versions" / "v0002" /
                            "metadata.json").read_text())
     assert metadata["parent_version"] == "v0001"
@@ -134,6 +125,9 @@ def test_5_bad_file_is_invalid_data_naming_it(world):
     assert result["status"] == "invalid-data"
     assert "file customers_2025-10.csv, column 'income'" in result["reason"]
     assert "'lots'" in result["reason"]
+    assert {"severity": "error", "check": "type", "file": "customers_2025-10.csv",
+            "column": "income", "problem": "1 value(s) are not numbers, e.g. 'lots'"} \
+        in result["findings"]
     assert pointer_bytes(world) == before
     assert [body["status"] for body in world["webhook"].bodies] == ["invalid-data"]
 

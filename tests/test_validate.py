@@ -1,42 +1,55 @@
 """Validate: every check fires on data made to trigger it and stays silent on clean data."""
 
+import json
+
 import numpy as np
 import pytest
 
-from components.schema import SOURCE_FILE_COLUMN
-from components.validate import validate
+from components.params import DEFAULT_THRESHOLDS, InvalidParameterError, check_thresholds
+from components.schema import SOURCE_FILE_COLUMN, SchemaError, check_schema, infer_schema
+from components.validate import ERROR, WARNING, validate
 from tests.conftest import make_rows
 
-KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
+# The schema a champion trained on 2000 rows would carry.
+REFERENCE = make_rows(2000, seed=1)
+SCHEMA = infer_schema(REFERENCE, label_column="label", timestamp_column="ts")
 
 
-def _frame(n=120):
-    frame = make_rows(n)
+def _frame(n=300, seed=2):
+    frame = make_rows(n, seed=seed)
     frame[SOURCE_FILE_COLUMN] = "batch.csv"
     return frame
 
 
 def _check(frame, **overrides):
-    options = dict(label_column="label", timestamp_column="ts", min_rows=100,
-                   expected_feature_kinds=KINDS, known_classes=[0, 1],
-                   file_columns={"batch.csv": list(frame.columns.drop(SOURCE_FILE_COLUMN))})
+    options = dict(schema=SCHEMA, timestamp_column="ts", min_rows=100,
+                   thresholds=dict(DEFAULT_THRESHOLDS),
+                   file_columns={"batch.csv": [c for c in frame.columns
+                                               if c != SOURCE_FILE_COLUMN]})
     options.update(overrides)
     return validate(frame, **options)
 
 
 def test_clean_data_passes():
-    """Check that clean data gives no findings at all."""
+    """Check that clean data from the reference's distribution gives no findings at all."""
     report = _check(_frame())
-    assert report.valid and report.findings == []
+    assert report.valid and report.findings == [], report.findings
 
 
-def _missing_column(frame):
+def _set(column, share, value):
+    def damage(frame):
+        frame[column] = frame[column].astype(object)
+        frame.loc[: int(len(frame) * share) - 1, column] = value
+        return frame
+    return damage
+
+
+def _drop_x2(frame):
     return frame.drop(columns="x2")
 
 
-def _text_in_numeric(frame):
-    frame["x1"] = frame["x1"].astype(object)
-    frame.loc[3, "x1"] = "lots"
+def _extra(frame):
+    frame["notes"] = "hello"
     return frame
 
 
@@ -45,55 +58,88 @@ def _infinite(frame):
     return frame
 
 
-def _unknown_class(frame):
-    frame["label"] = frame["label"].astype(object)
-    frame.loc[5, "label"] = 7
+def _duplicates(share):
+    def damage(frame):
+        copies = int(len(frame) * share)
+        frame.iloc[1:copies + 1] = frame.iloc[[0] * copies].to_numpy()
+        return frame
+    return damage
+
+
+def _rare_class(frame):
+    ones = frame.index[frame["label"] == 1]
+    frame.loc[ones[1:], "label"] = 0
     return frame
 
 
-def _empty_column(frame):
-    frame["color"] = None
-    return frame
+CASES = {
+    # id: (damage, expected check, expected severity, text in the message)
+    "missing-column": (_drop_x2, "missing_column", ERROR,
+                       "file batch.csv, column 'x2': required column is missing"),
+    "extra-column": (_extra, "extra_column", WARNING, "column 'notes': column is not in the"),
+    "not-a-number": (_set("x1", 0.01, "lots"), "type", ERROR,
+                     "file batch.csv, column 'x1': 3 value(s) are not numbers, e.g. 'lots'"),
+    "infinite": (_infinite, "type", ERROR, "file batch.csv, column 'x2': 1 infinite value(s)"),
+    "out-of-range-warning": (_set("x1", 0.05, 100.0), "out_of_range", WARNING,
+                             "5.0% of the values (15) are outside"),
+    "out-of-range-error": (_set("x1", 0.6, 100.0), "out_of_range", ERROR,
+                           "e.g. 100.0"),
+    "unseen-category-warning": (_set("color", 0.01, "purple"), "unseen_category", WARNING,
+                                "categories the schema does not know, e.g. 'purple'"),
+    "unseen-category-error": (_set("color", 0.2, "purple"), "unseen_category", ERROR,
+                              "20.0% of the values (60)"),
+    "missing-warning": (_set("x2", 0.1, None), "missing_values", WARNING,
+                        "10.0% of the values are missing"),
+    "missing-error": (_set("x2", 0.4, None), "missing_values", ERROR,
+                      "40.0% of the values are missing"),
+    "missing-in-never-missing": (_set("x2", 0.01, None), "missing_values", WARNING,
+                                 "the schema says it is never missing"),
+    "all-missing": (_set("color", 1.0, None), "missing_values", ERROR, "100.0% of the values"),
+    "duplicates-warning": (_duplicates(0.05), "duplicates", WARNING, "5.0% of the new rows"),
+    "duplicates-error": (_duplicates(0.6), "duplicates", ERROR, "60.0% of the new rows"),
+    "unknown-class": (_set("label", 0.01, 7), "unknown_class", ERROR,
+                      "file batch.csv, column 'label': 3 label(s) outside the known classes"),
+    "single-class": (_set("label", 1.0, 1), "class_balance", ERROR, "only one class"),
+    "rare-class": (_rare_class, "class_balance", WARNING, "class '1' is 0.3% of the new"),
+    "missing-label": (_set("label", 0.02, None), "missing_label", WARNING,
+                      "6 row(s) have no label"),
+}
 
 
-def _one_class(frame):
-    frame["label"] = 1
-    return frame
-
-
-@pytest.mark.parametrize(
-    "damage, n, expected",
-    [
-        (_missing_column, 120, "file batch.csv, column 'x2': required column is missing"),
-        (_text_in_numeric, 120, "file batch.csv, column 'x1': 1 value(s) are not numbers, "
-                                "e.g. 'lots'"),
-        (_infinite, 120, "file batch.csv, column 'x2': 1 infinite value(s)"),
-        (_unknown_class, 120, "file batch.csv, column 'label': 1 label(s) outside the known "
-                              "classes"),
-        (_empty_column, 120, "column 'color': column is empty in every new row"),
-        (_one_class, 120, "column 'label': only one class"),
-        (lambda f: f, 50, "only 50 labelled new row(s); at least 100"),
-    ],
-    ids=["missing-column", "type-does-not-parse", "infinite", "unknown-class", "all-empty",
-         "single-class", "too-few-rows"],
-)
-def test_each_error_fires(damage, n, expected):
-    """Check that each kind of bad data is an error whose message names file and column."""
-    frame = damage(_frame(n))
-    file_columns = {"batch.csv": [c for c in frame.columns if c != SOURCE_FILE_COLUMN]}
-    report = _check(frame, file_columns=file_columns)
-    assert not report.valid
-    assert any(expected in f.message() for f in report.errors), report.summary()
-
-
-def test_missing_labels_warn_only():
-    """Check that rows without a label are a warning (they are dropped), not an error."""
-    frame = _frame(130)
-    frame["label"] = frame["label"].astype(object)
-    frame.loc[:9, "label"] = None
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_each_finding_fires(case):
+    """Check that each check fires, with its severity, naming the column (and file, if one)."""
+    damage, check, severity, text = CASES[case]
+    frame = damage(_frame())
     report = _check(frame)
-    assert report.valid
-    assert [f.column for f in report.warnings] == ["label"]
+    matching = [f for f in report.findings if f.check == check]
+    assert [f.severity for f in matching] == [severity], report.findings
+    assert text in matching[0].message(), matching[0].message()
+    assert report.valid == (severity == WARNING and not report.errors)
+
+
+def test_too_few_rows_is_an_error_or_a_warning():
+    """Check that the row count blocks, unless the policy waits for rows (then it warns)."""
+    report = _check(_frame(50))
+    assert [(f.check, f.severity) for f in report.findings] == [("row_count", ERROR)]
+    assert "only 50 labelled new row(s); at least 100" in report.summary()
+    waiting = _check(_frame(50), too_few_rows=WARNING)
+    assert waiting.valid and waiting.labelled_rows == 50
+
+
+def test_thresholds_move_the_verdict():
+    """Check that a threshold override turns an error into a warning."""
+    frame = _set("x1", 0.6, 100.0)(_frame())
+    lenient = check_thresholds({"out_of_range_error": 0.9}, "test")
+    assert [f.severity for f in _check(frame, thresholds=lenient).findings] == [WARNING]
+
+
+def test_unknown_threshold_name_is_refused():
+    """Check that a misspelt threshold is refused with the valid names listed."""
+    with pytest.raises(InvalidParameterError, match="psi_drift"):
+        check_thresholds({"psi_drfit": 0.3}, "retrain run")
+    with pytest.raises(InvalidParameterError, match=r"range \[0, 1\]"):
+        check_thresholds({"psi_drift": 3}, "retrain run")
 
 
 def test_ingest_problems_become_errors():
@@ -102,8 +148,28 @@ def test_ingest_problems_become_errors():
     assert report.summary() == "invalid data: file x.csv: cannot be read as CSV"
 
 
-def test_cold_start_infers_schema():
-    """Check that without a champion the types come from the data (a typo is still caught)."""
-    frame = _text_in_numeric(_frame())
-    report = _check(frame, expected_feature_kinds=None, known_classes=None)
-    assert any("are not numbers" in f.problem for f in report.errors)
+def test_cold_start_schema_from_the_new_rows_still_catches_typos():
+    """Check that a schema inferred from the new rows themselves still catches a stray text."""
+    frame = _set("x1", 0.01, "lots")(_frame())
+    schema = infer_schema(frame, label_column="label", timestamp_column="ts")
+    report = _check(frame, schema=schema)
+    assert [f.check for f in report.errors] == ["type"]
+
+
+def test_schema_records_types_ranges_domains_and_classes():
+    """Check the schema.json contract: column, type, nullable, range, domain, label classes."""
+    by_name = {c["name"]: c for c in SCHEMA["columns"]}
+    assert by_name["x1"]["type"] == "numeric" and by_name["x1"]["nullable"] is False
+    assert by_name["x1"]["min"] == pytest.approx(REFERENCE["x1"].min())
+    assert by_name["color"] == {"name": "color", "type": "categorical", "nullable": False,
+                                "domain": ["blue", "green", "red"]}
+    assert SCHEMA["label"] == {"name": "label", "classes": [0, 1]}
+    assert json.loads(json.dumps(SCHEMA)) == SCHEMA
+
+
+def test_bad_schema_file_names_the_field():
+    """Check that a malformed user schema is refused naming the file and the field."""
+    broken = json.loads(json.dumps(SCHEMA))
+    broken["columns"][0]["type"] = "integer"
+    with pytest.raises(SchemaError, match=r"schema my.json: columns\[0\] \('x1'\): 'type'"):
+        check_schema(broken, "my.json")

@@ -1,0 +1,126 @@
+"""Drift: fires on the demo's drifted months, stays quiet on data from the same distribution."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components import demo_data
+from components.drift import (
+    DRIFT,
+    OK,
+    detect_drift,
+    population_stability_index,
+    reference_statistics,
+)
+from components.params import DEFAULT_THRESHOLDS
+from components.schema import infer_schema
+from components.validate import INVALID, RETRAIN, SKIPPED, ValidationReport, decide
+
+LABEL, TIME = demo_data.LABEL_COLUMN, demo_data.TIMESTAMP_COLUMN
+
+
+@pytest.fixture(scope="module")
+def reference(demo_folder):
+    """Statistics of the demo's initial quarter, the first champion's training data."""
+    initial = pd.read_csv(demo_folder / "customers_2025-01_initial.csv")
+    schema = infer_schema(initial, label_column=LABEL, timestamp_column=TIME)
+    return reference_statistics(initial, schema)
+
+
+def _same_distribution_month(seed: int, rows: int = 1000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return demo_data.customers(rows, demo_data.month_start(3), demo_data.month_start(4), 0.0, rng)
+
+
+def test_psi_matches_the_formula():
+    """Check PSI against a hand computation, and that identical shares give 0."""
+    reference, new = np.array([0.5, 0.3, 0.2]), np.array([0.3, 0.3, 0.4])
+    expected = (0.3 - 0.5) * np.log(0.3 / 0.5) + (0.4 - 0.2) * np.log(0.4 / 0.2)
+    assert population_stability_index(reference, new) == pytest.approx(expected)
+    assert population_stability_index(reference, reference) == 0.0
+
+
+@pytest.mark.parametrize("month", ["2025-06", "2025-08", "2025-10", "2025-12"])
+def test_drift_fires_on_drifted_demo_months(demo_folder, reference, month):
+    """Check that the growing web activity of the later demo months is reported as drift."""
+    new = pd.read_csv(demo_folder / f"customers_{month}.csv")
+    report = detect_drift(new, reference, DEFAULT_THRESHOLDS)
+    assert "web_visits_last_month" in report.drifted
+    web = next(f for f in report.features if f.feature == "web_visits_last_month")
+    assert web.statistic >= 0.25 and web.ks_pvalue < 1e-6
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_no_drift_on_a_month_from_the_same_distribution(reference, seed):
+    """Check that a fresh sample of the initial distribution drifts nowhere (label included)."""
+    report = detect_drift(_same_distribution_month(seed), reference, DEFAULT_THRESHOLDS)
+    assert report.drifted == []
+    assert len(report.features) == 9  # eight features and the label
+
+
+def test_categorical_and_label_drift(reference):
+    """Check that a moved category mix (JS distance) and a moved class prior are drift."""
+    new = _same_distribution_month(21)
+    new["region"] = np.where(np.arange(len(new)) % 2 == 0, "west", new["region"])
+    new[LABEL] = (np.arange(len(new)) % 10 == 0).astype(int)
+    report = detect_drift(new, reference, DEFAULT_THRESHOLDS)
+    assert set(report.drifted) == {"region", LABEL}
+    label = next(f for f in report.features if f.is_label)
+    assert label.test == "js" and label.statistic > 0.1
+
+
+def test_unseen_categories_count_as_drift(reference):
+    """Check that values the reference never had are pooled as '(unseen)' and move JS."""
+    new = _same_distribution_month(22)
+    new["membership"] = "platinum"
+    membership = next(f for f in detect_drift(new, reference, DEFAULT_THRESHOLDS).features
+                      if f.feature == "membership")
+    assert membership.verdict == DRIFT and membership.new[-1] == pytest.approx(1.0)
+    assert membership.bins[-1] == "(unseen)"
+
+
+def test_reports_render_every_feature(demo_folder, reference):
+    """Check that the Markdown table and the HTML page hold one entry per feature."""
+    new = pd.read_csv(demo_folder / "customers_2025-08.csv")
+    report = detect_drift(new, reference, DEFAULT_THRESHOLDS)
+    markdown = report.to_markdown(0.05)
+    html = report.to_html()
+    for entry in report.features:
+        assert f"| {entry.feature}" in markdown
+    assert html.count("<svg") == len(report.features) == 9
+    assert "web_visits_last_month <span class='drift'>drift" in html
+    verdicts = {f.feature: f.verdict for f in report.features}
+    assert verdicts["age"] == OK and verdicts["region"] != DRIFT
+
+
+def test_statistics_are_small_and_need_no_raw_rows(reference):
+    """Check that the stored reference is a summary (bins, shares, sketch), not the rows."""
+    web = reference["features"]["web_visits_last_month"]
+    assert sum(web["shares"]) == pytest.approx(1.0)
+    assert len(web["shares"]) == len(web["edges"]) + 1 and len(web["sketch"]) == 500
+    assert reference["rows"] == 1000 and set(reference["label"]["shares"]) == {"0", "1"}
+
+
+def _report(errors=0, labelled=300):
+    from components.validate import Finding
+
+    return ValidationReport([Finding("error", "bad")] * errors, rows=labelled,
+                            labelled_rows=labelled)
+
+
+def test_trigger_policies(demo_folder, reference):
+    """Check always / drift / min_rows decisions, and that errors always win."""
+    drifted = detect_drift(pd.read_csv(demo_folder / "customers_2025-10.csv"), reference,
+                           DEFAULT_THRESHOLDS)
+    calm = detect_drift(_same_distribution_month(11), reference, DEFAULT_THRESHOLDS)
+    assert decide(_report(), calm, retrain_when="always", min_rows=100)[0] == RETRAIN
+    assert decide(_report(), drifted, retrain_when="drift", min_rows=100) == (
+        RETRAIN, "drift detected in web_visits_last_month")
+    decision, reason = decide(_report(), calm, retrain_when="drift", min_rows=100)
+    assert decision == SKIPPED and reason.startswith("no drift detected (retrain_when=drift)")
+    assert decide(_report(), None, retrain_when="drift", min_rows=100)[0] == RETRAIN
+    assert decide(_report(labelled=150), calm, retrain_when="min_rows", min_rows=500) == (
+        SKIPPED, "waiting for more rows: 150 labelled new row(s), retraining from 500 "
+                 "(retrain_when=min_rows)")
+    assert decide(_report(labelled=600), calm, retrain_when="min_rows", min_rows=500)[0] == RETRAIN
+    assert decide(_report(errors=1), drifted, retrain_when="drift", min_rows=100)[0] == INVALID
