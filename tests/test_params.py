@@ -22,8 +22,13 @@ GOOD = dict(source_uri="data", registry_uri="reg", model_name="m", label_column=
         ({"model_type": "xgb"}, "The 'model_type' parameter"),
         ({"validation_fraction": 1.0}, "range (0, 1)"),
         ({"epochs": 0}, "The 'epochs' parameter of retrain run must be an int"),
+        ({"retrain_when": "sometimes"}, "The 'retrain_when' parameter of retrain run must be one "
+                                        "of {'always', 'drift', 'min_rows'}. Got 'sometimes'"),
+        ({"validation_thresholds": {"js_drift": -1}}, "The 'js_drift' parameter of retrain run "
+                                                      "must be a float in the range [0, 1]"),
     ],
-    ids=["strategy", "threshold", "model-name", "model-type", "validation-fraction", "epochs"],
+    ids=["strategy", "threshold", "model-name", "model-type", "validation-fraction", "epochs",
+         "retrain-when", "threshold-value"],
 )
 def test_bad_parameters_are_refused(override, message):
     """Check that each constrained parameter is refused with a message naming it."""

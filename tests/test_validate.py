@@ -173,3 +173,68 @@ def test_bad_schema_file_names_the_field():
     broken["columns"][0]["type"] = "integer"
     with pytest.raises(SchemaError, match=r"schema my.json: columns\[0\] \('x1'\): 'type'"):
         check_schema(broken, "my.json")
+
+
+def _step_inputs(tmp_path, frame):
+    from components.steps import write_json, write_parquet
+
+    write_parquet(frame, tmp_path / "new.parquet")
+    write_json(tmp_path / "ingest.json", {"file_columns": {}, "problems": []})
+    return dict(new_data_path=str(tmp_path / "new.parquet"),
+                ingest_report_path=str(tmp_path / "ingest.json"),
+                registry_uri=str(tmp_path / "registry"), model_name="m", champion_version="",
+                label_column="label", timestamp_column="ts", min_rows=100,
+                retrain_when="always", validation_thresholds={}, run_id="run-1",
+                report_path=str(tmp_path / "report.json"),
+                markdown_path=str(tmp_path / "report.md"), html_path=str(tmp_path / "drift.html"))
+
+
+def test_user_schema_file_is_enforced(tmp_path):
+    """Check that --schema-uri replaces the inferred schema: a category it lacks is reported."""
+    from components.steps import validate_step
+
+    narrowed = json.loads(json.dumps(SCHEMA))
+    next(c for c in narrowed["columns"] if c["name"] == "color")["domain"] = ["green", "red"]
+    (tmp_path / "schema.json").write_text(json.dumps(narrowed))
+    result = validate_step(schema_uri=str(tmp_path / "schema.json"),
+                           **_step_inputs(tmp_path, make_rows(300, seed=3)))
+    assert result["decision"] == "invalid-data"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["schema_source"] == str(tmp_path / "schema.json")
+    [finding] = report["findings"]
+    assert (finding["check"], finding["column"]) == ("unseen_category", "color")
+    assert "e.g. 'blue'" in finding["problem"]
+
+
+def test_unreadable_schema_file_names_it(tmp_path):
+    """Check that a schema file that is not JSON fails with the file named."""
+    from components.steps import validate_step
+
+    (tmp_path / "schema.json").write_text("{not json")
+    with pytest.raises(SchemaError, match=r"schema .*schema.json: not valid JSON"):
+        validate_step(schema_uri=str(tmp_path / "schema.json"),
+                      **_step_inputs(tmp_path, make_rows(300, seed=3)))
+
+
+def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
+    """Check that `retrain schema` infers the contract from a source folder."""
+    from pipelines.cli import main
+
+    assert main(["schema", "--source-uri", str(demo_folder), "--label-column", "will_buy",
+                 "--timestamp-column", "event_time"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert check_schema(schema, "stdout") is schema
+    assert schema["label"] == {"name": "will_buy", "classes": [0, 1]}
+    assert {c["name"] for c in schema["columns"]} == {
+        "age", "income", "purchases_last_year", "days_since_last_purchase", "avg_basket_value",
+        "web_visits_last_month", "region", "membership"}
+
+
+def test_cli_refuses_unknown_threshold_before_running(capsys):
+    """Check that a misspelt --validation-threshold exits 2 naming the valid names."""
+    from pipelines.cli import main
+
+    code = main(["run", "--source-uri", "data", "--registry-uri", "reg", "--model-name", "m",
+                 "--label-column", "y", "--validation-threshold", "psi_drfit=0.3"])
+    assert code == 2
+    assert "'psi_drift'" in capsys.readouterr().err
