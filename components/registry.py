@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -163,8 +164,9 @@ class Registry:
         """
         existing = [version_number(v) for v in self.versions()]
         number = max(existing, default=0) + 1
+        claim = f"{metadata.get('run_id', '')} {uuid.uuid4().hex}".encode()  # unique per claim
         while not self.storage.create_exclusive(self.version_uri(version_name(number), ".claim"),
-                                                metadata.get("run_id", "").encode()):
+                                                claim):
             number += 1
         version = version_name(number)
         self.storage.write_bytes(self.version_uri(version, MODEL_FILE), model_bytes)

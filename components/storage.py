@@ -1,8 +1,8 @@
 """One small storage interface for data, models and pointers.
 
 Stages never look at the scheme of a URI themselves: they call :func:`storage_for` and use the
-returned object. A local folder is served by :class:`LocalStorage`; ``gs://`` plugs in as a second
-implementation of the same five operations.
+returned object. A local folder is served by :class:`LocalStorage`, ``gs://`` by
+:class:`components.gcs.GCSStorage`: two implementations of the same operations.
 
 The operations are the ones a registry needs to stay consistent while runs overlap:
 
@@ -162,10 +162,9 @@ class LocalStorage:
 
 
 def storage_for(uri: str) -> Storage:
-    """Return the storage backend that serves ``uri``."""
+    """Return the storage backend that serves ``uri``: GCS for ``gs://``, else the local disk."""
     if uri.startswith("gs://"):
-        raise StorageError(
-            f"{uri}: gs:// URIs are not supported yet; use a local folder "
-            "(the GCS backend plugs into components.storage.storage_for)"
-        )
+        from components.gcs import GCSStorage  # google-cloud-storage loads only when needed
+
+        return GCSStorage()
     return LocalStorage()

@@ -63,7 +63,8 @@ def run_compiled_pipeline(
     Args:
         pipeline_path: The compiled pipeline YAML.
         arguments: Pipeline parameters (must include ``registry_uri`` and ``model_name``).
-        pipeline_root: Folder for the run's artifacts.
+        pipeline_root: Folder for the run's artifacts and logs (a ``gs://`` root gets a copy
+            of them after the run).
         run_id: Job id to use; a new one by default.
         scheduled_time: What a recurring run's scheduled time would be; now by default.
         log_path: Where the stages' logs go (default: ``<pipeline_root>/logs/<run_id>.log``).
@@ -79,6 +80,21 @@ def run_compiled_pipeline(
 
     run_id = run_id or new_run_id()
     scheduled_time = scheduled_time or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if str(pipeline_root).startswith("gs://"):
+        # kfp.local writes artifacts to local paths only: run in a scratch folder, then copy
+        # the artifacts and the log up to the gs:// root (also when the run failed).
+        remote_root = str(pipeline_root)
+        with tempfile.TemporaryDirectory(prefix="retrain-root-") as scratch:
+            try:
+                record = run_compiled_pipeline(
+                    pipeline_path, arguments, pipeline_root=scratch, run_id=run_id,
+                    scheduled_time=scheduled_time, stream_logs=stream_logs)
+            except PipelineRunError as error:
+                upload_tree(scratch, remote_root)
+                raise PipelineRunError(str(error).replace(scratch, remote_root)) from error
+            upload_tree(scratch, remote_root)
+        record["log"] = record["log"].replace(scratch, remote_root)
+        return record
     pipeline_root = Path(pipeline_root).absolute()
     log_path = Path(log_path or pipeline_root / "logs" / f"{run_id}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,6 +121,19 @@ def run_compiled_pipeline(
         raise PipelineRunError(f"run {run_id} failed: {error} (log: {log_path})")
     record["log"] = str(log_path)
     return record
+
+
+def upload_tree(folder: str | Path, target_uri: str) -> int:
+    """Copy every file under ``folder`` to ``target_uri`` (any storage); returns the count."""
+    from components.storage import join_uri, storage_for
+
+    storage, count = storage_for(target_uri), 0
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            storage.write_bytes(join_uri(target_uri, path.relative_to(folder).as_posix()),
+                                path.read_bytes())
+            count += 1
+    return count
 
 
 class _Tee:

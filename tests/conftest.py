@@ -97,3 +97,40 @@ def outcome(completed) -> dict:
     """The run record ``retrain run --json`` printed last; the run must have exited 0."""
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def gcs():
+    """gcp-storage-emulator behind the precondition-enforcing proxy, as STORAGE_EMULATOR_HOST."""
+    import os
+
+    from components import gcs as gcs_backend
+    from tests.gcs_emulator import Emulator, PreconditionProxy
+
+    emulator = Emulator()
+    proxy = PreconditionProxy(emulator.port)
+    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "RETRAIN_GCS_RETRY_SECONDS")}
+    os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
+    os.environ["RETRAIN_GCS_RETRY_SECONDS"] = "3"  # a stopped server fails a test in seconds
+    gcs_backend._client.cache_clear()
+    yield {"bucket": emulator.bucket, "emulator": emulator, "proxy": proxy}
+    proxy.close()
+    emulator.stop()
+    gcs_backend._client.cache_clear()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def gs_prefix(gcs, request):
+    """A fresh gs:// folder for one test; the proxy's log and faults start empty."""
+    import uuid
+
+    gcs["proxy"].requests.clear()
+    gcs["proxy"].fail_next.clear()
+    gcs["proxy"].silent = False
+    yield f"gs://{gcs['bucket']}/{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
+    gcs["proxy"].silent = False

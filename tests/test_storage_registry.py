@@ -130,3 +130,33 @@ def test_unsafe_model_names_are_refused(tmp_path, name):
     """Check that model names that could escape the registry folder are refused."""
     with pytest.raises(ValueError, match="'model_name' parameter"):
         Registry(str(tmp_path), name)
+
+
+def _promote_in_process(root, index, start, results):
+    registry = Registry(root, "m")
+    version = _publish(registry, f"process-{index}".encode())
+    start.wait()
+    results.put(registry.move_champion(ChampionPointer(version, previous="v0001"), "v0001"))
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_promotions_across_processes_have_exactly_one_winner(tmp_path, round_):
+    """Check the local race for real: separate processes (flock + rename), one winner each time."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    root = str(tmp_path / "registry")
+    registry = Registry(root, "m")
+    _publish(registry)
+    registry.move_champion(ChampionPointer("v0001"), None)
+    start, results = context.Barrier(6), context.Queue()
+    processes = [context.Process(target=_promote_in_process, args=(root, i, start, results))
+                 for i in range(6)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+    outcomes = sorted(results.get(timeout=5) for _ in processes)
+    assert outcomes == [False] * 5 + [True]
+    assert registry.versions() == [f"v{n:04d}" for n in range(1, 8)]
+    assert registry.champion().version != "v0001"
