@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from components.registry import Registry
+from components.storage import StorageError
 
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
 JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
@@ -115,7 +116,10 @@ def run_compiled_pipeline(
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             pipeline(**arguments)
 
-    record = Registry(arguments["registry_uri"], arguments["model_name"]).run_record(run_id)
+    try:
+        record = Registry(arguments["registry_uri"], arguments["model_name"]).run_record(run_id)
+    except StorageError:  # the registry is unreachable: the stage's own error says more
+        record = None
     if record is None:
         error = last_error(log_path.read_text()) or "a stage failed"
         raise PipelineRunError(f"run {run_id} failed: {error} (log: {log_path})")

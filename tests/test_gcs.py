@@ -237,3 +237,24 @@ def test_two_runs_deploying_at_once_one_is_rejected(tmp_path, gs_prefix, backend
     assert {r.version for r in results} == {"v0002", "v0003"}
     winner = next(r for r in results if r.status == "deployed")
     assert registry.champion().version == winner.version
+
+
+@pytest.mark.slow
+def test_run_against_a_stopped_server_exits_1_naming_the_object(tmp_path):
+    """Check that a run whose GCS is down fails with one line naming the gs:// object."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.gcs_emulator import free_port
+
+    env = dict(os.environ, STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{free_port()}",
+               RETRAIN_GCS_RETRY_SECONDS="2")
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--source-uri", "gs://down/source",
+         "--registry-uri", "gs://down/registry", "--model-name", "m", "--label-column", "y",
+         "--pipeline-root", str(tmp_path / "root")],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert completed.returncode == 1
+    [line] = completed.stderr.strip().splitlines()
+    assert "gs://down/registry/m/champion.json: GCS did not answer" in line, line
