@@ -2,6 +2,8 @@
 
     retrain run --source-uri data/ --registry-uri registry/ --model-name customers \\
         --label-column will_buy --timestamp-column event_time [--json]
+    retrain submit --host http://localhost:8080 --source-uri gs://... [run flags]
+    retrain schedule --host URL --cron "0 0 * * *" [--name N] [run flags] | --list | --disable N
     retrain registry show|list|rollback --registry-uri registry/ --model-name customers
     retrain schema --source-uri data/ --label-column will_buy [--timestamp-column ...] > schema.json
     retrain compile [--output pipelines/retrain_pipeline.yaml]
@@ -39,42 +41,81 @@ def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-name", required=True, help="model name in the registry")
 
 
+def _add_pipeline_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """One flag per pipeline parameter (shared by run, submit and schedule)."""
+    parser.add_argument("--pipeline", default=str(DEFAULT_PIPELINE), help="compiled pipeline YAML")
+    parser.add_argument("--source-uri", required=required, help="folder of CSV/Parquet files")
+    parser.add_argument("--registry-uri", required=required,
+                        help="registry root (folder or gs://)")
+    parser.add_argument("--model-name", required=required, help="model name in the registry")
+    parser.add_argument("--label-column", required=required)
+    parser.add_argument("--timestamp-column", default="",
+                        help="event-time column; omit to treat each file as a batch")
+    parser.add_argument("--cutoff", default="", help="latest event time to consume (ISO 8601)")
+    parser.add_argument("--strategy", default="auto", help=f"one of {', '.join(STRATEGIES)}")
+    parser.add_argument("--model-type", default="hgb", help=f"one of {', '.join(MODEL_TYPES)}")
+    parser.add_argument("--metric", default="accuracy",
+                        help=f"one of {', '.join(GATE_METRICS)}")
+    parser.add_argument("--threshold", type=float, default=0.80)
+    parser.add_argument("--min-improvement", type=float, default=0.0)
+    parser.add_argument("--validation-fraction", type=float, default=0.2)
+    parser.add_argument("--window-days", type=int, default=90)
+    parser.add_argument("--window-files", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--min-rows", type=int, default=100)
+    parser.add_argument("--retrain-when", default="always",
+                        help=f"trigger policy: one of {', '.join(RETRAIN_POLICIES)}")
+    parser.add_argument("--schema-uri", default="",
+                        help="schema.json the new data must meet (default: the champion's)")
+    parser.add_argument("--validation-threshold", action="append", default=[],
+                        metavar="NAME=VALUE", type=_threshold,
+                        help="override a validation/drift threshold (repeatable); names: "
+                             + ", ".join(DEFAULT_THRESHOLDS))
+    parser.add_argument("--alert-webhook-url", default="",
+                        help="empty: the cluster's secret, if compiled with one")
+
+
+def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", required=True,
+                        help="KFP API endpoint, e.g. http://localhost:8080 (token: $KFP_TOKEN)")
+    parser.add_argument("--experiment", default="retrain", help="created if missing")
+    parser.add_argument("--pipeline-name", default="retrain-pipeline",
+                        help="uploaded as a new version when it exists")
+    parser.add_argument("--version-name", default="", help="default: v<UTC time>")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retrain", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the compiled pipeline locally (kfp.local)")
-    run.add_argument("--pipeline", default=str(DEFAULT_PIPELINE), help="compiled pipeline YAML")
-    run.add_argument("--source-uri", required=True, help="folder of CSV/Parquet files")
-    _add_registry_flags(run)
-    run.add_argument("--label-column", required=True)
-    run.add_argument("--timestamp-column", default="",
-                     help="event-time column; omit to treat each file as a batch")
-    run.add_argument("--cutoff", default="", help="latest event time to consume (ISO 8601)")
-    run.add_argument("--strategy", default="auto", help=f"one of {', '.join(STRATEGIES)}")
-    run.add_argument("--model-type", default="hgb", help=f"one of {', '.join(MODEL_TYPES)}")
-    run.add_argument("--metric", default="accuracy", help=f"one of {', '.join(GATE_METRICS)}")
-    run.add_argument("--threshold", type=float, default=0.80)
-    run.add_argument("--min-improvement", type=float, default=0.0)
-    run.add_argument("--validation-fraction", type=float, default=0.2)
-    run.add_argument("--window-days", type=int, default=90)
-    run.add_argument("--window-files", type=int, default=3)
-    run.add_argument("--epochs", type=int, default=5)
-    run.add_argument("--min-rows", type=int, default=100)
-    run.add_argument("--retrain-when", default="always",
-                     help=f"trigger policy: one of {', '.join(RETRAIN_POLICIES)}")
-    run.add_argument("--schema-uri", default="",
-                     help="schema.json the new data must meet (default: the champion's)")
-    run.add_argument("--validation-threshold", action="append", default=[],
-                     metavar="NAME=VALUE", type=_threshold,
-                     help="override a validation/drift threshold (repeatable); names: "
-                          + ", ".join(DEFAULT_THRESHOLDS))
-    run.add_argument("--alert-webhook-url", default="")
+    _add_pipeline_flags(run, required=True)
     run.add_argument("--pipeline-root", default=str(DEFAULT_WORKDIR / "pipeline_root"),
                      help="folder for the run's artifacts and logs")
     run.add_argument("--verbose", action="store_true", help="stream the stages' logs")
     run.add_argument("--json", action="store_true",
                      help="print the outcome as one JSON object on the last line")
+
+    submit = commands.add_parser("submit", help="upload the pipeline to KFP and start a run")
+    _add_cluster_flags(submit)
+    submit.add_argument("--run-name", default="", help="default: <model-name>-<UTC time>")
+    _add_pipeline_flags(submit, required=True)
+
+    schedule = commands.add_parser(
+        "schedule", help="create (or replace) a recurring run on KFP; list, disable, delete")
+    _add_cluster_flags(schedule)
+    schedule.add_argument("--name", default="", help="recurring run name (default: "
+                                                     "<model-name>-retrain)")
+    schedule.add_argument("--cron", default="",
+                          help="5-field ('0 0 * * *') or KFP's 6-field seconds-first cron")
+    schedule.add_argument("--max-concurrency", type=int, default=1)
+    schedule.add_argument("--catchup", action="store_true",
+                          help="run missed schedules after a pause (off by default)")
+    actions = schedule.add_mutually_exclusive_group()
+    actions.add_argument("--list", action="store_true", help="list the experiment's schedules")
+    actions.add_argument("--disable", metavar="NAME", help="disable the recurring run NAME")
+    actions.add_argument("--delete", metavar="NAME", help="delete the recurring run NAME")
+    _add_pipeline_flags(schedule, required=False)
 
     registry = commands.add_parser("registry", help="inspect or roll back the model registry")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True)
@@ -234,6 +275,66 @@ def command_registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_submit(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from pipelines.remote import submit
+
+    arguments = pipeline_arguments(args)
+    check_arguments(arguments)
+    run_name = args.run_name or f"{args.model_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    result = submit(args.host, pipeline_file=args.pipeline, pipeline_name=args.pipeline_name,
+                    experiment=args.experiment, run_name=run_name, params=arguments,
+                    version_name=args.version_name or None)
+    print(f"run {result['run_id']} started: {result['url']}")
+    return 0
+
+
+def command_schedule(args: argparse.Namespace) -> int:
+    from pipelines import remote
+
+    if args.list:
+        schedules = remote.list_schedules(args.host, args.experiment)
+        for item in schedules:
+            print(f"{item['name']}  {item['status']}  cron '{item['cron']}'  "
+                  f"max concurrency {item['max_concurrency']}  id {item['recurring_run_id']}")
+        if not schedules:
+            print(f"no recurring runs in experiment {args.experiment!r}")
+        return 0
+    if args.disable or args.delete:
+        action, name = ("disable", args.disable) if args.disable else ("delete", args.delete)
+        ids = remote.change_schedule(args.host, args.experiment, name, action)
+        print(f"{action}d recurring run {name!r} ({', '.join(ids)})")
+        return 0
+    missing = [flag for flag, value in (("--cron", args.cron), ("--source-uri", args.source_uri),
+                                        ("--registry-uri", args.registry_uri),
+                                        ("--model-name", args.model_name),
+                                        ("--label-column", args.label_column)) if not value]
+    if missing:
+        raise InvalidParameterError(f"retrain schedule needs {', '.join(missing)} to create a "
+                                    "recurring run")
+    from pipelines.cron import CronError, next_run_times, to_kfp_cron
+
+    try:
+        kfp_cron = to_kfp_cron(args.cron)
+    except CronError as error:
+        raise InvalidParameterError(str(error)) from None
+    arguments = pipeline_arguments(args)
+    check_arguments(arguments)
+    print(f"KFP cron: '{kfp_cron}' (seconds first); next runs (UTC): "
+          + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S") for t in next_run_times(kfp_cron)))
+    result = remote.schedule(
+        args.host, name=args.name or f"{args.model_name}-retrain", cron=args.cron,
+        pipeline_file=args.pipeline, pipeline_name=args.pipeline_name,
+        experiment=args.experiment, params=arguments,
+        max_concurrency=args.max_concurrency, catchup=args.catchup,
+        version_name=args.version_name or None)
+    if result["replaced"]:
+        print(f"replaced {len(result['replaced'])} recurring run(s) of the same name")
+    print(f"recurring run {result['recurring_run_id']} created: {result['url']}")
+    return 0
+
+
 def command_schema(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -293,7 +394,8 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": command_run, "registry": command_registry, "schema": command_schema,
+COMMANDS = {"run": command_run, "submit": command_submit, "schedule": command_schedule,
+            "registry": command_registry, "schema": command_schema,
             "compile": command_compile,
             "demo-data": command_demo_data, "demo": command_demo}
 
