@@ -14,6 +14,16 @@ import time
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+# On a cluster the webhook URL can come from a Kubernetes secret through this variable.
+WEBHOOK_ENV = "RETRAIN_ALERT_WEBHOOK_URL"
+
+
+def redacted(url: str) -> str:
+    """Scheme and host only: a webhook URL's path is its secret (Slack, Teams)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/..." if parts.netloc else "(webhook)"
 
 
 class AlertDeliveryError(Exception):
@@ -43,7 +53,7 @@ def post_alert(url: str, payload: dict, *, attempts: int = 3, timeout: float = 1
         try:
             response = requests.post(url, json=payload, timeout=timeout)
         except requests.RequestException as error:
-            last_problem = f"{type(error).__name__}: {error}"
+            last_problem = type(error).__name__  # its text would quote the secret URL path
         else:
             if response.status_code < 300:
                 return response.status_code
@@ -52,7 +62,8 @@ def post_alert(url: str, payload: dict, *, attempts: int = 3, timeout: float = 1
                 break
         if attempt < attempts:
             time.sleep(backoff_seconds * 2 ** (attempt - 1))
-    raise AlertDeliveryError(f"alert webhook {url} did not accept the alert: {last_problem}")
+    raise AlertDeliveryError(
+        f"alert webhook {redacted(url)} did not accept the alert: {last_problem}")
 
 
 def alert_markdown(payload: dict) -> str:
@@ -63,7 +74,11 @@ def alert_markdown(payload: dict) -> str:
 
 
 def send_alert(payload: dict, webhook_url: str = "") -> str:
-    """Log the alert, POST it if a webhook is set, and return its Markdown."""
+    """Log the alert, POST it if a webhook is set (the parameter, else the secret-fed
+    ``RETRAIN_ALERT_WEBHOOK_URL``), and return its Markdown."""
+    import os
+
+    webhook_url = webhook_url or os.environ.get(WEBHOOK_ENV, "")
     logger.warning("ALERT %s", payload["text"])
     print(f"ALERT {payload['text']}", flush=True)
     if webhook_url:

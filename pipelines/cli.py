@@ -137,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     compile_ = commands.add_parser("compile", help="compile the pipeline to YAML")
     compile_.add_argument("--output", default=str(DEFAULT_PIPELINE))
+    compile_.add_argument("--image", default="",
+                          help="component image with an immutable tag (never :latest)")
+    compile_.add_argument("--webhook-secret", default="",
+                          help="Kubernetes secret whose key 'webhook-url' alerts read")
+    compile_.add_argument("--gcs-secret", default="",
+                          help="Kubernetes secret with a service-account key.json (clusters "
+                               "without Workload Identity)")
+    compile_.add_argument("--resources", action="append", default=[], type=_resources,
+                          metavar="STAGE=CPU,MEMORY",
+                          help="requests = limits for a stage or 'default' (repeatable)")
 
     demo_data = commands.add_parser("demo-data", help="write the deterministic demo data")
     demo_data.add_argument("--output", default=str(DEFAULT_WORKDIR / "demo-data"))
@@ -350,10 +360,35 @@ def command_schema(args: argparse.Namespace) -> int:
 
 
 def command_compile(args: argparse.Namespace) -> int:
-    from pipelines.retrain_pipeline import compile_pipeline
+    import os
 
-    print(f"compiled {compile_pipeline(args.output)}")
+    from components.image import IMAGE_ENV, check_image_tag
+
+    if args.image:
+        check_image_tag(args.image)
+        os.environ[IMAGE_ENV] = args.image  # read when the components are defined, just below
+    from pipelines.retrain_pipeline import STAGES, ClusterOptions, compile_pipeline
+
+    resources = {}
+    for stage, cpu, memory in args.resources:
+        if stage != "default" and stage not in STAGES:
+            raise InvalidParameterError(f"--resources names stage {stage!r}; use one of "
+                                        f"default, {', '.join(STAGES)}")
+        resources[stage] = {"cpu": cpu, "memory": memory}
+    options = ClusterOptions(webhook_secret=args.webhook_secret, gcs_secret=args.gcs_secret,
+                             resources=resources)
+    print(f"compiled {compile_pipeline(args.output, options)}")
     return 0
+
+
+def _resources(text: str) -> tuple[str, str, str]:
+    """``retrain=2,4Gi`` -> ``("retrain", "2", "4Gi")``, for ``--resources``."""
+    stage, sep, amounts = text.partition("=")
+    cpu, comma, memory = amounts.partition(",")
+    if not (sep and comma and cpu.strip() and memory.strip()):
+        raise argparse.ArgumentTypeError(f"expected STAGE=CPU,MEMORY (e.g. retrain=2,4Gi), "
+                                         f"got {text!r}")
+    return stage.strip(), cpu.strip(), memory.strip()
 
 
 def command_demo_data(args: argparse.Namespace) -> int:

@@ -40,6 +40,27 @@ def fill_runtime_placeholders(spec_text: str, *, run_id: str, scheduled_time: st
             .replace(JOB_ID_PLACEHOLDER, run_id))
 
 
+def without_retries(spec_text: str) -> str:
+    """The spec minus task retry policies: on a cluster ingest and deploy retry transient
+    storage errors with a 30 s backoff; run by hand on a laptop, a failure should show at once
+    (the storage client still retries its own calls)."""
+    import yaml
+
+    documents = list(yaml.safe_load_all(spec_text))
+
+    def strip(node):
+        if isinstance(node, dict):
+            node.pop("retryPolicy", None)
+            for value in node.values():
+                strip(value)
+        elif isinstance(node, list):
+            for value in node:
+                strip(value)
+
+    strip(documents[0])
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
 def last_error(log_text: str) -> str:
     """The last exception line in a run's log, or a pointer to the log if there is none."""
     for line in reversed(log_text.splitlines()):
@@ -100,8 +121,8 @@ def run_compiled_pipeline(
     log_path = Path(log_path or pipeline_root / "logs" / f"{run_id}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    spec_text = fill_runtime_placeholders(
-        Path(pipeline_path).read_text(), run_id=run_id, scheduled_time=scheduled_time)
+    spec_text = without_retries(fill_runtime_placeholders(
+        Path(pipeline_path).read_text(), run_id=run_id, scheduled_time=scheduled_time))
     with tempfile.TemporaryDirectory() as tmp:
         filled = Path(tmp) / "pipeline.yaml"
         filled.write_text(spec_text)
