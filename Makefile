@@ -4,9 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKDIR ?= .retrain
 PIPELINE_YAML := pipelines/retrain_pipeline.yaml
+# The component image. Tags are immutable (a release or a git SHA), never latest: the compiled
+# YAML names this exact image. make push IMAGE=europe-docker.pkg.dev/PROJECT/REPO/kfp-retrain:0.2.0
+IMAGE ?= kfp-retrain:0.1.0
+BUILD := build
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test compile check-compiled demo-data lint clean
+.PHONY: help install run test compile demo-data lint shellcheck image push cluster cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,12 +33,30 @@ demo-data: install ## Write the deterministic demo data to .retrain/demo-data
 compile: install ## Compile the pipeline to pipelines/retrain_pipeline.yaml
 	$(BIN)/retrain compile --output $(PIPELINE_YAML)
 
-test: install ## Lint, then run every test (unit and end-to-end kfp.local runs)
-	$(BIN)/ruff check components pipelines tests
+test: install shellcheck ## Lint (ruff, shellcheck), then run every test (unit and kfp.local runs)
+	$(BIN)/ruff check components pipelines tests bench
 	$(BIN)/python -m pytest -q
 
-lint: install ## Lint with ruff
-	$(BIN)/ruff check components pipelines tests
+lint: install shellcheck ## Lint with ruff and shellcheck
+	$(BIN)/ruff check components pipelines tests bench
 
-clean: ## Remove demo runs, the registry and artifacts under .retrain
-	rm -rf $(WORKDIR)
+shellcheck: ## Check scripts/*.sh (installs Debian's shellcheck if it is missing)
+	@command -v shellcheck >/dev/null 2>&1 || $(SUDO) apt-get install -y -qq shellcheck >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq shellcheck; }
+	shellcheck scripts/*.sh
+
+image: ## Build the component image $(IMAGE) (needs a docker engine)
+	docker build -t $(IMAGE) .
+
+push: image install ## Push $(IMAGE) and compile build/retrain_pipeline.yaml naming it
+	docker push $(IMAGE)
+	$(BIN)/retrain compile --image $(IMAGE) --output $(BUILD)/retrain_pipeline.yaml
+
+cluster: ## Create a kind cluster with KFP, load $(IMAGE), port-forward the UI to :8080
+	scripts/cluster-up.sh $(IMAGE)
+
+cluster-down: ## Delete the kind cluster
+	scripts/cluster-down.sh
+
+clean: ## Remove demo runs, the registry and artifacts under .retrain, and build/
+	rm -rf $(WORKDIR) $(BUILD)

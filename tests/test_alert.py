@@ -41,3 +41,21 @@ def test_unreachable_webhook_fails_loudly():
     """Check that an address nobody listens on gives a clear error."""
     with pytest.raises(AlertDeliveryError, match="127.0.0.1:9"):
         post_alert("http://127.0.0.1:9/hook", {"text": "x"}, attempts=1)
+
+
+def test_webhook_from_the_secret_environment_variable(monkeypatch):
+    """Check that with no URL parameter the alert goes to RETRAIN_ALERT_WEBHOOK_URL (a cluster
+    secret), and that a failure message never shows the URL's secret path."""
+    from components.alert import WEBHOOK_ENV, AlertDeliveryError, build_alert, send_alert
+
+    receiver = WebhookReceiver()
+    try:
+        monkeypatch.setenv(WEBHOOK_ENV, receiver.url)
+        send_alert(build_alert(status="rejected", reason="r", model_name="m", run_id="1"))
+        assert [body["status"] for body in receiver.bodies] == ["rejected"]
+    finally:
+        receiver.close()
+    monkeypatch.setenv(WEBHOOK_ENV, "http://127.0.0.1:9/services/T0/B0/secret-token")
+    with pytest.raises(AlertDeliveryError) as error:
+        send_alert(build_alert(status="failed", reason="r", model_name="m", run_id="1"))
+    assert "secret-token" not in str(error.value) and "127.0.0.1:9" in str(error.value)
