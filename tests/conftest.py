@@ -134,3 +134,24 @@ def gs_prefix(gcs, request):
     gcs["proxy"].silent = False
     yield f"gs://{gcs['bucket']}/{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
     gcs["proxy"].silent = False
+
+
+def promote_concurrently(registry, attempts: int) -> list[bool]:
+    """Publish a version per thread, then have every thread promote it over v0001 at once."""
+    from components.registry import ChampionPointer
+
+    results, barrier = [], threading.Barrier(attempts)
+
+    def attempt(index):
+        version = registry.publish(f"model-{index}".encode(),
+                                   {"run_id": f"r{index}", "created_at": "now", "metrics": {}})
+        barrier.wait()
+        results.append(registry.move_champion(ChampionPointer(version, previous="v0001"),
+                                              "v0001"))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

@@ -9,6 +9,7 @@ import pytest
 from components.gcs import GCSStorage
 from components.registry import ChampionPointer, ModelIntegrityError, Registry
 from components.storage import ObjectNotFoundError, StorageError, storage_for
+from tests.conftest import promote_concurrently
 
 
 def test_gs_uris_get_the_gcs_backend(gs_prefix):
@@ -93,19 +94,7 @@ def test_concurrent_promotions_have_exactly_one_winner(gcs, gs_prefix, round_):
     registry = _registry(gs_prefix)
     _publish(registry)
     assert registry.move_champion(ChampionPointer("v0001"), None)
-    results, barrier = [], threading.Barrier(6)
-
-    def attempt(i):
-        version = _publish(registry, f"m{i}".encode())
-        barrier.wait()
-        results.append(registry.move_champion(ChampionPointer(version, previous="v0001"),
-                                              "v0001"))
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = promote_concurrently(registry, 6)
     assert sorted(results) == [False] * 5 + [True]
     assert registry.versions() == [f"v{n:04d}" for n in range(1, 8)]  # no number collided
     pointer_writes = gcs["proxy"].writes_to("/champion.json")

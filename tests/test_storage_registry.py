@@ -1,12 +1,12 @@
 """Local storage and the registry: atomic writes, exclusive claims, compare-and-swap, integrity."""
 
 import json
-import threading
 
 import pytest
 
 from components.registry import ChampionPointer, ModelIntegrityError, Registry, RegistryError
 from components.storage import LocalStorage
+from tests.conftest import promote_concurrently
 
 
 def test_write_bytes_replaces_atomically_and_leaves_no_temporaries(tmp_path):
@@ -89,19 +89,7 @@ def test_concurrent_promotions_have_exactly_one_winner(registry):
     """Check that of many threads promoting from the same champion exactly one wins."""
     _publish(registry)
     registry.move_champion(ChampionPointer("v0001"), None)
-    results, barrier = [], threading.Barrier(8)
-
-    def attempt(i):
-        version = _publish(registry, f"m{i}".encode())
-        barrier.wait()
-        results.append(registry.move_champion(ChampionPointer(version, previous="v0001"),
-                                              "v0001"))
-
-    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = promote_concurrently(registry, 8)
     assert sorted(results) == [False] * 7 + [True]
     assert len(set(registry.versions())) == 9  # version numbers never collide
 
