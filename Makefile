@@ -11,7 +11,7 @@ BUILD := build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test compile demo-data lint shellcheck image push cluster cluster-down clean
+.PHONY: help install run test bench compile demo-data lint shellcheck image push cluster cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -36,6 +36,14 @@ compile: install ## Compile the pipeline to pipelines/retrain_pipeline.yaml
 test: install shellcheck ## Lint (ruff, shellcheck), then run every test (unit and kfp.local runs)
 	$(BIN)/ruff check components pipelines tests bench
 	$(BIN)/python -m pytest -q
+
+$(VENV)/.bench: $(BIN)/retrain requirements-bench.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $@
+
+bench: install $(VENV)/.bench ## Measure speed and memory; writes bench/results.md and results.png
+	$(BIN)/python -m bench.run_bench
+	$(BIN)/python -m bench.bench_validate
 
 lint: install shellcheck ## Lint with ruff and shellcheck
 	$(BIN)/ruff check components pipelines tests bench

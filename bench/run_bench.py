@@ -1,0 +1,322 @@
+"""``make bench``: measure the pipeline side by side with its floor and a peer; write the results.
+
+    python -m bench.run_bench [--sizes 1000,100000,1000000] [--repeats 3] [--out bench]
+
+Writes ``<out>/results.md`` (tables, machine, date) and ``<out>/results.png``. Every figure is
+measured in the same run, min/median/max over ``--repeats``, and compared as ratios, because this
+machine is noisy. Parts:
+
+1. Overhead: the same cold-start work (ingest, validate, preprocess, retrain, evaluate, deploy)
+   done by a bare script calling the stage functions in one process, against ``retrain run``
+   (the compiled YAML under kfp.local), at each size of 10-column demo data.
+2. Peer: the whole run on ``../shared/data/penguins.csv`` (label ``species``, batch mode): wall
+   time and the peak RSS of the largest process (a stage, or the CLI itself).
+5. Data handling: ingest and validate throughput for CSV and Parquet; artifact sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components import demo_data
+
+ROOT = Path(__file__).resolve().parent.parent
+PENGUINS = ROOT.parent / "shared" / "data" / "penguins.csv"
+LABEL, TIME = demo_data.LABEL_COLUMN, demo_data.TIMESTAMP_COLUMN
+CUTOFF = "2025-12-31T23:59:59Z"
+
+
+def customers(rows: int, seed: int = 0) -> pd.DataFrame:
+    """``rows`` demo customers over one quarter: 8 features, the label, the event time."""
+    return demo_data.customers(rows, demo_data.month_start(0), demo_data.month_start(3), 0.0,
+                               np.random.default_rng(seed))
+
+
+def spread(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def fmt(stats: dict, unit: str = "s") -> str:
+    return f"{stats['median']:.2f} {unit} ({stats['min']:.2f}–{stats['max']:.2f})"
+
+
+# -- 1. overhead against the floor ---------------------------------------------------------------
+def bare_run(source: Path, registry: Path, work: Path, label: str, timestamp: str) -> str:
+    """The stage functions called in one process, exactly as the components call them."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the stages' own progress lines
+        return _bare_stages(source, registry, work, label, timestamp)
+
+
+def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp: str) -> str:
+    from components import steps
+
+    work.mkdir(parents=True, exist_ok=True)
+    p = {name: str(work / name) for name in (
+        "new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
+        "train", "validation", "clean_history", "model", "trace.md", "decision.json",
+        "comparison.md")}
+    common = dict(registry_uri=str(registry), model_name="bench")
+    ingest = steps.ingest_step(source_uri=str(source), timestamp_column=timestamp,
+                               cutoff=CUTOFF if timestamp else "", scheduled_time="",
+                               run_id="bare", new_data_path=p["new"], history_path=p["history"],
+                               report_path=p["ingest.json"], **common)
+    steps.validate_step(new_data_path=p["new"], ingest_report_path=p["ingest.json"],
+                        champion_version="", label_column=label, timestamp_column=timestamp,
+                        min_rows=100, retrain_when="always", schema_uri="",
+                        validation_thresholds={}, run_id="bare", report_path=p["validation.json"],
+                        markdown_path=p["validation.md"], html_path=p["drift.html"], **common)
+    counts = steps.preprocess_step(new_data_path=p["new"], history_path=p["history"],
+                                   champion_version="", label_column=label,
+                                   timestamp_column=timestamp, validation_fraction=0.2,
+                                   train_path=p["train"], validation_path=p["validation"],
+                                   history_out_path=p["clean_history"], **common)
+    kinds = counts.pop("feature_kinds")
+    steps.retrain_step(train_path=p["train"], validation_path=p["validation"],
+                       history_path=p["clean_history"], champion_version="", label_column=label,
+                       timestamp_column=timestamp, feature_kinds=kinds, strategy="auto",
+                       model_type="hgb", metric="accuracy", epochs=5, window_days=90,
+                       window_files=3, model_dir=p["model"], trace_markdown_path=p["trace.md"],
+                       **common)
+    params = dict(label_column=label, timestamp_column=timestamp, strategy="auto",
+                  model_type="hgb", metric="accuracy", threshold=0.0, min_improvement=0.0)
+    decision = steps.evaluate_step(challenger_dir=p["model"], validation_path=p["validation"],
+                                   ingest_report_path=p["ingest.json"],
+                                   validation_report_path=p["validation.json"],
+                                   preprocess_counts=counts, champion_version="", params=params,
+                                   run_id="bare", decision_record_path=p["decision.json"],
+                                   comparison_path=p["comparison.md"], **common)
+    assert ingest["outcome"] == "new-data" and decision["decision"] == "deploy"
+    return steps.deploy_step(challenger_dir=p["model"], decision_record_path=p["decision.json"],
+                             run_id="bare", **common)["status"]
+
+
+def pipeline_run(source: Path, registry: Path, root: Path, label: str,
+                 timestamp: str) -> tuple[dict, float]:
+    """``retrain run --json`` in a subprocess; returns its record and the peak child RSS (MiB)."""
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--json", "--source-uri",
+               str(source), "--registry-uri", str(registry), "--model-name", "bench",
+               "--label-column", label, "--threshold", "0", "--pipeline-root", str(root)]
+    if timestamp:
+        command += ["--timestamp-column", timestamp, "--cutoff", CUTOFF]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"retrain run failed: {completed.stderr.strip()}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    record = json.loads(completed.stdout.strip().splitlines()[-1])
+    return record, max(peak, before) / 1024
+
+
+def timed(function, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    function(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def overhead(sizes: list[int], repeats: int, scratch: Path) -> list[dict]:
+    rows = []
+    for size in sizes:
+        source = scratch / f"source-{size}"
+        source.mkdir(parents=True, exist_ok=True)
+        customers(size).to_parquet(source / "customers.parquet", index=False)
+        bare, piped = [], []
+        for repeat in range(repeats):  # interleaved, so both see the same machine state
+            work = scratch / f"run-{size}-{repeat}"
+            bare.append(timed(bare_run, source, work / "bare-registry", work / "bare", LABEL,
+                              TIME))
+            piped.append(timed(pipeline_run, source, work / "registry", work / "root", LABEL,
+                               TIME))
+        ratios = [p / b for p, b in zip(piped, bare, strict=True)]
+        rows.append({"rows": size, "bare": spread(bare), "pipeline": spread(piped),
+                     "ratio": spread(ratios)})
+        print(f"overhead {size:>9,} rows: bare {fmt(rows[-1]['bare'])}, pipeline "
+              f"{fmt(rows[-1]['pipeline'])}, ratio {rows[-1]['ratio']['median']:.2f}x",
+              flush=True)
+    return rows
+
+
+# -- 2. peer: penguins ---------------------------------------------------------------------------
+def penguins(repeats: int, scratch: Path) -> dict:
+    source = scratch / "penguins"
+    source.mkdir(parents=True, exist_ok=True)
+    (source / "penguins.csv").write_bytes(PENGUINS.read_bytes())
+    times, peaks, record = [], [], {}
+    for repeat in range(repeats):
+        work = scratch / f"penguins-{repeat}"
+        start = time.perf_counter()
+        record, _ = pipeline_run(source, work / "registry", work / "root", "species", "")
+        times.append(time.perf_counter() - start)
+        peaks.append(_peak_stage_rss(work / "root"))
+    return {"time": spread(times), "status": record.get("status"),
+            "accuracy": (record.get("challenger") or {}).get("metrics", {}).get("accuracy"),
+            "peak_rss_mib": max(peaks)}
+
+
+def _peak_stage_rss(root: Path) -> float:
+    """The peak RSS of one pipeline run's processes, measured in a fresh interpreter.
+
+    ``RUSAGE_CHILDREN`` only grows within a process, so each run is measured by a child that
+    runs it and reports its own children's peak.
+    """
+    script = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+              "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN)"
+              ".ru_maxrss)")
+    source = root.parent.parent / "penguins"
+    command = [sys.executable, "-c", script, sys.executable, "-m", "pipelines.cli", "run",
+               "--source-uri", str(source), "--registry-uri", str(root.parent / "rss-registry"),
+               "--model-name", "bench", "--label-column", "species", "--threshold", "0",
+               "--pipeline-root", str(root.parent / "rss-root")]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    return int(completed.stdout.strip()) / 1024
+
+
+# -- 5. data handling ----------------------------------------------------------------------------
+def throughput(rows: int, repeats: int, scratch: Path) -> dict:
+    from components.ingest import ingest
+    from components.params import DEFAULT_THRESHOLDS
+    from components.schema import infer_schema
+    from components.validate import validate
+
+    frame = customers(rows, seed=3)
+    results = {}
+    for fmt_name, writer in (("csv", lambda f, p: f.to_csv(p, index=False)),
+                             ("parquet", lambda f, p: f.to_parquet(p, index=False))):
+        folder = scratch / f"throughput-{fmt_name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        writer(frame, folder / f"customers.{fmt_name}")
+        seconds = [timed(ingest, str(folder), timestamp_column=TIME,
+                         cutoff=pd.Timestamp(CUTOFF), watermark=None) for _ in range(repeats)]
+        results[f"ingest {fmt_name}"] = {"rows_per_s": rows / statistics.median(seconds),
+                                         "seconds": spread(seconds),
+                                         "file_mib": (folder / f"customers.{fmt_name}")
+                                         .stat().st_size / 2**20}
+    loaded = ingest(str(scratch / "throughput-parquet"), timestamp_column=TIME,
+                    cutoff=pd.Timestamp(CUTOFF), watermark=None).new_data
+    schema = infer_schema(loaded, label_column=LABEL, timestamp_column=TIME)
+    seconds = [timed(validate, loaded, schema=schema, timestamp_column=TIME, min_rows=100,
+                     thresholds=DEFAULT_THRESHOLDS) for _ in range(repeats)]
+    results["validate"] = {"rows_per_s": rows / statistics.median(seconds),
+                           "seconds": spread(seconds)}
+    return results
+
+
+def artifact_sizes(root: Path) -> dict[str, float]:
+    """Sizes (KiB) of the Dataset/Model artifacts one pipeline run passed between stages."""
+    sizes: dict[str, float] = {}
+    for path in root.rglob("*"):
+        if path.is_file() and "logs" not in path.parts:
+            name = f"{path.parent.name}/{path.name}" if path.name in (
+                "model.joblib", "statistics.json", "schema.json", "training.json") else \
+                f"{path.parent.name}.{path.name}"
+            sizes[name] = max(sizes.get(name, 0.0), path.stat().st_size / 1024)
+    return dict(sorted(sizes.items(), key=lambda item: -item[1])[:12])
+
+
+# -- report --------------------------------------------------------------------------------------
+def machine() -> str:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+            f"{memory:.0f} GiB RAM")
+
+
+def write_report(out: Path, results: dict) -> None:
+    lines = ["# Benchmarks", "",
+             f"Run {results['date']} on {results['machine']}; {results['repeats']} repetitions, "
+             "median (min–max).", "", "## 1. Overhead against a bare script", "",
+             "Cold start on 10-column demo data (ingest, validate, preprocess, retrain with "
+             "`auto`, evaluate, deploy). Bare: the stage functions in one process. Pipeline: "
+             "`retrain run`, the compiled YAML under kfp.local, one process per stage.", "",
+             "| rows | bare script | pipeline | pipeline / bare |", "|---|---|---|---|"]
+    for row in results["overhead"]:
+        lines.append(f"| {row['rows']:,} | {fmt(row['bare'])} | {fmt(row['pipeline'])} | "
+                     f"{row['ratio']['median']:.2f}x ({row['ratio']['min']:.2f}–"
+                     f"{row['ratio']['max']:.2f}) |")
+    peer = results["penguins"]
+    lines += ["", "## 2. Peer: penguins (334 rows, 3 classes, batch mode)", "",
+              "| | this pipeline | TFX sklearn example (reference) |", "|---|---|---|",
+              f"| wall time | {fmt(peer['time'])} | 21.5 s median |",
+              f"| peak RSS of the largest process | {peer['peak_rss_mib']:.0f} MiB | ~980 MiB |",
+              f"| evaluation and deploy gate | yes ({peer['status']}, accuracy "
+              f"{peer['accuracy']:.3f}) | no Evaluator |", "",
+              "## 5. Data handling", "", "| step | rows/s | median time | file |", "|---|---|---|---|"]
+    for name, item in results["throughput"].items():
+        size = f"{item['file_mib']:.1f} MiB" if "file_mib" in item else "-"
+        lines.append(f"| {name} | {item['rows_per_s']:,.0f} | {fmt(item['seconds'])} | {size} |")
+    lines += ["", f"Artifacts passed between stages in one {results['artifact_rows']:,}-row "
+              "pipeline run (KiB):", "", "| artifact | KiB |", "|---|---|"]
+    lines += [f"| {name} | {kib:,.1f} |" for name, kib in results["artifacts"].items()]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    _plot(out / "results.png", results)
+
+
+def _plot(path: Path, results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r["rows"] for r in results["overhead"]]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    positions = np.arange(len(rows))
+    for offset, key, label in ((-0.2, "bare", "bare script"), (0.2, "pipeline", "pipeline")):
+        medians = [r[key]["median"] for r in results["overhead"]]
+        errors = [[r[key]["median"] - r[key]["min"] for r in results["overhead"]],
+                  [r[key]["max"] - r[key]["median"] for r in results["overhead"]]]
+        left.bar(positions + offset, medians, 0.4, yerr=errors, label=label, capsize=3)
+    left.set_xticks(positions, [f"{n:,}" for n in rows])
+    left.set_xlabel("rows")
+    left.set_ylabel("seconds (median, min–max)")
+    left.set_title("Overhead: pipeline vs bare script")
+    left.legend()
+    right.bar(["this pipeline", "TFX (reference)"], [results["penguins"]["time"]["median"], 21.5])
+    right.set_ylabel("seconds")
+    right.set_title("Penguins: whole run")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--throughput-rows", type=int, default=1_000_000)
+    parser.add_argument("--out", default=str(ROOT / "bench"))
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="retrain-bench-") as tmp:
+        scratch = Path(tmp)
+        results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                   "machine": machine(), "repeats": args.repeats,
+                   "overhead": overhead(sizes, args.repeats, scratch)}
+        results["penguins"] = penguins(args.repeats, scratch)
+        print(f"penguins: {fmt(results['penguins']['time'])}, peak "
+              f"{results['penguins']['peak_rss_mib']:.0f} MiB", flush=True)
+        results["throughput"] = throughput(args.throughput_rows, args.repeats, scratch)
+        results["artifact_rows"] = sizes[-1]
+        results["artifacts"] = artifact_sizes(scratch / f"run-{sizes[-1]}-0" / "root")
+    write_report(out, results)
+    print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
+
+
+if __name__ == "__main__":
+    main()
