@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
-from components import alert as alert_stage
-from components import deploy as deploy_stage
-from components import evaluate as evaluate_stage
-from components import ingest as ingest_stage
-from components import preprocess as preprocess_stage
-from components import retrain as retrain_stage
-from components import validate as validate_stage
-from components.drift import detect_drift, reference_statistics
 from components.params import (
     GATE_METRICS,
     MODEL_TYPES,
@@ -31,13 +25,9 @@ from components.params import (
 )
 from components.registry import MODEL_FILE, SCHEMA_FILE, STATISTICS_FILE, Registry
 from components.run_record import build_run_record
-from components.schema import (
-    SchemaError,
-    check_schema,
-    infer_feature_kinds,
-    infer_schema,
-    merge_schemas,
-)
+
+# Stage modules (and pandas, sklearn, pandera, scipy) are imported inside the step that needs
+# them: each stage runs in its own process, and imports are most of a small run's time.
 
 TRAINING_FILE = "training.json"
 
@@ -62,12 +52,14 @@ def write_text(path: str | Path, text: str) -> None:
     Path(path).write_text(text)
 
 
-def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
+def write_parquet(frame, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path, index=False)
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
+def read_parquet(path: str | Path):
+    import pandas as pd
+
     return pd.read_parquet(path)
 
 
@@ -89,6 +81,8 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
                 cutoff: str, scheduled_time: str, run_id: str, new_data_path: str,
                 history_path: str, report_path: str) -> dict:
     """Split the source into new rows and history; a run with nothing new ends here."""
+    from components import ingest as ingest_stage
+
     registry = Registry(registry_uri, model_name)
     pointer = registry.champion()
     result = ingest_stage.ingest(
@@ -125,6 +119,8 @@ def load_schema(registry: Registry, champion_version: str, schema_uri: str,
     stored before schemas were) one inferred from the new rows, with the champion's feature
     kinds and classes when it has them.
     """
+    from components.schema import SchemaError, check_schema, infer_schema
+
     if schema_uri:
         from components.storage import storage_for
 
@@ -163,6 +159,9 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
     The decision is ``retrain``, ``invalid-data`` or ``skipped``; a skipped run is recorded here,
     since no later stage runs.
     """
+    from components import validate as validate_stage
+    from components.drift import detect_drift
+
     check_choice("retrain_when", retrain_when, RETRAIN_POLICIES, "validate")
     thresholds = check_thresholds(validation_thresholds or {}, "validate")
     ingest_report = read_json(ingest_report_path)
@@ -209,6 +208,9 @@ def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
                     timestamp_column: str, validation_fraction: float, train_path: str,
                     validation_path: str, history_out_path: str) -> dict:
     """Clean and split; returns the feature kinds and row counts."""
+    from components import preprocess as preprocess_stage
+    from components.schema import infer_feature_kinds
+
     check_range("validation_fraction", validation_fraction, 0, 1, "preprocess", closed="neither")
     new_data = read_parquet(new_data_path)
     meta = Registry(registry_uri, model_name).metadata(champion_version) if champion_version else {}
@@ -237,6 +239,10 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
                  trace_markdown_path: str) -> dict:
     """Fit the challenger and save it as ``<model_dir>/model.joblib`` with ``training.json``."""
     import joblib
+
+    from components import retrain as retrain_stage
+    from components.drift import reference_statistics
+    from components.schema import infer_schema, merge_schemas
 
     check_choice("strategy", strategy, STRATEGIES, "retrain")
     check_choice("model_type", model_type, MODEL_TYPES, "retrain")
@@ -279,6 +285,8 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
                   comparison_path: str) -> dict:
     """Score both models on the shared validation rows, decide, and write the decision record."""
     import joblib
+
+    from components import evaluate as evaluate_stage
 
     metric, threshold = params["metric"], params["threshold"]
     check_choice("metric", metric, GATE_METRICS, "evaluate")
@@ -328,6 +336,8 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
 def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
                 decision_record_path: str, run_id: str) -> dict:
     """Publish and promote; a lost race ends as ``rejected`` (the alert step then reports it)."""
+    from components import deploy as deploy_stage
+
     record = read_json(decision_record_path)
     registry = Registry(registry_uri, model_name)
     extra_files = {name: (Path(challenger_dir) / name).read_bytes()
@@ -351,6 +361,8 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
                alert_webhook_url: str, new_rows: int, decision_record_path: str | None,
                markdown_path: str, validation_report_path: str | None = None) -> None:
     """Record the run's outcome, then log, write and (if a webhook is set) POST the alert."""
+    from components import alert as alert_stage
+
     record = read_json(decision_record_path) if decision_record_path else None
     run_record = build_run_record(
         status=status, reason=reason, run_id=run_id, model_name=model_name, new_rows=new_rows,
@@ -368,6 +380,8 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
 def failure_alert_step(*, state: str, error_message: str, model_name: str, run_id: str,
                        alert_webhook_url: str, markdown_path: str) -> None:
     """Exit handler: alert when the run failed outright; a finished run stays quiet."""
+    from components import alert as alert_stage
+
     if state in ("SUCCEEDED", ""):
         write_text(markdown_path, f"Run {run_id} finished: {state or 'unknown'}; no alert.\n")
         return
