@@ -101,3 +101,17 @@ def test_bad_cutoff_is_refused():
     """Check that a cutoff that is not ISO 8601 gets a parameter error."""
     with pytest.raises(ValueError, match="'cutoff' parameter of ingest"):
         resolve_cutoff("next tuesday", "")
+
+
+def test_timestamps_parse_iso_fast_and_other_formats_too():
+    """Check that ISO 8601, offsets and other common formats parse to UTC; garbage is NaT."""
+    import pandas as pd
+
+    from components.ingest import parse_timestamps
+
+    raw = pd.Series(["2025-01-01T00:00:00Z", "2025-01-02 10:00", "01/03/2025", "garbage", None,
+                     "2025-01-04T00:00:00+02:00"])
+    parsed = parse_timestamps(raw)
+    assert [None if pd.isna(t) else t.isoformat() for t in parsed] == [
+        "2025-01-01T00:00:00+00:00", "2025-01-02T10:00:00+00:00", "2025-01-03T00:00:00+00:00",
+        None, None, "2025-01-03T22:00:00+00:00"]
