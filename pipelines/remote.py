@@ -27,7 +27,6 @@ class RemoteError(RuntimeError):
 class Uploaded:
     pipeline_id: str
     version_id: str
-    new_pipeline: bool
 
 
 def connect(host: str):
@@ -41,52 +40,51 @@ def connect(host: str):
             warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP >= 2.0.0b2"
             return Client(host=host, existing_token=os.environ.get(TOKEN_ENV) or None)
 
-    return _Guarded(_Guarded(None, host).guard("connect", make_client)(), host)
+    return _Guarded(_guarded(host, "connect", make_client)(), host)
+
+
+def _guarded(host: str, name: str, method):
+    """``method`` with its errors turned into one-line :class:`RemoteError` messages that name
+    the host (never the token), and the client's printed links silenced."""
+
+    def call(*args, **kwargs):
+        import urllib3
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                return method(*args, **kwargs)
+        except urllib3.exceptions.HTTPError as error:
+            raise RemoteError(f"cannot reach the KFP API at {host}: "
+                              f"{type(error).__name__}") from None
+        except Exception as error:
+            status = getattr(error, "status", None)
+            if status is None:
+                raise
+            reason = getattr(error, "reason", "") or ""
+            raise RemoteError(f"the KFP API at {host} answered {status} {reason} to "
+                              f"{name}".replace("  ", " ")) from None
+
+    return call
 
 
 class _Guarded:
-    """Wrap client calls so connection errors name the host, in one line, without the token."""
+    """A ``kfp.Client`` whose every call goes through :func:`_guarded`."""
 
     def __init__(self, client, host: str):
         self.client, self.host = client, host.rstrip("/")
 
     def __getattr__(self, name):
-        return self.guard(name, getattr(self.client, name))
-
-    def guard(self, name, method):
-        """``method`` with its errors turned into one-line :class:`RemoteError` messages."""
-
-        def call(*args, **kwargs):
-            import urllib3
-
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):  # the client prints links
-                    return method(*args, **kwargs)
-            except urllib3.exceptions.HTTPError as error:
-                raise RemoteError(f"cannot reach the KFP API at {self.host}: "
-                                  f"{type(error).__name__}") from None
-            except Exception as error:
-                status = getattr(error, "status", None)
-                if status is not None:
-                    reason = getattr(error, "reason", "") or ""
-                    raise RemoteError(f"the KFP API at {self.host} answered {status} {reason} "
-                                      f"to {name}").strip() from None
-                raise
-
-        return call
+        return _guarded(self.host, name, getattr(self.client, name))
 
 
 def upload(client, pipeline_file: str, pipeline_name: str, version_name: str) -> Uploaded:
     """Upload the YAML as a new pipeline, or as a new version of the existing one."""
     pipeline_id = client.get_pipeline_id(pipeline_name)
     if pipeline_id is None:
-        pipeline = client.upload_pipeline(pipeline_file, pipeline_name=pipeline_name)
-        pipeline_id, new = pipeline.pipeline_id, True
-    else:
-        new = False
+        pipeline_id = client.upload_pipeline(pipeline_file, pipeline_name=pipeline_name).pipeline_id
     version = client.upload_pipeline_version(pipeline_file, pipeline_version_name=version_name,
                                              pipeline_id=pipeline_id)
-    return Uploaded(pipeline_id, version.pipeline_version_id, new)
+    return Uploaded(pipeline_id, version.pipeline_version_id)
 
 
 def experiment_id(client, name: str) -> str:

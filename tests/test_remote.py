@@ -144,3 +144,13 @@ def test_unreachable_host_is_one_clear_line(capsys):
     assert main(["submit", "--host", host, *RUN_FLAGS]) == 1
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: RemoteError: cannot reach the KFP API at {host}")
+
+
+def test_an_api_error_is_one_line_naming_host_and_call(kfp):
+    """Check that a status the API answers with (here 404 on an unknown call) names the host."""
+    from pipelines.remote import RemoteError, connect
+
+    client = connect(kfp.url)
+    with pytest.raises(RemoteError, match=f"the KFP API at {kfp.url} answered 404 Not Found "
+                                          "to get_run"):
+        client.get_run("no-such-run")
