@@ -121,12 +121,12 @@ def infer_schema(
         columns.append(entry)
     classes = []
     if label_column in frame:
-        classes = sorted({_plain(v) for v in frame[label_column].dropna().unique()}, key=str)
+        classes = sorted({plain_value(v) for v in frame[label_column].dropna().unique()}, key=str)
     return {"label": {"name": label_column, "classes": classes},
             "timestamp": timestamp_column, "rows": int(len(frame)), "columns": columns}
 
 
-def _plain(value: object) -> object:
+def plain_value(value: object) -> object:
     """numpy scalars to Python ones, for JSON."""
     return value.item() if hasattr(value, "item") else value
 

@@ -242,7 +242,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
 
     from components import retrain as retrain_stage
     from components.drift import reference_statistics
-    from components.schema import infer_schema, merge_schemas
+    from components.schema import infer_schema, merge_schemas, plain_value
 
     check_choice("strategy", strategy, STRATEGIES, "retrain")
     check_choice("model_type", model_type, MODEL_TYPES, "retrain")
@@ -257,7 +257,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     joblib.dump(result.model, Path(model_dir) / MODEL_FILE)
     training = dict(result.summary(), feature_kinds=feature_kinds,
-                    classes=[_plain(c) for c in result.model.classes_])
+                    classes=[plain_value(c) for c in result.model.classes_])
     write_json(Path(model_dir) / TRAINING_FILE, training)
     schema = infer_schema(result.training_data, label_column=label_column,
                           timestamp_column=timestamp_column, feature_kinds=feature_kinds)
@@ -271,11 +271,6 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
     write_text(trace_markdown_path, markdown)
     print(markdown)
     return training
-
-
-def _plain(value):
-    """numpy scalars to Python ones, for JSON."""
-    return value.item() if hasattr(value, "item") else value
 
 
 # -- 5. evaluate -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from components.schema import (
     SOURCE_FILE_COLUMN,
     as_category_strings,
     parse_numbers,
+    plain_value,
     schema_feature_kinds,
 )
 
@@ -258,7 +259,7 @@ def _schema_value_findings(checked: pd.DataFrame, schema: dict, files: np.ndarra
     for column, cases in failures.groupby("column", sort=True):
         rows = cases["index"].astype(int).to_numpy()
         ratio = len(rows) / max(int(checked[column].notna().sum()), 1)
-        examples = ", ".join(repr(_plain(v)) for v in pd.unique(cases["failure_case"])[:EXAMPLES])
+        examples = ", ".join(repr(plain_value(v)) for v in pd.unique(cases["failure_case"])[:EXAMPLES])
         in_files = ", ".join(sorted(set(files[rows]))[:EXAMPLES]) or "-"
         spec = next((c for c in schema["columns"] if c["name"] == column), {})
         # One check per column, so its kind says which it was.
@@ -281,11 +282,6 @@ def _schema_value_findings(checked: pd.DataFrame, schema: dict, files: np.ndarra
             problem += "" if file else f" (in {in_files})"
             findings.append(Finding(severity, problem, file, str(column), str(check)))
     return findings
-
-
-def _plain(value: object) -> object:
-    """numpy scalars to Python ones, so messages quote 14.0 rather than np.float64(14.0)."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def _severity(ratio: float, thresholds: dict, check: str) -> str | None:
