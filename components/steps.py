@@ -25,9 +25,11 @@ from components.params import (
 )
 from components.registry import MODEL_FILE, SCHEMA_FILE, STATISTICS_FILE, Registry
 from components.run_record import build_run_record
+from components.warm_worker import delegated
 
 # Stage modules (and pandas, sklearn, pandera, scipy) are imported inside the step that needs
-# them: each stage runs in its own process, and imports are most of a small run's time.
+# them: each stage runs in its own process, and imports are most of a small run's time. Locally,
+# @delegated runs the step in a worker that imported them once (see components.warm_worker).
 
 TRAINING_FILE = "training.json"
 
@@ -77,6 +79,7 @@ def _champion(registry: Registry, champion_version: str):
 
 
 # -- 1. ingest ---------------------------------------------------------------------------------
+@delegated
 def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestamp_column: str,
                 cutoff: str, scheduled_time: str, run_id: str, new_data_path: str,
                 history_path: str, report_path: str) -> dict:
@@ -149,6 +152,7 @@ def load_schema(registry: Registry, champion_version: str, schema_uri: str,
             "inferred from the new rows (no champion yet)")
 
 
+@delegated
 def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: str,
                   model_name: str, champion_version: str, label_column: str,
                   timestamp_column: str, min_rows: int, retrain_when: str, schema_uri: str,
@@ -203,6 +207,7 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
 
 
 # -- 3. preprocess -----------------------------------------------------------------------------
+@delegated
 def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
                     model_name: str, champion_version: str, label_column: str,
                     timestamp_column: str, validation_fraction: float, train_path: str,
@@ -232,6 +237,7 @@ def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
 
 
 # -- 4. retrain --------------------------------------------------------------------------------
+@delegated
 def retrain_step(*, train_path: str, validation_path: str, history_path: str,
                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
                  timestamp_column: str, feature_kinds: dict, strategy: str, model_type: str,
@@ -274,6 +280,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
 
 
 # -- 5. evaluate -------------------------------------------------------------------------------
+@delegated
 def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_path: str,
                   validation_report_path: str, preprocess_counts: dict, registry_uri: str, model_name: str,
                   champion_version: str, params: dict, run_id: str, decision_record_path: str,
@@ -328,6 +335,7 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
 
 
 # -- 6. deploy ---------------------------------------------------------------------------------
+@delegated
 def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
                 decision_record_path: str, run_id: str) -> dict:
     """Publish and promote; a lost race ends as ``rejected`` (the alert step then reports it)."""
@@ -352,6 +360,7 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
 
 
 # -- 7. alert ----------------------------------------------------------------------------------
+@delegated
 def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, run_id: str,
                alert_webhook_url: str, new_rows: int, decision_record_path: str | None,
                markdown_path: str, validation_report_path: str | None = None) -> None:
@@ -372,6 +381,7 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
     write_text(markdown_path, alert_stage.send_alert(payload, alert_webhook_url))
 
 
+@delegated
 def failure_alert_step(*, state: str, error_message: str, model_name: str, run_id: str,
                        alert_webhook_url: str, markdown_path: str) -> None:
     """Exit handler: alert when the run failed outright; a finished run stays quiet."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from components.registry import Registry
 from components.storage import StorageError
+from components.warm_worker import running_worker
 
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
 JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
@@ -40,25 +41,50 @@ def fill_runtime_placeholders(spec_text: str, *, run_id: str, scheduled_time: st
             .replace(JOB_ID_PLACEHOLDER, run_id))
 
 
-def without_retries(spec_text: str) -> str:
-    """The spec minus task retry policies: on a cluster ingest and deploy retry transient
-    storage errors with a 30 s backoff; run by hand on a laptop, a failure should show at once
-    (the storage client still retries its own calls)."""
-    import yaml
-
-    documents = list(yaml.safe_load_all(spec_text))
+def without_retries(documents: list[dict]) -> list[dict]:
+    """The spec documents minus task retry policies: on a cluster ingest and deploy retry
+    transient storage errors with a 30 s backoff; run by hand on a laptop, a failure should show
+    at once (the storage client still retries its own calls)."""
 
     def strip(node):
         if isinstance(node, dict):
-            node.pop("retryPolicy", None)
-            for value in node.values():
-                strip(value)
-        elif isinstance(node, list):
-            for value in node:
-                strip(value)
+            return {key: strip(value) for key, value in node.items() if key != "retryPolicy"}
+        if isinstance(node, list):
+            return [strip(value) for value in node]
+        return node
 
-    strip(documents[0])
-    return yaml.safe_dump_all(documents, sort_keys=False)
+    return [strip(documents[0]), *documents[1:]]
+
+
+def parse_spec(spec_text: str) -> list[dict]:
+    """The YAML documents of a compiled spec, parsed with libyaml (kfp's pure-Python parse of
+    our spec takes over a second, twice)."""
+    import yaml
+
+    return list(yaml.load_all(spec_text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+
+def load_pipeline(documents: list[dict], spec_text: str):
+    """The runnable kfp component for already parsed spec documents.
+
+    What ``kfp.components.load_component_from_text`` returns, without parsing the text again
+    (kfp re-parses it on every access of ``pipeline_spec``).
+    """
+    from google.protobuf import json_format
+    from kfp.dsl import structures, yaml_component
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    pipeline_dict, platform_dict = documents[0], (documents[1] if len(documents) > 1 else {})
+    parsed = json_format.ParseDict(pipeline_dict, pipeline_spec_pb2.PipelineSpec())
+
+    class ParsedYamlComponent(yaml_component.YamlComponent):
+        @property
+        def pipeline_spec(self):
+            return parsed
+
+    return ParsedYamlComponent(
+        component_spec=structures.ComponentSpec.from_ir_dicts(pipeline_dict, platform_dict),
+        component_yaml=spec_text)
 
 
 def last_error(log_text: str) -> str:
@@ -79,6 +105,7 @@ def run_compiled_pipeline(
     scheduled_time: str | None = None,
     log_path: str | Path | None = None,
     stream_logs: bool = False,
+    warm_worker: bool = True,
 ) -> dict:
     """Run the compiled YAML locally and return the run record the pipeline left in the registry.
 
@@ -91,6 +118,8 @@ def run_compiled_pipeline(
         scheduled_time: What a recurring run's scheduled time would be; now by default.
         log_path: Where the stages' logs go (default: ``<pipeline_root>/logs/<run_id>.log``).
         stream_logs: Also echo the logs to the terminal.
+        warm_worker: Run the stages' work in a worker that imports the libraries once
+            (:mod:`components.warm_worker`); False runs each stage wholly in its own process.
 
     Returns:
         The run record (``status``, ``reason``, ``new_rows``, champion and challenger, ...).
@@ -98,8 +127,6 @@ def run_compiled_pipeline(
     Raises:
         PipelineRunError: A stage failed; the message names the error.
     """
-    from kfp import components, local
-
     run_id = run_id or new_run_id()
     scheduled_time = scheduled_time or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     if str(pipeline_root).startswith("gs://"):
@@ -110,7 +137,8 @@ def run_compiled_pipeline(
             try:
                 record = run_compiled_pipeline(
                     pipeline_path, arguments, pipeline_root=scratch, run_id=run_id,
-                    scheduled_time=scheduled_time, stream_logs=stream_logs)
+                    scheduled_time=scheduled_time, stream_logs=stream_logs,
+                    warm_worker=warm_worker)
             except PipelineRunError as error:
                 upload_tree(scratch, remote_root)
                 raise PipelineRunError(str(error).replace(scratch, remote_root)) from error
@@ -121,21 +149,20 @@ def run_compiled_pipeline(
     log_path = Path(log_path or pipeline_root / "logs" / f"{run_id}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    spec_text = without_retries(fill_runtime_placeholders(
-        Path(pipeline_path).read_text(), run_id=run_id, scheduled_time=scheduled_time))
-    with tempfile.TemporaryDirectory() as tmp:
-        filled = Path(tmp) / "pipeline.yaml"
-        filled.write_text(spec_text)
-        pipeline = components.load_component_from_file(str(filled))
+    with running_worker(warm_worker):  # first: it imports while kfp.local starts
+        from kfp import local
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-               raise_on_error=False)
-    with open(log_path, "w") as log, warnings.catch_warnings():
-        # kfp.local warns when an image name lacks "python"; ours is the project image.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sink = _Tee(log) if stream_logs else log
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            pipeline(**arguments)
+        spec_text = fill_runtime_placeholders(Path(pipeline_path).read_text(), run_id=run_id,
+                                              scheduled_time=scheduled_time)
+        pipeline = load_pipeline(without_retries(parse_spec(spec_text)), spec_text)
+        local.init(runner=local.SubprocessRunner(use_venv=False),
+                   pipeline_root=str(pipeline_root), raise_on_error=False)
+        with open(log_path, "w") as log, warnings.catch_warnings():
+            # kfp.local warns when an image name lacks "python"; ours is the project image.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            sink = _Tee(log) if stream_logs else log
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                pipeline(**arguments)
 
     try:
         record = Registry(arguments["registry_uri"], arguments["model_name"]).run_record(run_id)

@@ -1,5 +1,7 @@
 """The compiled spec is the product: it parses strictly, and the committed YAML is current."""
 
+import json
+
 import pytest
 import yaml
 from google.protobuf import json_format
@@ -129,9 +131,14 @@ def test_moving_image_tags_are_refused(tmp_path, image):
 
 def test_local_runs_drop_the_cluster_retry_policy():
     """Check that the spec run by kfp.local has no retry policy left, and nothing else lost."""
-    from pipelines.local_runner import without_retries
+    from pipelines.local_runner import load_pipeline, parse_spec, without_retries
 
     text = COMPILED_PIPELINE.read_text()
-    stripped = without_retries(text)
-    assert "retryPolicy" in text and "retryPolicy" not in stripped
-    assert yaml.safe_load(stripped)["deploymentSpec"] == yaml.safe_load(text)["deploymentSpec"]
+    documents = parse_spec(text)
+    stripped = without_retries(documents)
+    assert "retryPolicy" in text and "retryPolicy" not in json.dumps(stripped)
+    assert stripped[0]["deploymentSpec"] == yaml.safe_load(text)["deploymentSpec"]
+    assert stripped[1:] == documents[1:]
+    pipeline = load_pipeline(stripped, text)
+    assert "retryPolicy" not in json.dumps(json_format.MessageToDict(pipeline.pipeline_spec))
+    assert pipeline.pipeline_spec.root == load_spec(COMPILED_PIPELINE).root

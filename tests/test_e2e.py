@@ -6,6 +6,7 @@ retrain that deploys, a rerun with nothing new, a month with shuffled labels, a 
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,8 @@ def test_3_rerun_with_no_new_data(world):
 
 
 def test_4_shuffled_labels_are_rejected_and_alerted(world):
-    """Check that a month of shuffled labels is rejected, alerts, and leaves the champion."""
+    """Check that a month of shuffled labels is rejected, alerts, and leaves the champion
+    (with every stage run cold, in its own process)."""
     before = pointer_bytes(world)
 
     def shuffle(frame):
@@ -97,8 +99,11 @@ def test_4_shuffled_labels_are_rejected_and_alerted(world):
         return frame
 
     add_month(world, "customers_2025-09.csv", shuffle)
-    result = outcome(retrain_run(world, CUTOFFS[6]))
+    # Each stage wholly in its own process, as on a cluster (no warm worker).
+    result = outcome(retrain_run(world, CUTOFFS[6], "--no-warm-worker"))
     assert result["status"] == "rejected"
+    log = Path(result["log"]).read_text()
+    assert "warm worker" not in log and "stage evaluate_step:" in log and "stage alert_step:" in log
     assert "below the threshold" in result["reason"] or "does not beat" in result["reason"]
     assert pointer_bytes(world) == before
     [body] = world["webhook"].bodies

@@ -1,0 +1,90 @@
+"""The warm worker runs a step exactly as the stage process would have: same result, output,
+environment, directory and errors; and a stage still runs when the worker is gone."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from components.warm_worker import (
+    SOCKET_ENV,
+    RemoteTraceback,
+    WarmWorkerError,
+    delegated,
+    running_worker,
+)
+
+
+@delegated
+def report_where(*, word: str) -> dict:
+    print(f"stdout says {word}")
+    print(f"stderr says {word}", file=__import__("sys").stderr)
+    return {"pid": os.getpid(), "cwd": os.getcwd(), "variable": os.environ.get("WARM_TEST"),
+            "forwarded": os.environ.get(SOCKET_ENV)}
+
+
+@delegated
+def refuse(*, value: str) -> None:
+    raise ValueError(f"file data.csv, column 'income': {value!r} is not a number")
+
+
+@delegated
+def die(**_) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with running_worker() as process:
+        yield process
+
+
+def test_a_step_runs_in_the_worker_with_the_callers_output_env_and_directory(
+        worker, tmp_path, monkeypatch, capfd):
+    """Check the result comes back and prints land in the caller's own stdout and stderr."""
+    monkeypatch.setenv("WARM_TEST", "from the stage")
+    monkeypatch.chdir(tmp_path)
+    result = report_where(word="hello")
+    out, err = capfd.readouterr()
+    assert result["pid"] not in (os.getpid(), worker.pid)  # a forked child did the work
+    assert result["cwd"] == str(tmp_path) and result["variable"] == "from the stage"
+    assert result["forwarded"] is None  # the child never forwards a step again
+    assert "stdout says hello" in out and "stderr says hello" in err
+    assert "stage report_where:" in err and "peak RSS" in err
+
+
+def test_an_error_in_the_worker_is_raised_in_the_stage_with_its_traceback(worker):
+    """Check the stage raises the step's own exception, the worker's traceback as its cause."""
+    with pytest.raises(ValueError, match="column 'income': 'lots'") as raised:
+        refuse(value="lots")
+    assert isinstance(raised.value.__cause__, RemoteTraceback)
+    assert "in refuse" in str(raised.value.__cause__)
+
+
+def test_a_killed_child_is_a_clear_error_and_the_worker_keeps_serving(worker):
+    """Check a child that dies without a reply fails the stage by name, not silently."""
+    with pytest.raises(WarmWorkerError, match="die: the warm worker's child ended"):
+        die()
+    assert report_where(word="again")["pid"] != os.getpid()
+
+
+def test_without_a_worker_the_step_runs_in_its_own_process(tmp_path, monkeypatch, capfd):
+    """Check an unreachable worker (or none announced) still runs the step, here."""
+    monkeypatch.setenv(SOCKET_ENV, str(tmp_path / "gone.sock"))
+    assert report_where(word="cold")["pid"] == os.getpid()
+    assert "unreachable" in capfd.readouterr().err
+    monkeypatch.delenv(SOCKET_ENV)
+    assert report_where(word="cold")["pid"] == os.getpid()
+
+
+def test_the_worker_stops_with_its_context(tmp_path):
+    """Check leaving the context stops the worker and withdraws the announcement."""
+    before = os.environ.get(SOCKET_ENV)
+    with running_worker() as process:
+        assert os.environ[SOCKET_ENV] != before
+    assert os.environ.get(SOCKET_ENV) == before
+    deadline = time.monotonic() + 5
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.returncode is not None
