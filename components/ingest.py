@@ -110,11 +110,40 @@ def list_data_files(source_uri: str) -> list[FileInfo]:
     return files
 
 
-def read_table(data: bytes, name: str) -> pd.DataFrame:
-    """Parse CSV or Parquet bytes; ``name`` picks the format and names the file in errors."""
+def read_table(data: bytes, name: str, *, timestamp_column: str = "",
+               rows_after: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Parse CSV or Parquet bytes; ``name`` picks the format and names the file in errors.
+
+    With ``rows_after``, a Parquet file whose timestamp column is stored as a timestamp is read
+    only for rows after it: row groups that end earlier are skipped unread (their statistics
+    say so). Other files are read whole; the caller drops the rows it does not need.
+    """
     if name.lower().endswith((".parquet", ".pq")):
-        return pd.read_parquet(io.BytesIO(data))
+        buffer = io.BytesIO(data)
+        bound = _parquet_bound(buffer, timestamp_column, rows_after)
+        if bound is None:
+            return pd.read_parquet(buffer)
+        import pyarrow.compute as pc
+
+        # Rows without a timestamp stay in, so that they are reported, not silently lost.
+        wanted = (pc.field(timestamp_column) > bound) | pc.field(timestamp_column).is_null()
+        return pd.read_parquet(buffer, filters=wanted)
     return pd.read_csv(io.BytesIO(data), compression="gzip" if name.endswith(".gz") else None)
+
+
+def _parquet_bound(buffer: io.BytesIO, column: str, after: pd.Timestamp | None):
+    """``after`` in the form a filter on ``column`` needs, or None when it cannot filter."""
+    if after is None or not column:
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(buffer)
+    buffer.seek(0)
+    if column not in schema.names or not pa.types.is_timestamp(schema.field(column).type):
+        return None
+    stored_tz = schema.field(column).type.tz
+    return after.tz_convert(stored_tz) if stored_tz else after.tz_convert("UTC").tz_localize(None)
 
 
 def _harmonize(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
@@ -168,6 +197,7 @@ def ingest(
     cutoff: pd.Timestamp,
     watermark: str | None,
     consumed_files: dict[str, dict] | None = None,
+    history_days: float | None = None,
 ) -> IngestResult:
     """Read the source and split it into new rows and history.
 
@@ -177,6 +207,9 @@ def ingest(
         cutoff: Latest event time a run may consume.
         watermark: Latest event time the champion line consumed (None before the first deploy).
         consumed_files: Batch mode: files the champion line consumed, name -> size and sha256.
+        history_days: How much history the run needs: None for all of it, 0 for none (a
+            fine-tune), else the days before the watermark (a sliding window). Parquet row
+            groups older than that are not even read, so the run's cost follows what it uses.
 
     Returns:
         The split, the files that contributed new rows, and any problems found.
@@ -188,12 +221,18 @@ def ingest(
     new_files: dict[str, dict] = {}
     file_columns: dict[str, list[str]] = {}
 
+    history_start = (None if history_days is None or watermark_stamp is None else
+                     watermark_stamp - pd.Timedelta(days=history_days))
     for info in list_data_files(source_uri):
         name = info.relative_path
         data = storage.read_bytes(info.uri)
         fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
+        consumed = not timestamp_column and consumed_files.get(name) == fingerprint
+        if consumed and history_days == 0:
+            continue  # a batch the run does not need
         try:
-            frame = read_table(data, name)
+            frame = read_table(data, name, timestamp_column=timestamp_column,
+                               rows_after=history_start)
         except Exception as error:  # any parser error: report it with the file named
             problems.append(f"file {name}: cannot be read as {_format(name)} ({error})")
             continue
@@ -201,7 +240,7 @@ def ingest(
         frame[SOURCE_FILE_COLUMN] = name
 
         if not timestamp_column:
-            if consumed_files.get(name) == fingerprint:
+            if consumed:
                 history_parts.append(frame)
             elif len(frame):
                 new_parts.append(frame)
@@ -238,6 +277,8 @@ def ingest(
             if watermark_stamp is not None
             else pd.Series(False, index=placed.index)
         )
+        if history_start is not None:
+            is_history &= placed[timestamp_column] > history_start
         is_new = ~is_history & (placed[timestamp_column] <= cutoff)
         if is_history.any():
             history_parts.append(placed[is_history])

@@ -38,6 +38,8 @@ def ingest(
     cutoff: str,
     scheduled_time: str,
     run_id: str,
+    strategy: str,
+    window_days: int,
     new_data: Output[Dataset],
     history: Output[Dataset],
     ingest_report: Output[Artifact],
@@ -46,14 +48,15 @@ def ingest(
 ) -> str:
     """Reads CSV/Parquet under source_uri; rows after the champion's watermark up to the cutoff are new.
 
-    Returns the outcome: new-data or no-new-data."""
+    History is read only as far as the strategy needs it (none to fine-tune, the window for
+    window). Returns the outcome: new-data or no-new-data."""
     from components.steps import ingest_step, write_outputs
 
     result = ingest_step(
         source_uri=source_uri, registry_uri=registry_uri, model_name=model_name,
         timestamp_column=timestamp_column, cutoff=cutoff, scheduled_time=scheduled_time,
         run_id=run_id, new_data_path=new_data.path, history_path=history.path,
-        report_path=ingest_report.path)
+        report_path=ingest_report.path, strategy=strategy, window_days=window_days)
     new_data.metadata["rows"] = result["new_rows"]
     write_outputs({new_rows: result["new_rows"], champion_version: result["champion_version"]})
     return result["outcome"]

@@ -272,7 +272,8 @@ def retrain(
     candidate_rows = {"finetune": train, "full": combined, "window": windowed}
     wanted = list(CANDIDATE_ORDER) if strategy == "auto" else [strategy]
     if strategy == "finetune" and blocker:
-        notes.append(f"finetune is not possible ({blocker}); fell back to full")
+        notes.append(f"finetune is not possible ({blocker}); fell back to full over the "
+                     f"{len(combined)} rows given (in the pipeline a finetune run reads no history)")
         wanted = ["full"]
 
     candidates: list[Candidate] = []

@@ -79,26 +79,41 @@ def _champion(registry: Registry, champion_version: str):
 
 
 # -- 1. ingest ---------------------------------------------------------------------------------
+def history_days_needed(strategy: str, window_days: int) -> float | None:
+    """How much history a strategy reads: none to fine-tune, the window for ``window``, else all.
+
+    A fine-tune whose champion turns out not to fit falls back to ``full`` on the new rows only.
+    """
+    return {"finetune": 0, "window": window_days}.get(strategy)
+
+
 @delegated
 def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestamp_column: str,
                 cutoff: str, scheduled_time: str, run_id: str, new_data_path: str,
-                history_path: str, report_path: str) -> dict:
-    """Split the source into new rows and history; a run with nothing new ends here."""
+                history_path: str, report_path: str, strategy: str = "auto",
+                window_days: int = 90) -> dict:
+    """Split the source into new rows and the history the strategy needs; a run with nothing
+    new ends here."""
     from components import ingest as ingest_stage
 
+    check_choice("strategy", strategy, STRATEGIES, "ingest")
     registry = Registry(registry_uri, model_name)
     pointer = registry.champion()
+    history_days = history_days_needed(strategy, window_days)
     result = ingest_stage.ingest(
         source_uri,
         timestamp_column=timestamp_column,
         cutoff=ingest_stage.resolve_cutoff(cutoff, scheduled_time),
         watermark=pointer.watermark if pointer else None,
         consumed_files=pointer.consumed_files if pointer else None,
+        history_days=history_days,
     )
     champion_version = pointer.version if pointer else ""
     write_parquet(result.new_data, new_data_path)
     write_parquet(result.history, history_path)
-    report = dict(result.report(), champion_version=champion_version, source_uri=source_uri)
+    report = dict(result.report(), champion_version=champion_version, source_uri=source_uri,
+                  history_read="all" if history_days is None else
+                  "none" if history_days == 0 else f"the {history_days} days before the watermark")
     write_json(report_path, report)
     if result.outcome == "no-new-data":
         reason = (f"no rows after the watermark {result.watermark_before} up to the cutoff "

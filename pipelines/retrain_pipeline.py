@@ -125,7 +125,8 @@ def pipeline_function(
         ingest_task = _for_cluster(ops.ingest(
             source_uri=source_uri, registry_uri=registry_uri, model_name=model_name,
             timestamp_column=timestamp_column, cutoff=cutoff,
-            scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, run_id=run_id),
+            scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, run_id=run_id,
+            strategy=strategy, window_days=window_days),
             "ingest")
         ingest_task.set_caching_options(False)  # new data must be read, never replayed
         champion_version = ingest_task.outputs["champion_version"]

@@ -160,3 +160,16 @@ def test_7_registry_commands(world, capsys):
     shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert shown["champion"]["version"] == "v0001"
     assert shown["champion"]["previous"] == "v0002"
+
+
+def test_8_finetune_reads_no_history(world):
+    """Check a fine-tune continues the champion on the new rows and reads no history at all."""
+    add_month(world, "customers_2025-10.csv")
+    result = outcome(retrain_run(world, CUTOFFS[7], "--strategy", "finetune"))
+    assert result["status"] in ("deployed", "rejected")
+    assert result["challenger"]["strategy"] == "finetune"
+    newest = max((world["root"] / "pipeline_root").rglob("ingest_report"),
+                 key=lambda path: path.stat().st_mtime)
+    latest = json.loads(newest.read_text())
+    assert latest["history_read"] == "none" and latest["history_rows"] == 0
+    assert latest["new_rows"] == result["new_rows"] > 0

@@ -115,3 +115,70 @@ def test_timestamps_parse_iso_fast_and_other_formats_too():
     assert [None if pd.isna(t) else t.isoformat() for t in parsed] == [
         "2025-01-01T00:00:00+00:00", "2025-01-02T10:00:00+00:00", "2025-01-03T00:00:00+00:00",
         None, None, "2025-01-03T22:00:00+00:00"]
+
+
+def _months_parquet(path, months=("2025-01-01", "2025-02-01", "2025-03-01")):
+    """One Parquet file, a row group per month of hourly rows, the time stored as a timestamp."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.concat([make_rows(48, start=month, seed=i) for i, month in enumerate(months)],
+                      ignore_index=True)
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame.loc[50, "ts"] = pd.NaT  # in February: must be reported even when February is skipped
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=48)
+    return frame
+
+
+@pytest.mark.parametrize("history_days, history_rows", [(None, 96), (0, 0), (28, 47)])
+def test_history_is_read_only_as_far_as_the_strategy_needs(tmp_path, history_days,
+                                                           history_rows):
+    """Check that all, none, or the last days of history are read, and new rows never change."""
+    from components.ingest import _parquet_bound
+
+    folder = tmp_path / "source"
+    folder.mkdir()
+    _months_parquet(folder / "months.parquet")
+    result = ingest(str(folder), timestamp_column="ts", cutoff=to_utc_timestamp("2025-04-01"),
+                    watermark="2025-03-01T00:00:00Z", history_days=history_days)
+    assert len(result.new_data) == 47 and result.new_data["ts"].min() > to_utc_timestamp(
+        "2025-03-01")
+    assert len(result.history) == history_rows
+    assert any("is empty in 1 row(s)" in problem for problem in result.problems)
+    with open(folder / "months.parquet", "rb") as handle:  # the filter is a timestamp one
+        import io
+
+        buffer = io.BytesIO(handle.read())
+    assert _parquet_bound(buffer, "ts", to_utc_timestamp("2025-03-01")) is not None
+    assert _parquet_bound(buffer, "color", to_utc_timestamp("2025-03-01")) is None
+
+
+def test_a_finetune_skips_the_row_groups_it_does_not_need(tmp_path, monkeypatch):
+    """Check the Parquet reader is asked for rows after the watermark only (row groups pruned)."""
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "source"
+    folder.mkdir()
+    _months_parquet(folder / "months.parquet")
+    real_read_table, row_groups = pq.read_table, []
+
+    def counting_read_table(*args, **kwargs):
+        table = real_read_table(*args, **kwargs)
+        row_groups.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(pq, "read_table", counting_read_table)
+    ingest(str(folder), timestamp_column="ts", cutoff=to_utc_timestamp("2025-04-01"),
+           watermark="2025-03-01T00:00:00Z", history_days=0)
+    assert row_groups == [48]  # March, plus February's one row without a time
+
+
+def test_batch_mode_finetune_does_not_read_consumed_files(source):
+    """Check a fine-tune in batch mode leaves the files the champion consumed unread."""
+    first = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
+                   watermark=None)
+    make_rows(10, seed=7).to_csv(source / "mar.csv", index=False)
+    second = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
+                    watermark=None, consumed_files=first.consumed_files, history_days=0)
+    assert len(second.new_data) == 10 and len(second.history) == 0
+    assert set(second.consumed_files) == {"jan.csv", "feb.parquet", "mar.csv"}
