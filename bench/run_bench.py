@@ -11,6 +11,7 @@ machine is noisy. Parts:
    (the compiled YAML under kfp.local), at each size of 10-column demo data.
 2. Peer: the whole run on ``../shared/data/penguins.csv`` (label ``species``, batch mode): wall
    time and the peak RSS of the largest process (a stage, or the CLI itself).
+3. and 4. are in :mod:`bench.scaling`: cost against history size; 10M rows.
 5. Data handling: ingest and validate throughput for CSV and Parquet; artifact sizes.
 """
 
@@ -20,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -55,16 +55,18 @@ def fmt(stats: dict, unit: str = "s") -> str:
 
 
 # -- 1. overhead against the floor ---------------------------------------------------------------
-def bare_run(source: Path, registry: Path, work: Path, label: str, timestamp: str) -> str:
+def bare_run(source: Path, registry: Path, work: Path, label: str, timestamp: str,
+             model_type: str = "hgb") -> str:
     """The stage functions called in one process, exactly as the components call them."""
     import contextlib
     import io
 
-    with contextlib.redirect_stdout(io.StringIO()):  # the stages' own progress lines
-        return _bare_stages(source, registry, work, label, timestamp)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return _bare_stages(source, registry, work, label, timestamp, model_type)
 
 
-def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp: str) -> str:
+def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp: str,
+                 model_type: str) -> str:
     from components import steps
 
     work.mkdir(parents=True, exist_ok=True)
@@ -91,11 +93,11 @@ def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp
     steps.retrain_step(train_path=p["train"], validation_path=p["validation"],
                        history_path=p["clean_history"], champion_version="", label_column=label,
                        timestamp_column=timestamp, feature_kinds=kinds, strategy="auto",
-                       model_type="hgb", metric="accuracy", epochs=5, window_days=90,
+                       model_type=model_type, metric="accuracy", epochs=5, window_days=90,
                        window_files=3, model_dir=p["model"], trace_markdown_path=p["trace.md"],
                        **common)
     params = dict(label_column=label, timestamp_column=timestamp, strategy="auto",
-                  model_type="hgb", metric="accuracy", threshold=0.0, min_improvement=0.0)
+                  model_type=model_type, metric="accuracy", threshold=0.0, min_improvement=0.0)
     decision = steps.evaluate_step(challenger_dir=p["model"], validation_path=p["validation"],
                                    ingest_report_path=p["ingest.json"],
                                    validation_report_path=p["validation.json"],
@@ -107,21 +109,21 @@ def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp
                              run_id="bare", **common)["status"]
 
 
-def pipeline_run(source: Path, registry: Path, root: Path, label: str,
-                 timestamp: str) -> tuple[dict, float]:
-    """``retrain run --json`` in a subprocess; returns its record and the peak child RSS (MiB)."""
+def pipeline_run(source: Path, registry: Path, root: Path, label: str, timestamp: str,
+                 *extra: str, cutoff: str = CUTOFF) -> dict:
+    """``retrain run --json`` in a subprocess; its record, plus ``seconds`` of wall time."""
     command = [sys.executable, "-m", "pipelines.cli", "run", "--json", "--source-uri",
                str(source), "--registry-uri", str(registry), "--model-name", "bench",
-               "--label-column", label, "--threshold", "0", "--pipeline-root", str(root)]
+               "--label-column", label, "--threshold", "0", "--pipeline-root", str(root),
+               *extra]
     if timestamp:
-        command += ["--timestamp-column", timestamp, "--cutoff", CUTOFF]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        command += ["--timestamp-column", timestamp, "--cutoff", cutoff]
+    start = time.perf_counter()
     completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"retrain run failed: {completed.stderr.strip()}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     record = json.loads(completed.stdout.strip().splitlines()[-1])
-    return record, max(peak, before) / 1024
+    return dict(record, seconds=time.perf_counter() - start)
 
 
 def timed(function, *args, **kwargs) -> float:
@@ -161,7 +163,7 @@ def penguins(repeats: int, scratch: Path) -> dict:
     for repeat in range(repeats):
         work = scratch / f"penguins-{repeat}"
         start = time.perf_counter()
-        record, _ = pipeline_run(source, work / "registry", work / "root", "species", "")
+        record = pipeline_run(source, work / "registry", work / "root", "species", "")
         times.append(time.perf_counter() - start)
         peaks.append(_peak_stage_rss(work / "root"))
     return {"time": spread(times), "status": record.get("status"),
@@ -237,34 +239,93 @@ def machine() -> str:
 
 
 def write_report(out: Path, results: dict) -> None:
-    lines = ["# Benchmarks", "",
-             f"Run {results['date']} on {results['machine']}; {results['repeats']} repetitions, "
-             "median (min–max).", "", "## 1. Overhead against a bare script", "",
-             "Cold start on 10-column demo data (ingest, validate, preprocess, retrain with "
-             "`auto`, evaluate, deploy). Bare: the stage functions in one process. Pipeline: "
-             "`retrain run`, the compiled YAML under kfp.local, one process per stage.", "",
-             "| rows | bare script | pipeline | pipeline / bare |", "|---|---|---|---|"]
-    for row in results["overhead"]:
-        lines.append(f"| {row['rows']:,} | {fmt(row['bare'])} | {fmt(row['pipeline'])} | "
-                     f"{row['ratio']['median']:.2f}x ({row['ratio']['min']:.2f}–"
-                     f"{row['ratio']['max']:.2f}) |")
-    peer = results["penguins"]
-    lines += ["", "## 2. Peer: penguins (334 rows, 3 classes, batch mode)", "",
-              "| | this pipeline | TFX sklearn example (reference) |", "|---|---|---|",
-              f"| wall time | {fmt(peer['time'])} | 21.5 s median |",
-              f"| peak RSS of the largest process | {peer['peak_rss_mib']:.0f} MiB | ~980 MiB |",
-              f"| evaluation and deploy gate | yes ({peer['status']}, accuracy "
-              f"{peer['accuracy']:.3f}) | no Evaluator |", "",
-              "## 5. Data handling", "", "| step | rows/s | median time | file |", "|---|---|---|---|"]
-    for name, item in results["throughput"].items():
-        size = f"{item['file_mib']:.1f} MiB" if "file_mib" in item else "-"
-        lines.append(f"| {name} | {item['rows_per_s']:,.0f} | {fmt(item['seconds'])} | {size} |")
-    lines += ["", f"Artifacts passed between stages in one {results['artifact_rows']:,}-row "
-              "pipeline run (KiB):", "", "| artifact | KiB |", "|---|---|"]
-    lines += [f"| {name} | {kib:,.1f} |" for name, kib in results["artifacts"].items()]
+    lines = ["# Benchmarks", "", f"On {results['machine']}; median (min–max) of "
+             f"{results['repeats']} repetitions unless a part says otherwise. Written by "
+             "`make bench` (`bench/run_bench.py`).", ""]
+    if "overhead" in results:
+        lines += [f"## 1. Overhead against a bare script ({results['dates']['1']})", "",
+                  "Cold start on 10-column demo data (ingest, validate, preprocess, retrain with "
+                  "`auto`, evaluate, deploy). Bare: the stage functions in one process. Pipeline: "
+                  "`retrain run`, the compiled YAML under kfp.local, one process per stage.", "",
+                  "| rows | bare script | pipeline | pipeline / bare |", "|---|---|---|---|"]
+        for row in results["overhead"]:
+            lines.append(f"| {row['rows']:,} | {fmt(row['bare'])} | {fmt(row['pipeline'])} | "
+                         f"{row['ratio']['median']:.2f}x ({row['ratio']['min']:.2f}–"
+                         f"{row['ratio']['max']:.2f}) |")
+    if "penguins" in results:
+        peer = results["penguins"]
+        lines += ["", f"## 2. Peer: penguins (334 rows, 3 classes, batch mode) "
+                  f"({results['dates']['2']})", "",
+                  "| | this pipeline | TFX sklearn example (reference) |", "|---|---|---|",
+                  f"| wall time | {fmt(peer['time'])} | 21.5 s median |",
+                  f"| peak RSS of the largest process | {peer['peak_rss_mib']:.0f} MiB | "
+                  "~980 MiB |",
+                  f"| evaluation and deploy gate | yes ({peer['status']}, accuracy "
+                  f"{peer['accuracy']:.3f}) | no Evaluator |"]
+    if "scaling" in results:
+        lines += _scaling_lines(results["scaling"], results["dates"]["3"])
+    if "beyond_memory" in results:
+        lines += _beyond_memory_lines(results["beyond_memory"], results["dates"]["4"])
+    if "throughput" in results:
+        lines += ["", f"## 5. Data handling ({results['dates']['5']})", "",
+                  "| step | rows/s | median time | file |", "|---|---|---|---|"]
+        for name, item in results["throughput"].items():
+            size = f"{item['file_mib']:.1f} MiB" if "file_mib" in item else "-"
+            lines.append(f"| {name} | {item['rows_per_s']:,.0f} | {fmt(item['seconds'])} | "
+                         f"{size} |")
+        lines += ["", f"Artifacts passed between stages in one {results['artifact_rows']:,}-row "
+                  "pipeline run (KiB):", "", "| artifact | KiB |", "|---|---|"]
+        lines += [f"| {name} | {kib:,.1f} |" for name, kib in results["artifacts"].items()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _plot(out / "results.png", results)
+
+
+def _scaling_lines(scaling: dict, date: str) -> list[str]:
+    sizes, strategies = scaling["sizes"], scaling["strategies"]
+    lines = ["", f"## 3. Cost against history size ({date})", "",
+             f"History grows by {scaling['monthly_rows']:,} rows a month (Parquet, timestamps "
+             f"as timestamps); each run adds the same {scaling['new_rows']:,} new rows to a "
+             f"champion fitted on the newest history month (`hgb`); window = "
+             f"{scaling['window_days']} days. Whole `retrain run`, and the stages' own work "
+             "(the sum of the `stage ...` times the stages log: no process start or kfp.local).",
+             "", "| history rows | " + " | ".join(
+                 f"{name} run | {name} stage work" for name in strategies) + " |",
+             "|---|" + "---|---|" * len(strategies)]
+    for size in sizes:
+        cells = [f"{fmt(strategies[name][str(size)]['seconds'])} | "
+                 f"{fmt(strategies[name][str(size)]['stage_seconds'])}" for name in strategies]
+        lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
+    if "1000000" in strategies.get("full", {}):
+        full, tune = strategies["full"]["1000000"], strategies["finetune"]["1000000"]
+        lines += ["", "At 1M rows of history, full / finetune: whole run "
+                  f"{full['seconds']['median'] / tune['seconds']['median']:.1f}x, stage work "
+                  f"{full['stage_seconds']['median'] / tune['stage_seconds']['median']:.1f}x, "
+                  f"retrain stage alone "
+                  f"{full['retrain_seconds']['median'] / tune['retrain_seconds']['median']:.1f}x."]
+    return lines
+
+
+def _beyond_memory_lines(big: dict, date: str) -> list[str]:
+    lines = ["", f"## 4. Beyond memory: {big['rows']:,} new rows x 10 columns "
+             f"({big['file_mib']:.0f} MiB of Parquet) ({date}, one run each)", "",
+             "Peak RSS of each stage as the process that did its work reports it "
+             "(`stage <name>: <s> s, peak RSS <MiB>` in the run's log).", "",
+             "| run | status | wall time | " + " | ".join(
+                 f"{stage}" for stage in ("ingest", "validate", "preprocess", "retrain",
+                                          "evaluate", "deploy")) + " |",
+             "|---|---|---|" + "---|" * 6]
+    for name, run in big["runs"].items():
+        if "error" in run:
+            lines.append(f"| {name} | failed: {run['error'][-200:]} | | | | | | | |")
+            continue
+        cells = [f"{run['stages'][stage]['seconds']:.0f} s, "
+                 f"{run['stages'][stage]['peak_rss_mib']:,} MiB" if stage in run["stages"]
+                 else "-" for stage in ("ingest", "validate", "preprocess", "retrain",
+                                        "evaluate", "deploy")]
+        lines.append(f"| {name} | {run['status']} | {run['seconds']:.0f} s | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def _plot(path: Path, results: dict) -> None:
@@ -273,48 +334,87 @@ def _plot(path: Path, results: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r["rows"] for r in results["overhead"]]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    positions = np.arange(len(rows))
-    for offset, key, label in ((-0.2, "bare", "bare script"), (0.2, "pipeline", "pipeline")):
-        medians = [r[key]["median"] for r in results["overhead"]]
-        errors = [[r[key]["median"] - r[key]["min"] for r in results["overhead"]],
-                  [r[key]["max"] - r[key]["median"] for r in results["overhead"]]]
-        left.bar(positions + offset, medians, 0.4, yerr=errors, label=label, capsize=3)
-    left.set_xticks(positions, [f"{n:,}" for n in rows])
-    left.set_xlabel("rows")
-    left.set_ylabel("seconds (median, min–max)")
-    left.set_title("Overhead: pipeline vs bare script")
-    left.legend()
-    right.bar(["this pipeline", "TFX (reference)"], [results["penguins"]["time"]["median"], 21.5])
-    right.set_ylabel("seconds")
-    right.set_title("Penguins: whole run")
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
+    if "overhead" in results:
+        rows = [r["rows"] for r in results["overhead"]]
+        positions = np.arange(len(rows))
+        for offset, key, label in ((-0.2, "bare", "bare script"), (0.2, "pipeline", "pipeline")):
+            medians = [r[key]["median"] for r in results["overhead"]]
+            errors = [[r[key]["median"] - r[key]["min"] for r in results["overhead"]],
+                      [r[key]["max"] - r[key]["median"] for r in results["overhead"]]]
+            left.bar(positions + offset, medians, 0.4, yerr=errors, label=label, capsize=3)
+        left.set_xticks(positions, [f"{n:,}" for n in rows])
+        left.set_xlabel("rows")
+        left.set_ylabel("seconds (median, min–max)")
+        left.set_title("1. Overhead: pipeline vs bare script")
+        left.legend()
+    if "scaling" in results:
+        sizes = results["scaling"]["sizes"]
+        for name, by_size in results["scaling"]["strategies"].items():
+            medians = [by_size[str(n)]["seconds"]["median"] for n in sizes]
+            errors = [[by_size[str(n)]["seconds"]["median"] - by_size[str(n)]["seconds"]["min"]
+                       for n in sizes],
+                      [by_size[str(n)]["seconds"]["max"] - by_size[str(n)]["seconds"]["median"]
+                       for n in sizes]]
+            middle.errorbar([n / 1e6 for n in sizes], medians, yerr=errors, marker="o",
+                            capsize=3, label=name)
+        middle.set_xlabel("history (million rows), 10k new rows")
+        middle.set_ylabel("seconds per run")
+        middle.set_title("3. Run time against history size")
+        middle.legend()
+    if "penguins" in results:
+        right.bar(["this pipeline", "TFX (reference)"],
+                  [results["penguins"]["time"]["median"], 21.5])
+        right.set_ylabel("seconds")
+        right.set_title("2. Penguins: whole run")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
 
 def main() -> None:
+    from bench import scaling
+
     parser = argparse.ArgumentParser()
+    parser.add_argument("--parts", default="1,2,3,4,5",
+                        help="which parts to run; the others keep their previous results")
     parser.add_argument("--sizes", default="1000,100000,1000000")
+    parser.add_argument("--history-sizes", default="100000,1000000,2000000,5000000")
+    parser.add_argument("--big-rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--throughput-rows", type=int, default=1_000_000)
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     sizes = [int(size) for size in args.sizes.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    previous = out / "results.json"
+    results = json.loads(previous.read_text()) if previous.exists() and parts != {
+        "1", "2", "3", "4", "5"} else {}
+    results.update(machine=machine(), repeats=args.repeats)
+    results.setdefault("dates", {})
     with tempfile.TemporaryDirectory(prefix="retrain-bench-") as tmp:
         scratch = Path(tmp)
-        results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                   "machine": machine(), "repeats": args.repeats,
-                   "overhead": overhead(sizes, args.repeats, scratch)}
-        results["penguins"] = penguins(args.repeats, scratch)
-        print(f"penguins: {fmt(results['penguins']['time'])}, peak "
-              f"{results['penguins']['peak_rss_mib']:.0f} MiB", flush=True)
-        results["throughput"] = throughput(args.throughput_rows, args.repeats, scratch)
-        results["artifact_rows"] = sizes[-1]
-        results["artifacts"] = artifact_sizes(scratch / f"run-{sizes[-1]}-0" / "root")
-    write_report(out, results)
+        for part in sorted(parts):
+            results["dates"][part] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            if part == "1":
+                results["overhead"] = overhead(sizes, args.repeats, scratch)
+                results["artifact_rows"] = sizes[-1]
+                results["artifacts"] = artifact_sizes(scratch / f"run-{sizes[-1]}-0" / "root")
+            elif part == "2":
+                results["penguins"] = penguins(args.repeats, scratch)
+                print(f"penguins: {fmt(results['penguins']['time'])}, peak "
+                      f"{results['penguins']['peak_rss_mib']:.0f} MiB", flush=True)
+            elif part == "3":
+                results["scaling"] = scaling.history_scaling(
+                    [int(n) for n in args.history_sizes.split(",")], args.repeats,
+                    scratch, pipeline_run, bare_run, spread)
+            elif part == "4":
+                results["beyond_memory"] = scaling.beyond_memory(args.big_rows, scratch,
+                                                                 pipeline_run, bare_run)
+            elif part == "5":
+                results["throughput"] = throughput(args.throughput_rows, args.repeats, scratch)
+            write_report(out, results)  # after each part, so a long run shows progress
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 
 

@@ -57,8 +57,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def log_stage(name: str, seconds: float, rss_mib: float) -> None:
-    print(f"stage {name}: {seconds:.2f} s, peak RSS {rss_mib:.0f} MiB", file=sys.stderr,
+def log_stage(name: str, seconds: float, rss_mib: float, waited: float = 0.0) -> None:
+    """The stage's closing line: time its work took, peak memory, any wait for the worker."""
+    wait = f" (waited {waited:.2f} s for the warm worker's imports)" if waited >= 0.1 else ""
+    print(f"stage {name}: {seconds:.2f} s, peak RSS {rss_mib:.0f} MiB{wait}", file=sys.stderr,
           flush=True)
 
 
@@ -78,8 +80,10 @@ def delegated(step):
                       file=sys.stderr)
             else:
                 with connection:
-                    result, rss = _call(connection, step.__module__, step.__name__, kwargs)
-                log_stage(step.__name__, time.perf_counter() - start, max(rss, peak_rss_mib()))
+                    result, seconds, rss = _call(connection, step.__module__, step.__name__,
+                                                 kwargs)
+                log_stage(step.__name__, seconds, max(rss, peak_rss_mib()),
+                          waited=time.perf_counter() - start - seconds)
                 return result
         result = step(**kwargs)
         log_stage(step.__name__, time.perf_counter() - start, peak_rss_mib())
@@ -89,7 +93,8 @@ def delegated(step):
 
 
 def _call(connection: socket.socket, module: str, name: str, kwargs: dict):
-    """Send one step call with our stdout/stderr; return (result, child peak RSS) or raise."""
+    """Send one step call with our stdout/stderr; return (result, the child's seconds and peak
+    RSS), or raise the step's exception."""
     sys.stdout.flush()
     sys.stderr.flush()
     payload = pickle.dumps((module, name, kwargs, dict(os.environ), os.getcwd(), sys.path))
@@ -101,10 +106,10 @@ def _call(connection: socket.socket, module: str, name: str, kwargs: dict):
         raise WarmWorkerError(f"{name}: the warm worker's child ended without a reply "
                               "(killed or out of memory?); `retrain run --no-warm-worker` "
                               "runs each stage in its own process")
-    outcome, value, rss, remote_traceback = pickle.loads(reply)
+    outcome, value, seconds, rss, remote_traceback = pickle.loads(reply)
     if outcome == "error":
         raise value from RemoteTraceback(remote_traceback)
-    return value, rss
+    return value, seconds, rss
 
 
 def _receive(connection: socket.socket, first: bytes = b"") -> bytes | None:
@@ -213,11 +218,14 @@ def _child(connection: socket.socket) -> None:
         os.environ.pop(SOCKET_ENV, None)
         os.chdir(cwd)
         sys.path[:0] = [entry for entry in path if entry not in sys.path]
+        start = time.perf_counter()
         step = getattr(importlib.import_module(module), name).__wrapped__
         try:
-            reply = ("ok", step(**kwargs), peak_rss_mib(), "")
+            result = step(**kwargs)
+            reply = ("ok", result, time.perf_counter() - start, peak_rss_mib(), "")
         except BaseException as error:  # noqa: BLE001 - every failure goes back to the stage
-            reply = ("error", _picklable(error), peak_rss_mib(), traceback.format_exc())
+            reply = ("error", _picklable(error), time.perf_counter() - start, peak_rss_mib(),
+                     traceback.format_exc())
         sys.stdout.flush()
         sys.stderr.flush()
         payload = pickle.dumps(reply)
