@@ -134,7 +134,7 @@ def beyond_memory(rows: int, scratch: Path, pipeline_run, bare_run) -> dict:
             record = pipeline_run(
                 source, registry, scratch / f"big-root-{strategy}", demo_data.LABEL_COLUMN,
                 demo_data.TIMESTAMP_COLUMN, "--strategy", strategy, "--model-type", model_type,
-                cutoff=cutoff)
+                cutoff=cutoff, watch_memory=True)
         except RuntimeError as error:
             results["runs"][f"{strategy} {model_type}"] = {"error": str(error)[-500:]}
             print(f"{rows:,} rows {strategy} {model_type}: FAILED {error}", flush=True)
@@ -142,6 +142,7 @@ def beyond_memory(rows: int, scratch: Path, pipeline_run, bare_run) -> dict:
         stages = stage_figures(record["log"])
         results["runs"][f"{strategy} {model_type}"] = {
             "seconds": record["seconds"], "status": record["status"], "stages": stages,
+            "peak_total_pss_mib": record["peak_total_pss_mib"],
             "accuracy": (record.get("challenger") or {}).get("metrics", {}).get("accuracy")}
         print(f"{rows:,} rows {strategy} {model_type}: {record['seconds']:.0f} s, stage peaks "
               + ", ".join(f"{name} {s['peak_rss_mib']} MiB" for name, s in stages.items()),

@@ -167,7 +167,7 @@ def load_schema(registry: Registry, champion_version: str, schema_uri: str,
             "inferred from the new rows (no champion yet)")
 
 
-@delegated
+@delegated(scientific=lambda champion_version, **_: bool(champion_version))  # drift: scipy
 def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: str,
                   model_name: str, champion_version: str, label_column: str,
                   timestamp_column: str, min_rows: int, retrain_when: str, schema_uri: str,
@@ -252,7 +252,7 @@ def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
 
 
 # -- 4. retrain --------------------------------------------------------------------------------
-@delegated
+@delegated(scientific=True)
 def retrain_step(*, train_path: str, validation_path: str, history_path: str,
                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
                  timestamp_column: str, feature_kinds: dict, strategy: str, model_type: str,
@@ -295,7 +295,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
 
 
 # -- 5. evaluate -------------------------------------------------------------------------------
-@delegated
+@delegated(scientific=True)
 def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_path: str,
                   validation_report_path: str, preprocess_counts: dict, registry_uri: str, model_name: str,
                   champion_version: str, params: dict, run_id: str, decision_record_path: str,

@@ -1,12 +1,16 @@
-"""A warm worker for local runs: stage work forked from one process that imported the libraries once.
+"""A warm worker for local runs: stage work forked from processes that imported the libraries once.
 
 Under ``kfp.local`` every stage is a fresh Python process, and importing pandas, scikit-learn,
 scipy and pandera costs 1-3 s in each: most of a small run's time. ``retrain run`` starts this
-worker first (it imports them while kfp.local starts up). A stage process that finds
-``RETRAIN_WARM_WORKER`` in its environment sends its step call over that Unix socket together
-with its own stdout and stderr; the worker forks a child that runs the step with those as its
-output (so the logs land where they always did) and with the stage's environment and working
-directory (and import path), and replies with the step's return value or its exception.
+worker first, so it imports them while kfp.local starts up. After pandas it splits in two: one
+process imports what ingest, validate, preprocess, deploy and the alerts need; the other adds
+scipy and scikit-learn for retrain, evaluate and a validate that measures drift. So the light
+stages never wait for scikit-learn. ``RETRAIN_WARM_WORKER`` names the folder of their Unix sockets.
+
+A stage process that finds it sends its step call there, with its own stdout and stderr. The
+worker forks a child that runs the step with those as its output (so the logs land where they
+always did), with the stage's environment, working directory and import path, and replies with the
+step's return value or its exception.
 
 Without the variable (on a cluster, or a step called directly) a step runs in its own process as
 before: the same function either way. Every step ends with a ``stage <name>: <s> s, peak RSS <MiB>``
@@ -29,15 +33,18 @@ import time
 import traceback
 
 SOCKET_ENV = "RETRAIN_WARM_WORKER"
-# What the stages import, in the order they need it (ingest first); the worker imports it once.
-PRELOAD = (
-    "pandas", "pyarrow.parquet", "components.steps", "components.ingest",
-    "pandera.pandas", "components.validate", "components.drift", "components.preprocess",
-    "joblib", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose", "sklearn.impute",
-    "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics", "scipy.stats",
-    "scipy.spatial.distance", "components.retrain", "components.evaluate", "components.deploy",
-    "components.alert",
-)
+# Two workers, so that the stages needing scipy and scikit-learn (2 s to import, in one piece) do
+# not hold up the others: each imports what its stages need, in the order they come.
+LIGHT, FULL = "light", "full"
+SHARED = ("pandas", "pyarrow.parquet", "components.steps")  # imported once, before they part
+PRELOAD = {
+    LIGHT: ("components.ingest", "pandera.pandas", "components.validate", "components.drift",
+            "components.preprocess", "components.deploy", "components.alert"),
+    FULL: ("joblib", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
+           "sklearn.impute", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics",
+           "components.drift", "components.retrain", "components.evaluate", "scipy.stats",
+           "scipy.spatial.distance", "pandera.pandas", "components.validate"),
+}
 _HEADER = struct.Struct("!Q")
 
 
@@ -64,14 +71,22 @@ def log_stage(name: str, seconds: float, rss_mib: float, waited: float = 0.0) ->
           flush=True)
 
 
-def delegated(step):
-    """Run ``step`` in the warm worker when one is announced, else here; log time and memory."""
+def delegated(step=None, *, scientific=False):
+    """Run ``step`` in the warm worker when one is announced, else here; log time and memory.
+
+    ``scientific`` (True, or a function of the step's arguments) says the step imports scipy or
+    scikit-learn, so it goes to the worker that has them.
+    """
+    if step is None:
+        return functools.partial(delegated, scientific=scientific)
 
     @functools.wraps(step)
     def run(**kwargs):
         start = time.perf_counter()
-        address = os.environ.get(SOCKET_ENV)
-        if address:
+        folder = os.environ.get(SOCKET_ENV)
+        if folder:
+            full = scientific(**kwargs) if callable(scientific) else scientific
+            address = _socket_path(folder, FULL if full else LIGHT)
             try:
                 connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 connection.connect(address)
@@ -136,16 +151,16 @@ def running_worker(enabled: bool = True):
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="retrain-warm-") as folder:
-        address = os.path.join(folder, "worker.sock")
-        worker = subprocess.Popen([sys.executable, "-m", "components.warm_worker", address],
-                                  stdin=subprocess.DEVNULL)
+        # Its own session, so that stopping it stops both workers and anything they forked.
+        worker = subprocess.Popen([sys.executable, "-m", "components.warm_worker", folder],
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
-        while not os.path.exists(address):  # bound at once, before its imports
-            if worker.poll() is not None or time.monotonic() > deadline:
+        while not all(os.path.exists(_socket_path(folder, tier)) for tier in PRELOAD):
+            if worker.poll() is not None or time.monotonic() > deadline:  # bound before imports
                 raise WarmWorkerError(f"the warm worker did not start (exit code {worker.poll()})")
             time.sleep(0.01)
         previous = os.environ.get(SOCKET_ENV)
-        os.environ[SOCKET_ENV] = address
+        os.environ[SOCKET_ENV] = folder
         try:
             yield worker
         finally:
@@ -153,25 +168,38 @@ def running_worker(enabled: bool = True):
                 os.environ.pop(SOCKET_ENV, None)
             else:
                 os.environ[SOCKET_ENV] = previous
-            worker.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
             worker.wait()
 
 
 # -- the worker ----------------------------------------------------------------------------------
-def serve(address: str) -> None:
-    """Bind ``address``, import everything, and fork a child per step call until SIGTERM.
+def _socket_path(folder: str, tier: str) -> str:
+    return os.path.join(folder, f"{tier}.sock")
 
-    Calls that arrive while the imports are still going are served between two imports, so the
-    first stage (ingest: pandas only) need not wait for scikit-learn.
+
+def serve(folder: str) -> None:
+    """Bind both workers' sockets in ``folder``, then fork: each tier imports its modules and
+    forks a child per step call, until SIGTERM.
+
+    Calls that arrive while a tier is still importing are served between two imports.
     """
     import select
 
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address)
-    listener.listen(16)
+    listeners = {}
+    for tier in PRELOAD:
+        listeners[tier] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listeners[tier].bind(_socket_path(folder, tier))
+        listeners[tier].listen(16)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stop at once: no teardown of the imports
     os.environ.pop(SOCKET_ENV, None)  # the children run steps here, never forward them again
-    for module in PRELOAD:
+    for module in SHARED:  # a call arriving meanwhile waits in its socket's backlog
+        importlib.import_module(module)
+    tier = FULL if os.fork() == 0 else LIGHT
+    listener = listeners.pop(tier)
+    for other in listeners.values():
+        other.close()
+    for module in PRELOAD[tier]:
         importlib.import_module(module)
         while select.select([listener], [], [], 0)[0]:
             _fork_for(listener)

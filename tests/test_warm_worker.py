@@ -24,6 +24,11 @@ def report_where(*, word: str) -> dict:
             "forwarded": os.environ.get(SOCKET_ENV)}
 
 
+@delegated(scientific=lambda tier: tier == "full")
+def parent_pid(*, tier: str) -> int:
+    return os.getppid()
+
+
 @delegated
 def refuse(*, value: str) -> None:
     raise ValueError(f"file data.csv, column 'income': {value!r} is not a number")
@@ -54,6 +59,14 @@ def test_a_step_runs_in_the_worker_with_the_callers_output_env_and_directory(
     assert "stage report_where:" in err and "peak RSS" in err
 
 
+def test_scientific_steps_go_to_the_worker_that_imports_scikit_learn(worker):
+    """Check a step marked scientific (for these arguments) runs in the second worker's child."""
+    assert parent_pid(tier="light") == worker.pid
+    full_tier = parent_pid(tier="full")
+    assert full_tier not in (os.getpid(), worker.pid)
+    assert os.getpgid(full_tier) == worker.pid  # in the worker's own session, stopped with it
+
+
 def test_an_error_in_the_worker_is_raised_in_the_stage_with_its_traceback(worker):
     """Check the stage raises the step's own exception, the worker's traceback as its cause."""
     with pytest.raises(ValueError, match="column 'income': 'lots'") as raised:
@@ -79,12 +92,18 @@ def test_without_a_worker_the_step_runs_in_its_own_process(tmp_path, monkeypatch
 
 
 def test_the_worker_stops_with_its_context(tmp_path):
-    """Check leaving the context stops the worker and withdraws the announcement."""
+    """Check leaving the context stops both workers and withdraws the announcement."""
     before = os.environ.get(SOCKET_ENV)
     with running_worker() as process:
         assert os.environ[SOCKET_ENV] != before
     assert os.environ.get(SOCKET_ENV) == before
-    deadline = time.monotonic() + 5
-    while process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
     assert process.returncode is not None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the scikit-learn worker goes too
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a worker process outlived the context")
