@@ -87,10 +87,11 @@ def delegated(step=None, *, scientific=False):
         if folder:
             full = scientific(**kwargs) if callable(scientific) else scientific
             address = _socket_path(folder, FULL if full else LIGHT)
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 connection.connect(address)
             except OSError as error:  # worker gone: the stage still runs, just cold
+                connection.close()
                 print(f"warm worker at {address} unreachable ({error}); running here",
                       file=sys.stderr)
             else:
