@@ -78,7 +78,8 @@ def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp
     ingest = steps.ingest_step(source_uri=str(source), timestamp_column=timestamp,
                                cutoff=CUTOFF if timestamp else "", scheduled_time="",
                                run_id="bare", new_data_path=p["new"], history_path=p["history"],
-                               report_path=p["ingest.json"], **common)
+                               report_path=p["ingest.json"], strategy="auto", window_days=90,
+                               **common)
     steps.validate_step(new_data_path=p["new"], ingest_report_path=p["ingest.json"],
                         champion_version="", label_column=label, timestamp_column=timestamp,
                         min_rows=100, retrain_when="always", schema_uri="",
@@ -206,7 +207,7 @@ def overhead(sizes: list[int], repeats: int, scratch: Path) -> list[dict]:
 
 # -- 2. peer: penguins ---------------------------------------------------------------------------
 def penguins(repeats: int, scratch: Path) -> dict:
-    from bench.scaling import stage_figures
+    from components.warm_worker import stage_figures
 
     source = scratch / "penguins"
     source.mkdir(parents=True, exist_ok=True)
@@ -218,7 +219,8 @@ def penguins(repeats: int, scratch: Path) -> dict:
         times.append(record["seconds"])
         totals.append(pipeline_run(source, work / "registry-watched", work / "root-watched",
                                    "species", "", watch_memory=True)["peak_total_pss_mib"])
-        peaks.append(max(stage["peak_rss_mib"] for stage in stage_figures(record["log"]).values()))
+        stages = stage_figures(Path(record["log"]).read_text())
+        peaks.append(max(stage["peak_rss_mib"] for stage in stages.values()))
     return {"time": spread(times), "status": record.get("status"),
             "accuracy": (record.get("challenger") or {}).get("metrics", {}).get("accuracy"),
             "peak_rss_mib": max(peaks), "peak_total_pss_mib": max(totals)}

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -17,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from components import demo_data
+from components.warm_worker import stage_figures
 
 MONTHLY_ROWS = 100_000
 NEW_ROWS = 10_000
 WINDOW_DAYS = 90
 FIRST_MONTH = pd.Timestamp("2020-01-01", tz="UTC")
-_STAGE_LINE = re.compile(r"stage (\w+)_step: ([\d.]+) s, peak RSS (\d+) MiB")
 
 
 def month(index: int) -> pd.Timestamp:
@@ -36,12 +35,6 @@ def write_month(path: Path, index: int, rows: int, seed: int) -> None:
     frame[demo_data.TIMESTAMP_COLUMN] = pd.to_datetime(frame[demo_data.TIMESTAMP_COLUMN],
                                                        utc=True)
     frame.to_parquet(path, index=False, row_group_size=MONTHLY_ROWS // 4)
-
-
-def stage_figures(log_path: str) -> dict[str, dict]:
-    """Seconds and peak RSS (MiB) of each stage, from the lines the stages log."""
-    return {name: {"seconds": float(seconds), "peak_rss_mib": int(rss)}
-            for name, seconds, rss in _STAGE_LINE.findall(Path(log_path).read_text())}
 
 
 def history_scaling(sizes: list[int], repeats: int, scratch: Path, pipeline_run, bare_run,
@@ -82,7 +75,7 @@ def history_scaling(sizes: list[int], repeats: int, scratch: Path, pipeline_run,
                     demo_data.TIMESTAMP_COLUMN, "--strategy", strategy,
                     "--window-days", str(WINDOW_DAYS), cutoff=cutoff)
                 assert record["challenger"]["strategy"] == strategy, record
-                stages = stage_figures(record["log"])
+                stages = stage_figures(Path(record["log"]).read_text())
                 entry = results["strategies"].setdefault(strategy, {}).setdefault(
                     str(size), {"seconds": [], "retrain_seconds": [], "stage_seconds": []})
                 entry["seconds"].append(record["seconds"])
@@ -139,7 +132,7 @@ def beyond_memory(rows: int, scratch: Path, pipeline_run, bare_run) -> dict:
             results["runs"][f"{strategy} {model_type}"] = {"error": str(error)[-500:]}
             print(f"{rows:,} rows {strategy} {model_type}: FAILED {error}", flush=True)
             continue
-        stages = stage_figures(record["log"])
+        stages = stage_figures(Path(record["log"]).read_text())
         results["runs"][f"{strategy} {model_type}"] = {
             "seconds": record["seconds"], "status": record["status"], "stages": stages,
             "peak_total_pss_mib": record["peak_total_pss_mib"],

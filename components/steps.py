@@ -90,8 +90,8 @@ def history_days_needed(strategy: str, window_days: int) -> float | None:
 @delegated
 def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestamp_column: str,
                 cutoff: str, scheduled_time: str, run_id: str, new_data_path: str,
-                history_path: str, report_path: str, strategy: str = "auto",
-                window_days: int = 90) -> dict:
+                history_path: str, report_path: str, strategy: str,
+                window_days: int) -> dict:
     """Split the source into new rows and the history the strategy needs; a run with nothing
     new ends here."""
     from components import ingest as ingest_stage

@@ -24,6 +24,7 @@ import functools
 import importlib
 import os
 import pickle
+import re
 import resource
 import signal
 import socket
@@ -64,6 +65,15 @@ class RemoteTraceback(Exception):
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far, in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+_STAGE_LINE = re.compile(r"stage (\w+)_step: ([\d.]+) s, peak RSS (\d+) MiB")
+
+
+def stage_figures(log_text: str) -> dict[str, dict]:
+    """Seconds and peak RSS (MiB) of each stage, read back from the lines ``log_stage`` wrote."""
+    return {name: {"seconds": float(seconds), "peak_rss_mib": int(rss)}
+            for name, seconds, rss in _STAGE_LINE.findall(log_text)}
 
 
 def log_stage(name: str, seconds: float, rss_mib: float, waited: float = 0.0) -> None:

@@ -107,3 +107,14 @@ def test_the_worker_stops_with_its_context(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("a worker process outlived the context")
+
+
+def test_stage_lines_read_back_as_written(capsys):
+    """Check the benchmark's reader of stage lines understands what log_stage writes."""
+    from components.warm_worker import log_stage, stage_figures
+
+    log_stage("retrain_step", 1.234, 456.7, waited=0.5)
+    log_stage("deploy_step", 0.02, 74.0)
+    assert stage_figures(capsys.readouterr().err) == {
+        "retrain": {"seconds": 1.23, "peak_rss_mib": 457},
+        "deploy": {"seconds": 0.02, "peak_rss_mib": 74}}
