@@ -27,6 +27,8 @@ from components.schema import NUMERIC, parse_numbers
 
 BINS = 10
 SKETCH_POINTS = 500
+# Values per numeric column behind the reference's bins and sketch, and behind a KS test.
+SAMPLE_SIZE = 100_000
 # Floor for an empty bin's share, so PSI stays finite (the usual choice in PSI practice).
 EMPTY_BIN_SHARE = 1e-4
 UNSEEN = "(unseen)"
@@ -40,41 +42,92 @@ def numeric_values(values: pd.Series) -> np.ndarray:
     return numbers[np.isfinite(numbers)]
 
 
-def value_shares(values: pd.Series) -> dict[str, float]:
-    """Share of each present value, keyed by its text (so 1 and "1" are one value)."""
-    counts = values.value_counts(dropna=True)
-    if counts.empty:
-        return {}
-    merged = counts.groupby(counts.index.map(str)).sum()
-    return {str(key): float(count) for key, count in (merged / merged.sum()).items()}
+class Sample:
+    """A uniform random sample of at most ``size`` values from values that arrive in chunks.
+
+    Each value gets a random key and the ``size`` smallest keys are kept (a reservoir), so the
+    sample does not depend on how the values were chunked, and up to ``size`` values it is
+    simply all of them: small data gets exact quantiles and KS tests.
+    """
+
+    def __init__(self, size: int = SAMPLE_SIZE, seed: int = 0):
+        self.size = size
+        self._rng = np.random.default_rng(seed)
+        self._keys = np.empty(0)
+        self.values = np.empty(0)
+
+    def add(self, values: np.ndarray) -> None:
+        keys = np.concatenate([self._keys, self._rng.random(len(values))])
+        kept = np.concatenate([self.values, values])
+        if len(kept) > self.size:
+            chosen = np.argpartition(keys, self.size)[:self.size]
+            keys, kept = keys[chosen], kept[chosen]
+        self._keys, self.values = keys, kept
 
 
-def reference_statistics(frame: pd.DataFrame, schema: dict) -> dict:
-    """Summarise the rows a model was trained on, for later drift checks (``statistics.json``)."""
-    features = {}
-    for column in schema["columns"]:
-        name = column["name"]
-        if name not in frame:
-            continue
-        missing = float(frame[name].isna().mean()) if len(frame) else 0.0
-        if column["type"] == NUMERIC:
-            present = numeric_values(frame[name])
-            if not len(present):
+def reference_statistics(data, schema: dict) -> dict:
+    """Summarise the rows a model was trained on, for later drift checks (``statistics.json``).
+
+    ``data``: a DataFrame, or a Parquet path or Table read chunk by chunk. Bin edges, shares
+    and the sketch come from a uniform sample of up to 100k values per column (all of them
+    below that); missing ratios and category shares count every row.
+    """
+    from components.chunks import as_table
+
+    table = as_table(data)
+    label = schema["label"]["name"]
+    kinds = {column["name"]: column["type"] for column in schema["columns"]}
+    missing = dict.fromkeys(kinds, 0)
+    samples = {name: Sample() for name, kind in kinds.items() if kind == NUMERIC}
+    counts: dict[str, pd.Series] = {}
+    present: set[str] = set()
+    for chunk in table.chunks():
+        for name, kind in kinds.items():
+            if name not in chunk:
                 continue
-            edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
-            counts = np.bincount(np.searchsorted(edges, present), minlength=len(edges) + 1)
-            sketch = np.quantile(present, (np.arange(SKETCH_POINTS) + 0.5) / SKETCH_POINTS)
-            features[name] = {"kind": NUMERIC, "missing_ratio": missing,
+            present.add(name)
+            missing[name] += int(chunk[name].isna().sum())
+            if kind == NUMERIC:
+                samples[name].add(numeric_values(chunk[name]))
+            else:
+                counts[name] = _add_counts(counts.get(name), chunk[name])
+        if label in chunk:
+            counts[label] = _add_counts(counts.get(label), chunk[label])
+    rows = int(table.rows)
+    features = {}
+    for name, kind in kinds.items():
+        if name not in present:
+            continue
+        missing_ratio = missing[name] / rows if rows else 0.0
+        if kind == NUMERIC:
+            values = samples[name].values
+            if not len(values):
+                continue
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1)[1:-1]))
+            binned = np.bincount(np.searchsorted(edges, values), minlength=len(edges) + 1)
+            sketch = np.quantile(values, (np.arange(SKETCH_POINTS) + 0.5) / SKETCH_POINTS)
+            features[name] = {"kind": NUMERIC, "missing_ratio": missing_ratio,
                               "edges": edges.tolist(),
-                              "shares": (counts / counts.sum()).tolist(),
+                              "shares": (binned / binned.sum()).tolist(),
                               "sketch": sketch.tolist()}
         else:
-            features[name] = {"kind": column["type"], "missing_ratio": missing,
-                              "shares": value_shares(frame[name])}
-    label = schema["label"]["name"]
-    return {"rows": int(len(frame)), "features": features,
-            "label": {"name": label,
-                      "shares": value_shares(frame[label]) if label in frame else {}}}
+            features[name] = {"kind": kind, "missing_ratio": missing_ratio,
+                              "shares": shares_of(counts.get(name))}
+    return {"rows": rows, "features": features,
+            "label": {"name": label, "shares": shares_of(counts.get(label))}}
+
+
+def _add_counts(total: pd.Series | None, values: pd.Series) -> pd.Series:
+    """Running count of each present value, keyed by its text (so 1 and "1" are one value)."""
+    counts = values.value_counts(dropna=True)
+    counts = counts.groupby(counts.index.map(str)).sum()
+    return counts if total is None else total.add(counts, fill_value=0)
+
+
+def shares_of(counts: pd.Series | None) -> dict[str, float]:
+    if counts is None or not counts.sum():
+        return {}
+    return {str(key): float(count) for key, count in (counts / counts.sum()).items()}
 
 
 # -- comparing new rows with the reference -----------------------------------------------------
@@ -202,20 +255,20 @@ def population_stability_index(reference: np.ndarray, new: np.ndarray) -> float:
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
-def _numeric_drift(name: str, values: pd.Series, ref: dict, thresholds: dict) -> FeatureDrift:
+def _numeric_drift(name: str, counts: np.ndarray, sample: np.ndarray, ref: dict,
+                   thresholds: dict) -> FeatureDrift:
+    """PSI of the new rows' counts in the reference's bins; KS of their sample against its
+    sketch."""
     from scipy.stats import ks_2samp
 
     warn, drift = thresholds["psi_warn"], thresholds["psi_drift"]
-    edges = np.asarray(ref["edges"], dtype=float)
-    bins = _bin_labels(edges)
-    present = numeric_values(values)
-    if not len(present):
+    bins = _bin_labels(np.asarray(ref["edges"], dtype=float))
+    if not counts.sum():
         return FeatureDrift(name, NUMERIC, "psi", None, warn, drift, NO_DATA, bins=bins,
                             reference=ref["shares"], new=[0.0] * len(bins))
-    counts = np.bincount(np.searchsorted(edges, present), minlength=len(edges) + 1)
     shares = counts / counts.sum()
     psi = population_stability_index(np.asarray(ref["shares"]), shares)
-    p_value = float(ks_2samp(present, np.asarray(ref["sketch"])).pvalue)
+    p_value = float(ks_2samp(sample, np.asarray(ref["sketch"])).pvalue)
     return FeatureDrift(name, NUMERIC, "psi", psi, warn, drift, _verdict(psi, warn, drift),
                         ks_pvalue=p_value, bins=bins, reference=list(ref["shares"]),
                         new=shares.tolist())
@@ -228,12 +281,13 @@ def _bin_labels(edges: np.ndarray) -> list[str]:
     return [f"<= {edges[0]:g}", *inner, f"> {edges[-1]:g}"]
 
 
-def _categorical_drift(name: str, kind: str, values: pd.Series, reference: dict[str, float],
-                       thresholds: dict, is_label: bool = False) -> FeatureDrift:
+def _categorical_drift(name: str, kind: str, counts: pd.Series | None,
+                       reference: dict[str, float], thresholds: dict,
+                       is_label: bool = False) -> FeatureDrift:
     from scipy.spatial.distance import jensenshannon
 
     warn, drift = thresholds["js_warn"], thresholds["js_drift"]
-    new = value_shares(values)
+    new = shares_of(counts)
     bins = sorted(reference)
     unseen = sum(share for value, share in new.items() if value not in reference)
     ref_shares = [reference[b] for b in bins] + [0.0]
@@ -248,20 +302,43 @@ def _categorical_drift(name: str, kind: str, values: pd.Series, reference: dict[
                         reference=ref_shares, new=new_shares)
 
 
-def detect_drift(new_data: pd.DataFrame, statistics: dict, thresholds: dict) -> DriftReport:
-    """Compare each feature and the label of ``new_data`` with the reference ``statistics``."""
-    results = []
-    for name, ref in statistics["features"].items():
-        if name not in new_data:
-            continue  # validate reports the missing column
-        if ref["kind"] == NUMERIC:
-            results.append(_numeric_drift(name, new_data[name], ref, thresholds))
-        else:
-            results.append(_categorical_drift(name, ref["kind"], new_data[name], ref["shares"],
-                                              thresholds))
+def detect_drift(new_data, statistics: dict, thresholds: dict) -> DriftReport:
+    """Compare each feature and the label of the new rows with the reference ``statistics``.
+
+    ``new_data``: a DataFrame, or a Parquet path or Table read chunk by chunk. Bin counts and
+    category counts cover every row; the KS test uses a uniform sample of up to 100k values.
+    """
+    from components.chunks import as_table
+
+    table = as_table(new_data)
     label = statistics["label"]
-    if label["name"] in new_data and label["shares"]:
-        results.append(_categorical_drift(label["name"], "label", new_data[label["name"]],
+    features = {name: ref for name, ref in statistics["features"].items()
+                if name in table.columns}  # validate reports a missing column
+    edges = {name: np.asarray(ref["edges"], dtype=float) for name, ref in features.items()
+             if ref["kind"] == NUMERIC}
+    bin_counts = {name: np.zeros(len(e) + 1, dtype=np.int64) for name, e in edges.items()}
+    samples = {name: Sample() for name in edges}
+    counts: dict[str, pd.Series | None] = dict.fromkeys(
+        [*features, *([label["name"]] if label["name"] in table.columns else [])])
+    for chunk in table.chunks(columns=list(counts)):
+        for name in counts:
+            if name in edges:
+                present = numeric_values(chunk[name])
+                bin_counts[name] += np.bincount(np.searchsorted(edges[name], present),
+                                                minlength=len(edges[name]) + 1)
+                samples[name].add(present)
+            else:
+                counts[name] = _add_counts(counts[name], chunk[name])
+    results = []
+    for name, ref in features.items():
+        if name in edges:
+            results.append(_numeric_drift(name, bin_counts[name], samples[name].values, ref,
+                                          thresholds))
+        else:
+            results.append(_categorical_drift(name, ref["kind"], counts[name], ref["shares"],
+                                              thresholds))
+    if label["name"] in table.columns and label["shares"]:
+        results.append(_categorical_drift(label["name"], "label", counts[label["name"]],
                                           label["shares"], thresholds, is_label=True))
     return DriftReport(results, reference_rows=int(statistics["rows"]),
-                       new_rows=int(len(new_data)))
+                       new_rows=int(table.rows))

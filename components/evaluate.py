@@ -64,10 +64,59 @@ def score_predictions(y_true, probabilities: np.ndarray, classes) -> dict[str, f
     return scores
 
 
-def score_model(model, frame: pd.DataFrame, label_column: str) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class Predictions:
+    """A model's predicted probabilities for labelled rows: all evaluate keeps of the rows."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+    classes: np.ndarray
+
+    def scores(self) -> dict[str, float | None]:
+        return score_predictions(self.labels, self.probabilities, self.classes)
+
+    def confusion(self) -> tuple[list[str], list[list[int]]]:
+        """Class names and the confusion matrix (rows: true class, columns: predicted)."""
+        from sklearn.metrics import confusion_matrix
+
+        predicted = self.classes[np.argmax(self.probabilities, axis=1)]
+        matrix = confusion_matrix(self.labels, predicted, labels=self.classes)
+        return [str(c) for c in self.classes], matrix.astype(int).tolist()
+
+    def roc_points(self, max_points: int = 50):
+        """FPR, TPR and thresholds of the ROC curve for binary labels, thinned; else None."""
+        from sklearn.metrics import roc_curve
+
+        if len(self.classes) != 2 or len(np.unique(self.labels)) != 2:
+            return None
+        fpr, tpr, thresholds = roc_curve(self.labels == self.classes[1],
+                                         self.probabilities[:, 1])
+        keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
+        finite = np.where(np.isfinite(thresholds[keep]), thresholds[keep], 1.0)
+        return fpr[keep].tolist(), tpr[keep].tolist(), finite.tolist()
+
+
+def predict(model, data, label_column: str) -> Predictions:
+    """Run a fitted classifier (or Pipeline) over labelled rows a chunk at a time.
+
+    ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table`.
+    """
+    from components.chunks import as_table
+
+    labels, probabilities = [], []
+    for chunk in as_table(data).chunks():
+        features, chunk_labels = split_features(chunk, label_column)
+        labels.append(chunk_labels.to_numpy())
+        probabilities.append(model.predict_proba(features))
+    classes = np.asarray(model.classes_)
+    if not labels:
+        return Predictions(np.empty(0, dtype=classes.dtype), np.empty((0, len(classes))), classes)
+    return Predictions(np.concatenate(labels), np.concatenate(probabilities), classes)
+
+
+def score_model(model, data, label_column: str) -> dict[str, float | None]:
     """Score a fitted sklearn classifier (or Pipeline) on labelled rows."""
-    features, labels = split_features(frame, label_column)
-    return score_predictions(labels, model.predict_proba(features), model.classes_)
+    return predict(model, data, label_column).scores()
 
 
 def decide(
@@ -103,30 +152,6 @@ def decide(
     return Decision(DEPLOY, f"challenger {metric} {value:.4f} >= threshold {threshold:.4f} and "
                             f"beats champion {champion_version} ({baseline:.4f}) by {gain:.4f}",
                     False)
-
-
-def confusion(model, frame: pd.DataFrame, label_column: str) -> tuple[list[str], list[list[int]]]:
-    """Class names and the confusion matrix (rows: true class, columns: predicted)."""
-    from sklearn.metrics import confusion_matrix
-
-    features, labels = split_features(frame, label_column)
-    classes = list(model.classes_)
-    matrix = confusion_matrix(labels, model.predict(features), labels=classes)
-    return [str(c) for c in classes], matrix.astype(int).tolist()
-
-
-def roc_points(model, frame: pd.DataFrame, label_column: str, max_points: int = 50):
-    """FPR, TPR and thresholds of the ROC curve for binary labels, thinned; None otherwise."""
-    from sklearn.metrics import roc_curve
-
-    classes = list(model.classes_)
-    features, labels = split_features(frame, label_column)
-    if len(classes) != 2 or labels.nunique() != 2:
-        return None
-    fpr, tpr, thresholds = roc_curve(labels == classes[1], model.predict_proba(features)[:, 1])
-    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
-    finite = np.where(np.isfinite(thresholds[keep]), thresholds[keep], 1.0)
-    return fpr[keep].tolist(), tpr[keep].tolist(), finite.tolist()
 
 
 def comparison_markdown(record: dict) -> str:

@@ -12,11 +12,17 @@ timestamp) do not crash the stage: they are reported, so that validate ends the 
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 
+from components.chunks import ChunkWriter, Table
 from components.schema import SOURCE_FILE_COLUMN, as_category_strings
 from components.storage import FileInfo, sha256_bytes, storage_for
 
@@ -31,10 +37,13 @@ class IngestError(Exception):
 
 @dataclass
 class IngestResult:
-    """New rows and history, with what is needed to move the watermark after a deploy."""
+    """Where new rows and history went, with what is needed to move the watermark after a
+    deploy."""
 
-    new_data: pd.DataFrame
-    history: pd.DataFrame
+    new_data_path: Path
+    history_path: Path
+    new_rows: int
+    history_rows: int
     cutoff: str
     watermark_before: str | None
     new_watermark: str | None
@@ -46,7 +55,16 @@ class IngestResult:
     @property
     def outcome(self) -> str:
         """``new-data`` when there is anything to validate (rows or problems), else ``no-new-data``."""
-        return "new-data" if len(self.new_data) or self.problems else "no-new-data"
+        return "new-data" if self.new_rows or self.problems else "no-new-data"
+
+    @property
+    def new_data(self) -> pd.DataFrame:
+        """The new rows, read whole (for tests and small sources; stages read them in chunks)."""
+        return pd.read_parquet(self.new_data_path)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return pd.read_parquet(self.history_path)
 
     def report(self) -> dict:
         """A JSON-ready summary that travels with the data to the decision record."""
@@ -55,8 +73,8 @@ class IngestResult:
             "cutoff": self.cutoff,
             "watermark_before": self.watermark_before,
             "new_watermark": self.new_watermark,
-            "new_rows": int(len(self.new_data)),
-            "history_rows": int(len(self.history)),
+            "new_rows": self.new_rows,
+            "history_rows": self.history_rows,
             "new_files": self.new_files,
             "consumed_files": self.consumed_files,
             "file_columns": self.file_columns,
@@ -110,76 +128,41 @@ def list_data_files(source_uri: str) -> list[FileInfo]:
     return files
 
 
-def read_table(data: bytes, name: str, *, timestamp_column: str = "",
-               rows_after: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Parse CSV or Parquet bytes; ``name`` picks the format and names the file in errors.
+def read_chunks(data: bytes, name: str, *, timestamp_column: str = "",
+                rows_after: pd.Timestamp | None = None) -> tuple[list[str], Iterator[pd.DataFrame]]:
+    """A file's columns, and its rows chunk by chunk; ``name`` picks the format.
 
-    With ``rows_after``, a Parquet file whose timestamp column is stored as a timestamp is read
-    only for rows after it: row groups that end earlier are skipped unread (their statistics
-    say so). Other files are read whole; the caller drops the rows it does not need.
+    A Parquet file is read a chunk of rows at a time (see :mod:`components.chunks`). With
+    ``rows_after``, and a timestamp column stored as a timestamp, only rows after it are read:
+    row groups that end earlier are skipped unread (their statistics say so). A CSV file is one
+    chunk, and other files are read whole; the caller drops the rows it does not need.
     """
     if name.lower().endswith((".parquet", ".pq")):
-        buffer = io.BytesIO(data)
-        bound = _parquet_bound(buffer, timestamp_column, rows_after)
+        from components.chunks import Table
+
+        table = Table(data)
+        bound = _parquet_bound(table.arrow_schema, timestamp_column, rows_after)
         if bound is None:
-            return pd.read_parquet(buffer)
+            return table.columns, table.chunks()
         import pyarrow.compute as pc
 
         # Rows without a timestamp stay in, so that they are reported, not silently lost.
         wanted = (pc.field(timestamp_column) > bound) | pc.field(timestamp_column).is_null()
-        return pd.read_parquet(buffer, filters=wanted)
-    return pd.read_csv(io.BytesIO(data), compression="gzip" if name.endswith(".gz") else None)
+        return table.columns, table.chunks(where=wanted)
+    frame = pd.read_csv(io.BytesIO(data), compression="gzip" if name.endswith(".gz") else None)
+    return [str(column) for column in frame.columns], iter([frame])
 
 
-def _parquet_bound(buffer: io.BytesIO, column: str, after: pd.Timestamp | None):
+def _parquet_bound(schema, column: str, after: pd.Timestamp | None):
     """``after`` in the form a filter on ``column`` needs, or None when it cannot filter."""
     if after is None or not column:
         return None
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pq.read_schema(buffer)
-    buffer.seek(0)
     if column not in schema.names or not pa.types.is_timestamp(schema.field(column).type):
         return None
     stored_tz = schema.field(column).type.tz
     return after.tz_convert(stored_tz) if stored_tz else after.tz_convert("UTC").tz_localize(None)
-
-
-def _harmonize(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
-    """Make each column's dtype agree across files, falling back to text where they differ.
-
-    One file's typo (``income = "lots"``) must not make Parquet refuse the whole batch; the text
-    column is parsed, and the typo reported, by validate.
-    """
-    dtypes: dict[str, set] = {}
-    for frame in frames:
-        for column in frame.columns:
-            if column != SOURCE_FILE_COLUMN:
-                dtypes.setdefault(column, set()).add(_dtype_family(frame[column]))
-    mixed = [column for column, families in dtypes.items() if len(families - {"empty"}) > 1]
-    if not mixed:
-        return frames
-    result = []
-    for frame in frames:
-        frame = frame.copy()
-        for column in mixed:
-            if column in frame:
-                frame[column] = as_category_strings(frame[column])
-        result.append(frame)
-    return result
-
-
-def _dtype_family(values: pd.Series) -> str:
-    if values.isna().all():
-        return "empty"
-    if pd.api.types.is_bool_dtype(values):
-        return "bool"
-    if pd.api.types.is_numeric_dtype(values):
-        return "number"
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return "datetime"
-    return "text"
 
 
 def _object_columns_as_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -190,6 +173,32 @@ def _object_columns_as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+@dataclass
+class _TimestampProblems:
+    """One file's unplaceable rows, counted over its chunks, reported once per file."""
+
+    bad: int = 0
+    example: object = None
+    missing: int = 0
+
+    def add(self, raw: pd.Series, unparsed: pd.Series) -> None:
+        missing = raw.isna() & unparsed
+        bad = unparsed & ~missing
+        if bad.any() and self.example is None:
+            self.example = raw[bad].iloc[0]
+        self.bad += int(bad.sum())
+        self.missing += int(missing.sum())
+
+    def problems(self, name: str, column: str) -> list[str]:
+        found = []
+        if self.bad:
+            found.append(f"file {name}: column {column!r} has {self.bad} value(s) that are not "
+                         f"timestamps, e.g. {self.example!r}")
+        if self.missing:
+            found.append(f"file {name}: column {column!r} is empty in {self.missing} row(s)")
+        return found
+
+
 def ingest(
     source_uri: str,
     *,
@@ -198,8 +207,10 @@ def ingest(
     watermark: str | None,
     consumed_files: dict[str, dict] | None = None,
     history_days: float | None = None,
+    new_data_path: str | Path | None = None,
+    history_path: str | Path | None = None,
 ) -> IngestResult:
-    """Read the source and split it into new rows and history.
+    """Read the source and split it into new rows and history, written as Parquet.
 
     Args:
         source_uri: Folder (or single file) of CSV/Parquet files.
@@ -210,97 +221,101 @@ def ingest(
         history_days: How much history the run needs: None for all of it, 0 for none (a
             fine-tune), else the days before the watermark (a sliding window). Parquet row
             groups older than that are not even read, so the run's cost follows what it uses.
+        new_data_path, history_path: Where the two Parquet files go (a temporary folder if not
+            given). Rows are written chunk by chunk, in file order, never held all at once.
 
     Returns:
-        The split, the files that contributed new rows, and any problems found.
+        Where the split went, the files that contributed new rows, and any problems found.
     """
     consumed_files = dict(consumed_files or {})
     watermark_stamp = to_utc_timestamp(watermark) if watermark else None
+    if new_data_path is None or history_path is None:
+        folder = Path(tempfile.mkdtemp(prefix="ingest-"))
+        new_data_path, history_path = folder / "new_data.parquet", folder / "history.parquet"
+    new_data_path, history_path = Path(new_data_path), Path(history_path)
+    parts = new_data_path.parent / f".{new_data_path.name}.parts"
+    parts.mkdir(parents=True, exist_ok=True)
     storage = storage_for(source_uri)
     new_parts, history_parts, problems = [], [], []
     new_files: dict[str, dict] = {}
     file_columns: dict[str, list[str]] = {}
+    newest: pd.Timestamp | None = None
 
     history_start = (None if history_days is None or watermark_stamp is None else
                      watermark_stamp - pd.Timedelta(days=history_days))
-    for info in list_data_files(source_uri):
+    for number, info in enumerate(list_data_files(source_uri)):
         name = info.relative_path
         data = storage.read_bytes(info.uri)
         fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
         consumed = not timestamp_column and consumed_files.get(name) == fingerprint
         if consumed and history_days == 0:
             continue  # a batch the run does not need
+        new_part = ChunkWriter(parts / f"new-{number:05d}.parquet")
+        history_part = ChunkWriter(parts / f"history-{number:05d}.parquet")
+        timestamp_problems = _TimestampProblems()
         try:
-            frame = read_table(data, name, timestamp_column=timestamp_column,
-                               rows_after=history_start)
+            columns, chunks = read_chunks(data, name, timestamp_column=timestamp_column,
+                                          rows_after=history_start)
+            file_columns[name] = columns
+            if timestamp_column and timestamp_column not in columns:
+                problems.append(f"file {name}: timestamp column {timestamp_column!r} is "
+                                f"missing (columns: {', '.join(columns)})")
+                continue
+            for frame in chunks:
+                frame[SOURCE_FILE_COLUMN] = name
+                frame = _object_columns_as_text(frame)
+                if not timestamp_column:
+                    (history_part if consumed else new_part).write(frame)
+                    continue
+                raw = frame[timestamp_column]
+                stamps = parse_timestamps(raw)
+                unparsed = stamps.isna()
+                if unparsed.any():
+                    timestamp_problems.add(raw, unparsed)
+                frame[timestamp_column] = stamps
+                placed = frame[~unparsed]
+                is_history = (
+                    placed[timestamp_column] <= watermark_stamp
+                    if watermark_stamp is not None
+                    else pd.Series(False, index=placed.index)
+                )
+                if history_start is not None:
+                    is_history &= placed[timestamp_column] > history_start
+                is_new = ~is_history & (placed[timestamp_column] <= cutoff)
+                history_part.write(placed[is_history])
+                if is_new.any():
+                    new_rows = placed[is_new]
+                    new_part.write(new_rows)
+                    latest = new_rows[timestamp_column].max()
+                    newest = latest if newest is None or latest > newest else newest
         except Exception as error:  # any parser error: report it with the file named
+            new_part.discard()
+            history_part.discard()
+            file_columns.pop(name, None)
             problems.append(f"file {name}: cannot be read as {_format(name)} ({error})")
             continue
-        file_columns[name] = [str(column) for column in frame.columns]
-        frame[SOURCE_FILE_COLUMN] = name
-
-        if not timestamp_column:
-            if consumed:
-                history_parts.append(frame)
-            elif len(frame):
-                new_parts.append(frame)
-                new_files[name] = fingerprint
-            continue
-
-        if timestamp_column not in frame:
-            problems.append(
-                f"file {name}: timestamp column {timestamp_column!r} is missing "
-                f"(columns: {', '.join(file_columns[name])})"
-            )
-            continue
-        raw = frame[timestamp_column]
-        stamps = parse_timestamps(raw)
-        unparsed = stamps.isna()
-        if unparsed.any():
-            missing = raw.isna() & unparsed
-            bad = unparsed & ~missing
-            if bad.any():
-                example = raw[bad].iloc[0]
-                problems.append(
-                    f"file {name}: column {timestamp_column!r} has {int(bad.sum())} value(s) "
-                    f"that are not timestamps, e.g. {example!r}"
-                )
-            if missing.any():
-                problems.append(
-                    f"file {name}: column {timestamp_column!r} is empty in "
-                    f"{int(missing.sum())} row(s)"
-                )
-        frame[timestamp_column] = stamps
-        placed = frame[~unparsed]
-        is_history = (
-            placed[timestamp_column] <= watermark_stamp
-            if watermark_stamp is not None
-            else pd.Series(False, index=placed.index)
-        )
-        if history_start is not None:
-            is_history &= placed[timestamp_column] > history_start
-        is_new = ~is_history & (placed[timestamp_column] <= cutoff)
-        if is_history.any():
-            history_parts.append(placed[is_history])
-        if is_new.any():
-            new_parts.append(placed[is_new])
+        problems += timestamp_problems.problems(name, timestamp_column)
+        for writer, kept in ((new_part, new_parts), (history_part, history_parts)):
+            if writer.rows:
+                writer.close()
+                kept.append(writer.path)
+            else:
+                writer.discard()
+        if new_part.rows:
             new_files[name] = fingerprint
 
-    new_data, history = _combine(new_parts), _combine(history_parts)
+    new_rows = merge_parts(new_parts, new_data_path)
+    history_rows = merge_parts(history_parts, history_path)
+    shutil.rmtree(parts, ignore_errors=True)
     if timestamp_column:
-        new_data, history = (
-            frame.sort_values(timestamp_column, kind="stable", ignore_index=True)
-            if len(frame) else frame
-            for frame in (new_data, history)
-        )
-        new_watermark = (
-            iso(new_data[timestamp_column].max()) if len(new_data) else watermark
-        )
+        new_watermark = iso(newest) if newest is not None else watermark
     else:
         new_watermark = None
     return IngestResult(
-        new_data=new_data,
-        history=history,
+        new_data_path=new_data_path,
+        history_path=history_path,
+        new_rows=new_rows,
+        history_rows=history_rows,
         cutoff=iso(cutoff),
         watermark_before=watermark,
         new_watermark=new_watermark,
@@ -324,11 +339,69 @@ def parse_timestamps(raw: pd.Series) -> pd.Series:
     return stamps
 
 
-def _combine(parts: list[pd.DataFrame]) -> pd.DataFrame:
+def merge_parts(parts: list[Path], path: Path) -> int:
+    """Concatenate the per-file Parquet parts into ``path`` chunk by chunk; returns the rows.
+
+    Columns may differ between files. A column that is numbers in one file and text in another
+    becomes text in all (one file's typo, ``income = "lots"``, must not make Parquet refuse the
+    batch; validate parses the text and reports the typo); integers meet floats as floats; a
+    column some files lack is empty there.
+    """
     if not parts:
-        return pd.DataFrame()
-    combined = pd.concat(_harmonize(parts), ignore_index=True, sort=False)
-    return _object_columns_as_text(combined)
+        pd.DataFrame().to_parquet(path, index=False)
+        return 0
+    if len(parts) == 1:  # one file's part: already one consistent table
+        rows = Table(parts[0]).rows
+        os.replace(parts[0], path)
+        return rows
+    schema, as_text = _merged_schema([Table(part).arrow_schema for part in parts])
+    with ChunkWriter(path, schema=schema) as writer:
+        for part in parts:
+            for frame in Table(part).chunks():
+                for column in schema.names:
+                    if column not in frame:  # typed nulls, whatever the column's type
+                        frame[column] = pd.Series(None, index=frame.index, dtype=object)
+                    elif column in as_text:
+                        frame[column] = as_category_strings(frame[column])
+                writer.write(frame[schema.names])
+    return writer.rows
+
+
+def _merged_schema(schemas: list) -> tuple[object, list[str]]:
+    """One schema every part fits, and the columns that must become text to get there."""
+    import pyarrow as pa
+
+    fields: dict[str, list] = {}
+    for schema in schemas:
+        for field_ in schema:
+            fields.setdefault(field_.name, []).append(field_.type)
+    merged, as_text = [], []
+    for name, types in fields.items():
+        families = {_type_family(kind) for kind in types} - {"empty"}
+        if len(families) > 1:
+            as_text.append(name)
+            merged.append(pa.field(name, pa.large_string()))
+            continue
+        kind = pa.unify_schemas([pa.schema([(name, kind)]) for kind in types],
+                                promote_options="permissive").field(name).type
+        if len(types) < len(schemas) and pa.types.is_integer(kind):
+            kind = pa.float64()  # the files without the column give it missing values
+        merged.append(pa.field(name, kind))
+    return pa.schema(merged), as_text
+
+
+def _type_family(kind) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_null(kind):
+        return "empty"
+    if pa.types.is_boolean(kind):
+        return "bool"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "number"
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+        return "datetime"
+    return "text"
 
 
 def _format(name: str) -> str:

@@ -8,9 +8,12 @@ inside the saved model, so serving applies exactly what training learned.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from components.chunks import FrameTable
 from components.schema import (
     CATEGORICAL,
     NUMERIC,
@@ -21,11 +24,12 @@ from components.schema import (
 
 @dataclass
 class PreprocessResult:
-    """Training rows from the new data, the held-out validation rows, and cleaned history."""
+    """How many rows went to training, validation and cleaned history, and how many were
+    dropped."""
 
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    history: pd.DataFrame
+    train_rows: int
+    validation_rows: int
+    history_rows: int
     dropped_duplicates: int
     dropped_unlabelled: int
 
@@ -40,13 +44,24 @@ def clean(
     """
     if frame.empty:
         return frame, 0, 0
-    cleaned = coerce_features(frame, feature_kinds)
-    unlabelled = cleaned[label_column].isna()
-    cleaned = cleaned[~unlabelled]
-    content = [c for c in cleaned.columns if c != SOURCE_FILE_COLUMN]
-    duplicated = cleaned.duplicated(subset=content)
-    cleaned = cleaned[~duplicated].reset_index(drop=True)
-    return cleaned, int(duplicated.sum()), int(unlabelled.sum())
+    plan = _clean_plan(FrameTable(frame), label_column=label_column,
+                       feature_kinds=feature_kinds, order_column="")
+    cleaned = coerce_features(frame, feature_kinds)[plan.keep].reset_index(drop=True)
+    return cleaned, plan.duplicates, plan.unlabelled
+
+
+def newest_positions(order: np.ndarray, validation_fraction: float) -> np.ndarray:
+    """Positions of the newest ``validation_fraction`` of rows by ``order`` (ties: row order).
+
+    Validation is always the most recent data: the rows the next months will look most like.
+    """
+    n_validation = max(1, round(len(order) * validation_fraction))
+    if n_validation >= len(order):
+        raise ValueError(
+            f"validation_fraction={validation_fraction} leaves no training rows out of "
+            f"{len(order)} new rows"
+        )
+    return np.argsort(order, kind="stable")[len(order) - n_validation:]
 
 
 def split_by_time(
@@ -54,39 +69,116 @@ def split_by_time(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The newest ``validation_fraction`` of rows is validation, the rest training.
 
-    Rows are ordered by timestamp, or in batch mode by file name and row order, so validation is
-    always the most recent data: the rows the next months will look most like.
+    Rows are ordered by timestamp, or in batch mode by file name and row order.
     """
-    if timestamp_column:
-        ordered = frame.sort_values(timestamp_column, kind="stable", ignore_index=True)
-    else:
-        ordered = frame.sort_values(SOURCE_FILE_COLUMN, kind="stable", ignore_index=True)
-    n_validation = max(1, round(len(ordered) * validation_fraction))
-    if n_validation >= len(ordered):
-        raise ValueError(
-            f"validation_fraction={validation_fraction} leaves no training rows out of "
-            f"{len(ordered)} new rows"
-        )
-    cut = len(ordered) - n_validation
-    return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)
+    order = _order_key(frame, timestamp_column or SOURCE_FILE_COLUMN)
+    is_validation = np.zeros(len(frame), dtype=bool)
+    is_validation[newest_positions(order, validation_fraction)] = True
+    frame = frame.reset_index(drop=True)
+    return frame[~is_validation].reset_index(drop=True), frame[is_validation].reset_index(drop=True)
+
+
+def _order_key(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.zeros(len(frame))
+    values = frame[column]
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_localize(None)  # plain datetime64: sorts without objects
+    return values.to_numpy()
 
 
 def preprocess(
-    new_data: pd.DataFrame,
-    history: pd.DataFrame,
+    new_data,
+    history,
     *,
     label_column: str,
     timestamp_column: str,
     feature_kinds: dict[str, str],
     validation_fraction: float,
+    train_path: str | Path,
+    validation_path: str | Path,
+    history_path: str | Path,
 ) -> PreprocessResult:
-    """Clean new rows and history alike, then split the new rows into train and validation."""
-    new_clean, duplicates, unlabelled = clean(
-        new_data, label_column=label_column, feature_kinds=feature_kinds)
-    history_clean, _, _ = clean(history, label_column=label_column, feature_kinds=feature_kinds)
-    train, validation = split_by_time(
-        new_clean, timestamp_column=timestamp_column, validation_fraction=validation_fraction)
-    return PreprocessResult(train, validation, history_clean, duplicates, unlabelled)
+    """Clean new rows and history alike, then split the new rows into train and validation.
+
+    Does what :func:`clean` and :func:`split_by_time` do, a chunk of rows at a time: a first
+    pass finds the rows to keep (labelled, not a repeat: 64-bit row hashes) and where the time
+    cut falls (from the timestamp column alone); a second pass writes each kept row to its
+    file, in the input's order. ``new_data`` and ``history`` are DataFrames, Parquet paths or
+    :class:`components.chunks.Table` objects.
+    """
+    from components.chunks import as_table
+
+    new_table, history_table = as_table(new_data), as_table(history)
+    plan = _clean_plan(new_table, label_column=label_column, feature_kinds=feature_kinds,
+                       order_column=timestamp_column or SOURCE_FILE_COLUMN)
+    newest = np.flatnonzero(plan.keep)[newest_positions(plan.order, validation_fraction)]
+    is_validation = np.zeros(len(plan.keep), dtype=bool)
+    is_validation[newest] = True
+    routes = {"train": plan.keep & ~is_validation, "validation": is_validation}
+    rows = _write_clean(new_table, feature_kinds, routes,
+                        {"train": train_path, "validation": validation_path})
+    history_plan = _clean_plan(history_table, label_column=label_column,
+                               feature_kinds=feature_kinds, order_column="")
+    history_rows = _write_clean(history_table, feature_kinds, {"history": history_plan.keep},
+                                {"history": history_path})
+    return PreprocessResult(rows["train"], rows["validation"], history_rows["history"],
+                            plan.duplicates, plan.unlabelled)
+
+
+@dataclass
+class _CleanPlan:
+    keep: np.ndarray  # per input row
+    order: np.ndarray  # the sort key of each kept row
+    duplicates: int
+    unlabelled: int
+
+
+def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
+                order_column: str) -> _CleanPlan:
+    """Which rows :func:`clean` keeps, and the kept rows' ``order_column`` values as a key."""
+    labelled, hashes, keys = [], [], []
+    for chunk in table.chunks():
+        coerced = coerce_features(chunk, feature_kinds)
+        labelled.append(coerced[label_column].notna().to_numpy() if label_column in coerced
+                        else np.zeros(len(coerced), dtype=bool))
+        content = [c for c in coerced.columns if c != SOURCE_FILE_COLUMN]
+        hashes.append(pd.util.hash_pandas_object(coerced[content], index=False).to_numpy())
+        if order_column:
+            keys.append(_order_key(coerced, order_column))
+    if not labelled:
+        return _CleanPlan(np.zeros(0, dtype=bool), np.zeros(0), 0, 0)
+    labelled_rows = np.flatnonzero(np.concatenate(labelled))
+    _, first = np.unique(np.concatenate(hashes)[labelled_rows], return_index=True)
+    keep = np.zeros(sum(len(part) for part in labelled), dtype=bool)
+    keep[labelled_rows[np.sort(first)]] = True
+    order = np.concatenate(keys)[keep] if order_column else np.zeros(int(keep.sum()))
+    return _CleanPlan(keep, order, duplicates=len(labelled_rows) - len(first),
+                      unlabelled=len(keep) - len(labelled_rows))
+
+
+def _write_clean(table, feature_kinds: dict[str, str], routes: dict[str, np.ndarray],
+                 paths: dict[str, str | Path]) -> dict[str, int]:
+    """Coerce each chunk again and write the rows each route's mask selects to its path."""
+    from components.chunks import ChunkWriter
+
+    writers = {name: ChunkWriter(path) for name, path in paths.items()}
+    try:
+        offset = 0
+        for chunk in table.chunks():
+            coerced = coerce_features(chunk, feature_kinds).reset_index(drop=True)
+            for name, mask in routes.items():
+                selected = mask[offset:offset + len(coerced)]
+                if selected.any():
+                    writers[name].write(coerced[selected])
+            offset += len(coerced)
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()
+        raise
+    for writer in writers.values():
+        writer.close()
+    return {name: writer.rows for name, writer in writers.items()}
 
 
 def build_feature_transformer(feature_kinds: dict[str, str]):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from components.evaluate import score_predictions, split_features
+from components.evaluate import score_model, score_predictions, split_features
 from components.preprocess import build_feature_transformer
 from components.schema import SOURCE_FILE_COLUMN
 
@@ -65,7 +65,7 @@ class RetrainResult:
     candidates: list[Candidate]
     trace: list[dict]
     notes: list[str]
-    training_data: pd.DataFrame | None = None  # the rows the chosen model was fitted on
+    training_data: object = None  # the rows the chosen model was fitted on (frame or Table)
 
     def summary(self) -> dict:
         return {
@@ -108,19 +108,60 @@ def _trace_row(epoch, iterations, train_scores, validation_scores) -> dict:
     }
 
 
-def _fit_sgd_epochs(classifier, X, y, X_val, y_val, classes, epochs: int, seed: int) -> list[dict]:
-    """Run ``epochs`` shuffled passes of ``partial_fit``, tracing loss and accuracy after each."""
+def _fit_sgd_epochs(classifier, train_parts, validation_parts, classes, epochs: int,
+                    seed: int) -> list[dict]:
+    """Run ``epochs`` shuffled passes of ``partial_fit``, tracing loss and accuracy after each.
+
+    ``train_parts`` and ``validation_parts`` are sequences of ``(X, y)``: one for rows held in
+    memory, one per chunk for rows streamed from disk (see :class:`_TransformedChunks`). Each
+    epoch visits the chunks in a new random order and shuffles the rows within each.
+    """
     rng = np.random.default_rng(seed)
     trace = []
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(y))
-        classifier.partial_fit(X[order], y[order], classes=classes)
-        trace.append(_trace_row(
-            epoch, epoch,
-            score_predictions(y, classifier.predict_proba(X), classifier.classes_),
-            score_predictions(y_val, classifier.predict_proba(X_val), classifier.classes_),
-        ))
+        chunk_order = rng.permutation(len(train_parts)) if len(train_parts) > 1 else [0]
+        for index in chunk_order:
+            X, y = train_parts[index]
+            order = rng.permutation(len(y))
+            classifier.partial_fit(X[order], y[order], classes=classes)
+        trace.append(_trace_row(epoch, epoch, _score_parts(classifier, train_parts),
+                                _score_parts(classifier, validation_parts)))
     return trace
+
+
+def _score_parts(classifier, parts) -> dict:
+    labels, probabilities = [], []
+    for X, y in parts:
+        labels.append(y)
+        probabilities.append(classifier.predict_proba(X))
+    return score_predictions(np.concatenate(labels), np.concatenate(probabilities),
+                             classifier.classes_)
+
+
+class _TransformedChunks:
+    """A table's rows put through the fitted feature transforms once, kept on disk as one
+    ``.npy`` file per chunk, and loaded one chunk at a time: ``(X, y)`` for ``partial_fit``."""
+
+    def __init__(self, transformer, data, label_column: str, folder: str, name: str,
+                 label_dtype=None):
+        from components.chunks import as_table
+
+        self._paths = []
+        for index, chunk in enumerate(as_table(data).chunks()):
+            features, labels = _xy(chunk, label_column)
+            X = np.asarray(transformer.transform(features), dtype=float)
+            y = labels.astype(label_dtype, copy=False) if label_dtype is not None else labels
+            path = f"{folder}/{name}-{index:05d}"
+            np.save(f"{path}-X.npy", X)
+            np.save(f"{path}-y.npy", y, allow_pickle=True)
+            self._paths.append(path)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, index: int):
+        path = self._paths[index]
+        return np.load(f"{path}-X.npy"), np.load(f"{path}-y.npy", allow_pickle=True)
 
 
 def _trace_hgb(classifier, X, y, X_val, y_val, epochs: int, first_iteration: int = 0) -> list[dict]:
@@ -161,7 +202,8 @@ def fit_fresh(
     classifier = new_classifier(model_type)
     if model_type == "sgd":
         classes = np.unique(np.concatenate([y, y_val]))
-        trace = _fit_sgd_epochs(classifier, X, y, X_val, y_val, classes, epochs, RANDOM_STATE)
+        trace = _fit_sgd_epochs(classifier, [(X, y)], [(X_val, y_val)], classes, epochs,
+                                RANDOM_STATE)
     else:
         classifier.fit(X, y)
         trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs)
@@ -169,8 +211,18 @@ def fit_fresh(
     return model, trace
 
 
+def label_values(data, label_column: str) -> set:
+    """The distinct labels of a DataFrame, Parquet path or Table (read a chunk at a time)."""
+    from components.chunks import as_table
+
+    values: set = set()
+    for chunk in as_table(data).chunks(columns=[label_column]):
+        values.update(chunk[label_column].dropna().unique().tolist())
+    return values
+
+
 def finetune_blocker(champion, champion_meta: dict, *, model_type: str,
-                     feature_kinds: dict[str, str], train: pd.DataFrame,
+                     feature_kinds: dict[str, str], train,
                      label_column: str) -> str | None:
     """Why the champion cannot be continued on these rows, or None if it can."""
     if champion is None:
@@ -181,7 +233,7 @@ def finetune_blocker(champion, champion_meta: dict, *, model_type: str,
     if champion_meta.get("feature_kinds") != feature_kinds:
         return "the features changed since the champion was trained"
     known = {str(c) for c in champion.classes_}
-    present = {str(c) for c in train[label_column].unique()}
+    present = {str(c) for c in label_values(train, label_column)}
     if present - known:
         return f"new classes {sorted(present - known)} that the champion does not know"
     if model_type == "hgb" and present != known:
@@ -190,25 +242,39 @@ def finetune_blocker(champion, champion_meta: dict, *, model_type: str,
     return None
 
 
-def fit_finetune(champion, train: pd.DataFrame, validation: pd.DataFrame, *,
-                 label_column: str, epochs: int):
-    """Continue a copy of the champion on ``train``: more boosting stages, or more SGD epochs."""
+def fit_finetune(champion, train, validation, *, label_column: str, epochs: int):
+    """Continue a copy of the champion on ``train``: more boosting stages, or more SGD epochs.
+
+    ``train`` and ``validation``: DataFrames, Parquet paths or Tables. SGD streams them: each
+    chunk is transformed once into a temporary folder, and every epoch is a pass of
+    ``partial_fit`` over those chunks, so memory stays at a chunk whatever the rows. Gradient
+    boosting cannot continue from chunks; it reads its rows whole.
+    """
+    import tempfile
+
+    from components.chunks import as_table
+
     model = copy.deepcopy(champion)
     transformer, classifier = model.named_steps["features"], model.named_steps["classifier"]
-    features, y = _xy(train, label_column)
-    val_features, y_val = _xy(validation, label_column)
+    if model_type_of(model) == "sgd":
+        with tempfile.TemporaryDirectory(prefix="finetune-") as folder:
+            train_parts = _TransformedChunks(transformer, train, label_column, folder, "train",
+                                             label_dtype=classifier.classes_.dtype)
+            validation_parts = _TransformedChunks(transformer, validation, label_column, folder,
+                                                  "validation")
+            trace = _fit_sgd_epochs(classifier, train_parts, validation_parts,
+                                    classifier.classes_, epochs, RANDOM_STATE + 1)
+        return model, trace
+    features, y = _xy(as_table(train).read(), label_column)
+    val_features, y_val = _xy(as_table(validation).read(), label_column)
     X = np.asarray(transformer.transform(features), dtype=float)
     X_val = np.asarray(transformer.transform(val_features), dtype=float)
     y = y.astype(classifier.classes_.dtype, copy=False)
-    if model_type_of(model) == "sgd":
-        trace = _fit_sgd_epochs(classifier, X, y, X_val, y_val, classifier.classes_, epochs,
-                                RANDOM_STATE + 1)
-    else:
-        already = classifier.n_iter_
-        classifier.set_params(warm_start=True, max_iter=already + HGB_FINETUNE_ITERATIONS)
-        classifier.fit(X, y)
-        classifier.set_params(warm_start=False)
-        trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs, first_iteration=already)
+    already = classifier.n_iter_
+    classifier.set_params(warm_start=True, max_iter=already + HGB_FINETUNE_ITERATIONS)
+    classifier.fit(X, y)
+    classifier.set_params(warm_start=False)
+    trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs, first_iteration=already)
     return model, trace
 
 
@@ -249,6 +315,7 @@ def retrain(
         train: New rows to learn from (validation rows excluded).
         history: Rows the champion line consumed before.
         validation: The held-out newest rows; ``auto`` picks the candidate that scores best here.
+            Each of the three is a DataFrame, a Parquet path or a Table.
         label_column: Target column.
         timestamp_column: Event-time column (empty in batch mode).
         feature_kinds: Feature name -> numeric/categorical.
@@ -262,44 +329,54 @@ def retrain(
     Returns:
         The chosen model, every candidate, and the trace.
     """
+    from components.chunks import as_table
+
     notes: list[str] = []
-    combined = pd.concat([history, train], ignore_index=True) if len(history) else train
+    train, history, validation = as_table(train), as_table(history), as_table(validation)
     blocker = finetune_blocker(champion, champion_meta or {}, model_type=model_type,
                                feature_kinds=feature_kinds, train=train,
                                label_column=label_column)
-    windowed = window_rows(combined, timestamp_column=timestamp_column, window_days=window_days,
-                           window_files=window_files)
-    candidate_rows = {"finetune": train, "full": combined, "window": windowed}
     wanted = list(CANDIDATE_ORDER) if strategy == "auto" else [strategy]
     if strategy == "finetune" and blocker:
         notes.append(f"finetune is not possible ({blocker}); fell back to full over the "
-                     f"{len(combined)} rows given (in the pipeline a finetune run reads no history)")
+                     f"{history.rows + train.rows} rows given (in the pipeline a finetune run "
+                     "reads no history)")
         wanted = ["full"]
+    # A fine-tune streams its rows; the other strategies fit on every row they use at once.
+    candidate_rows: dict[str, object] = {"finetune": train}
+    if set(wanted) - {"finetune"}:
+        combined = (pd.concat([history.read(), train.read()], ignore_index=True)
+                    if history.rows else train.read())
+        candidate_rows["full"] = combined
+        candidate_rows["window"] = window_rows(combined, timestamp_column=timestamp_column,
+                                               window_days=window_days,
+                                               window_files=window_files)
 
     candidates: list[Candidate] = []
     for name in wanted:
         if name == "finetune" and blocker:
             candidates.append(Candidate(name, "skipped", blocker))
             continue
-        if name == "window" and strategy == "auto" and len(windowed) == len(combined):
-            candidates.append(Candidate(name, "skipped", "the window holds every row: same as full",
-                                        rows=len(windowed)))
-            continue
         rows = candidate_rows[name]
-        if rows[label_column].nunique() < 2:
-            candidates.append(Candidate(name, "skipped", "fewer than two classes in its rows",
+        if (name == "window" and strategy == "auto"
+                and len(rows) == len(candidate_rows["full"])):
+            candidates.append(Candidate(name, "skipped", "the window holds every row: same as full",
                                         rows=len(rows)))
+            continue
+        row_count = as_table(rows).rows
+        if len(label_values(rows, label_column)) < 2:
+            candidates.append(Candidate(name, "skipped", "fewer than two classes in its rows",
+                                        rows=row_count))
             continue
         if name == "finetune":
             model, trace = fit_finetune(champion, train, validation, label_column=label_column,
                                         epochs=epochs)
         else:
-            model, trace = fit_fresh(rows, validation, label_column=label_column,
+            model, trace = fit_fresh(rows, validation.read(), label_column=label_column,
                                      feature_kinds=feature_kinds, model_type=model_type,
                                      epochs=epochs)
-        features, labels = split_features(validation, label_column)
-        scores = score_predictions(labels, model.predict_proba(features), model.classes_)
-        candidates.append(Candidate(name, "fitted", rows=len(rows), score=scores.get(metric),
+        scores = score_model(model, validation, label_column)
+        candidates.append(Candidate(name, "fitted", rows=row_count, score=scores.get(metric),
                                     metrics=scores, model=model, trace=trace))
 
     fitted = [c for c in candidates if c.status == "fitted"]

@@ -19,10 +19,10 @@ CATEGORICAL = "categorical"
 NUMERIC_INFERENCE_SHARE = 0.95
 
 
-def feature_columns(frame: pd.DataFrame, label_column: str, timestamp_column: str) -> list[str]:
-    """Every column except the label, the timestamp and the provenance column, in frame order."""
+def feature_columns(table, label_column: str, timestamp_column: str) -> list[str]:
+    """Every column of a frame or Table but the label, timestamp and provenance, in order."""
     reserved = {label_column, timestamp_column, SOURCE_FILE_COLUMN}
-    return [column for column in frame.columns if column not in reserved]
+    return [column for column in table.columns if column not in reserved]
 
 
 def parse_numbers(values: pd.Series) -> pd.Series:
@@ -40,25 +40,52 @@ def _strip(value: object) -> object:
 
 def infer_kind(values: pd.Series) -> str:
     """``numeric`` when nearly every non-empty value parses as a number, else ``categorical``."""
-    present = values.dropna()
-    if pd.api.types.is_bool_dtype(values):
-        return CATEGORICAL
-    if pd.api.types.is_numeric_dtype(values):
-        return NUMERIC
-    if present.empty:
-        return NUMERIC
-    parsed_share = parse_numbers(present).notna().mean()
-    return NUMERIC if parsed_share >= NUMERIC_INFERENCE_SHARE else CATEGORICAL
+    return _KindTally().add(values).kind()
 
 
-def infer_feature_kinds(
-    frame: pd.DataFrame, label_column: str, timestamp_column: str
-) -> dict[str, str]:
-    """Map each feature column of ``frame`` to ``numeric`` or ``categorical``."""
-    return {
-        column: infer_kind(frame[column])
-        for column in feature_columns(frame, label_column, timestamp_column)
-    }
+class _KindTally:
+    """What a column's kind is decided on, added up over chunks: its dtype and how many of its
+    present values parse as numbers."""
+
+    def __init__(self):
+        self.dtype_kind: str | None = None
+        self.present = 0
+        self.parsed = 0
+
+    def add(self, values: pd.Series) -> _KindTally:
+        if pd.api.types.is_bool_dtype(values):
+            self.dtype_kind = self.dtype_kind or CATEGORICAL
+        elif pd.api.types.is_numeric_dtype(values):
+            self.dtype_kind = self.dtype_kind or NUMERIC
+        else:
+            present = values.dropna()
+            self.present += len(present)
+            self.parsed += int(parse_numbers(present).notna().sum())
+        return self
+
+    def kind(self) -> str:
+        if not self.present:  # numbers only, or nothing present: the dtype decides
+            return self.dtype_kind or NUMERIC
+        if self.dtype_kind == CATEGORICAL:
+            return CATEGORICAL
+        return NUMERIC if self.parsed / self.present >= NUMERIC_INFERENCE_SHARE else CATEGORICAL
+
+
+def infer_feature_kinds(data, label_column: str, timestamp_column: str) -> dict[str, str]:
+    """Map each feature column to ``numeric`` or ``categorical``, over every row.
+
+    ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table`.
+    """
+    from components.chunks import as_table
+
+    table = as_table(data)
+    tallies = {column: _KindTally()
+               for column in feature_columns(table, label_column, timestamp_column)}
+    for chunk in table.chunks(columns=list(tallies)):
+        for column, tally in tallies.items():
+            if column in chunk:
+                tally.add(chunk[column])
+    return {column: tally.kind() for column, tally in tallies.items()}
 
 
 def coerce_features(frame: pd.DataFrame, feature_kinds: dict[str, str]) -> pd.DataFrame:
@@ -91,7 +118,7 @@ class SchemaError(ValueError):
 
 
 def infer_schema(
-    frame: pd.DataFrame,
+    data,
     *,
     label_column: str,
     timestamp_column: str,
@@ -99,31 +126,50 @@ def infer_schema(
 ) -> dict:
     """The contract new data is checked against, inferred from (coerced or raw) training rows.
 
+    ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table` read chunk by
+    chunk. Feature kinds, when not given, are inferred from every row (a pass of its own).
+
     Returns ``{"label": {"name", "classes"}, "timestamp": name, "rows": n, "columns": [...]}``
     where each column has ``name``, ``type`` (numeric/categorical), ``nullable`` and, when the
     rows show them, ``min``/``max`` (numeric) or ``domain`` (categorical).
     """
-    kinds = feature_kinds or infer_feature_kinds(frame, label_column, timestamp_column)
-    columns = []
-    for name, kind in kinds.items():
-        entry = {"name": name, "type": kind, "nullable": True}
-        if name in frame:
-            values = frame[name]
-            entry["nullable"] = bool(values.isna().any())
+    from components.chunks import as_table
+
+    table = as_table(data)
+    kinds = feature_kinds or infer_feature_kinds(table, label_column, timestamp_column)
+    seen: dict[str, dict] = {}
+    classes: set = set()
+    for chunk in table.chunks():
+        for name, kind in kinds.items():
+            if name not in chunk:
+                continue
+            values, entry = chunk[name], seen.setdefault(name, {"nullable": False})
+            entry["nullable"] = entry["nullable"] or bool(values.isna().any())
             if kind == NUMERIC:
                 numbers = parse_numbers(values)
                 if numbers.notna().any():
-                    entry["min"], entry["max"] = float(numbers.min()), float(numbers.max())
-            else:
-                domain = as_category_strings(values).dropna().unique()
-                if len(domain) <= MAX_DOMAIN_SIZE:
-                    entry["domain"] = sorted(domain)
+                    low, high = float(numbers.min()), float(numbers.max())
+                    entry["min"] = min(entry.get("min", low), low)
+                    entry["max"] = max(entry.get("max", high), high)
+            elif entry.get("domain", set()) is not None:
+                domain = entry.setdefault("domain", set())
+                domain.update(as_category_strings(values).dropna().unique())
+                if len(domain) > MAX_DOMAIN_SIZE:
+                    entry["domain"] = None
+        if label_column in chunk:
+            classes.update(plain_value(v) for v in chunk[label_column].dropna().unique())
+    columns = []
+    for name, kind in kinds.items():
+        entry = {"name": name, "type": kind, "nullable": True}
+        if name in seen:
+            entry["nullable"] = seen[name]["nullable"]
+            if "min" in seen[name]:
+                entry["min"], entry["max"] = seen[name]["min"], seen[name]["max"]
+            if seen[name].get("domain") is not None:
+                entry["domain"] = sorted(seen[name]["domain"])
         columns.append(entry)
-    classes = []
-    if label_column in frame:
-        classes = sorted({plain_value(v) for v in frame[label_column].dropna().unique()}, key=str)
-    return {"label": {"name": label_column, "classes": classes},
-            "timestamp": timestamp_column, "rows": int(len(frame)), "columns": columns}
+    return {"label": {"name": label_column, "classes": sorted(classes, key=str)},
+            "timestamp": timestamp_column, "rows": int(table.rows), "columns": columns}
 
 
 def plain_value(value: object) -> object:

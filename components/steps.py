@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+    from components.chunks import Table
+
 from components.params import (
     GATE_METRICS,
     MODEL_TYPES,
@@ -59,12 +61,6 @@ def write_parquet(frame, path: str | Path) -> None:
     frame.to_parquet(path, index=False)
 
 
-def read_parquet(path: str | Path):
-    import pandas as pd
-
-    return pd.read_parquet(path)
-
-
 def validation_summary(validation_report_path: str) -> dict:
     """The ``drift`` and ``findings`` a validation report passes on to the run record."""
     report = read_json(validation_report_path)
@@ -107,10 +103,10 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
         watermark=pointer.watermark if pointer else None,
         consumed_files=pointer.consumed_files if pointer else None,
         history_days=history_days,
+        new_data_path=new_data_path,
+        history_path=history_path,
     )
     champion_version = pointer.version if pointer else ""
-    write_parquet(result.new_data, new_data_path)
-    write_parquet(result.history, history_path)
     report = dict(result.report(), champion_version=champion_version, source_uri=source_uri,
                   history_read="all" if history_days is None else
                   "none" if history_days == 0 else f"the {history_days} days before the watermark")
@@ -123,13 +119,13 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
             status="no-new-data", reason=reason, run_id=run_id, model_name=model_name,
             new_rows=0, champion_version=champion_version))
         print(f"no-new-data: {reason}")
-    return {"outcome": result.outcome, "new_rows": len(result.new_data),
+    return {"outcome": result.outcome, "new_rows": result.new_rows,
             "champion_version": champion_version}
 
 
 # -- 2. validate -------------------------------------------------------------------------------
 def load_schema(registry: Registry, champion_version: str, schema_uri: str,
-                new_data: pd.DataFrame, label_column: str,
+                new_data: Table | pd.DataFrame, label_column: str,
                 timestamp_column: str) -> tuple[dict, str]:
     """The schema new data must meet, and where it came from.
 
@@ -179,13 +175,14 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
     since no later stage runs.
     """
     from components import validate as validate_stage
+    from components.chunks import Table
     from components.drift import detect_drift
 
     check_choice("retrain_when", retrain_when, RETRAIN_POLICIES, "validate")
     thresholds = check_thresholds(validation_thresholds or {}, "validate")
     ingest_report = read_json(ingest_report_path)
     registry = Registry(registry_uri, model_name)
-    new_data = read_parquet(new_data_path)
+    new_data = Table(new_data_path)  # read a chunk at a time by each check
     schema, schema_source = load_schema(registry, champion_version, schema_uri, new_data,
                                         label_column, timestamp_column)
     report = validate_stage.validate(
@@ -213,7 +210,7 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
     if decision == validate_stage.SKIPPED:
         registry.write_run_record(run_id, build_run_record(
             status="skipped", reason=reason, run_id=run_id, model_name=model_name,
-            new_rows=len(new_data), champion_version=champion_version, validation=validation))
+            new_rows=new_data.rows, champion_version=champion_version, validation=validation))
     print(f"{decision}: {reason}")
     if drift:
         print(f"drift: {', '.join(drift.drifted) or 'none'} ({drift.strongest()})")
@@ -229,22 +226,21 @@ def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
                     validation_path: str, history_out_path: str) -> dict:
     """Clean and split; returns the feature kinds and row counts."""
     from components import preprocess as preprocess_stage
+    from components.chunks import Table
     from components.schema import infer_feature_kinds
 
     check_range("validation_fraction", validation_fraction, 0, 1, "preprocess", closed="neither")
-    new_data = read_parquet(new_data_path)
+    new_data = Table(new_data_path)
     meta = Registry(registry_uri, model_name).metadata(champion_version) if champion_version else {}
     kinds = meta.get("feature_kinds") or infer_feature_kinds(new_data, label_column,
                                                              timestamp_column)
     result = preprocess_stage.preprocess(
-        new_data, read_parquet(history_path), label_column=label_column,
+        new_data, Table(history_path), label_column=label_column,
         timestamp_column=timestamp_column, feature_kinds=kinds,
-        validation_fraction=validation_fraction)
-    write_parquet(result.train, train_path)
-    write_parquet(result.validation, validation_path)
-    write_parquet(result.history, history_out_path)
-    counts = {"train_rows": len(result.train), "validation_rows": len(result.validation),
-              "history_rows": len(result.history),
+        validation_fraction=validation_fraction, train_path=train_path,
+        validation_path=validation_path, history_path=history_out_path)
+    counts = {"train_rows": result.train_rows, "validation_rows": result.validation_rows,
+              "history_rows": result.history_rows,
               "dropped_duplicates": result.dropped_duplicates,
               "dropped_unlabelled": result.dropped_unlabelled}
     print(json.dumps(counts))
@@ -262,6 +258,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
     import joblib
 
     from components import retrain as retrain_stage
+    from components.chunks import Table
     from components.drift import reference_statistics
     from components.schema import infer_schema, merge_schemas, plain_value
 
@@ -270,8 +267,8 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
     check_choice("metric", metric, GATE_METRICS, "retrain")
     champion, meta = _champion(Registry(registry_uri, model_name), champion_version)
     result = retrain_stage.retrain(
-        strategy=strategy, model_type=model_type, train=read_parquet(train_path),
-        history=read_parquet(history_path), validation=read_parquet(validation_path),
+        strategy=strategy, model_type=model_type, train=Table(train_path),
+        history=Table(history_path), validation=Table(validation_path),
         label_column=label_column, timestamp_column=timestamp_column,
         feature_kinds=feature_kinds, metric=metric, epochs=epochs, window_days=window_days,
         window_files=window_files, champion=champion, champion_meta=meta)
@@ -304,17 +301,19 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
     import joblib
 
     from components import evaluate as evaluate_stage
+    from components.chunks import Table
 
     metric, threshold = params["metric"], params["threshold"]
     check_choice("metric", metric, GATE_METRICS, "evaluate")
     check_range("threshold", threshold, 0, 1, "evaluate")
     check_range("min_improvement", params["min_improvement"], 0, 1, "evaluate")
     label_column = params["label_column"]
-    validation = read_parquet(validation_path)
+    validation = Table(validation_path)  # scored a chunk at a time
     challenger = joblib.load(Path(challenger_dir) / MODEL_FILE)
     training = read_json(Path(challenger_dir) / TRAINING_FILE)
     champion, _ = _champion(Registry(registry_uri, model_name), champion_version)
-    challenger_scores = evaluate_stage.score_model(challenger, validation, label_column)
+    challenger_predictions = evaluate_stage.predict(challenger, validation, label_column)
+    challenger_scores = challenger_predictions.scores()
     champion_scores = (evaluate_stage.score_model(champion, validation, label_column)
                        if champion is not None else None)
     decision = evaluate_stage.decide(
@@ -342,11 +341,11 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
     write_json(decision_record_path, record)
     write_text(comparison_path, evaluate_stage.comparison_markdown(record))
     print(f"decision: {decision.decision}: {decision.reason}")
-    labels, matrix = evaluate_stage.confusion(challenger, validation, label_column)
+    labels, matrix = challenger_predictions.confusion()
     return {"decision": decision.decision, "reason": decision.reason,
             "challenger": challenger_scores, "champion": champion_scores or {},
             "confusion_labels": labels, "confusion_matrix": matrix,
-            "roc": evaluate_stage.roc_points(challenger, validation, label_column)}
+            "roc": challenger_predictions.roc_points()}
 
 
 # -- 6. deploy ---------------------------------------------------------------------------------

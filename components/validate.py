@@ -106,7 +106,7 @@ class ValidationReport:
 
 
 def validate(
-    new_data: pd.DataFrame,
+    new_data,
     *,
     schema: dict,
     timestamp_column: str,
@@ -116,10 +116,11 @@ def validate(
     ingest_problems: list[str] | None = None,
     too_few_rows: str = ERROR,
 ) -> ValidationReport:
-    """Check new rows against ``schema``.
+    """Check new rows against ``schema``, a chunk of rows at a time.
 
     Args:
-        new_data: Rows from ingest, with the provenance column naming each row's file.
+        new_data: Rows from ingest, with the provenance column naming each row's file: a
+            DataFrame, or a Parquet path or :class:`components.chunks.Table`.
         schema: The contract (see :func:`components.schema.infer_schema`).
         timestamp_column: The event-time column, or empty in batch mode.
         min_rows: Fewest labelled new rows worth retraining on.
@@ -132,85 +133,193 @@ def validate(
     Returns:
         The findings.
     """
+    from components.chunks import as_table
+
+    table = as_table(new_data)
     label_column = schema["label"]["name"]
     kinds = schema_feature_kinds(schema)
     findings = [Finding(ERROR, problem, check="ingest") for problem in (ingest_problems or [])]
-    findings += _column_findings(new_data, kinds, label_column, timestamp_column,
+    findings += _column_findings(table.columns, kinds, label_column, timestamp_column,
                                  file_columns or {})
-    files = (new_data[SOURCE_FILE_COLUMN].astype(str).to_numpy()
-             if SOURCE_FILE_COLUMN in new_data else np.full(len(new_data), "", dtype=object))
+    tally = _Tally()
+    for chunk in table.chunks():
+        tally.add(chunk, schema, kinds, label_column)
 
-    # Coerce once: numeric features to floats (values that are not numbers are errors),
-    # categorical ones and the label to text, which is how the schema records domains.
-    checked = pd.DataFrame(index=pd.RangeIndex(len(new_data)))
-    for column, kind in kinds.items():
-        if column not in new_data:
-            continue
-        values = new_data[column].reset_index(drop=True)
-        if kind == NUMERIC:
-            numbers = parse_numbers(values)
-            findings += _type_findings(values, numbers, files, column)
-            checked[column] = numbers.replace([np.inf, -np.inf], np.nan)
-        else:
-            checked[column] = as_category_strings(values)
-        findings += _missing_findings(values, column, schema, thresholds)
-    if label_column in new_data:
-        checked[label_column] = as_category_strings(new_data[label_column].reset_index(drop=True))
-
-    findings += _schema_value_findings(checked, schema, files, thresholds)
-    findings += _duplicate_findings(new_data, thresholds)
-    labelled = int(checked[label_column].notna().sum()) if label_column in checked else 0
-    if label_column in checked:
-        findings += _label_findings(checked[label_column], label_column, schema, thresholds)
+    for column in kinds:
+        if column in tally.missing:
+            findings += tally.type_findings(column)
+            findings += _missing_findings(tally.missing[column], tally.rows, column, schema,
+                                          thresholds)
+    findings += tally.schema_value_findings(schema, thresholds)
+    findings += _duplicate_findings(tally.duplicates(), tally.rows, thresholds)
+    labelled = int(tally.labels.sum()) if tally.labels is not None else 0
+    if tally.labels is not None:
+        findings += _label_findings(tally.labels, tally.missing_labels, label_column, schema,
+                                    thresholds)
     if labelled < min_rows:
         findings.append(Finding(too_few_rows, f"only {labelled} labelled new row(s); at least "
                                 f"{min_rows} are needed to retrain (min_rows)",
                                 check="row_count"))
-    return ValidationReport(findings=findings, rows=int(len(new_data)), labelled_rows=labelled)
+    return ValidationReport(findings=findings, rows=tally.rows, labelled_rows=labelled)
 
 
-def _column_findings(new_data, kinds, label_column, timestamp_column, file_columns):
+class _Tally:
+    """What the checks need, added up chunk by chunk: counts, the first examples, the files
+    they came from, and one 64-bit hash per row to count duplicates."""
+
+    def __init__(self):
+        self.rows = 0
+        self.missing: dict[str, int] = {}
+        self.present: dict[str, int] = {}
+        self.not_numbers: dict[str, dict[str, list]] = {}  # column -> file -> [count, example]
+        self.infinite: dict[str, dict[str, int]] = {}
+        self.failures: dict[str, dict] = {}  # column -> rows, examples, files
+        self.row_hashes: list[np.ndarray] = []
+        self.labels: pd.Series | None = None  # count of each present label
+        self.missing_labels = 0
+
+    def add(self, chunk: pd.DataFrame, schema: dict, kinds: dict[str, str],
+            label_column: str) -> None:
+        chunk = chunk.reset_index(drop=True)
+        files = (chunk[SOURCE_FILE_COLUMN].astype(str).to_numpy()
+                 if SOURCE_FILE_COLUMN in chunk else np.full(len(chunk), "", dtype=object))
+        # Coerce once: numeric features to floats (values that are not numbers are errors),
+        # categorical ones and the label to text, which is how the schema records domains.
+        checked = pd.DataFrame(index=pd.RangeIndex(len(chunk)))
+        for column, kind in kinds.items():
+            if column not in chunk:
+                continue
+            values = chunk[column]
+            if kind == NUMERIC:
+                numbers = parse_numbers(values)
+                self._count_bad_numbers(values, numbers, files, column)
+                checked[column] = numbers.replace([np.inf, -np.inf], np.nan)
+            else:
+                checked[column] = as_category_strings(values)
+            self.missing[column] = self.missing.get(column, 0) + int(values.isna().sum())
+        if label_column in chunk:
+            checked[label_column] = as_category_strings(chunk[label_column])
+            labels = checked[label_column]
+            self.missing_labels += int(labels.isna().sum())
+            counts = labels.value_counts()
+            self.labels = counts if self.labels is None else self.labels.add(counts,
+                                                                             fill_value=0)
+        for column in checked.columns:
+            self.present[column] = self.present.get(column, 0) + int(checked[column].notna().sum())
+        self._collect_failures(checked, schema, files)
+        content = [c for c in chunk.columns if c != SOURCE_FILE_COLUMN]
+        if content and len(chunk):
+            self.row_hashes.append(pd.util.hash_pandas_object(chunk[content], index=False)
+                                   .to_numpy())
+        self.rows += len(chunk)
+
+    def _count_bad_numbers(self, values, numbers, files, column) -> None:
+        unparsed = (numbers.isna() & values.notna()).to_numpy()
+        per_file = self.not_numbers.setdefault(column, {})
+        for file in set(files[unparsed]):
+            bad = values[unparsed & (files == file)]
+            entry = per_file.setdefault(str(file), [0, bad.iloc[0]])
+            entry[0] += len(bad)
+        infinite = np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan))
+        per_file = self.infinite.setdefault(column, {})
+        for file in set(files[infinite]):
+            per_file[str(file)] = per_file.get(str(file), 0) + int((infinite & (files == file))
+                                                                   .sum())
+
+    def _collect_failures(self, checked: pd.DataFrame, schema: dict, files: np.ndarray) -> None:
+        import pandera.errors
+
+        try:
+            _pandera_schema(schema, set(checked.columns)).validate(checked, lazy=True)
+            return
+        except pandera.errors.SchemaErrors as errors:
+            failures = errors.failure_cases
+        failures = failures[failures["index"].notna()]
+        for column, cases in failures.groupby("column", sort=True):
+            rows = cases["index"].astype(int).to_numpy()
+            entry = self.failures.setdefault(str(column), {"rows": 0, "examples": [],
+                                                          "files": set()})
+            entry["rows"] += len(rows)
+            for value in pd.unique(cases["failure_case"]):
+                if len(entry["examples"]) >= EXAMPLES:
+                    break
+                if plain_value(value) not in entry["examples"]:
+                    entry["examples"].append(plain_value(value))
+            entry["files"].update(files[rows].tolist())
+
+    def type_findings(self, column: str) -> list[Finding]:
+        findings = []
+        for file, (count, example) in sorted(self.not_numbers.get(column, {}).items()):
+            findings.append(Finding(ERROR, f"{count} value(s) are not numbers, e.g. {example!r}",
+                                    file, column, "type"))
+        for file, count in sorted(self.infinite.get(column, {}).items()):
+            findings.append(Finding(ERROR, f"{count} infinite value(s)", file, column, "type"))
+        return findings
+
+    def schema_value_findings(self, schema: dict, thresholds: dict) -> list[Finding]:
+        findings = []
+        kinds = schema_feature_kinds(schema)
+        for column, entry in sorted(self.failures.items()):
+            count = entry["rows"]
+            ratio = count / max(self.present.get(column, 0), 1)
+            examples = ", ".join(repr(value) for value in entry["examples"])
+            in_files = ", ".join(sorted(entry["files"])[:EXAMPLES]) or "-"
+            spec = next((c for c in schema["columns"] if c["name"] == column), {})
+            # One check per column, so its kind says which it was.
+            check = {NUMERIC: "out_of_range", None: "unknown_class"}.get(kinds.get(column),
+                                                                          "unseen_category")
+            if check == "unknown_class":
+                severity = ERROR
+                problem = (f"{count} label(s) outside the known classes "
+                           f"{[str(c) for c in schema['label']['classes']]}: {examples}")
+            elif check == "out_of_range":
+                severity = _severity(ratio, thresholds, "out_of_range")
+                problem = (f"{ratio:.1%} of the values ({count}) are outside "
+                           f"[{spec.get('min'):g}, {spec.get('max'):g}], e.g. {examples}")
+            else:
+                severity = _severity(ratio, thresholds, "unseen_category")
+                problem = (f"{ratio:.1%} of the values ({count}) are categories the schema "
+                           f"does not know, e.g. {examples}")
+            if severity:
+                file = in_files if len(entry["files"]) == 1 else ""
+                problem += "" if file else f" (in {in_files})"
+                findings.append(Finding(severity, problem, file, column, check))
+        return findings
+
+    def duplicates(self) -> int:
+        """Rows that repeat an earlier row exactly (equal 64-bit hashes of every column)."""
+        if not self.row_hashes:
+            return 0
+        hashes = np.concatenate(self.row_hashes)
+        return len(hashes) - len(np.unique(hashes))
+
+
+def _column_findings(columns, kinds, label_column, timestamp_column, file_columns):
     findings = []
     required = [label_column, *([timestamp_column] if timestamp_column else []), *kinds]
-    for name, columns in file_columns.items():
+    for name, file_cols in file_columns.items():
         for column in required:
-            if column not in columns:
+            if column not in file_cols:
                 findings.append(Finding(ERROR, "required column is missing", name, column,
                                         "missing_column"))
     for column in required:
-        if column not in new_data and not file_columns:
+        if column not in columns and not file_columns:
             findings.append(Finding(ERROR, "required column is missing", "", column,
                                     "missing_column"))
-    for column in new_data.columns:
+    for column in columns:
         if column not in set(required) | {SOURCE_FILE_COLUMN}:
             findings.append(Finding(WARNING, "column is not in the schema; ignored", "", column,
                                     "extra_column"))
     return findings
 
 
-def _type_findings(values: pd.Series, numbers: pd.Series, files: np.ndarray,
-                   column: str) -> list[Finding]:
-    findings = []
-    unparsed = (numbers.isna() & values.notna()).to_numpy()
-    for file in sorted(set(files[unparsed])):
-        bad = values[unparsed & (files == file)]
-        findings.append(Finding(
-            ERROR, f"{len(bad)} value(s) are not numbers, e.g. {bad.iloc[0]!r}", str(file),
-            column, "type"))
-    infinite = np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan))
-    for file in sorted(set(files[infinite])):
-        count = int((infinite & (files == file)).sum())
-        findings.append(Finding(ERROR, f"{count} infinite value(s)", str(file), column, "type"))
-    return findings
-
-
-def _missing_findings(values: pd.Series, column: str, schema: dict,
+def _missing_findings(missing: int, rows: int, column: str, schema: dict,
                       thresholds: dict) -> list[Finding]:
-    ratio = float(values.isna().mean()) if len(values) else 0.0
+    ratio = missing / rows if rows else 0.0
     nullable = next((c.get("nullable", True) for c in schema["columns"]
                      if c["name"] == column), True)
     problem = f"{ratio:.1%} of the values are missing"
-    if ratio > thresholds["missing_error"] or (len(values) and ratio == 1.0):
+    if ratio > thresholds["missing_error"] or (rows and ratio == 1.0):
         return [Finding(ERROR, f"{problem} (error above {thresholds['missing_error']:.0%})", "",
                         column, "missing_values")]
     if ratio > thresholds["missing_warn"]:
@@ -244,46 +353,6 @@ def _pandera_schema(schema: dict, present: set[str]):
     return pa.DataFrameSchema(columns, strict=False)
 
 
-def _schema_value_findings(checked: pd.DataFrame, schema: dict, files: np.ndarray,
-                           thresholds: dict) -> list[Finding]:
-    import pandera.errors
-
-    try:
-        _pandera_schema(schema, set(checked.columns)).validate(checked, lazy=True)
-        return []
-    except pandera.errors.SchemaErrors as errors:
-        failures = errors.failure_cases
-    failures = failures[failures["index"].notna()]
-    findings = []
-    kinds = schema_feature_kinds(schema)
-    for column, cases in failures.groupby("column", sort=True):
-        rows = cases["index"].astype(int).to_numpy()
-        ratio = len(rows) / max(int(checked[column].notna().sum()), 1)
-        examples = ", ".join(repr(plain_value(v)) for v in pd.unique(cases["failure_case"])[:EXAMPLES])
-        in_files = ", ".join(sorted(set(files[rows]))[:EXAMPLES]) or "-"
-        spec = next((c for c in schema["columns"] if c["name"] == column), {})
-        # One check per column, so its kind says which it was.
-        check = {NUMERIC: "out_of_range", None: "unknown_class"}.get(kinds.get(column),
-                                                                      "unseen_category")
-        if check == "unknown_class":
-            severity = ERROR
-            problem = (f"{len(rows)} label(s) outside the known classes "
-                       f"{[str(c) for c in schema['label']['classes']]}: {examples}")
-        elif check == "out_of_range":
-            severity = _severity(ratio, thresholds, "out_of_range")
-            problem = (f"{ratio:.1%} of the values ({len(rows)}) are outside "
-                       f"[{spec.get('min'):g}, {spec.get('max'):g}], e.g. {examples}")
-        else:
-            severity = _severity(ratio, thresholds, "unseen_category")
-            problem = (f"{ratio:.1%} of the values ({len(rows)}) are categories the schema does "
-                       f"not know, e.g. {examples}")
-        if severity:
-            file = in_files if len(set(files[rows])) == 1 else ""
-            problem += "" if file else f" (in {in_files})"
-            findings.append(Finding(severity, problem, file, str(column), str(check)))
-    return findings
-
-
 def _severity(ratio: float, thresholds: dict, check: str) -> str | None:
     if ratio > thresholds[f"{check}_error"]:
         return ERROR
@@ -292,31 +361,29 @@ def _severity(ratio: float, thresholds: dict, check: str) -> str | None:
     return None
 
 
-def _duplicate_findings(new_data: pd.DataFrame, thresholds: dict) -> list[Finding]:
-    columns = [c for c in new_data.columns if c != SOURCE_FILE_COLUMN]
-    if not len(new_data) or not columns:
+def _duplicate_findings(duplicates: int, rows: int, thresholds: dict) -> list[Finding]:
+    if not rows:
         return []
-    ratio = float(new_data.duplicated(subset=columns).mean())
-    severity = _severity(ratio, thresholds, "duplicate")
+    severity = _severity(duplicates / rows, thresholds, "duplicate")
     if not severity:
         return []
-    return [Finding(severity, f"{ratio:.1%} of the new rows repeat an earlier row exactly "
-                              "(preprocess drops them)", check="duplicates")]
+    return [Finding(severity, f"{duplicates / rows:.1%} of the new rows repeat an earlier row "
+                              "exactly (preprocess drops them)", check="duplicates")]
 
 
-def _label_findings(labels: pd.Series, column: str, schema: dict,
+def _label_findings(counts: pd.Series, missing: int, column: str, schema: dict,
                     thresholds: dict) -> list[Finding]:
+    """``counts``: how many rows hold each present label (as text)."""
     findings = []
-    missing = int(labels.isna().sum())
     if missing:
         findings.append(Finding(WARNING, f"{missing} row(s) have no label; they are dropped", "",
                                 column, "missing_label"))
-    present = labels.dropna()
-    if not len(present):
+    counts = counts[counts > 0]
+    if not len(counts):
         return findings
-    shares = present.value_counts(normalize=True)
+    shares = counts / counts.sum()
     if len(shares) < 2:
-        findings.append(Finding(ERROR, f"only one class ({present.iloc[0]!r}) in the new rows; "
+        findings.append(Finding(ERROR, f"only one class ({shares.index[0]!r}) in the new rows; "
                                        "a classifier needs at least two", "", column,
                                 "class_balance"))
         return findings

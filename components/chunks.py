@@ -1,0 +1,203 @@
+"""Parquet read and written a chunk of rows at a time, so no stage holds a whole large input.
+
+Every stage reads its input Parquet through :class:`Table` and writes its output through
+:class:`ChunkWriter`. A chunk is ``RETRAIN_CHUNK_ROWS`` rows (default 250,000): a small input is
+one chunk, so it costs what it did before; 10M rows pass through in 40 chunks, each a few tens of
+MiB. Only what a stage must keep whole (row hashes, timestamps, predicted probabilities) grows
+with the rows, at a few bytes per row.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+DEFAULT_CHUNK_ROWS = 250_000
+
+
+def chunk_rows() -> int:
+    """Rows per chunk: ``RETRAIN_CHUNK_ROWS`` if set (tests use small chunks), else 250,000."""
+    value = os.environ.get("RETRAIN_CHUNK_ROWS", "")
+    try:
+        rows = int(value) if value else DEFAULT_CHUNK_ROWS
+    except ValueError as error:
+        raise ValueError(f"RETRAIN_CHUNK_ROWS must be a whole number of rows, got {value!r}") \
+            from error
+    if rows < 1:
+        raise ValueError(f"RETRAIN_CHUNK_ROWS must be at least 1, got {rows}")
+    return rows
+
+
+class Table:
+    """A Parquet file read chunk by chunk, each chunk a DataFrame with the dtypes a whole read
+    would give (an integer column with nulls anywhere in the file is float in every chunk)."""
+
+    def __init__(self, source: str | Path | bytes):
+        """``source``: a file path, or a whole Parquet file's bytes (as ingest reads them)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._source = pa.BufferReader(source) if isinstance(source, bytes) else str(source)
+        self._file = pq.ParquetFile(self._source)
+
+    @property
+    def rows(self) -> int:
+        return self._file.metadata.num_rows
+
+    @property
+    def columns(self) -> list[str]:
+        return [name for name in self._file.schema_arrow.names
+                if not name.startswith("__index_level_")]
+
+    @property
+    def arrow_schema(self):
+        return self._file.schema_arrow
+
+    def chunks(self, columns: list[str] | None = None, where=None) -> Iterator[pd.DataFrame]:
+        """The rows in file order, ``chunk_rows()`` at a time; nothing for an empty file.
+
+        ``where``: a pyarrow.compute expression; only matching rows are read, and row groups
+        whose statistics rule every row out are skipped unread.
+        """
+        if columns is not None:
+            columns = [c for c in columns if c in self.columns]
+        casts = self._whole_file_dtypes(columns)
+        if where is None:
+            batches = self._file.iter_batches(batch_size=chunk_rows(), columns=columns)
+        else:
+            import pyarrow.dataset as ds
+
+            if not isinstance(self._source, str):
+                self._source.seek(0)
+            fragment = ds.ParquetFileFormat().make_fragment(self._source)
+            batches = fragment.to_batches(filter=where, columns=columns,
+                                          batch_size=chunk_rows())
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            frame = batch.to_pandas()
+            for name, dtype in casts.items():
+                if name in frame and frame[name].dtype != dtype:
+                    frame[name] = frame[name].astype(dtype)
+            yield frame
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The whole file (for the stages that need every row at once, e.g. a full refit)."""
+        if not isinstance(self._source, str):
+            self._source.seek(0)
+        return pd.read_parquet(self._source, columns=columns)
+
+    def _whole_file_dtypes(self, columns: list[str] | None) -> dict[str, object]:
+        """Integer and boolean columns that hold a null somewhere: the dtype a whole read gives."""
+        import pyarrow as pa
+
+        schema, metadata = self._file.schema_arrow, self._file.metadata
+        casts = {}
+        for index, name in enumerate(schema.names):
+            kind = schema.field(name).type
+            if columns is not None and name not in columns:
+                continue
+            if not (pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+                continue
+            if _may_hold_nulls(metadata, index):
+                casts[name] = "float64" if pa.types.is_integer(kind) else object
+        return casts
+
+
+def _may_hold_nulls(metadata, column_index: int) -> bool:
+    for group in range(metadata.num_row_groups):
+        statistics = metadata.row_group(group).column(column_index).statistics
+        if statistics is None or not statistics.has_null_count or statistics.null_count:
+            return True
+    return False
+
+
+class ChunkWriter:
+    """Write DataFrames one after another into one Parquet file, in a temporary file that is
+    renamed into place on :meth:`close`, so a failed stage never leaves a partial output."""
+
+    def __init__(self, path: str | Path, schema=None):
+        """``schema``: the pyarrow schema every chunk is cast to; else the first chunk's."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._schema = schema
+        self._writer = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not len(frame):
+            return
+        if self._schema is None:
+            self._schema = pa.Table.from_pandas(frame, preserve_index=False).schema
+        try:
+            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
+            raise ValueError(f"{self.path.name}: a chunk's columns do not match the earlier "
+                             f"chunks' ({error})") from error
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._partial, self._schema)
+        self._writer.write_table(table)
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        """Finish the file; with nothing written, an empty table (no rows, no columns)."""
+        if self._writer is None:
+            pd.DataFrame().to_parquet(self._partial, index=False)
+        else:
+            self._writer.close()
+        os.replace(self._partial, self.path)
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is None:
+            self.close()
+        else:
+            self.discard()
+
+
+class FrameTable:
+    """A DataFrame already in memory, read through the same interface as :class:`Table`."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns)
+
+    def chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        frame = self.frame if columns is None else self.frame[
+            [c for c in columns if c in self.frame]]
+        size = chunk_rows()
+        for start in range(0, len(frame), size):
+            yield frame.iloc[start:start + size] if len(frame) > size else frame
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.frame if columns is None else self.frame[columns]
+
+
+def as_table(data: pd.DataFrame | Table | FrameTable | str | Path) -> Table | FrameTable:
+    """A Parquet path, a Table, or a DataFrame, as something read chunk by chunk."""
+    if isinstance(data, Table | FrameTable):
+        return data
+    if isinstance(data, pd.DataFrame):
+        return FrameTable(data)
+    return Table(data)
