@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 DEFAULT_CHUNK_ROWS = 250_000
@@ -41,7 +42,9 @@ class Table:
         import pyarrow.parquet as pq
 
         self._source = pa.BufferReader(source) if isinstance(source, bytes) else str(source)
-        self._file = pq.ParquetFile(self._source)
+        # pre_buffer off: with it, each row group's column data is kept beyond its batches
+        # (about 100 MiB more at 10M rows).
+        self._file = pq.ParquetFile(self._source, pre_buffer=False)
 
     @property
     def rows(self) -> int:
@@ -56,33 +59,46 @@ class Table:
     def arrow_schema(self):
         return self._file.schema_arrow
 
-    def chunks(self, columns: list[str] | None = None, where=None) -> Iterator[pd.DataFrame]:
+    def chunks(self, columns: list[str] | None = None,
+               newer_than: tuple[str, object] | None = None) -> Iterator[pd.DataFrame]:
         """The rows in file order, ``chunk_rows()`` at a time; nothing for an empty file.
 
-        ``where``: a pyarrow.compute expression; only matching rows are read, and row groups
-        whose statistics rule every row out are skipped unread.
+        ``newer_than=(column, bound)``: only rows whose ``column`` is after ``bound`` or
+        missing. Row groups whose statistics say every row is older are skipped unread.
         """
         if columns is not None:
             columns = [c for c in columns if c in self.columns]
         casts = self._whole_file_dtypes(columns)
-        if where is None:
-            batches = self._file.iter_batches(batch_size=chunk_rows(), columns=columns)
-        else:
-            import pyarrow.dataset as ds
-
-            if not isinstance(self._source, str):
-                self._source.seek(0)
-            fragment = ds.ParquetFileFormat().make_fragment(self._source)
-            batches = fragment.to_batches(filter=where, columns=columns,
-                                          batch_size=chunk_rows())
-        for batch in batches:
-            if not batch.num_rows:
-                continue
+        row_groups = self._row_groups_newer_than(*newer_than) if newer_than else None
+        if row_groups == []:
+            return
+        for batch in self._file.iter_batches(batch_size=chunk_rows(), columns=columns,
+                                             row_groups=row_groups):
             frame = batch.to_pandas()
             for name, dtype in casts.items():
                 if name in frame and frame[name].dtype != dtype:
                     frame[name] = frame[name].astype(dtype)
-            yield frame
+            if newer_than:
+                values = frame[newer_than[0]]
+                frame = frame[(values > newer_than[1]) | values.isna()].reset_index(drop=True)
+            if len(frame):
+                yield frame
+            del frame
+            _release_freed_memory()
+
+    def _row_groups_newer_than(self, column: str, bound) -> list[int]:
+        metadata = self._file.metadata
+        index = next((i for i in range(metadata.num_columns)
+                      if metadata.row_group(0).column(i).path_in_schema == column), None) \
+            if metadata.num_row_groups else None
+        wanted = []
+        for group in range(metadata.num_row_groups):
+            statistics = metadata.row_group(group).column(index).statistics \
+                if index is not None else None
+            if (statistics is None or not statistics.has_min_max or statistics.null_count
+                    or pd.Timestamp(statistics.max) > bound):
+                wanted.append(group)
+        return wanted
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """The whole file (for the stages that need every row at once, e.g. a full refit)."""
@@ -105,6 +121,27 @@ class Table:
             if _may_hold_nulls(metadata, index):
                 casts[name] = "float64" if pa.types.is_integer(kind) else object
         return casts
+
+
+def _release_freed_memory() -> None:
+    """Hand the previous chunk's freed memory back to the system (glibc keeps it otherwise,
+    and each chunk's leftovers would add up to hundreds of MiB over 10M rows)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _may_hold_nulls(metadata, column_index: int) -> bool:
@@ -201,3 +238,26 @@ def as_table(data: pd.DataFrame | Table | FrameTable | str | Path) -> Table | Fr
     if isinstance(data, pd.DataFrame):
         return FrameTable(data)
     return Table(data)
+
+
+def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """One 64-bit hash per row of ``columns``: equal rows, equal hashes (as
+    ``DataFrame.duplicated`` sees them), so repeats can be found across chunks."""
+    return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+
+
+def first_occurrences(hashes: np.ndarray) -> np.ndarray:
+    """A mask of the first row of each distinct hash (``~DataFrame.duplicated()``).
+
+    A stable argsort rather than ``np.unique``, whose hash table took 600 MiB for 10M rows.
+    """
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    starts = np.ones(len(ordered), dtype=bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    del ordered
+    firsts = order[starts]
+    del order
+    is_first = np.zeros(len(hashes), dtype=bool)
+    is_first[firsts] = True
+    return is_first

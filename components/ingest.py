@@ -144,11 +144,8 @@ def read_chunks(data: bytes, name: str, *, timestamp_column: str = "",
         bound = _parquet_bound(table.arrow_schema, timestamp_column, rows_after)
         if bound is None:
             return table.columns, table.chunks()
-        import pyarrow.compute as pc
-
         # Rows without a timestamp stay in, so that they are reported, not silently lost.
-        wanted = (pc.field(timestamp_column) > bound) | pc.field(timestamp_column).is_null()
-        return table.columns, table.chunks(where=wanted)
+        return table.columns, table.chunks(newer_than=(timestamp_column, bound))
     frame = pd.read_csv(io.BytesIO(data), compression="gzip" if name.endswith(".gz") else None)
     return [str(column) for column in frame.columns], iter([frame])
 
@@ -243,70 +240,72 @@ def ingest(
 
     history_start = (None if history_days is None or watermark_stamp is None else
                      watermark_stamp - pd.Timedelta(days=history_days))
-    for number, info in enumerate(list_data_files(source_uri)):
-        name = info.relative_path
-        data = storage.read_bytes(info.uri)
-        fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
-        consumed = not timestamp_column and consumed_files.get(name) == fingerprint
-        if consumed and history_days == 0:
-            continue  # a batch the run does not need
-        new_part = ChunkWriter(parts / f"new-{number:05d}.parquet")
-        history_part = ChunkWriter(parts / f"history-{number:05d}.parquet")
-        timestamp_problems = _TimestampProblems()
-        try:
-            columns, chunks = read_chunks(data, name, timestamp_column=timestamp_column,
-                                          rows_after=history_start)
-            file_columns[name] = columns
-            if timestamp_column and timestamp_column not in columns:
-                problems.append(f"file {name}: timestamp column {timestamp_column!r} is "
-                                f"missing (columns: {', '.join(columns)})")
-                continue
-            for frame in chunks:
-                frame[SOURCE_FILE_COLUMN] = name
-                frame = _object_columns_as_text(frame)
-                if not timestamp_column:
-                    (history_part if consumed else new_part).write(frame)
+    try:  # the per-file parts are removed whatever happens
+        for number, info in enumerate(list_data_files(source_uri)):
+            name = info.relative_path
+            data = storage.read_bytes(info.uri)
+            fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
+            consumed = not timestamp_column and consumed_files.get(name) == fingerprint
+            if consumed and history_days == 0:
+                continue  # a batch the run does not need
+            new_part = ChunkWriter(parts / f"new-{number:05d}.parquet")
+            history_part = ChunkWriter(parts / f"history-{number:05d}.parquet")
+            timestamp_problems = _TimestampProblems()
+            try:
+                columns, chunks = read_chunks(data, name, timestamp_column=timestamp_column,
+                                              rows_after=history_start)
+                file_columns[name] = columns
+                if timestamp_column and timestamp_column not in columns:
+                    problems.append(f"file {name}: timestamp column {timestamp_column!r} is "
+                                    f"missing (columns: {', '.join(columns)})")
                     continue
-                raw = frame[timestamp_column]
-                stamps = parse_timestamps(raw)
-                unparsed = stamps.isna()
-                if unparsed.any():
-                    timestamp_problems.add(raw, unparsed)
-                frame[timestamp_column] = stamps
-                placed = frame[~unparsed]
-                is_history = (
-                    placed[timestamp_column] <= watermark_stamp
-                    if watermark_stamp is not None
-                    else pd.Series(False, index=placed.index)
-                )
-                if history_start is not None:
-                    is_history &= placed[timestamp_column] > history_start
-                is_new = ~is_history & (placed[timestamp_column] <= cutoff)
-                history_part.write(placed[is_history])
-                if is_new.any():
-                    new_rows = placed[is_new]
-                    new_part.write(new_rows)
-                    latest = new_rows[timestamp_column].max()
-                    newest = latest if newest is None or latest > newest else newest
-        except Exception as error:  # any parser error: report it with the file named
-            new_part.discard()
-            history_part.discard()
-            file_columns.pop(name, None)
-            problems.append(f"file {name}: cannot be read as {_format(name)} ({error})")
-            continue
-        problems += timestamp_problems.problems(name, timestamp_column)
-        for writer, kept in ((new_part, new_parts), (history_part, history_parts)):
-            if writer.rows:
-                writer.close()
-                kept.append(writer.path)
-            else:
-                writer.discard()
-        if new_part.rows:
-            new_files[name] = fingerprint
+                for frame in chunks:
+                    frame[SOURCE_FILE_COLUMN] = name
+                    frame = _object_columns_as_text(frame)
+                    if not timestamp_column:
+                        (history_part if consumed else new_part).write(frame)
+                        continue
+                    raw = frame[timestamp_column]
+                    stamps = parse_timestamps(raw)
+                    unparsed = stamps.isna()
+                    if unparsed.any():
+                        timestamp_problems.add(raw, unparsed)
+                    frame[timestamp_column] = stamps
+                    placed = frame[~unparsed]
+                    is_history = (
+                        placed[timestamp_column] <= watermark_stamp
+                        if watermark_stamp is not None
+                        else pd.Series(False, index=placed.index)
+                    )
+                    if history_start is not None:
+                        is_history &= placed[timestamp_column] > history_start
+                    is_new = ~is_history & (placed[timestamp_column] <= cutoff)
+                    history_part.write(placed[is_history])
+                    if is_new.any():
+                        new_rows = placed[is_new]
+                        new_part.write(new_rows)
+                        latest = new_rows[timestamp_column].max()
+                        newest = latest if newest is None or latest > newest else newest
+            except Exception as error:  # any parser error: report it with the file named
+                new_part.discard()
+                history_part.discard()
+                file_columns.pop(name, None)
+                problems.append(f"file {name}: cannot be read as {_format(name)} ({error})")
+                continue
+            problems += timestamp_problems.problems(name, timestamp_column)
+            for writer, kept in ((new_part, new_parts), (history_part, history_parts)):
+                if writer.rows:
+                    writer.close()
+                    kept.append(writer.path)
+                else:
+                    writer.discard()
+            if new_part.rows:
+                new_files[name] = fingerprint
 
-    new_rows = merge_parts(new_parts, new_data_path)
-    history_rows = merge_parts(history_parts, history_path)
-    shutil.rmtree(parts, ignore_errors=True)
+        new_rows = merge_parts(new_parts, new_data_path)
+        history_rows = merge_parts(history_parts, history_path)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
     if timestamp_column:
         new_watermark = iso(newest) if newest is not None else watermark
     else:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.chunks import FrameTable
+from components.chunks import FrameTable, first_occurrences, row_hashes
 from components.schema import (
     CATEGORICAL,
     NUMERIC,
@@ -136,25 +136,38 @@ class _CleanPlan:
 
 def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
                 order_column: str) -> _CleanPlan:
-    """Which rows :func:`clean` keeps, and the kept rows' ``order_column`` values as a key."""
-    labelled, hashes, keys = [], [], []
+    """Which rows :func:`clean` keeps, and the kept rows' ``order_column`` values as a key.
+
+    Per row it keeps 17 bytes (a hash, a timestamp, a flag), in arrays sized once up front.
+    """
+    rows = table.rows
+    labelled = np.zeros(rows, dtype=bool)
+    hashes = np.zeros(rows, dtype=np.uint64)
+    keys = None
+    offset = 0
     for chunk in table.chunks():
         coerced = coerce_features(chunk, feature_kinds)
-        labelled.append(coerced[label_column].notna().to_numpy() if label_column in coerced
-                        else np.zeros(len(coerced), dtype=bool))
+        end = offset + len(coerced)
+        if label_column in coerced:
+            labelled[offset:end] = coerced[label_column].notna().to_numpy()
         content = [c for c in coerced.columns if c != SOURCE_FILE_COLUMN]
-        hashes.append(pd.util.hash_pandas_object(coerced[content], index=False).to_numpy())
+        hashes[offset:end] = row_hashes(coerced, content)
         if order_column:
-            keys.append(_order_key(coerced, order_column))
-    if not labelled:
-        return _CleanPlan(np.zeros(0, dtype=bool), np.zeros(0), 0, 0)
-    labelled_rows = np.flatnonzero(np.concatenate(labelled))
-    _, first = np.unique(np.concatenate(hashes)[labelled_rows], return_index=True)
-    keep = np.zeros(sum(len(part) for part in labelled), dtype=bool)
-    keep[labelled_rows[np.sort(first)]] = True
-    order = np.concatenate(keys)[keep] if order_column else np.zeros(int(keep.sum()))
-    return _CleanPlan(keep, order, duplicates=len(labelled_rows) - len(first),
-                      unlabelled=len(keep) - len(labelled_rows))
+            key = _order_key(coerced, order_column)
+            if keys is None:
+                keys = np.empty(rows, dtype=key.dtype)
+            keys[offset:end] = key
+        offset = end
+    labelled_rows = np.flatnonzero(labelled)
+    labelled_hashes = hashes[labelled_rows]
+    del hashes
+    is_first = first_occurrences(labelled_hashes)
+    del labelled_hashes
+    keep = np.zeros(rows, dtype=bool)
+    keep[labelled_rows] = is_first
+    order = keys[keep] if keys is not None else np.zeros(int(keep.sum()))
+    return _CleanPlan(keep, order, duplicates=len(labelled_rows) - int(is_first.sum()),
+                      unlabelled=rows - len(labelled_rows))
 
 
 def _write_clean(table, feature_kinds: dict[str, str], routes: dict[str, np.ndarray],

@@ -130,12 +130,23 @@ def _fit_sgd_epochs(classifier, train_parts, validation_parts, classes, epochs: 
 
 
 def _score_parts(classifier, parts) -> dict:
-    labels, probabilities = [], []
+    """Log loss and accuracy over ``(X, y)`` parts, summed chunk by chunk (what the trace
+    shows); log loss is None when a label is one the classifier does not know."""
+    from sklearn.metrics import log_loss
+
+    classes = classifier.classes_
+    rows = correct = 0
+    loss: float | None = 0.0
     for X, y in parts:
-        labels.append(y)
-        probabilities.append(classifier.predict_proba(X))
-    return score_predictions(np.concatenate(labels), np.concatenate(probabilities),
-                             classifier.classes_)
+        probabilities = classifier.predict_proba(X)
+        rows += len(y)
+        correct += int((classes[np.argmax(probabilities, axis=1)] == y).sum())
+        if loss is not None and set(np.unique(y).tolist()) <= set(classes.tolist()):
+            loss += log_loss(y, probabilities, labels=classes, normalize=False)
+        else:
+            loss = None
+    return {"log_loss": None if loss is None or not rows else loss / rows,
+            "accuracy": correct / rows if rows else None}
 
 
 class _TransformedChunks:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from components.chunks import first_occurrences, row_hashes
 from components.drift import DriftReport
 from components.schema import (
     NUMERIC,
@@ -209,8 +210,7 @@ class _Tally:
         self._collect_failures(checked, schema, files)
         content = [c for c in chunk.columns if c != SOURCE_FILE_COLUMN]
         if content and len(chunk):
-            self.row_hashes.append(pd.util.hash_pandas_object(chunk[content], index=False)
-                                   .to_numpy())
+            self.row_hashes.append(row_hashes(chunk, content))
         self.rows += len(chunk)
 
     def _count_bad_numbers(self, values, numbers, files, column) -> None:
@@ -291,7 +291,8 @@ class _Tally:
         if not self.row_hashes:
             return 0
         hashes = np.concatenate(self.row_hashes)
-        return len(hashes) - len(np.unique(hashes))
+        self.row_hashes = []
+        return len(hashes) - int(first_occurrences(hashes).sum())
 
 
 def _column_findings(columns, kinds, label_column, timestamp_column, file_columns):

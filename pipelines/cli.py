@@ -355,15 +355,20 @@ def command_schedule(args: argparse.Namespace) -> int:
 
 
 def command_schema(args: argparse.Namespace) -> int:
+    import tempfile
+
     import pandas as pd
 
     from components.ingest import ingest
     from components.schema import infer_schema
 
-    rows = ingest(args.source_uri, timestamp_column=args.timestamp_column,
-                  cutoff=pd.Timestamp.max.tz_localize("UTC"), watermark=None).new_data
-    schema = infer_schema(rows, label_column=args.label_column,
-                          timestamp_column=args.timestamp_column)
+    with tempfile.TemporaryDirectory(prefix="retrain-schema-") as folder:
+        result = ingest(args.source_uri, timestamp_column=args.timestamp_column,
+                        cutoff=pd.Timestamp.max.tz_localize("UTC"), watermark=None,
+                        new_data_path=f"{folder}/new.parquet",
+                        history_path=f"{folder}/history.parquet")
+        schema = infer_schema(result.new_data_path, label_column=args.label_column,
+                              timestamp_column=args.timestamp_column)
     print(json.dumps(schema, indent=2))
     return 0
 
