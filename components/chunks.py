@@ -83,8 +83,6 @@ class Table:
                 frame = frame[(values > newer_than[1]) | values.isna()].reset_index(drop=True)
             if len(frame):
                 yield frame
-            del frame
-            _release_freed_memory()
 
     def _row_groups_newer_than(self, column: str, bound) -> list[int]:
         metadata = self._file.metadata
@@ -121,27 +119,6 @@ class Table:
             if _may_hold_nulls(metadata, index):
                 casts[name] = "float64" if pa.types.is_integer(kind) else object
         return casts
-
-
-def _release_freed_memory() -> None:
-    """Hand the previous chunk's freed memory back to the system (glibc keeps it otherwise,
-    and each chunk's leftovers would add up to hundreds of MiB over 10M rows)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc():
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None
-    except OSError:  # not glibc (macOS, musl): nothing to trim
-        return None
-
-
-_LIBC = _load_libc()
 
 
 def _may_hold_nulls(metadata, column_index: int) -> bool:
