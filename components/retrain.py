@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from components.evaluate import score_model, split_features
+from components.evaluate import LossAndAccuracy, score_model, split_features
 from components.preprocess import build_feature_transformer
 from components.schema import SOURCE_FILE_COLUMN
 
@@ -131,41 +131,10 @@ def _fit_sgd_epochs(classifier, train_parts, validation_parts, classes, epochs: 
 
 def _score_parts(classifier, parts) -> dict:
     """Log loss and accuracy over ``(X, y)`` parts, added up chunk by chunk."""
-    totals = _LossAndAccuracy(classifier.classes_)
+    totals = LossAndAccuracy(classifier.classes_)
     for X, y in parts:
         totals.add(y, classifier.predict_proba(X))
     return totals.scores()
-
-
-class _LossAndAccuracy:
-    """Log loss and accuracy added up batch by batch: what a trace row shows. In numpy, as
-    sklearn's ``log_loss`` computes it: its input checks took a third of a small fine-tune."""
-
-    def __init__(self, classes):
-        self.classes = np.asarray(classes)
-        self._order = np.argsort(self.classes)
-        self.rows = self.correct = 0
-        self.loss: float | None = 0.0  # None once a label is one the classifier does not know
-
-    def add(self, y, probabilities: np.ndarray) -> None:
-        y = np.asarray(y)
-        self.rows += len(y)
-        self.correct += int((self.classes[np.argmax(probabilities, axis=1)] == y).sum())
-        if self.loss is None or not len(y):
-            return
-        found = np.searchsorted(self.classes, y, sorter=self._order)
-        known = found < len(self.classes)
-        columns = self._order[np.where(known, found, 0)]
-        if not (known & (self.classes[columns] == y)).all():
-            self.loss = None
-            return
-        eps = np.finfo(probabilities.dtype).eps
-        chosen = np.clip(probabilities[np.arange(len(y)), columns], eps, 1 - eps)
-        self.loss -= float(np.log(chosen).sum())
-
-    def scores(self) -> dict:
-        return {"log_loss": None if self.loss is None or not self.rows else self.loss / self.rows,
-                "accuracy": self.correct / self.rows if self.rows else None}
 
 
 class _TransformedChunks:
@@ -208,7 +177,7 @@ def _trace_hgb(classifier, X, y, X_val, y_val, epochs: int, first_iteration: int
             epoch += 1
             scores = []
             for labels, probabilities in ((y, p_train), (y_val, p_val)):
-                totals = _LossAndAccuracy(classifier.classes_)
+                totals = LossAndAccuracy(classifier.classes_)
                 totals.add(labels, probabilities)
                 scores.append(totals.scores())
             trace.append(_trace_row(epoch, iteration, *scores))

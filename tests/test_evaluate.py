@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from components.evaluate import DEPLOY, REJECT, decide, score_predictions
+from components.evaluate import DEPLOY, REJECT, LossAndAccuracy, decide, score_predictions
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,28 @@ def test_undefined_metrics_are_none():
     proba = np.array([[0.9, 0.1], [0.8, 0.2]])
     assert score_predictions(np.array([0, 0]), proba, np.array([0, 1]))["roc_auc"] is None
     assert score_predictions(np.array([0, 2]), proba, np.array([0, 1]))["log_loss"] is None
+
+
+@pytest.mark.parametrize("classes", [["ant", "bee", "cat"], [0, 1, 2]])
+def test_trace_scores_add_up_batches_as_sklearn_scores_all_rows(classes):
+    from sklearn.metrics import accuracy_score, log_loss
+
+    rng = np.random.default_rng(0)
+    classes = np.array(classes, dtype=object if isinstance(classes[0], str) else int)
+    labels = classes[rng.integers(0, 3, 500)]
+    probabilities = rng.dirichlet(np.ones(3), 500)
+    probabilities[0] = [1.0, 0.0, 0.0]  # a zero probability for a true class is clipped, as sklearn
+    labels[0] = classes[1]
+    totals = LossAndAccuracy(classes)
+    for start in range(0, 500, 150):
+        totals.add(labels[start:start + 150], probabilities[start:start + 150])
+    scores = totals.scores()
+    assert scores["log_loss"] == pytest.approx(log_loss(labels, probabilities, labels=classes))
+    assert scores["accuracy"] == pytest.approx(
+        accuracy_score(labels, classes[probabilities.argmax(axis=1)]))
+
+
+def test_trace_log_loss_is_none_for_a_label_the_model_does_not_know():
+    totals = LossAndAccuracy(np.array(["a", "b"], dtype=object))
+    totals.add(np.array(["a", "zz"], dtype=object), np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert totals.scores() == {"log_loss": None, "accuracy": 0.5}

@@ -1,6 +1,5 @@
 """Retrain: each strategy, fine-tune fallbacks, auto under abrupt drift, labels of any kind."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,31 +111,3 @@ def test_no_fittable_candidate_is_an_error():
     with pytest.raises(RetrainError, match="fewer than two classes"):
         _run("full", frame, frame.iloc[:0], frame, None)
 
-
-@pytest.mark.parametrize("classes", [["ant", "bee", "cat"], [0, 1, 2]])
-def test_trace_scores_add_up_batches_as_sklearn_scores_all_rows(classes):
-    from sklearn.metrics import accuracy_score, log_loss
-
-    from components.retrain import _LossAndAccuracy
-
-    rng = np.random.default_rng(0)
-    classes = np.array(classes, dtype=object if isinstance(classes[0], str) else int)
-    labels = classes[rng.integers(0, 3, 500)]
-    probabilities = rng.dirichlet(np.ones(3), 500)
-    probabilities[0] = [1.0, 0.0, 0.0]  # a zero probability for a true class is clipped, as sklearn
-    labels[0] = classes[1]
-    totals = _LossAndAccuracy(classes)
-    for start in range(0, 500, 150):
-        totals.add(labels[start:start + 150], probabilities[start:start + 150])
-    scores = totals.scores()
-    assert scores["log_loss"] == pytest.approx(log_loss(labels, probabilities, labels=classes))
-    assert scores["accuracy"] == pytest.approx(
-        accuracy_score(labels, classes[probabilities.argmax(axis=1)]))
-
-
-def test_trace_log_loss_is_none_for_a_label_the_model_does_not_know():
-    from components.retrain import _LossAndAccuracy
-
-    totals = _LossAndAccuracy(np.array(["a", "b"], dtype=object))
-    totals.add(np.array(["a", "zz"], dtype=object), np.array([[0.9, 0.1], [0.2, 0.8]]))
-    assert totals.scores() == {"log_loss": None, "accuracy": 0.5}
