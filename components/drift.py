@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from components.chunks import as_table
 from components.schema import NUMERIC, parse_numbers
 
 BINS = 10
@@ -72,8 +73,6 @@ def reference_statistics(data, schema: dict) -> dict:
     and the sketch come from a uniform sample of up to 100k values per column (all of them
     below that); missing ratios and category shares count every row.
     """
-    from components.chunks import as_table
-
     table = as_table(data)
     label = schema["label"]["name"]
     kinds = {column["name"]: column["type"] for column in schema["columns"]}
@@ -308,8 +307,6 @@ def detect_drift(new_data, statistics: dict, thresholds: dict) -> DriftReport:
     ``new_data``: a DataFrame, or a Parquet path or Table read chunk by chunk. Bin counts and
     category counts cover every row; the KS test uses a uniform sample of up to 100k values.
     """
-    from components.chunks import as_table
-
     table = as_table(new_data)
     label = statistics["label"]
     features = {name: ref for name, ref in statistics["features"].items()

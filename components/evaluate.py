@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from components.chunks import as_table
 from components.schema import SOURCE_FILE_COLUMN
 
 DEPLOY = "deploy"
@@ -135,8 +136,6 @@ def predict(model, data, label_column: str) -> Predictions:
 
     ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table`.
     """
-    from components.chunks import as_table
-
     labels, probabilities = [], []
     for chunk in as_table(data).chunks():
         features, chunk_labels = split_features(chunk, label_column)

@@ -138,8 +138,6 @@ def read_chunks(data: bytes, name: str, *, timestamp_column: str = "",
     chunk, and other files are read whole; the caller drops the rows it does not need.
     """
     if name.lower().endswith((".parquet", ".pq")):
-        from components.chunks import Table
-
         table = Table(data)
         bound = _parquet_bound(table.arrow_schema, timestamp_column, rows_after)
         if bound is None:
@@ -347,7 +345,7 @@ def merge_parts(parts: list[Path], path: Path) -> int:
     column some files lack is empty there.
     """
     if not parts:
-        pd.DataFrame().to_parquet(path, index=False)
+        ChunkWriter(path).close()  # an empty table, as a writer that got no rows leaves
         return 0
     if len(parts) == 1:  # one file's part: already one consistent table
         rows = Table(parts[0]).rows

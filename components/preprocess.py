@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.chunks import FrameTable, first_occurrences, row_hashes
+from components.chunks import ChunkWriter, FrameTable, as_table, first_occurrences, row_hashes
 from components.schema import (
     CATEGORICAL,
     NUMERIC,
@@ -50,8 +50,8 @@ def clean(
     return cleaned, plan.duplicates, plan.unlabelled
 
 
-def newest_positions(order: np.ndarray, validation_fraction: float) -> np.ndarray:
-    """Positions of the newest ``validation_fraction`` of rows by ``order`` (ties: row order).
+def newest_rows(order: np.ndarray, validation_fraction: float) -> np.ndarray:
+    """A mask of the newest ``validation_fraction`` of rows by ``order`` (ties: row order).
 
     Validation is always the most recent data: the rows the next months will look most like.
     """
@@ -61,7 +61,9 @@ def newest_positions(order: np.ndarray, validation_fraction: float) -> np.ndarra
             f"validation_fraction={validation_fraction} leaves no training rows out of "
             f"{len(order)} new rows"
         )
-    return np.argsort(order, kind="stable")[len(order) - n_validation:]
+    newest = np.zeros(len(order), dtype=bool)
+    newest[np.argsort(order, kind="stable")[len(order) - n_validation:]] = True
+    return newest
 
 
 def split_by_time(
@@ -71,9 +73,8 @@ def split_by_time(
 
     Rows are ordered by timestamp, or in batch mode by file name and row order.
     """
-    order = _order_key(frame, timestamp_column or SOURCE_FILE_COLUMN)
-    is_validation = np.zeros(len(frame), dtype=bool)
-    is_validation[newest_positions(order, validation_fraction)] = True
+    is_validation = newest_rows(_order_key(frame, timestamp_column or SOURCE_FILE_COLUMN),
+                                validation_fraction)
     frame = frame.reset_index(drop=True)
     return frame[~is_validation].reset_index(drop=True), frame[is_validation].reset_index(drop=True)
 
@@ -107,14 +108,11 @@ def preprocess(
     file, in the input's order. ``new_data`` and ``history`` are DataFrames, Parquet paths or
     :class:`components.chunks.Table` objects.
     """
-    from components.chunks import as_table
-
     new_table, history_table = as_table(new_data), as_table(history)
     plan = _clean_plan(new_table, label_column=label_column, feature_kinds=feature_kinds,
                        order_column=timestamp_column or SOURCE_FILE_COLUMN)
-    newest = np.flatnonzero(plan.keep)[newest_positions(plan.order, validation_fraction)]
     is_validation = np.zeros(len(plan.keep), dtype=bool)
-    is_validation[newest] = True
+    is_validation[plan.keep] = newest_rows(plan.order, validation_fraction)
     routes = {"train": plan.keep & ~is_validation, "validation": is_validation}
     rows = _write_clean(new_table, feature_kinds, routes,
                         {"train": train_path, "validation": validation_path})
@@ -173,8 +171,6 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
 def _write_clean(table, feature_kinds: dict[str, str], routes: dict[str, np.ndarray],
                  paths: dict[str, str | Path]) -> dict[str, int]:
     """Coerce each chunk again and write the rows each route's mask selects to its path."""
-    from components.chunks import ChunkWriter
-
     writers = {name: ChunkWriter(path) for name, path in paths.items()}
     try:
         offset = 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from components.chunks import as_table
 from components.evaluate import LossAndAccuracy, score_model, split_features
 from components.preprocess import build_feature_transformer
 from components.schema import SOURCE_FILE_COLUMN
@@ -143,8 +144,6 @@ class _TransformedChunks:
 
     def __init__(self, transformer, data, label_column: str, folder: str, name: str,
                  label_dtype=None):
-        from components.chunks import as_table
-
         self._paths = []
         for index, chunk in enumerate(as_table(data).chunks()):
             features, labels = _xy(chunk, label_column)
@@ -215,8 +214,6 @@ def fit_fresh(
 
 def label_values(data, label_column: str) -> set:
     """The distinct labels of a DataFrame, Parquet path or Table (read a chunk at a time)."""
-    from components.chunks import as_table
-
     values: set = set()
     for chunk in as_table(data).chunks(columns=[label_column]):
         values.update(chunk[label_column].dropna().unique().tolist())
@@ -253,8 +250,6 @@ def fit_finetune(champion, train, validation, *, label_column: str, epochs: int)
     boosting cannot continue from chunks; it reads its rows whole.
     """
     import tempfile
-
-    from components.chunks import as_table
 
     model = copy.deepcopy(champion)
     transformer, classifier = model.named_steps["features"], model.named_steps["classifier"]
@@ -331,8 +326,6 @@ def retrain(
     Returns:
         The chosen model, every candidate, and the trace.
     """
-    from components.chunks import as_table
-
     notes: list[str] = []
     train, history, validation = as_table(train), as_table(history), as_table(validation)
     blocker = finetune_blocker(champion, champion_meta or {}, model_type=model_type,

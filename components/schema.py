@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from components.chunks import as_table
+
 # Ingest adds this column so later stages can name the file a bad value came from.
 SOURCE_FILE_COLUMN = "__source_file__"
 NUMERIC = "numeric"
@@ -76,8 +78,6 @@ def infer_feature_kinds(data, label_column: str, timestamp_column: str) -> dict[
 
     ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table`.
     """
-    from components.chunks import as_table
-
     table = as_table(data)
     tallies = {column: _KindTally()
                for column in feature_columns(table, label_column, timestamp_column)}
@@ -133,8 +133,6 @@ def infer_schema(
     where each column has ``name``, ``type`` (numeric/categorical), ``nullable`` and, when the
     rows show them, ``min``/``max`` (numeric) or ``domain`` (categorical).
     """
-    from components.chunks import as_table
-
     table = as_table(data)
     kinds = feature_kinds or infer_feature_kinds(table, label_column, timestamp_column)
     seen: dict[str, dict] = {}

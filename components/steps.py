@@ -56,11 +56,6 @@ def write_text(path: str | Path, text: str) -> None:
     Path(path).write_text(text)
 
 
-def write_parquet(frame, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
-
-
 def validation_summary(validation_report_path: str) -> dict:
     """The ``drift`` and ``findings`` a validation report passes on to the run record."""
     report = read_json(validation_report_path)

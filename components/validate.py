@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from components.chunks import first_occurrences, row_hashes
+from components.chunks import as_table, first_occurrences, row_hashes
 from components.drift import DriftReport
 from components.schema import (
     NUMERIC,
@@ -134,8 +134,6 @@ def validate(
     Returns:
         The findings.
     """
-    from components.chunks import as_table
-
     table = as_table(new_data)
     label_column = schema["label"]["name"]
     kinds = schema_feature_kinds(schema)

@@ -176,9 +176,9 @@ def test_bad_schema_file_names_the_field():
 
 
 def _step_inputs(tmp_path, frame):
-    from components.steps import write_json, write_parquet
+    from components.steps import write_json
 
-    write_parquet(frame, tmp_path / "new.parquet")
+    frame.to_parquet(tmp_path / "new.parquet", index=False)
     write_json(tmp_path / "ingest.json", {"file_columns": {}, "problems": []})
     return dict(new_data_path=str(tmp_path / "new.parquet"),
                 ingest_report_path=str(tmp_path / "ingest.json"),
