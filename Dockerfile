@@ -11,6 +11,7 @@ RUN pip install -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY components components
 COPY pipelines pipelines
+COPY app app
 RUN pip install --no-deps .
 
 # No secrets in the image: GCS credentials come from the environment (Workload Identity / ADC).

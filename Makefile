@@ -34,7 +34,7 @@ compile: install ## Compile the pipeline to pipelines/retrain_pipeline.yaml
 	$(BIN)/retrain compile --output $(PIPELINE_YAML)
 
 test: install shellcheck ## Lint (ruff, shellcheck), then run every test (unit and kfp.local runs)
-	$(BIN)/ruff check components pipelines tests bench
+	$(BIN)/ruff check components pipelines app tests bench scripts
 	$(BIN)/python -m pytest -q
 
 $(VENV)/.bench: $(BIN)/retrain requirements-bench.txt
@@ -46,7 +46,7 @@ bench: install $(VENV)/.bench ## Measure speed and memory; writes bench/results.
 	$(BIN)/python -m bench.bench_validate
 
 lint: install shellcheck ## Lint with ruff and shellcheck
-	$(BIN)/ruff check components pipelines tests bench
+	$(BIN)/ruff check components pipelines app tests bench scripts
 
 shellcheck: ## Check scripts/*.sh (installs Debian's shellcheck if it is missing)
 	@command -v shellcheck >/dev/null 2>&1 || $(SUDO) apt-get install -y -qq shellcheck >/dev/null 2>&1 \

@@ -14,11 +14,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from components import demo_data
+from app import demo_data
 from components.drift import detect_drift, reference_statistics
 from components.params import DEFAULT_THRESHOLDS
 from components.schema import SOURCE_FILE_COLUMN, infer_schema
-from components.validate import validate
+from components.stages.validate import validate
 
 
 def customers(rows: int, drift: float, seed: int) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components import demo_data
+from app import demo_data
 
 ROOT = Path(__file__).resolve().parent.parent
 PENGUINS = ROOT.parent / "shared" / "data" / "penguins.csv"
@@ -114,7 +114,7 @@ def pipeline_run(source: Path, registry: Path, root: Path, label: str, timestamp
                  *extra: str, cutoff: str = CUTOFF, watch_memory: bool = False) -> dict:
     """``retrain run --json`` in a subprocess; its record, plus ``seconds`` of wall time and,
     when watched (which costs some CPU, so not in timed runs), ``peak_total_pss_mib``."""
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--json", "--source-uri",
+    command = [sys.executable, "-m", "app.cli", "run", "--json", "--source-uri",
                str(source), "--registry-uri", str(registry), "--model-name", "bench",
                "--label-column", label, "--threshold", "0", "--pipeline-root", str(root),
                *extra]
@@ -207,7 +207,7 @@ def overhead(sizes: list[int], repeats: int, scratch: Path) -> list[dict]:
 
 # -- 2. peer: penguins ---------------------------------------------------------------------------
 def penguins(repeats: int, scratch: Path) -> dict:
-    from components.warm_worker import stage_figures
+    from components.delegation import stage_figures
 
     source = scratch / "penguins"
     source.mkdir(parents=True, exist_ok=True)
@@ -228,10 +228,10 @@ def penguins(repeats: int, scratch: Path) -> dict:
 
 # -- 5. data handling ----------------------------------------------------------------------------
 def throughput(rows: int, repeats: int, scratch: Path) -> dict:
-    from components.ingest import ingest
     from components.params import DEFAULT_THRESHOLDS
     from components.schema import infer_schema
-    from components.validate import validate
+    from components.stages.ingest import ingest
+    from components.stages.validate import validate
 
     frame = customers(rows, seed=3)
     results = {}

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components import demo_data
-from components.warm_worker import stage_figures
+from app import demo_data
+from components.delegation import stage_figures
 
 MONTHLY_ROWS = 100_000
 NEW_ROWS = 10_000

@@ -11,7 +11,7 @@ IMAGE_ENV = "RETRAIN_IMAGE"
 def component_image() -> str:
     """The image named in the compiled YAML: ``$RETRAIN_IMAGE`` at compile time, else the default.
 
-    Read when :mod:`components.ops` is imported (that is, when the pipeline is compiled), and
+    Read when :mod:`components.kfp_components` is imported (that is, when the pipeline is compiled), and
     nowhere else. Use an immutable tag, never ``latest``.
     """
     return os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)

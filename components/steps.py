@@ -1,6 +1,6 @@
 """Artifact I/O around each stage: read input files, call the stage, write output files.
 
-The KFP components in :mod:`components.ops` are one call into a function here, so what a
+The KFP components in :mod:`components.kfp_components` are one call into a function here, so what a
 component does can be run and tested with plain paths, without KFP. Data travels between stages
 as Parquet; reports as JSON and Markdown.
 """
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from components.chunks import Table
 
+from components.delegation import delegated
 from components.params import (
     GATE_METRICS,
     MODEL_TYPES,
@@ -25,13 +26,12 @@ from components.params import (
     check_range,
     check_thresholds,
 )
+from components.records import build_run_record
 from components.registry import MODEL_FILE, SCHEMA_FILE, STATISTICS_FILE, Registry
-from components.run_record import build_run_record
-from components.warm_worker import delegated
 
 # Stage modules (and pandas, sklearn, pandera, scipy) are imported inside the step that needs
 # them: each stage runs in its own process, and imports are most of a small run's time. Locally,
-# @delegated runs the step in a worker that imported them once (see components.warm_worker).
+# @delegated runs the step in a worker that imported them once (see app.warm_worker).
 
 TRAINING_FILE = "training.json"
 
@@ -85,7 +85,7 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
                 window_days: int) -> dict:
     """Split the source into new rows and the history the strategy needs; a run with nothing
     new ends here."""
-    from components import ingest as ingest_stage
+    from components.stages import ingest as ingest_stage
 
     check_choice("strategy", strategy, STRATEGIES, "ingest")
     registry = Registry(registry_uri, model_name)
@@ -169,9 +169,9 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
     The decision is ``retrain``, ``invalid-data`` or ``skipped``; a skipped run is recorded here,
     since no later stage runs.
     """
-    from components import validate as validate_stage
     from components.chunks import Table
     from components.drift import detect_drift
+    from components.stages import validate as validate_stage
 
     check_choice("retrain_when", retrain_when, RETRAIN_POLICIES, "validate")
     thresholds = check_thresholds(validation_thresholds or {}, "validate")
@@ -220,9 +220,9 @@ def preprocess_step(*, new_data_path: str, history_path: str, registry_uri: str,
                     timestamp_column: str, validation_fraction: float, train_path: str,
                     validation_path: str, history_out_path: str) -> dict:
     """Clean and split; returns the feature kinds and row counts."""
-    from components import preprocess as preprocess_stage
     from components.chunks import Table
     from components.schema import infer_feature_kinds
+    from components.stages import preprocess as preprocess_stage
 
     check_range("validation_fraction", validation_fraction, 0, 1, "preprocess", closed="neither")
     new_data = Table(new_data_path)
@@ -252,10 +252,10 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str,
     """Fit the challenger and save it as ``<model_dir>/model.joblib`` with ``training.json``."""
     import joblib
 
-    from components import retrain as retrain_stage
     from components.chunks import Table
     from components.drift import reference_statistics
     from components.schema import infer_schema, merge_schemas, plain_value
+    from components.stages import retrain as retrain_stage
 
     check_choice("strategy", strategy, STRATEGIES, "retrain")
     check_choice("model_type", model_type, MODEL_TYPES, "retrain")
@@ -295,8 +295,8 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
     """Score both models on the shared validation rows, decide, and write the decision record."""
     import joblib
 
-    from components import evaluate as evaluate_stage
     from components.chunks import Table
+    from components.stages import evaluate as evaluate_stage
 
     metric, threshold = params["metric"], params["threshold"]
     check_choice("metric", metric, GATE_METRICS, "evaluate")
@@ -348,7 +348,7 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
 def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
                 decision_record_path: str, run_id: str) -> dict:
     """Publish and promote; a lost race ends as ``rejected`` (the alert step then reports it)."""
-    from components import deploy as deploy_stage
+    from components.stages import deploy as deploy_stage
 
     record = read_json(decision_record_path)
     registry = Registry(registry_uri, model_name)
@@ -374,7 +374,7 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
                alert_webhook_url: str, new_rows: int, decision_record_path: str | None,
                markdown_path: str, validation_report_path: str | None = None) -> None:
     """Record the run's outcome, then log, write and (if a webhook is set) POST the alert."""
-    from components import alert as alert_stage
+    from components.stages import alert as alert_stage
 
     record = read_json(decision_record_path) if decision_record_path else None
     run_record = build_run_record(
@@ -394,7 +394,7 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
 def failure_alert_step(*, state: str, error_message: str, model_name: str, run_id: str,
                        alert_webhook_url: str, markdown_path: str) -> None:
     """Exit handler: alert when the run failed outright; a finished run stays quiet."""
-    from components import alert as alert_stage
+    from components.stages import alert as alert_stage
 
     if state in ("SUCCEEDED", ""):
         write_text(markdown_path, f"Run {run_id} finished: {state or 'unknown'}; no alert.\n")

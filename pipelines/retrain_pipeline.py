@@ -1,4 +1,4 @@
-"""The retraining pipeline: it only wires the stages of :mod:`components.ops` together.
+"""The retraining pipeline: it only wires the stages of :mod:`components.kfp_components` together.
 
 ingest -> validate -> preprocess -> retrain -> evaluate -> deploy (if the gate passes) or alert.
 Every branch decision is on a plain output of a stage; an exit handler alerts when a stage fails.
@@ -9,11 +9,12 @@ from pathlib import Path
 
 from kfp import compiler, dsl
 
-from components import ops
-from components.alert import WEBHOOK_ENV
+from components import kfp_components as ops
+from components.stages.alert import WEBHOOK_ENV
 
 PIPELINE_NAME = "retrain-pipeline"
-COMPILED_PIPELINE = Path(__file__).with_name("retrain_pipeline.yaml")
+from pipelines import COMPILED_PIPELINE  # noqa: E402 (re-exported)
+
 STAGES = ("ingest", "validate", "preprocess", "retrain", "evaluate", "deploy", "alert",
           "alert_on_failure")
 # Stages that touch storage at their start or end: a transient failure is worth a retry.

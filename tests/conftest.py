@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import demo_data
+from app import demo_data
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +84,7 @@ def webhook():
 
 def retrain_cli(source, registry, workdir, cutoff, *extra, webhook_url=""):
     """Run ``retrain run --json`` on the demo's customers in a subprocess, as a user would."""
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--json",
+    command = [sys.executable, "-m", "app.cli", "run", "--json",
                "--source-uri", str(source), "--registry-uri", str(registry),
                "--model-name", "customers", "--label-column", "will_buy",
                "--timestamp-column", "event_time", "--cutoff", cutoff,
@@ -104,7 +104,7 @@ def gcs():
     """gcp-storage-emulator behind the precondition-enforcing proxy, as STORAGE_EMULATOR_HOST."""
     import os
 
-    from components import gcs as gcs_backend
+    from components.storage import gcs as gcs_backend
     from tests.gcs_emulator import Emulator, PreconditionProxy
 
     emulator = Emulator()

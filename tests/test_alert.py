@@ -2,7 +2,7 @@
 
 import pytest
 
-from components.alert import AlertDeliveryError, build_alert, post_alert, send_alert
+from components.stages.alert import AlertDeliveryError, build_alert, post_alert, send_alert
 from tests.conftest import WebhookReceiver
 
 
@@ -46,7 +46,7 @@ def test_unreachable_webhook_fails_loudly():
 def test_webhook_from_the_secret_environment_variable(monkeypatch):
     """Check that with no URL parameter the alert goes to RETRAIN_ALERT_WEBHOOK_URL (a cluster
     secret), and that a failure message never shows the URL's secret path."""
-    from components.alert import WEBHOOK_ENV, AlertDeliveryError, build_alert, send_alert
+    from components.stages.alert import WEBHOOK_ENV, AlertDeliveryError, build_alert, send_alert
 
     receiver = WebhookReceiver()
     try:

@@ -62,7 +62,7 @@ def test_a_chunk_that_does_not_fit_the_first_is_refused_by_name(tmp_path):
 @pytest.mark.parametrize("chunk_rows", ["7", "1000000"])
 def test_validate_counts_the_same_whatever_the_chunk_size(tmp_path, monkeypatch, chunk_rows):
     """Check every finding, counts and examples included, is the same in 7-row chunks."""
-    from components.validate import validate
+    from components.stages.validate import validate
 
     _messy_rows().to_parquet(tmp_path / "new.parquet", index=False)
     frame = pd.read_parquet(tmp_path / "new.parquet")
@@ -87,7 +87,7 @@ def test_validate_counts_the_same_whatever_the_chunk_size(tmp_path, monkeypatch,
 
 def test_preprocess_splits_the_same_rows_whatever_the_chunk_size(tmp_path, monkeypatch):
     """Check the kept rows, the dropped counts and the time split match a whole-frame clean."""
-    from components.preprocess import clean, preprocess, split_by_time
+    from components.stages.preprocess import clean, preprocess, split_by_time
 
     frame = _messy_rows().drop(columns=SOURCE_FILE_COLUMN).sample(frac=1, random_state=1)
     frame = frame[frame["x1"].map(lambda v: v not in ("lots", "many"))]
@@ -116,8 +116,8 @@ def test_preprocess_splits_the_same_rows_whatever_the_chunk_size(tmp_path, monke
 def test_sgd_finetune_streams_its_chunks(tmp_path, monkeypatch):
     """Check an SGD fine-tune over 50-row chunks continues the champion, one trace row per epoch,
     and lands near the same accuracy as one over the rows held whole."""
-    from components.evaluate import score_model
-    from components.retrain import fit_finetune, fit_fresh
+    from components.stages.evaluate import score_model
+    from components.stages.retrain import fit_finetune, fit_fresh
 
     champion, _ = fit_fresh(make_rows(400, seed=4), make_rows(100, seed=5), label_column="label",
                             feature_kinds=KINDS, model_type="sgd", epochs=3)
@@ -141,8 +141,8 @@ def test_sgd_finetune_streams_its_chunks(tmp_path, monkeypatch):
 
 def test_evaluate_predictions_are_the_same_in_chunks(tmp_path, monkeypatch):
     """Check scores, confusion matrix and ROC points of chunked predictions match whole ones."""
-    from components.evaluate import predict
-    from components.retrain import fit_fresh
+    from components.stages.evaluate import predict
+    from components.stages.retrain import fit_fresh
 
     model, _ = fit_fresh(make_rows(300, seed=8), make_rows(50, seed=9), label_column="label",
                          feature_kinds=KINDS, model_type="hgb", epochs=2)

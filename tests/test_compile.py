@@ -82,7 +82,7 @@ def _compile_with_options(tmp_path, *flags):
     output = tmp_path / "cluster.yaml"
     env = dict(os.environ, RETRAIN_ALERT_WEBHOOK_URL=SECRET_VALUE)
     completed = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "compile", "--output", str(output), *flags],
+        [sys.executable, "-m", "app.cli", "compile", "--output", str(output), *flags],
         capture_output=True, text=True, env=env, timeout=120)
     return completed, output
 
@@ -131,7 +131,7 @@ def test_moving_image_tags_are_refused(tmp_path, image):
 
 def test_local_runs_drop_the_cluster_retry_policy():
     """Check that the spec run by kfp.local has no retry policy left, and nothing else lost."""
-    from pipelines.local_runner import load_pipeline, parse_spec, without_retries
+    from app.local_runner import load_pipeline, parse_spec, without_retries
 
     text = COMPILED_PIPELINE.read_text()
     documents = parse_spec(text)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import demo_data
+from app import demo_data
 from components.drift import (
     DRIFT,
     OK,
@@ -14,7 +14,7 @@ from components.drift import (
 )
 from components.params import DEFAULT_THRESHOLDS
 from components.schema import infer_schema
-from components.validate import INVALID, RETRAIN, SKIPPED, ValidationReport, decide
+from components.stages.validate import INVALID, RETRAIN, SKIPPED, ValidationReport, decide
 
 LABEL, TIME = demo_data.LABEL_COLUMN, demo_data.TIMESTAMP_COLUMN
 
@@ -102,7 +102,7 @@ def test_statistics_are_small_and_need_no_raw_rows(reference):
 
 
 def _report(errors=0, labelled=300):
-    from components.validate import Finding
+    from components.stages.validate import Finding
 
     return ValidationReport([Finding("error", "bad")] * errors, rows=labelled,
                             labelled_rows=labelled)

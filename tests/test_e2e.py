@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import demo_data
+from app import demo_data
 from tests.conftest import WebhookReceiver, outcome, retrain_cli
 
 pytestmark = pytest.mark.slow
@@ -149,7 +149,7 @@ def test_6_crashed_run_exits_non_zero_with_one_line(world):
 
 def test_7_registry_commands(world, capsys):
     """Check registry list/show and a rollback that restores v0001."""
-    from pipelines.cli import main
+    from app.cli import main
 
     args = ["--registry-uri", str(world["registry"]), "--model-name", "customers"]
     assert main(["registry", "list", "--json", *args]) == 0

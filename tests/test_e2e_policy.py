@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from components import demo_data
+from app import demo_data
 from tests.conftest import WebhookReceiver, outcome, retrain_cli
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from components.evaluate import DEPLOY, REJECT, LossAndAccuracy, decide, score_predictions
+from components.stages.evaluate import DEPLOY, REJECT, LossAndAccuracy, decide, score_predictions
 
 
 @pytest.mark.parametrize(

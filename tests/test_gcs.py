@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from components.gcs import GCSStorage
 from components.registry import ChampionPointer, ModelIntegrityError, Registry
 from components.storage import ObjectNotFoundError, StorageError, storage_for
+from components.storage.gcs import GCSStorage
 from tests.conftest import promote_concurrently
 
 
@@ -148,7 +148,7 @@ def test_whole_pipeline_with_data_registry_and_root_in_gcs(gcs, gs_prefix, demo_
 
     import pandas as pd
 
-    from components import demo_data
+    from app import demo_data
     from tests.conftest import outcome, retrain_cli
 
     storage = GCSStorage()
@@ -200,7 +200,7 @@ def _decision_record(champion_version):
 def test_two_runs_deploying_at_once_one_is_rejected(tmp_path, gs_prefix, backend):
     """Check two concurrent deploys from the same champion: one deploys, the other ends
     rejected with 'champion changed during the run', and their version numbers differ."""
-    from components.deploy import CHAMPION_CHANGED, deploy
+    from components.stages.deploy import CHAMPION_CHANGED, deploy
 
     root = f"{gs_prefix}/registry" if backend == "gcs" else str(tmp_path / "registry")
     registry = Registry(root, "m")
@@ -240,7 +240,7 @@ def test_run_against_a_stopped_server_exits_1_naming_the_object(tmp_path):
     env = dict(os.environ, STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{free_port()}",
                RETRAIN_GCS_RETRY_SECONDS="2")
     completed = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", "--source-uri", "gs://down/source",
+        [sys.executable, "-m", "app.cli", "run", "--source-uri", "gs://down/source",
          "--registry-uri", "gs://down/registry", "--model-name", "m", "--label-column", "y",
          "--pipeline-root", str(tmp_path / "root")],
         capture_output=True, text=True, timeout=300, env=env)

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from components.ingest import IngestError, ingest, resolve_cutoff, to_utc_timestamp
 from components.schema import SOURCE_FILE_COLUMN
+from components.stages.ingest import IngestError, ingest, resolve_cutoff, to_utc_timestamp
 from tests.conftest import make_rows
 
 
@@ -107,7 +107,7 @@ def test_timestamps_parse_iso_fast_and_other_formats_too():
     """Check that ISO 8601, offsets and other common formats parse to UTC; garbage is NaT."""
     import pandas as pd
 
-    from components.ingest import parse_timestamps
+    from components.stages.ingest import parse_timestamps
 
     raw = pd.Series(["2025-01-01T00:00:00Z", "2025-01-02 10:00", "01/03/2025", "garbage", None,
                      "2025-01-04T00:00:00+02:00"])
@@ -136,7 +136,7 @@ def test_history_is_read_only_as_far_as_the_strategy_needs(tmp_path, history_day
     """Check that all, none, or the last days of history are read, and new rows never change."""
     import pyarrow.parquet as pq
 
-    from components.ingest import _parquet_bound
+    from components.stages.ingest import _parquet_bound
 
     folder = tmp_path / "source"
     folder.mkdir()

@@ -2,8 +2,8 @@
 
 import pytest
 
+from app.cli import main
 from components.params import InvalidParameterError, check_run_parameters
-from pipelines.cli import main
 
 GOOD = dict(source_uri="data", registry_uri="reg", model_name="m", label_column="y",
             strategy="auto", model_type="hgb", metric="accuracy", threshold=0.8,

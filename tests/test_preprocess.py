@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.preprocess import build_feature_transformer, clean, split_by_time
+from components.stages.preprocess import build_feature_transformer, clean, split_by_time
 from tests.conftest import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}

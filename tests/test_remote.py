@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.cron import CronError, next_run_times, to_kfp_cron
+from app.cli import main
+from app.cron import CronError, next_run_times, to_kfp_cron
 from pipelines.retrain_pipeline import COMPILED_PIPELINE
 from tests.fake_kfp import FakeKfp
 
@@ -148,7 +148,7 @@ def test_unreachable_host_is_one_clear_line(capsys):
 
 def test_an_api_error_is_one_line_naming_host_and_call(kfp):
     """Check that a status the API answers with (here 404 on an unknown call) names the host."""
-    from pipelines.remote import RemoteError, connect
+    from app.remote import RemoteError, connect
 
     client = connect(kfp.url)
     with pytest.raises(RemoteError, match=f"the KFP API at {kfp.url} answered 404 Not Found "

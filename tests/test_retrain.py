@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from components.preprocess import split_by_time
-from components.retrain import RetrainError, fit_fresh, retrain
+from components.stages.preprocess import split_by_time
+from components.stages.retrain import RetrainError, fit_fresh, retrain
 from tests.conftest import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}

@@ -7,7 +7,7 @@ import pytest
 
 from components.params import DEFAULT_THRESHOLDS, InvalidParameterError, check_thresholds
 from components.schema import SOURCE_FILE_COLUMN, SchemaError, check_schema, infer_schema
-from components.validate import ERROR, WARNING, validate
+from components.stages.validate import ERROR, WARNING, validate
 from tests.conftest import make_rows
 
 # The schema a champion trained on 2000 rows would carry.
@@ -218,7 +218,7 @@ def test_unreadable_schema_file_names_it(tmp_path):
 
 def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
     """Check that `retrain schema` infers the contract from a source folder."""
-    from pipelines.cli import main
+    from app.cli import main
 
     assert main(["schema", "--source-uri", str(demo_folder), "--label-column", "will_buy",
                  "--timestamp-column", "event_time"]) == 0
@@ -232,7 +232,7 @@ def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
 
 def test_cli_refuses_unknown_threshold_before_running(capsys):
     """Check that a misspelt --validation-threshold exits 2 naming the valid names."""
-    from pipelines.cli import main
+    from app.cli import main
 
     code = main(["run", "--source-uri", "data", "--registry-uri", "reg", "--model-name", "m",
                  "--label-column", "y", "--validation-threshold", "psi_drfit=0.3"])

@@ -7,13 +7,8 @@ import time
 
 import pytest
 
-from components.warm_worker import (
-    SOCKET_ENV,
-    RemoteTraceback,
-    WarmWorkerError,
-    delegated,
-    running_worker,
-)
+from app.warm_worker import running_worker
+from components.delegation import SOCKET_ENV, RemoteTraceback, WarmWorkerError, delegated
 
 
 @delegated
@@ -111,7 +106,7 @@ def test_the_worker_stops_with_its_context(tmp_path):
 
 def test_stage_lines_read_back_as_written(capsys):
     """Check the benchmark's reader of stage lines understands what log_stage writes."""
-    from components.warm_worker import log_stage, stage_figures
+    from components.delegation import log_stage, stage_figures
 
     log_stage("retrain_step", 1.234, 456.7, waited=0.5)
     log_stage("deploy_step", 0.02, 74.0)

@@ -16,9 +16,9 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+from app.warm_worker import running_worker
 from components.registry import Registry
 from components.storage import StorageError
-from components.warm_worker import running_worker
 
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
 JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
@@ -119,7 +119,7 @@ def run_compiled_pipeline(
         log_path: Where the stages' logs go (default: ``<pipeline_root>/logs/<run_id>.log``).
         stream_logs: Also echo the logs to the terminal.
         warm_worker: Run the stages' work in a worker that imports the libraries once
-            (:mod:`components.warm_worker`); False runs each stage wholly in its own process.
+            (:mod:`app.warm_worker`); False runs each stage wholly in its own process.
 
     Returns:
         The run record (``status``, ``reason``, ``new_rows``, champion and challenger, ...).

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from components.chunks import as_table
-from components.evaluate import LossAndAccuracy, score_model, split_features
-from components.preprocess import build_feature_transformer
 from components.schema import SOURCE_FILE_COLUMN
+from components.stages.evaluate import LossAndAccuracy, score_model, split_features
+from components.stages.preprocess import build_feature_transformer
 
 HGB_ITERATIONS = 100
 HGB_FINETUNE_ITERATIONS = 30

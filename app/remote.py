@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from pipelines.cron import next_run_times, to_kfp_cron
+from app.cron import next_run_times, to_kfp_cron
 
 TOKEN_ENV = "KFP_TOKEN"
 

@@ -1,77 +1,14 @@
-"""One small storage interface for data, models and pointers.
-
-Stages never look at the scheme of a URI themselves: they call :func:`storage_for` and use the
-returned object. A local folder is served by :class:`LocalStorage`, ``gs://`` by
-:class:`components.gcs.GCSStorage`: two implementations of the same operations.
-
-The operations are the ones a registry needs to stay consistent while runs overlap:
-
-- ``read_bytes`` / ``read_with_token``: read an object, optionally with a token that identifies
-  the exact content read (a generation number on GCS, a content hash on local disk);
-- ``write_bytes``: replace an object atomically (readers see the old or the new bytes, never a mix);
-- ``create_exclusive``: create an object only if it does not exist (used to claim version numbers);
-- ``compare_and_swap``: replace an object only if it still holds the content read earlier;
-- ``list_files``: every object under a prefix, with size.
-"""
+"""Storage on the local file system: atomic replace by rename, compare-and-swap under a lock."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-
-class StorageError(Exception):
-    """A storage operation failed; the message names the URI."""
-
-
-class ObjectNotFoundError(StorageError, FileNotFoundError):
-    """The object does not exist."""
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """An object found under a prefix: its full URI, its path relative to the prefix, its size."""
-
-    uri: str
-    relative_path: str
-    size: int
-
-
-class Storage(Protocol):
-    """The operations every backend provides (see the module docstring)."""
-
-    def read_bytes(self, uri: str) -> bytes: ...
-
-    def read_with_token(self, uri: str) -> tuple[bytes | None, str | None]: ...
-
-    def write_bytes(self, uri: str, data: bytes) -> None: ...
-
-    def create_exclusive(self, uri: str, data: bytes) -> bool: ...
-
-    def compare_and_swap(self, uri: str, data: bytes, expected_token: str | None) -> bool: ...
-
-    def exists(self, uri: str) -> bool: ...
-
-    def list_files(self, prefix: str) -> list[FileInfo]: ...
-
-
-def join_uri(base: str, *parts: str) -> str:
-    """Join path parts onto a local path or a ``gs://`` URI with single slashes."""
-    uri = base.rstrip("/")
-    for part in parts:
-        uri = f"{uri}/{part.strip('/')}"
-    return uri
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of a byte string."""
-    return hashlib.sha256(data).hexdigest()
+from components.storage.base import FileInfo, ObjectNotFoundError, sha256_bytes
 
 
 class LocalStorage:
@@ -159,12 +96,3 @@ class LocalStorage:
             if path.is_file() and not any(part.startswith(".") for part in relative.parts):
                 found.append(FileInfo(str(path), relative.as_posix(), path.stat().st_size))
         return found
-
-
-def storage_for(uri: str) -> Storage:
-    """Return the storage backend that serves ``uri``: GCS for ``gs://``, else the local disk."""
-    if uri.startswith("gs://"):
-        from components.gcs import GCSStorage  # google-cloud-storage loads only when needed
-
-        return GCSStorage()
-    return LocalStorage()

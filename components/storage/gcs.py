@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import os
 
-from components.storage import FileInfo, ObjectNotFoundError, StorageError
+from components.storage.base import FileInfo, ObjectNotFoundError, StorageError
 
 RETRY_SECONDS_ENV = "RETRAIN_GCS_RETRY_SECONDS"
 DEFAULT_RETRY_SECONDS = 120.0

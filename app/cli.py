@@ -31,8 +31,9 @@ from components.params import (
     InvalidParameterError,
     check_run_parameters,
 )
+from pipelines import COMPILED_PIPELINE
 
-DEFAULT_PIPELINE = Path(__file__).with_name("retrain_pipeline.yaml")
+DEFAULT_PIPELINE = COMPILED_PIPELINE
 DEFAULT_WORKDIR = Path(".retrain")
 
 
@@ -197,7 +198,7 @@ def check_arguments(arguments: dict) -> None:
         try:  # the common ISO 8601 forms, without importing pandas (0.9 s) into the CLI
             datetime.fromisoformat(arguments["cutoff"].strip())
         except ValueError:
-            from components.ingest import resolve_cutoff
+            from components.stages.ingest import resolve_cutoff
 
             resolve_cutoff(arguments["cutoff"], "")  # what ingest accepts, or its error
 
@@ -231,7 +232,7 @@ def _fmt(value) -> str:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from pipelines.local_runner import run_compiled_pipeline
+    from app.local_runner import run_compiled_pipeline
 
     arguments = pipeline_arguments(args)
     check_arguments(arguments)
@@ -297,7 +298,7 @@ def command_registry(args: argparse.Namespace) -> int:
 def command_submit(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from pipelines.remote import submit
+    from app.remote import submit
 
     arguments = pipeline_arguments(args)
     check_arguments(arguments)
@@ -310,7 +311,7 @@ def command_submit(args: argparse.Namespace) -> int:
 
 
 def command_schedule(args: argparse.Namespace) -> int:
-    from pipelines import remote
+    from app import remote
 
     if args.list:
         schedules = remote.list_schedules(args.host, args.experiment)
@@ -332,7 +333,7 @@ def command_schedule(args: argparse.Namespace) -> int:
     if missing:
         raise InvalidParameterError(f"retrain schedule needs {', '.join(missing)} to create a "
                                     "recurring run")
-    from pipelines.cron import CronError, next_run_times, to_kfp_cron
+    from app.cron import CronError, next_run_times, to_kfp_cron
 
     try:
         kfp_cron = to_kfp_cron(args.cron)
@@ -359,8 +360,8 @@ def command_schema(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from components.ingest import ingest
     from components.schema import infer_schema
+    from components.stages.ingest import ingest
 
     with tempfile.TemporaryDirectory(prefix="retrain-schema-") as folder:
         result = ingest(args.source_uri, timestamp_column=args.timestamp_column,
@@ -406,7 +407,7 @@ def _resources(text: str) -> tuple[str, str, str]:
 
 
 def command_demo_data(args: argparse.Namespace) -> int:
-    from components.demo_data import write_demo_data
+    from app.demo_data import write_demo_data
 
     paths = write_demo_data(args.output)
     print(f"wrote {len(paths)} files to {args.output}")
@@ -415,8 +416,8 @@ def command_demo_data(args: argparse.Namespace) -> int:
 
 def command_demo(args: argparse.Namespace) -> int:
     """One step of the demo: the first run bootstraps v1, each next run takes one more month."""
-    from components import demo_data
-    from pipelines.local_runner import run_compiled_pipeline
+    from app import demo_data
+    from app.local_runner import run_compiled_pipeline
 
     workdir = Path(args.workdir)
     data_dir, state_path = workdir / "demo-data", workdir / "demo-state.json"

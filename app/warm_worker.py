@@ -1,0 +1,186 @@
+"""The warm worker for local runs: stage work forked from processes that imported the libraries once.
+
+``retrain run`` starts it first, so it imports pandas, scikit-learn, scipy and pandera while
+kfp.local starts up. After pandas it splits in two: one process imports what ingest, validate,
+preprocess, deploy and the alerts need; the other adds scipy and scikit-learn for retrain,
+evaluate and a validate that measures drift. So the light stages never wait for scikit-learn.
+Steps reach it through :func:`components.delegation.delegated`.
+
+For each call the worker forks a child that runs the step with the stage's stdout and stderr (so
+the logs land where they always did), its environment, working directory and import path, and
+replies with the step's return value or its exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from components.delegation import (
+    FULL,
+    HEADER,
+    LIGHT,
+    SOCKET_ENV,
+    WarmWorkerError,
+    peak_rss_mib,
+    receive,
+    socket_path,
+)
+
+# Two workers, so that the stages needing scipy and scikit-learn (2 s to import, in one piece) do
+# not hold up the others: each imports what its stages need, in the order they come. The second
+# leaves pandera to a validate that comes its way: importing it while retrain's OpenMP threads
+# run doubled retrain's time on two cores. Nor is it imported before they part: that puts 0.45 s
+# before scikit-learn's import, and a small run's retrain waited for it.
+SHARED = ("pandas", "pyarrow.parquet", "components.steps")  # imported once, before they part
+PRELOAD = {
+    LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate", "components.drift",
+            "components.stages.preprocess", "components.stages.deploy", "components.stages.alert"),
+    FULL: ("joblib", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
+           "sklearn.impute", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics",
+           "components.drift", "components.stages.retrain", "components.stages.evaluate", "scipy.stats",
+           "scipy.spatial.distance"),
+}
+
+
+@contextlib.contextmanager
+def running_worker(enabled: bool = True):
+    """Start a worker for the steps this process's children run; stop it afterwards.
+
+    It starts importing at once, so its imports overlap with kfp.local's own start-up.
+    """
+    if not enabled:
+        yield None
+        return
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="retrain-warm-") as folder:
+        # Its own session, so that stopping it stops both workers and anything they forked.
+        worker = subprocess.Popen([sys.executable, "-m", "app.warm_worker", folder],
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not all(os.path.exists(socket_path(folder, tier)) for tier in PRELOAD):
+            if worker.poll() is not None or time.monotonic() > deadline:  # bound before imports
+                raise WarmWorkerError(f"the warm worker did not start (exit code {worker.poll()})")
+            time.sleep(0.01)
+        previous = os.environ.get(SOCKET_ENV)
+        os.environ[SOCKET_ENV] = folder
+        try:
+            yield worker
+        finally:
+            if previous is None:
+                os.environ.pop(SOCKET_ENV, None)
+            else:
+                os.environ[SOCKET_ENV] = previous
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait()
+
+
+# -- the worker -----------------------------------------------------------------------------------
+def serve(folder: str) -> None:
+    """Bind both workers' sockets in ``folder``, then fork: each tier imports its modules and
+    forks a child per step call, until SIGTERM.
+
+    Calls that arrive while a tier is still importing are served between two imports.
+    """
+    import select
+
+    listeners = {}
+    for tier in PRELOAD:
+        listeners[tier] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listeners[tier].bind(socket_path(folder, tier))
+        listeners[tier].listen(16)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stop at once: no teardown of the imports
+    os.environ.pop(SOCKET_ENV, None)  # the children run steps here, never forward them again
+    for module in SHARED:  # a call arriving meanwhile waits in its socket's backlog
+        importlib.import_module(module)
+    tier = FULL if os.fork() == 0 else LIGHT
+    listener = listeners.pop(tier)
+    for other in listeners.values():
+        other.close()
+    for module in PRELOAD[tier]:
+        importlib.import_module(module)
+        while select.select([listener], [], [], 0)[0]:
+            _fork_for(listener)
+    while True:
+        _fork_for(listener)
+
+
+def _fork_for(listener: socket.socket) -> None:
+    """Accept one step call and hand it to a forked child."""
+    connection, _ = listener.accept()
+    _reap()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:
+        listener.close()
+        _child(connection)  # never returns
+    connection.close()
+
+
+def _reap() -> None:
+    """Collect the children that have finished."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _child(connection: socket.socket) -> None:
+    """Run one step call with the caller's output, environment and directory; reply; exit."""
+    status = 0
+    try:
+        first, fds, _, _ = socket.recv_fds(connection, 1 << 16, 2)
+        request = receive(connection, first)
+        os.dup2(fds[0], 1)
+        os.dup2(fds[1], 2)
+        for fd in fds:
+            os.close(fd)
+        module, name, kwargs, environ, cwd, path = pickle.loads(request)
+        os.environ.clear()
+        os.environ.update(environ)
+        os.environ.pop(SOCKET_ENV, None)
+        os.chdir(cwd)
+        sys.path[:0] = [entry for entry in path if entry not in sys.path]
+        start = time.perf_counter()
+        step = getattr(importlib.import_module(module), name).__wrapped__
+        try:
+            result = step(**kwargs)
+            reply = ("ok", result, time.perf_counter() - start, peak_rss_mib(), "")
+        except BaseException as error:  # noqa: BLE001 - every failure goes back to the stage
+            reply = ("error", _picklable(error), time.perf_counter() - start, peak_rss_mib(),
+                     traceback.format_exc())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        payload = pickle.dumps(reply)
+        connection.sendall(HEADER.pack(len(payload)) + payload)
+    except BaseException:  # noqa: BLE001 - the worker's own failure: the stage sees no reply
+        traceback.print_exc()
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def _picklable(error: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else a RuntimeError naming it."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any pickling failure
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

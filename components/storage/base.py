@@ -1,0 +1,55 @@
+"""What every storage backend shares: the interface, its errors, and URI helpers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StorageError(Exception):
+    """A storage operation failed; the message names the URI."""
+
+
+class ObjectNotFoundError(StorageError, FileNotFoundError):
+    """The object does not exist."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """An object found under a prefix: its full URI, its path relative to the prefix, its size."""
+
+    uri: str
+    relative_path: str
+    size: int
+
+
+class Storage(Protocol):
+    """The operations every backend provides (see the module docstring)."""
+
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def read_with_token(self, uri: str) -> tuple[bytes | None, str | None]: ...
+
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
+
+    def create_exclusive(self, uri: str, data: bytes) -> bool: ...
+
+    def compare_and_swap(self, uri: str, data: bytes, expected_token: str | None) -> bool: ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def list_files(self, prefix: str) -> list[FileInfo]: ...
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """Join path parts onto a local path or a ``gs://`` URI with single slashes."""
+    uri = base.rstrip("/")
+    for part in parts:
+        uri = f"{uri}/{part.strip('/')}"
+    return uri
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of a byte string."""
+    return hashlib.sha256(data).hexdigest()
