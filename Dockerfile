@@ -1,5 +1,5 @@
 # The one image every pipeline component runs on: pinned dependencies plus this project.
-# Build: docker build -t kfp-retrain:0.1.0 . ; compile with RETRAIN_IMAGE set to
+# Build: docker build -t kfp-retrain:0.1.0 . ; then `retrain compile --image` with
 # the exact, immutable tag you push, so the compiled YAML names it.
 FROM python:3.11-slim
 

@@ -9,6 +9,7 @@ know where the run's record lands in the registry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import tempfile
 import uuid
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from app.warm_worker import running_worker
 from components.registry import Registry
-from components.storage import StorageError
+from components.storage import StorageError, copy_folder
 
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
 JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
@@ -130,40 +131,67 @@ def run_compiled_pipeline(
     run_id = run_id or new_run_id()
     scheduled_time = scheduled_time or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     if str(pipeline_root).startswith("gs://"):
-        # kfp.local writes artifacts to local paths only: run in a scratch folder, then copy
-        # the artifacts and the log up to the gs:// root (also when the run failed).
-        remote_root = str(pipeline_root)
-        with tempfile.TemporaryDirectory(prefix="retrain-root-") as scratch:
-            try:
-                record = run_compiled_pipeline(
-                    pipeline_path, arguments, pipeline_root=scratch, run_id=run_id,
-                    scheduled_time=scheduled_time, stream_logs=stream_logs,
-                    warm_worker=warm_worker)
-            except PipelineRunError as error:
-                upload_tree(scratch, remote_root)
-                raise PipelineRunError(str(error).replace(scratch, remote_root)) from error
-            upload_tree(scratch, remote_root)
-        record["log"] = record["log"].replace(scratch, remote_root)
-        return record
+        return _run_with_remote_root(pipeline_path, arguments, remote_root=str(pipeline_root),
+                                     run_id=run_id, scheduled_time=scheduled_time,
+                                     stream_logs=stream_logs, warm_worker=warm_worker)
     pipeline_root = Path(pipeline_root).absolute()
     log_path = Path(log_path or pipeline_root / "logs" / f"{run_id}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-
     with running_worker(warm_worker):  # first: it imports while kfp.local starts
-        from kfp import local
+        _execute(pipeline_path, arguments, pipeline_root=pipeline_root, run_id=run_id,
+                 scheduled_time=scheduled_time, log_path=log_path, stream_logs=stream_logs)
+    return _run_record(arguments, run_id, log_path)
 
-        spec_text = fill_runtime_placeholders(Path(pipeline_path).read_text(), run_id=run_id,
-                                              scheduled_time=scheduled_time)
-        pipeline = load_pipeline(without_retries(parse_spec(spec_text)), spec_text)
-        local.init(runner=local.SubprocessRunner(use_venv=False),
-                   pipeline_root=str(pipeline_root), raise_on_error=False)
-        with open(log_path, "w") as log, warnings.catch_warnings():
-            # kfp.local warns when an image name lacks "python"; ours is the project image.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            sink = _Tee(log) if stream_logs else log
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                pipeline(**arguments)
 
+def resolve_named_outputs_in_conditions() -> None:
+    """Let kfp.local evaluate conditions on named task outputs, as a KFP backend does.
+
+    kfp.local 2.17.0's ``ConditionEvaluator`` resolves a condition's channel as a task output
+    only when the output is called ``Output``; ``pipelinechannel--ingest-outcome`` it looks up as
+    a parent input, finds nothing, and the branch never runs. A channel is ``<task>-<output>``
+    and an output name has no ``-``, so the task output is tried first, then kfp's own lookup.
+    """
+    from kfp.local.orchestrator.enhanced_dag_orchestrator import ConditionEvaluator
+
+    original = ConditionEvaluator._resolve_pipeline_channel
+    if getattr(original, "resolves_named_outputs", False):
+        return
+
+    def resolve(channel_ref: str, io_store):
+        task, _, key = channel_ref.removeprefix("pipelinechannel--").rpartition("-")
+        if task and key != "Output":
+            try:
+                return io_store.get_task_output(task, key)
+            except (ValueError, KeyError):
+                pass
+        return original(channel_ref, io_store)
+
+    resolve.resolves_named_outputs = True
+    ConditionEvaluator._resolve_pipeline_channel = staticmethod(resolve)
+
+
+def _execute(pipeline_path, arguments: dict, *, pipeline_root: Path, run_id: str,
+             scheduled_time: str, log_path: Path, stream_logs: bool) -> None:
+    """Run the spec under kfp.local with every stage's output going to ``log_path``."""
+    from kfp import local
+
+    resolve_named_outputs_in_conditions()
+
+    spec_text = fill_runtime_placeholders(Path(pipeline_path).read_text(), run_id=run_id,
+                                          scheduled_time=scheduled_time)
+    pipeline = load_pipeline(without_retries(parse_spec(spec_text)), spec_text)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
+               raise_on_error=False)
+    with open(log_path, "w") as log, warnings.catch_warnings():
+        # kfp.local warns when an image name lacks "python"; ours is the project image.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sink = _Tee(log) if stream_logs else log
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            pipeline(**arguments)
+
+
+def _run_record(arguments: dict, run_id: str, log_path: Path) -> dict:
+    """The record the run left in the registry; a run that left none failed."""
     try:
         record = Registry(arguments["registry_uri"], arguments["model_name"]).run_record(run_id)
     except StorageError:  # the registry is unreachable: the stage's own error says more
@@ -171,21 +199,22 @@ def run_compiled_pipeline(
     if record is None:
         error = last_error(log_path.read_text()) or "a stage failed"
         raise PipelineRunError(f"run {run_id} failed: {error} (log: {log_path})")
-    record["log"] = str(log_path)
+    return dataclasses.replace(record, log=str(log_path)).to_dict()
+
+
+def _run_with_remote_root(pipeline_path, arguments: dict, *, remote_root: str, **options) -> dict:
+    """kfp.local writes artifacts to local paths only: run in a scratch folder, then copy the
+    artifacts and the log up to the gs:// root (also when the run failed)."""
+    with tempfile.TemporaryDirectory(prefix="retrain-root-") as scratch:
+        try:
+            record = run_compiled_pipeline(pipeline_path, arguments, pipeline_root=scratch,
+                                           **options)
+        except PipelineRunError as error:
+            copy_folder(scratch, remote_root)
+            raise PipelineRunError(str(error).replace(scratch, remote_root)) from error
+        copy_folder(scratch, remote_root)
+    record["log"] = record["log"].replace(scratch, remote_root)
     return record
-
-
-def upload_tree(folder: str | Path, target_uri: str) -> int:
-    """Copy every file under ``folder`` to ``target_uri`` (any storage); returns the count."""
-    from components.storage import join_uri, storage_for
-
-    storage, count = storage_for(target_uri), 0
-    for path in sorted(Path(folder).rglob("*")):
-        if path.is_file():
-            storage.write_bytes(join_uri(target_uri, path.relative_to(folder).as_posix()),
-                                path.read_bytes())
-            count += 1
-    return count
 
 
 class _Tee:

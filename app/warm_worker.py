@@ -41,12 +41,13 @@ from components.delegation import (
 # before scikit-learn's import, and a small run's retrain waited for it.
 SHARED = ("pandas", "pyarrow.parquet", "components.steps")  # imported once, before they part
 PRELOAD = {
-    LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate", "components.drift",
+    LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate",
+            "components.data.drift", "components.policies", "components.reports",
             "components.stages.preprocess", "components.stages.deploy", "components.stages.alert"),
     FULL: ("joblib", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
            "sklearn.impute", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics",
-           "components.drift", "components.stages.retrain", "components.stages.evaluate", "scipy.stats",
-           "scipy.spatial.distance"),
+           "components.data.drift", "components.stages.retrain", "components.stages.evaluate",
+           "components.reports", "scipy.stats", "scipy.spatial.distance"),
 }
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from app import demo_data
-from components.drift import detect_drift, reference_statistics
+from components.data.drift import detect_drift, reference_statistics
+from components.data.schema import SOURCE_FILE_COLUMN, infer_schema
 from components.params import DEFAULT_THRESHOLDS
-from components.schema import SOURCE_FILE_COLUMN, infer_schema
 from components.stages.validate import validate
 
 

@@ -72,42 +72,41 @@ def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp
     work.mkdir(parents=True, exist_ok=True)
     p = {name: str(work / name) for name in (
         "new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
-        "train", "validation", "clean_history", "model", "trace.md", "decision.json",
-        "comparison.md")}
+        "schema.json", "train", "validation", "clean_history", "model", "trace.md",
+        "decision.json", "comparison.md")}
     common = dict(registry_uri=str(registry), model_name="bench")
+    columns = dict(label_column=label, timestamp_column=timestamp)
     ingest = steps.ingest_step(source_uri=str(source), timestamp_column=timestamp,
                                cutoff=CUTOFF if timestamp else "", scheduled_time="",
                                run_id="bare", new_data_path=p["new"], history_path=p["history"],
                                report_path=p["ingest.json"], strategy="auto", window_days=90,
                                **common)
     steps.validate_step(new_data_path=p["new"], ingest_report_path=p["ingest.json"],
-                        champion_version="", label_column=label, timestamp_column=timestamp,
-                        min_rows=100, retrain_when="always", schema_uri="",
+                        champion_version="", min_rows=100, retrain_when="always", schema_uri="",
                         validation_thresholds={}, run_id="bare", report_path=p["validation.json"],
-                        markdown_path=p["validation.md"], html_path=p["drift.html"], **common)
+                        markdown_path=p["validation.md"], html_path=p["drift.html"],
+                        schema_path=p["schema.json"], **columns, **common)
     counts = steps.preprocess_step(new_data_path=p["new"], history_path=p["history"],
-                                   champion_version="", label_column=label,
-                                   timestamp_column=timestamp, validation_fraction=0.2,
+                                   schema_path=p["schema.json"], validation_fraction=0.2,
                                    train_path=p["train"], validation_path=p["validation"],
-                                   history_out_path=p["clean_history"], **common)
-    kinds = counts.pop("feature_kinds")
+                                   history_out_path=p["clean_history"], **columns)
     steps.retrain_step(train_path=p["train"], validation_path=p["validation"],
-                       history_path=p["clean_history"], champion_version="", label_column=label,
-                       timestamp_column=timestamp, feature_kinds=kinds, strategy="auto",
-                       model_type=model_type, metric="accuracy", epochs=5, window_days=90,
-                       window_files=3, model_dir=p["model"], trace_markdown_path=p["trace.md"],
+                       history_path=p["clean_history"], schema_path=p["schema.json"],
+                       champion_version="", strategy="auto", model_type=model_type,
+                       metric="accuracy", epochs=5, window_days=90, window_files=3,
+                       model_dir=p["model"], trace_markdown_path=p["trace.md"], **columns,
                        **common)
-    params = dict(label_column=label, timestamp_column=timestamp, strategy="auto",
-                  model_type=model_type, metric="accuracy", threshold=0.0, min_improvement=0.0)
     decision = steps.evaluate_step(challenger_dir=p["model"], validation_path=p["validation"],
                                    ingest_report_path=p["ingest.json"],
                                    validation_report_path=p["validation.json"],
-                                   preprocess_counts=counts, champion_version="", params=params,
-                                   run_id="bare", decision_record_path=p["decision.json"],
-                                   comparison_path=p["comparison.md"], **common)
+                                   preprocess_counts=counts, champion_version="",
+                                   strategy="auto", model_type=model_type, metric="accuracy",
+                                   threshold=0.0, min_improvement=0.0, run_id="bare",
+                                   decision_record_path=p["decision.json"],
+                                   comparison_path=p["comparison.md"], **columns, **common)
     assert ingest["outcome"] == "new-data" and decision["decision"] == "deploy"
     return steps.deploy_step(challenger_dir=p["model"], decision_record_path=p["decision.json"],
-                             run_id="bare", **common)["status"]
+                             run_id="bare", **columns, **common)["result"]
 
 
 def pipeline_run(source: Path, registry: Path, root: Path, label: str, timestamp: str,
@@ -228,8 +227,8 @@ def penguins(repeats: int, scratch: Path) -> dict:
 
 # -- 5. data handling ----------------------------------------------------------------------------
 def throughput(rows: int, repeats: int, scratch: Path) -> dict:
+    from components.data.schema import infer_schema
     from components.params import DEFAULT_THRESHOLDS
-    from components.schema import infer_schema
     from components.stages.ingest import ingest
     from components.stages.validate import validate
 

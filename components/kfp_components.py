@@ -4,9 +4,13 @@ Each body imports this package (installed in the image) and makes one call into
 :mod:`components.steps`, so the code shown in the KFP UI stays short and the logic stays testable
 without KFP. They are lightweight components (not ``target_image`` containerized ones) because
 ``kfp.local``'s SubprocessRunner runs only those, and local runs of the compiled YAML are the
-default way to run this pipeline.
+default way to run this pipeline. The functions here are plain until :func:`make_components`
+makes them components on a given image; their input and output descriptions come from
+:mod:`components.params`.
 """
 
+import inspect
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from kfp import dsl
@@ -20,16 +24,13 @@ from kfp.dsl import (
     Metrics,
     Model,
     Output,
-    OutputPath,
     PipelineTaskFinalStatus,
 )
+from kfp.dsl.types.type_annotations import is_artifact_wrapped_in_Output
 
-from components.image import component_image
-
-IMAGE = component_image()
+from components.params import docstring
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def ingest(
     source_uri: str,
     registry_uri: str,
@@ -43,26 +44,19 @@ def ingest(
     new_data: Output[Dataset],
     history: Output[Dataset],
     ingest_report: Output[Artifact],
-    new_rows: OutputPath(int),
-    champion_version: OutputPath(str),
-) -> str:
-    """Reads CSV/Parquet under source_uri; rows after the champion's watermark up to the cutoff are new.
-
-    History is read only as far as the strategy needs it (none to fine-tune, the window for
-    window). Returns the outcome: new-data or no-new-data."""
-    from components.steps import ingest_step, write_outputs
+) -> NamedTuple("IngestOutputs", outcome=str, new_rows=int, champion_version=str):
+    """Reads the new rows after the champion's watermark, and the history the strategy needs."""
+    from components.steps import ingest_step
 
     result = ingest_step(
         source_uri=source_uri, registry_uri=registry_uri, model_name=model_name,
         timestamp_column=timestamp_column, cutoff=cutoff, scheduled_time=scheduled_time,
-        run_id=run_id, new_data_path=new_data.path, history_path=history.path,
-        report_path=ingest_report.path, strategy=strategy, window_days=window_days)
+        run_id=run_id, strategy=strategy, window_days=window_days, new_data_path=new_data.path,
+        history_path=history.path, report_path=ingest_report.path)
     new_data.metadata["rows"] = result["new_rows"]
-    write_outputs({new_rows: result["new_rows"], champion_version: result["champion_version"]})
-    return result["outcome"]
+    return (result["outcome"], result["new_rows"], result["champion_version"])
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def validate(
     new_data: Input[Dataset],
     ingest_report: Input[Artifact],
@@ -79,12 +73,10 @@ def validate(
     validation_report: Output[Artifact],
     report: Output[Markdown],
     drift_report: Output[HTML],
-    summary: OutputPath(str),
-) -> str:
-    """Checks the new rows against the schema and measures drift against the champion's data.
-
-    Returns the decision: retrain, invalid-data, or skipped (the retrain_when policy said no)."""
-    from components.steps import validate_step, write_outputs
+    schema: Output[Artifact],
+) -> NamedTuple("ValidateOutputs", decision=str, summary=str):
+    """Checks the new rows against the schema, measures drift, and decides whether to retrain."""
+    from components.steps import validate_step
 
     result = validate_step(
         new_data_path=new_data.path, ingest_report_path=ingest_report.path,
@@ -93,53 +85,46 @@ def validate(
         retrain_when=retrain_when, schema_uri=schema_uri,
         validation_thresholds=validation_thresholds, run_id=run_id,
         report_path=validation_report.path, markdown_path=report.path,
-        html_path=drift_report.path)
+        html_path=drift_report.path, schema_path=schema.path)
     validation_report.metadata.update(errors=result["errors"], warnings=result["warnings"],
                                       drift=result["drift"])
-    write_outputs({summary: result["reason"]})
-    return result["decision"]
+    return (result["decision"], result["reason"])
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def preprocess(
     new_data: Input[Dataset],
     history: Input[Dataset],
-    registry_uri: str,
-    model_name: str,
-    champion_version: str,
+    schema: Input[Artifact],
     label_column: str,
     timestamp_column: str,
     validation_fraction: float,
     train_data: Output[Dataset],
     validation_data: Output[Dataset],
     clean_history: Output[Dataset],
-) -> NamedTuple("PreprocessOutputs", feature_kinds=dict, counts=dict):
+) -> NamedTuple("PreprocessOutputs", counts=dict):
     """Cleans rows and holds out the newest validation_fraction as the shared validation set."""
     from components.steps import preprocess_step
 
-    result = preprocess_step(
-        new_data_path=new_data.path, history_path=history.path, registry_uri=registry_uri,
-        model_name=model_name, champion_version=champion_version, label_column=label_column,
-        timestamp_column=timestamp_column, validation_fraction=validation_fraction,
-        train_path=train_data.path, validation_path=validation_data.path,
-        history_out_path=clean_history.path)
-    kinds = result.pop("feature_kinds")
-    train_data.metadata["rows"] = result["train_rows"]
-    validation_data.metadata["rows"] = result["validation_rows"]
-    return (kinds, result)
+    counts = preprocess_step(
+        new_data_path=new_data.path, history_path=history.path, schema_path=schema.path,
+        label_column=label_column, timestamp_column=timestamp_column,
+        validation_fraction=validation_fraction, train_path=train_data.path,
+        validation_path=validation_data.path, history_out_path=clean_history.path)
+    train_data.metadata["rows"] = counts["train_rows"]
+    validation_data.metadata["rows"] = counts["validation_rows"]
+    return (counts,)
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def retrain(
     train_data: Input[Dataset],
     validation_data: Input[Dataset],
     clean_history: Input[Dataset],
+    schema: Input[Artifact],
     registry_uri: str,
     model_name: str,
     champion_version: str,
     label_column: str,
     timestamp_column: str,
-    feature_kinds: dict,
     strategy: str,
     model_type: str,
     metric: str,
@@ -155,12 +140,11 @@ def retrain(
 
     training = retrain_step(
         train_path=train_data.path, validation_path=validation_data.path,
-        history_path=clean_history.path, registry_uri=registry_uri, model_name=model_name,
-        champion_version=champion_version, label_column=label_column,
-        timestamp_column=timestamp_column, feature_kinds=feature_kinds, strategy=strategy,
-        model_type=model_type, metric=metric, epochs=epochs, window_days=window_days,
-        window_files=window_files, model_dir=challenger.path,
-        trace_markdown_path=training_trace.path)
+        history_path=clean_history.path, schema_path=schema.path, registry_uri=registry_uri,
+        model_name=model_name, champion_version=champion_version, label_column=label_column,
+        timestamp_column=timestamp_column, strategy=strategy, model_type=model_type,
+        metric=metric, epochs=epochs, window_days=window_days, window_files=window_files,
+        model_dir=challenger.path, trace_markdown_path=training_trace.path)
     challenger.metadata.update(framework="scikit-learn", strategy=training["strategy"],
                                model_type=model_type)
     for row in training["trace"]:
@@ -169,7 +153,6 @@ def retrain(
                 training_metrics.log_metric(f"epoch_{row['epoch']}_{key}", row[key])
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def evaluate(
     challenger: Input[Model],
     validation_data: Input[Dataset],
@@ -191,23 +174,18 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     comparison: Output[Markdown],
     decision_record: Output[Artifact],
-    reason: OutputPath(str),
-) -> str:
-    """Scores champion and challenger on the same rows.
+) -> NamedTuple("EvaluateOutputs", decision=str, reason=str):
+    """Scores champion and challenger on the same rows; the deploy gate decides."""
+    from components.steps import evaluate_step
 
-    Returns the decision: deploy or reject."""
-    from components.steps import evaluate_step, write_outputs
-
-    params = dict(label_column=label_column, timestamp_column=timestamp_column,
-                  strategy=strategy, model_type=model_type, metric=metric,
-                  threshold=threshold, min_improvement=min_improvement)
     result = evaluate_step(
         challenger_dir=challenger.path, validation_path=validation_data.path,
         ingest_report_path=ingest_report.path, validation_report_path=validation_report.path,
-        preprocess_counts=preprocess_counts,
-        registry_uri=registry_uri, model_name=model_name, champion_version=champion_version,
-        params=params, run_id=run_id, decision_record_path=decision_record.path,
-        comparison_path=comparison.path)
+        preprocess_counts=preprocess_counts, registry_uri=registry_uri, model_name=model_name,
+        champion_version=champion_version, label_column=label_column,
+        timestamp_column=timestamp_column, strategy=strategy, model_type=model_type,
+        metric=metric, threshold=threshold, min_improvement=min_improvement, run_id=run_id,
+        decision_record_path=decision_record.path, comparison_path=comparison.path)
     for role in ("challenger", "champion"):
         for name, value in result[role].items():
             if value is not None:
@@ -216,33 +194,28 @@ def evaluate(
                                                 result["confusion_matrix"])
     if result["roc"]:
         classification_metrics.log_roc_curve(*result["roc"])
-    write_outputs({reason: result["reason"]})
-    return result["decision"]
+    return (result["decision"], result["reason"])
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def deploy(
     challenger: Input[Model],
     decision_record: Input[Artifact],
     registry_uri: str,
     model_name: str,
     run_id: str,
-    reason: OutputPath(str),
-    version: OutputPath(str),
-) -> str:
-    """Publishes version vNNNN and moves the champion pointer if it is still the one compared.
-
-    Returns the status: deployed, or rejected when another run moved the champion meanwhile."""
-    from components.steps import deploy_step, write_outputs
+    label_column: str,
+    timestamp_column: str,
+) -> NamedTuple("DeployOutputs", result=str, reason=str, version=str):
+    """Publishes version vNNNN and moves the champion pointer if it is still the one compared."""
+    from components.steps import deploy_step
 
     result = deploy_step(registry_uri=registry_uri, model_name=model_name,
                          challenger_dir=challenger.path,
-                         decision_record_path=decision_record.path, run_id=run_id)
-    write_outputs({reason: result["reason"], version: result["version"]})
-    return result["status"]
+                         decision_record_path=decision_record.path, run_id=run_id,
+                         label_column=label_column, timestamp_column=timestamp_column)
+    return (result["result"], result["reason"], result["version"])
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def alert(
     status: str,
     reason: str,
@@ -265,7 +238,6 @@ def alert(
                markdown_path=alert_report.path)
 
 
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def alert_on_failure(
     model_name: str,
     run_id: str,
@@ -279,3 +251,35 @@ def alert_on_failure(
     failure_alert_step(state=run_status.state, error_message=run_status.error_message or "",
                        model_name=model_name, run_id=run_id,
                        alert_webhook_url=alert_webhook_url, markdown_path=failure_report.path)
+
+
+STAGE_FUNCTIONS = (ingest, validate, preprocess, retrain, evaluate, deploy, alert,
+                   alert_on_failure)
+
+
+def interface(function) -> tuple[list[str], list[str]]:
+    """A stage function's input names and output names (artifacts it writes, values it returns)."""
+    signature = inspect.signature(function)
+    outputs = [name for name, parameter in signature.parameters.items()
+               if is_artifact_wrapped_in_Output(parameter.annotation)]
+    inputs = [name for name in signature.parameters if name not in outputs]
+    returned = getattr(signature.return_annotation, "_fields", ())
+    return inputs, outputs + list(returned)
+
+
+def _describe(function) -> None:
+    """Extend a stage function's one-line docstring with a description of every input and output
+    (KFP reads the component's descriptions from it)."""
+    inputs, outputs = interface(function)
+    function.__doc__ = docstring(inspect.getdoc(function).splitlines()[0], inputs, outputs)
+
+
+for _function in STAGE_FUNCTIONS:
+    _describe(_function)
+
+
+def make_components(image: str) -> SimpleNamespace:
+    """Every stage as a KFP component on ``image``: ``components.ingest``, ``.validate``, ..."""
+    return SimpleNamespace(**{
+        function.__name__: dsl.component(base_image=image, install_kfp_package=False)(function)
+        for function in STAGE_FUNCTIONS})

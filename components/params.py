@@ -1,13 +1,23 @@
-"""Parameter checks shared by the CLI (up front) and the stages (a run started from the KFP UI).
+"""The pipeline's parameters, declared once: name, type, default, description, constraint, CLI flag.
 
-Every message has one shape, borrowed from scikit-learn's parameter validation:
-``The 'strategy' parameter of retrain must be one of {...}. Got 'fulll' instead.``
+Everything else is derived from :data:`PARAMETERS`: the pipeline's signature and parameter
+descriptions (:mod:`pipelines.retrain_pipeline`), the ``retrain run`` flags (:mod:`app.cli`),
+the checks run by the CLI and again at the start of every step that takes a parameter (so a run
+started from the KFP UI fails as fast, with the same message), the descriptions of every
+component input, and the README's parameter table (``python -m components.params``).
+
+Constraints are declarative, after scikit-learn's ``_param_validation``, and one function writes
+every message: ``The 'strategy' parameter of retrain run must be one of {'auto', 'finetune',
+'full', 'window'}. Got 'fulll' instead.``
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
-from collections.abc import Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 STRATEGIES = ("auto", "finetune", "full", "window")
 MODEL_TYPES = ("hgb", "sgd")
@@ -35,112 +45,341 @@ DEFAULT_THRESHOLDS = {
     "ks_alpha": 0.05,  # KS test p-values below this are flagged in the report; not a verdict
 }
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
 
 class InvalidParameterError(ValueError):
     """A parameter value is outside what the pipeline accepts."""
 
 
-def check_choice(name: str, value: object, options: Iterable[str], caller: str) -> None:
-    """Raise unless ``value`` is one of ``options``."""
-    options = tuple(options)
-    if value not in options:
-        listed = ", ".join(repr(option) for option in options)
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {caller} must be one of {{{listed}}}. Got {value!r} instead."
-        )
+def refuse(name: str, caller: str, requirement: str, value: object) -> InvalidParameterError:
+    """The one message every refused parameter gets."""
+    return InvalidParameterError(
+        f"The {name!r} parameter of {caller} must be {requirement}. Got {value!r} instead.")
 
 
-def check_range(
-    name: str,
-    value: object,
-    low: float,
-    high: float,
-    caller: str,
-    *,
-    closed: str = "both",
-    integer: bool = False,
-) -> None:
-    """Raise unless ``value`` is a number in the interval [low, high] (``closed`` picks the ends)."""
-    kind = "an int" if integer else "a float"
-    left = "[" if closed in ("both", "left") else "("
-    right = "]" if closed in ("both", "right") else ")"
-    interval = f"{left}{low}, {high}{right}"
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if integer:
-        is_number = is_number and float(value).is_integer()
-    inside = False
-    if is_number:
-        above_low = value >= low if left == "[" else value > low
-        below_high = value <= high if right == "]" else value < high
-        inside = above_low and below_high
-    if not inside:
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {caller} must be {kind} in the range {interval}. "
-            f"Got {value!r} instead."
-        )
+# -- constraints -------------------------------------------------------------------------------
+class Constraint:
+    """What a value must be; :meth:`check` raises :func:`refuse`'s error otherwise."""
+
+    requirement = "valid"
+
+    def accepts(self, value: object) -> bool:
+        raise NotImplementedError
+
+    def check(self, name: str, value: object, caller: str) -> None:
+        if not self.accepts(value):
+            raise refuse(name, caller, self.requirement, value)
 
 
-def check_model_name(value: object, caller: str) -> None:
-    """Raise unless ``value`` is a safe registry folder name (no ``/``, no ``..``)."""
-    if not isinstance(value, str) or not _MODEL_NAME.match(value) or ".." in value:
-        raise InvalidParameterError(
-            f"The 'model_name' parameter of {caller} must be a name of letters, digits, '_', '-' "
-            f"and '.' (no '/' and no '..'), starting with a letter or digit. Got {value!r} instead."
-        )
+@dataclass(frozen=True)
+class Options(Constraint):
+    """One of a fixed set of strings."""
+
+    options: tuple[str, ...]
+
+    @property
+    def requirement(self) -> str:
+        return "one of {" + ", ".join(repr(option) for option in self.options) + "}"
+
+    def accepts(self, value: object) -> bool:
+        return value in self.options
 
 
-def check_non_empty(name: str, value: object, caller: str) -> None:
-    """Raise unless ``value`` is a non-empty string."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidParameterError(
-            f"The {name!r} parameter of {caller} must be a non-empty str. Got {value!r} instead."
-        )
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """A number in an interval; ``closed`` says which ends belong to it."""
+
+    kind: type
+    low: float
+    high: float
+    closed: str = "both"  # "both", "left", "right" or "neither"
+
+    @property
+    def requirement(self) -> str:
+        left = "[" if self.closed in ("both", "left") else "("
+        right = "]" if self.closed in ("both", "right") else ")"
+        article = "an int" if self.kind is int else "a float"
+        return f"{article} in the range {left}{self.low}, {self.high}{right}"
+
+    def accepts(self, value: object) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        if self.kind is int and not float(value).is_integer():
+            return False
+        above = value >= self.low if self.closed in ("both", "left") else value > self.low
+        below = value <= self.high if self.closed in ("both", "right") else value < self.high
+        return above and below
 
 
-def check_run_parameters(
-    *,
-    source_uri: str,
-    registry_uri: str,
-    model_name: str,
-    label_column: str,
-    strategy: str,
-    model_type: str,
-    metric: str,
-    threshold: float,
-    min_improvement: float,
-    validation_fraction: float,
-    window_days: int,
-    window_files: int,
-    epochs: int,
-    min_rows: int,
-    retrain_when: str = "always",
-    validation_thresholds: dict | None = None,
-    caller: str = "retrain run",
-) -> None:
-    """Check every pipeline parameter that has a constrained domain; raise on the first bad one."""
-    check_non_empty("source_uri", source_uri, caller)
-    check_non_empty("registry_uri", registry_uri, caller)
-    check_model_name(model_name, caller)
-    check_non_empty("label_column", label_column, caller)
-    check_choice("strategy", strategy, STRATEGIES, caller)
-    check_choice("model_type", model_type, MODEL_TYPES, caller)
-    check_choice("metric", metric, GATE_METRICS, caller)
-    check_range("threshold", threshold, 0, 1, caller)
-    check_range("min_improvement", min_improvement, 0, 1, caller)
-    check_range("validation_fraction", validation_fraction, 0, 1, caller, closed="neither")
-    check_range("window_days", window_days, 1, 100_000, caller, integer=True)
-    check_range("window_files", window_files, 1, 100_000, caller, integer=True)
-    check_range("epochs", epochs, 1, 10_000, caller, integer=True)
-    check_range("min_rows", min_rows, 2, 10**12, caller, integer=True)
-    check_choice("retrain_when", retrain_when, RETRAIN_POLICIES, caller)
-    check_thresholds(validation_thresholds or {}, caller)
+class NonEmpty(Constraint):
+    requirement = "a non-empty str"
+
+    def accepts(self, value: object) -> bool:
+        return isinstance(value, str) and bool(value.strip())
 
 
-def check_thresholds(overrides: dict, caller: str) -> dict:
-    """Return the defaults updated with ``overrides``; raise on an unknown name or a bad value."""
-    for name, value in overrides.items():
-        check_choice("validation_thresholds", name, DEFAULT_THRESHOLDS, caller)
-        check_range(name, value, 0, 1, caller)
+class AnyText(Constraint):
+    requirement = "a str"
+
+    def accepts(self, value: object) -> bool:
+        return isinstance(value, str)
+
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class ModelName(Constraint):
+    """A safe registry folder name: it becomes a path segment (no ``/``, no ``..``)."""
+
+    requirement = ("a name of letters, digits, '_', '-' and '.' (no '/' and no '..'), starting "
+                   "with a letter or digit")
+
+    def accepts(self, value: object) -> bool:
+        return isinstance(value, str) and bool(_MODEL_NAME.match(value)) and ".." not in value
+
+
+class Timestamp(Constraint):
+    """Empty, or an ISO 8601 timestamp (what ``pandas.Timestamp`` reads)."""
+
+    requirement = "an ISO 8601 timestamp (or empty)"
+
+    def accepts(self, value: object) -> bool:
+        if not isinstance(value, str):
+            return False
+        if not value.strip():
+            return True
+        from datetime import datetime
+
+        try:  # the common forms, without importing pandas (0.9 s) into the CLI
+            datetime.fromisoformat(value.strip())
+            return True
+        except ValueError:
+            pass
+        import pandas as pd
+
+        try:
+            pd.Timestamp(value.strip())
+        except ValueError:
+            return False
+        return True
+
+
+class ThresholdOverrides(Constraint):
+    """Names of :data:`DEFAULT_THRESHOLDS`, each with a ratio in [0, 1]."""
+
+    requirement = "a dict of threshold names and ratios"
+
+    def check(self, name: str, value: object, caller: str) -> None:
+        if not isinstance(value, dict):
+            raise refuse(name, caller, self.requirement, value)
+        names = Options(tuple(DEFAULT_THRESHOLDS))
+        ratio = Interval(float, 0, 1)
+        for threshold, ratio_value in value.items():
+            names.check(name, threshold, caller)
+            ratio.check(threshold, ratio_value, caller)
+
+
+# -- the table ---------------------------------------------------------------------------------
+REQUIRED = inspect.Parameter.empty  # a parameter the pipeline has no default for
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One pipeline parameter.
+
+    Attributes:
+        name: As in the pipeline, the components and the JSON of a run.
+        kind: ``str``, ``int``, ``float`` or ``dict`` (a KFP parameter type).
+        default: The pipeline's default, or :data:`REQUIRED`.
+        description: What the KFP UI, ``--help`` and the README say of it.
+        constraint: What a value must be.
+        cli_required: ``retrain run`` insists on it although the pipeline has a default.
+        cli_pairs: A ``dict`` given on the command line as repeated ``NAME=VALUE`` flags.
+        secret: It may hold a credential: never logged, recorded or alerted.
+    """
+
+    name: str
+    kind: type
+    default: object
+    description: str
+    constraint: Constraint
+    cli_required: bool = False
+    cli_pairs: bool = False
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        singular = "validation_threshold" if self.cli_pairs else self.name
+        return "--" + singular.replace("_", "-")
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def check(self, value: object, caller: str) -> None:
+        self.constraint.check(self.name, value, caller)
+
+
+PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("source_uri", str, REQUIRED, "Folder of CSV/Parquet files with the training data "
+              "(local path or gs://).", NonEmpty()),
+    Parameter("registry_uri", str, REQUIRED, "Model registry root (local path or gs://).",
+              NonEmpty()),
+    Parameter("model_name", str, "model", "Registry name of the model (letters, digits, '_', "
+              "'-', '.').", ModelName(), cli_required=True),
+    Parameter("label_column", str, "label", "Column holding the class to predict.", NonEmpty(),
+              cli_required=True),
+    Parameter("timestamp_column", str, "", "Event-time column; empty means each file is a "
+              "batch.", AnyText()),
+    Parameter("cutoff", str, "", "Latest event time to consume (ISO 8601); empty means the "
+              "scheduled time, or now.", Timestamp()),
+    Parameter("strategy", str, "auto", "auto, finetune, full or window.", Options(STRATEGIES)),
+    Parameter("model_type", str, "hgb", "hgb (HistGradientBoosting) or sgd (SGD, epochs of "
+              "partial_fit).", Options(MODEL_TYPES)),
+    Parameter("metric", str, "accuracy", "Deploy gate metric: accuracy, f1 or roc_auc.",
+              Options(GATE_METRICS)),
+    Parameter("threshold", float, 0.80, "The challenger's metric must be at least this (0..1).",
+              Interval(float, 0, 1)),
+    Parameter("min_improvement", float, 0.0, "The challenger must beat the champion by more "
+              "than this (0..1).", Interval(float, 0, 1)),
+    Parameter("validation_fraction", float, 0.2, "Newest share of new rows held out to compare "
+              "champion and challenger.", Interval(float, 0, 1, closed="neither")),
+    Parameter("window_days", int, 90, "Days of newest data the window strategy trains on "
+              "(timestamp mode).", Interval(int, 1, 100_000)),
+    Parameter("window_files", int, 3, "Newest files the window strategy trains on (batch "
+              "mode).", Interval(int, 1, 100_000)),
+    Parameter("epochs", int, 5, "SGD passes over the data; rows of the training trace.",
+              Interval(int, 1, 10_000)),
+    Parameter("min_rows", int, 100, "Fewest labelled new rows worth retraining on.",
+              Interval(int, 2, 10**12)),
+    Parameter("retrain_when", str, "always", "always, drift (only when a feature or the label "
+              "drifted) or min_rows (wait, as skipped, until min_rows labelled new rows have "
+              "accumulated).", Options(RETRAIN_POLICIES)),
+    Parameter("schema_uri", str, "", "schema.json the new data must meet; empty means the "
+              "champion's own.", AnyText()),
+    Parameter("validation_thresholds", dict, {}, "Overrides of the validation and drift "
+              "thresholds by name, e.g. {\"psi_drift\": 0.3}; see the README for the names and "
+              "defaults.", ThresholdOverrides(), cli_pairs=True),
+    Parameter("alert_webhook_url", str, "", "Slack-compatible webhook that receives alerts; "
+              "empty to only log them.", AnyText(), secret=True),
+)
+BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
+SECRET_PARAMETERS = frozenset(p.name for p in PARAMETERS if p.secret)
+
+
+def check_parameters(values: dict, caller: str) -> None:
+    """Check each of ``values`` that is a pipeline parameter; raise on the first bad one."""
+    for name, value in values.items():
+        if name in BY_NAME:
+            BY_NAME[name].check(value, caller)
+
+
+def checks_parameters(step: Callable) -> Callable:
+    """Check the pipeline parameters a step is given before it does anything.
+
+    The caller named in the message is the stage (``ingest_step`` -> ``the ingest stage``).
+    """
+    caller = f"the {step.__name__.removesuffix('_step')} stage"
+
+    @functools.wraps(step)
+    def checked(**kwargs):
+        check_parameters(kwargs, caller)
+        return step(**kwargs)
+
+    return checked
+
+
+def thresholds_with(overrides: dict, caller: str) -> dict:
+    """The validation and drift thresholds: the defaults updated with checked ``overrides``."""
+    BY_NAME["validation_thresholds"].check(overrides, caller)
     return {**DEFAULT_THRESHOLDS, **overrides}
+
+
+# -- what other places derive from the table ---------------------------------------------------
+# Inputs and outputs of the components that are not pipeline parameters, described once too.
+STAGE_VALUES = {
+    "run_id": "The pipeline job's id: names the run's record in the registry.",
+    "scheduled_time": "The run's scheduled time (UTC), which a recurring run reads up to.",
+    "champion_version": "The champion version this run started from; empty before the first "
+                        "deploy.",
+    "new_data": "The new rows (Parquet), each with the file it came from.",
+    "history": "Rows consumed by earlier versions, as far as the strategy needs them (Parquet).",
+    "ingest_report": "What ingest read: cutoff, watermarks, files, row counts, problems (JSON).",
+    "new_rows": "How many new rows ingest found.",
+    "outcome": "new-data, or no-new-data (the run ends there).",
+    "validation_report": "Validation findings, drift statistics and the decision (JSON).",
+    "report": "The findings and the per-feature drift table (Markdown).",
+    "drift_report": "A reference-vs-new histogram per feature (HTML).",
+    "schema": "The schema the new rows were checked against, which training uses: the user's, "
+              "the champion's, or one inferred (JSON).",
+    "decision": "The stage's decision, on which the pipeline branches.",
+    "summary": "One line naming the first errors, or saying the data passed.",
+    "train_data": "Cleaned new rows to train on (Parquet).",
+    "validation_data": "The newest cleaned new rows, held out to compare the two models (Parquet).",
+    "clean_history": "Cleaned history rows (Parquet).",
+    "counts": "Rows for training, validation and history, and rows dropped.",
+    "preprocess_counts": "Rows for training, validation and history, and rows dropped.",
+    "challenger": "The retrained model (model.joblib, training.json, schema.json, "
+                  "statistics.json).",
+    "training_metrics": "Loss and accuracy after each epoch.",
+    "training_trace": "The epoch-by-epoch training trace and the candidates (Markdown).",
+    "metrics": "Both models' scores on the validation rows.",
+    "classification_metrics": "The challenger's confusion matrix and ROC curve.",
+    "comparison": "Champion vs challenger and the gate's reason (Markdown).",
+    "decision_record": "Everything the gate decided on (JSON): what deploy publishes.",
+    "reason": "The sentence that explains the decision.",
+    "version": "The version deploy published (vNNNN).",
+    "result": "deployed, or rejected when another run moved the champion meanwhile.",
+    "status": "The run's status as the alert reports it.",
+    "alert_report": "The alert as sent (Markdown).",
+    "run_status": "KFP's final status of the run (the exit handler's input).",
+    "failure_report": "The failure alert, or a note that the run did not fail (Markdown).",
+}
+
+
+def describe(name: str) -> str:
+    """The description of a component input or output, from the table or :data:`STAGE_VALUES`."""
+    if name in BY_NAME:
+        return BY_NAME[name].description
+    if name in STAGE_VALUES:
+        return STAGE_VALUES[name]
+    raise KeyError(f"{name!r} has no description: add it to PARAMETERS or STAGE_VALUES")
+
+
+def docstring(summary: str, inputs: list[str], outputs: list[str] = ()) -> str:
+    """A Google-style docstring (what KFP reads descriptions from) for ``inputs`` and ``outputs``."""
+    lines = [summary.strip(), "", "Args:"]
+    lines += [f"    {name}: {describe(name)}" for name in inputs]
+    if outputs:
+        lines += ["", "Returns:"]
+        lines += [f"    {name}: {describe(name)}" for name in outputs]
+    return "\n".join(lines) + "\n"
+
+
+def pipeline_signature() -> inspect.Signature:
+    """The pipeline function's signature: one keyword parameter per row of the table."""
+    return inspect.Signature([
+        inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=p.default,
+                          annotation=p.kind) for p in PARAMETERS])
+
+
+def _default_text(parameter: Parameter) -> str:
+    if parameter.required:
+        return "(required)"
+    if parameter.default == "":
+        return "empty"
+    return f"`{parameter.default}`"
+
+
+def markdown_table() -> str:
+    """The README's parameter table."""
+    lines = ["| parameter | CLI flag | default | meaning |", "|---|---|---|---|"]
+    for p in PARAMETERS:
+        flag = f"`{p.flag} NAME=VALUE` (repeatable)" if p.cli_pairs else f"`{p.flag}`"
+        required = " (required)" if p.cli_required else ""
+        lines.append(f"| `{p.name}` | {flag}{required} | {_default_text(p)} | "
+                     f"{p.description.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,55 +1,272 @@
-"""The record each pipeline run leaves in the registry (``runs/<run_id>.json``).
+"""The records that cross stages, as dataclasses: findings, the ingest report, the training
+summary, the decision record and the run record.
 
-It is what ``retrain run --json`` prints, and the audit trail of every decision: deployed,
-rejected, invalid-data, no-new-data, skipped (the trigger policy said no).
-``drift`` names the drifted features (the label too when its distribution moved) and
-``findings`` lists validation findings; both are empty when validation did not run.
+Each is written as JSON (an artifact, a registry file, ``retrain run --json``) by ``to_dict`` and
+read back by ``from_dict``; the JSON fields are contracts scripts rely on, so they stay as named.
 """
 
 from __future__ import annotations
 
-from components.registry import utc_now_iso
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 
-STATUSES = ("deployed", "rejected", "invalid-data", "no-new-data", "skipped")
+from components.outcomes import Severity
 
 
-def build_run_record(
-    *,
-    status: str,
-    reason: str,
-    run_id: str,
-    model_name: str,
-    new_rows: int,
-    decision_record: dict | None = None,
-    champion_version: str = "",
-    deployed_version: str = "",
-    validation: dict | None = None,
-) -> dict:
-    """One run's outcome with the champion's and challenger's versions and metrics."""
-    record = decision_record or {}
-    champion = record.get("champion") or {}
-    challenger = record.get("challenger") or {}
-    validation = validation or record.get("validation") or {}
-    return {
-        "status": status,
-        "reason": reason,
-        "run_id": run_id,
-        "model_name": model_name,
-        "new_rows": int(new_rows),
-        "champion": {
-            "version": champion.get("version") or champion_version or None,
-            "metrics": champion.get("metrics"),
-        },
-        "challenger": {
-            "version": deployed_version or None,
-            "strategy": challenger.get("strategy"),
-            "model_type": challenger.get("model_type"),
-            "metrics": challenger.get("metrics"),
-        },
-        "metric": record.get("metric"),
-        "threshold": record.get("threshold"),
-        "data": record.get("data"),
-        "drift": list(validation.get("drift") or []),
-        "findings": list(validation.get("findings") or []),
-        "finished_at": utc_now_iso(),
-    }
+def utc_now_iso() -> str:
+    """The current UTC time as ISO 8601 with a ``Z`` suffix."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _known_fields(cls, payload: dict) -> dict:
+    """The keys of ``payload`` that are fields of ``cls`` (older files may hold more or fewer)."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in payload.items() if key in names}
+
+
+# -- validation --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in the new data; ``check`` is a stable name scripts can match on."""
+
+    severity: str
+    problem: str
+    file: str = ""
+    column: str = ""
+    check: str = ""
+
+    def message(self) -> str:
+        where = ", ".join(
+            part for part in (f"file {self.file}" if self.file else "",
+                              f"column {self.column!r}" if self.column else "") if part
+        )
+        return f"{where}: {self.problem}" if where else self.problem
+
+
+@dataclass
+class ValidationReport:
+    """All findings; the data is valid when none is an error."""
+
+    findings: list[Finding]
+    rows: int
+    labelled_rows: int = 0
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == Severity.WARNING]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def summary(self, limit: int = 5) -> str:
+        """One line naming the first errors (or ``ok``), for alerts and the run record."""
+        if self.valid:
+            return f"ok: {self.rows} new rows passed validation ({len(self.warnings)} warning(s))"
+        shown = "; ".join(f.message() for f in self.errors[:limit])
+        more = len(self.errors) - limit
+        return f"invalid data: {shown}" + (f"; and {more} more" if more > 0 else "")
+
+    def findings_list(self) -> list[dict]:
+        return [asdict(f) for f in self.findings]
+
+    def to_dict(self) -> dict:
+        return {"valid": self.valid, "rows": self.rows, "labelled_rows": self.labelled_rows,
+                "findings": self.findings_list()}
+
+
+@dataclass
+class ValidationSummary:
+    """What a validation passes on to the decision and run records: drifted names, findings."""
+
+    drift: list[str] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, payload: dict | None) -> ValidationSummary:
+        payload = payload or {}
+        return cls(list(payload.get("drift") or []), list(payload.get("findings") or []))
+
+
+# -- ingest ------------------------------------------------------------------------------------
+@dataclass
+class IngestReport:
+    """What ingest read (the ``ingest_report`` artifact); its data window travels on to the
+    decision record, and deploy moves the watermark to ``new_watermark``."""
+
+    outcome: str
+    cutoff: str
+    watermark_before: str | None
+    new_watermark: str | None
+    new_rows: int
+    history_rows: int
+    new_files: dict[str, dict]
+    consumed_files: dict[str, dict]
+    file_columns: dict[str, list[str]]
+    problems: list[str]
+    champion_version: str = ""
+    source_uri: str = ""
+    history_read: str = ""
+
+    def data_window(self) -> dict:
+        """Everything but the per-file column lists, for the decision and run records."""
+        window = asdict(self)
+        window.pop("file_columns")
+        return window
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> IngestReport:
+        return cls(**_known_fields(cls, payload))
+
+
+# -- training and the decision -----------------------------------------------------------------
+@dataclass
+class TrainingSummary:
+    """How the challenger was trained (``training.json`` beside the model)."""
+
+    strategy: str
+    requested_strategy: str
+    model_type: str
+    candidates: list[dict]
+    trace: list[dict]
+    notes: list[str]
+    feature_kinds: dict[str, str]
+    classes: list
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> TrainingSummary:
+        return cls(**_known_fields(cls, payload))
+
+
+@dataclass
+class ChampionScores:
+    """The champion as the gate saw it."""
+
+    version: str
+    metrics: dict
+
+
+@dataclass
+class ChallengerScores:
+    """The challenger as the gate saw it: how it was trained, and its scores."""
+
+    strategy: str
+    requested_strategy: str
+    model_type: str
+    candidates: list[dict]
+    notes: list[str]
+    feature_kinds: dict[str, str]
+    classes: list
+    metrics: dict
+
+    @classmethod
+    def of(cls, training: TrainingSummary, metrics: dict) -> ChallengerScores:
+        summary = training.to_dict()
+        summary.pop("trace")
+        return cls(**summary, metrics=metrics)
+
+
+@dataclass
+class DecisionRecord:
+    """Everything the deploy gate decided on (the ``decision_record`` artifact)."""
+
+    run_id: str
+    model_name: str
+    decision: str
+    reason: str
+    cold_start: bool
+    metric: str
+    threshold: float
+    min_improvement: float
+    params: dict
+    champion: ChampionScores | None
+    challenger: ChallengerScores
+    data: dict
+    validation: ValidationSummary
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> DecisionRecord:
+        values = _known_fields(cls, payload)
+        values["champion"] = ChampionScores(**payload["champion"]) if payload.get("champion") \
+            else None
+        values["challenger"] = ChallengerScores(**_known_fields(ChallengerScores,
+                                                                payload["challenger"]))
+        values["validation"] = ValidationSummary.from_dict(payload.get("validation"))
+        return cls(**values)
+
+
+# -- the run -----------------------------------------------------------------------------------
+@dataclass
+class RunRecord:
+    """One run's outcome (``runs/<run_id>.json``): what ``retrain run --json`` prints, and the
+    audit trail of every decision: deployed, rejected, invalid-data, no-new-data, skipped.
+
+    ``drift`` names the drifted features (the label too when its distribution moved) and
+    ``findings`` lists validation findings; both are empty when validation did not run.
+    """
+
+    status: str
+    reason: str
+    run_id: str
+    model_name: str
+    new_rows: int
+    champion: dict
+    challenger: dict
+    metric: str | None
+    threshold: float | None
+    data: dict | None
+    drift: list[str]
+    findings: list[dict]
+    finished_at: str
+    log: str | None = None  # where the stages' logs are: set by a local run, not stored
+
+    @classmethod
+    def of(cls, *, status: str, reason: str, run_id: str, model_name: str, new_rows: int,
+           decision: DecisionRecord | None = None, champion_version: str = "",
+           deployed_version: str = "", validation: ValidationSummary | None = None) -> RunRecord:
+        """The record of a run that ended with ``status``, from what the run knew by then."""
+        champion, challenger = (decision.champion, decision.challenger) if decision else \
+            (None, None)
+        validation = validation or (decision.validation if decision else ValidationSummary())
+        return cls(
+            status=status,
+            reason=reason,
+            run_id=run_id,
+            model_name=model_name,
+            new_rows=int(new_rows),
+            champion={"version": (champion.version if champion else "") or champion_version
+                      or None, "metrics": champion.metrics if champion else None},
+            challenger={"version": deployed_version or None,
+                        "strategy": challenger.strategy if challenger else None,
+                        "model_type": challenger.model_type if challenger else None,
+                        "metrics": challenger.metrics if challenger else None},
+            metric=decision.metric if decision else None,
+            threshold=decision.threshold if decision else None,
+            data=decision.data if decision else None,
+            drift=list(validation.drift),
+            findings=list(validation.findings),
+            finished_at=utc_now_iso(),
+        )
+
+    def to_dict(self) -> dict:
+        record = asdict(self)
+        if record["log"] is None:
+            record.pop("log")
+        return record
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> RunRecord:
+        return cls(**_known_fields(cls, payload))

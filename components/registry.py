@@ -17,13 +17,13 @@ changes only by compare-and-swap against the version the run started from.
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
-from components.params import check_model_name
+from components.ml.models import load_model_bytes
+from components.params import BY_NAME
+from components.records import RunRecord, utc_now_iso
 from components.storage import Storage, join_uri, sha256_bytes, storage_for
 
 MODEL_FILE = "model.joblib"
@@ -69,11 +69,6 @@ class ChampionPointer:
         return cls(**json.loads(data))
 
 
-def utc_now_iso() -> str:
-    """The current UTC time as ISO 8601 with a ``Z`` suffix."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def version_name(number: int) -> str:
     """``7`` -> ``v0007``."""
     return f"v{number:04d}"
@@ -90,7 +85,7 @@ class Registry:
     """Versions and the champion pointer of one model in one registry."""
 
     def __init__(self, registry_uri: str, model_name: str, storage: Storage | None = None):
-        check_model_name(model_name, "Registry")
+        BY_NAME["model_name"].check(model_name, "Registry")
         self.registry_uri = registry_uri
         self.model_name = model_name
         self.root = join_uri(registry_uri, model_name)
@@ -141,10 +136,21 @@ class Registry:
                 complete.add(parts[0])
         return sorted(complete, key=version_number)
 
+    def version_list(self) -> list[dict]:
+        """Every complete version with what ``retrain registry list`` shows of it, oldest first."""
+        pointer = self.champion()
+        listed = []
+        for version in self.versions():
+            meta = self.metadata(version)
+            listed.append({"version": version,
+                           "champion": bool(pointer and pointer.version == version),
+                           "created_at": meta["created_at"], "strategy": meta["strategy"],
+                           "model_type": meta["model_type"], "metrics": meta["metrics"],
+                           "parent_version": meta["parent_version"], "run_id": meta["run_id"]})
+        return listed
+
     def load_model(self, version: str):
         """Load a version's model after checking its SHA-256 against its metadata."""
-        import joblib
-
         expected = self.metadata(version)["model_sha256"]
         data = self.storage.read_bytes(self.version_uri(version, MODEL_FILE))
         actual = sha256_bytes(data)
@@ -153,7 +159,7 @@ class Registry:
                 f"{self.version_uri(version, MODEL_FILE)} has SHA-256 {actual}, but its "
                 f"{METADATA_FILE} records {expected}: refusing to load a torn or altered model"
             )
-        return joblib.load(io.BytesIO(data))
+        return load_model_bytes(data, self.version_uri(version, MODEL_FILE))
 
     # -- writing -------------------------------------------------------------------------------
     def publish(self, model_bytes: bytes, metadata: dict, extra_files: dict | None = None) -> str:
@@ -226,14 +232,14 @@ class Registry:
         return pointer
 
     # -- run records ---------------------------------------------------------------------------
-    def write_run_record(self, run_id: str, record: dict) -> str:
+    def write_run_record(self, run_id: str, record: RunRecord) -> str:
         """Store the record of one pipeline run; returns its URI."""
         uri = join_uri(self.root, "runs", f"{run_id}.json")
-        self.storage.write_bytes(uri, json.dumps(record, indent=2, sort_keys=True,
+        self.storage.write_bytes(uri, json.dumps(record.to_dict(), indent=2, sort_keys=True,
                                                  default=str).encode())
         return uri
 
-    def run_record(self, run_id: str) -> dict | None:
+    def run_record(self, run_id: str) -> RunRecord | None:
         """The record a run left, or None if it left none (it crashed or is still running)."""
         data, _ = self.storage.read_with_token(join_uri(self.root, "runs", f"{run_id}.json"))
-        return json.loads(data) if data is not None else None
+        return RunRecord.from_dict(json.loads(data)) if data is not None else None

@@ -155,3 +155,28 @@ def promote_concurrently(registry, attempts: int) -> list[bool]:
     for thread in threads:
         thread.join()
     return results
+
+
+def decision_record(champion_version: str | None, *, reason: str = "challenger beats champion",
+                    decision: str = "deploy"):
+    """A small decision record, as evaluate writes it, for deploy and alert tests."""
+    from components.records import (
+        ChallengerScores,
+        ChampionScores,
+        DecisionRecord,
+        ValidationSummary,
+    )
+
+    return DecisionRecord(
+        run_id="run-0", model_name="m", decision=decision, reason=reason, cold_start=False,
+        metric="accuracy", threshold=0.8, min_improvement=0.0,
+        params={"label_column": "y", "timestamp_column": ""},
+        champion=(ChampionScores(champion_version, {"accuracy": 0.7})
+                  if champion_version else None),
+        challenger=ChallengerScores(
+            strategy="full", requested_strategy="auto", model_type="hgb", candidates=[],
+            notes=[], feature_kinds={"x": "numeric"}, classes=[0, 1],
+            metrics={"accuracy": 0.9}),
+        data={"new_rows": 10, "new_watermark": "2025-02-01T00:00:00Z", "consumed_files": {},
+              "validation_rows": 2},
+        validation=ValidationSummary())

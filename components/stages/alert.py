@@ -7,7 +7,6 @@ URL is set. A webhook that keeps failing fails the step: an alert nobody receive
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -66,16 +65,9 @@ def post_alert(url: str, payload: dict, *, attempts: int = 3, timeout: float = 1
         f"alert webhook {redacted(url)} did not accept the alert: {last_problem}")
 
 
-def alert_markdown(payload: dict) -> str:
-    """The alert as a Markdown artifact for the KFP UI."""
-    lines = [f"# Alert: {payload['status']}", "", payload["text"], "", "```json",
-             json.dumps(payload, indent=2, sort_keys=True, default=str), "```"]
-    return "\n".join(lines) + "\n"
-
-
-def send_alert(payload: dict, webhook_url: str = "") -> str:
-    """Log the alert, POST it if a webhook is set (the parameter, else the secret-fed
-    ``RETRAIN_ALERT_WEBHOOK_URL``), and return its Markdown."""
+def send_alert(payload: dict, webhook_url: str = "") -> None:
+    """Log the alert, and POST it if a webhook is set (the parameter, else the secret-fed
+    ``RETRAIN_ALERT_WEBHOOK_URL``)."""
     import os
 
     webhook_url = webhook_url or os.environ.get(WEBHOOK_ENV, "")
@@ -83,4 +75,3 @@ def send_alert(payload: dict, webhook_url: str = "") -> str:
     print(f"ALERT {payload['text']}", flush=True)
     if webhook_url:
         post_alert(webhook_url, payload)
-    return alert_markdown(payload)

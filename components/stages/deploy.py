@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
-from pathlib import Path
 
-from components.registry import ChampionPointer, Registry, utc_now_iso
+from components.outcomes import DeployResult
+from components.records import DecisionRecord, utc_now_iso
+from components.registry import ChampionPointer, Registry
 
 CHAMPION_CHANGED = "champion changed during the run"
 
 
 @dataclass(frozen=True)
-class DeployResult:
-    """What deploy did: ``deployed`` with the new version, or ``rejected`` with the reason."""
+class Deployment:
+    """What deploy did: ``deployed`` with the new version, or ``rejected`` with the reason (the
+    version is then published but not promoted)."""
 
-    status: str
+    result: str
     reason: str
     version: str
 
@@ -37,42 +39,49 @@ def library_versions() -> dict[str, str]:
             **{name: version(name) for name in ("scikit-learn", "numpy", "pandas", "joblib")}}
 
 
-def deploy(registry: Registry, *, model_file: str | Path, decision_record: dict,
-           run_id: str, extra_files: dict[str, bytes] | None = None) -> DeployResult:
-    """Publish the challenger and promote it over ``decision_record['champion']['version']``.
+def version_metadata(record: DecisionRecord, *, model_name: str, run_id: str, label_column: str,
+                     timestamp_column: str) -> dict:
+    """What ``metadata.json`` says of the version (the registry adds its number and digest)."""
+    challenger = record.challenger
+    return {
+        "model_name": model_name,
+        "run_id": run_id,
+        "created_at": utc_now_iso(),
+        "parent_version": record.champion.version if record.champion else None,
+        "metrics": challenger.metrics,
+        "champion_metrics_at_deploy": record.champion.metrics if record.champion else None,
+        "decision_reason": record.reason,
+        "data_window": record.data,
+        "params": record.params,
+        "strategy": challenger.strategy,
+        "model_type": challenger.model_type,
+        "feature_kinds": challenger.feature_kinds,
+        "classes": challenger.classes,
+        "label_column": label_column,
+        "timestamp_column": timestamp_column,
+        "libraries": library_versions(),
+    }
+
+
+def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: str,
+           label_column: str, timestamp_column: str,
+           extra_files: dict[str, bytes] | None = None) -> Deployment:
+    """Publish the challenger's model file and promote it over the champion the gate compared.
 
     ``extra_files`` (``schema.json``, ``statistics.json``) are stored with the version.
     """
-    champion_version = (decision_record.get("champion") or {}).get("version") or None
-    challenger = decision_record["challenger"]
-    data = decision_record["data"]
-    metadata = {
-        "model_name": registry.model_name,
-        "run_id": run_id,
-        "created_at": utc_now_iso(),
-        "parent_version": champion_version,
-        "metrics": challenger["metrics"],
-        "champion_metrics_at_deploy": (decision_record.get("champion") or {}).get("metrics"),
-        "decision_reason": decision_record["reason"],
-        "data_window": data,
-        "params": decision_record["params"],
-        "strategy": challenger["strategy"],
-        "model_type": challenger["model_type"],
-        "feature_kinds": challenger["feature_kinds"],
-        "classes": challenger["classes"],
-        "label_column": decision_record["params"]["label_column"],
-        "timestamp_column": decision_record["params"]["timestamp_column"],
-        "libraries": library_versions(),
-    }
-    version = registry.publish(Path(model_file).read_bytes(), metadata, extra_files)
+    champion_version = record.champion.version if record.champion else None
+    metadata = version_metadata(record, model_name=registry.model_name, run_id=run_id,
+                                label_column=label_column, timestamp_column=timestamp_column)
+    version = registry.publish(model, metadata, extra_files)
     pointer = ChampionPointer(
         version=version,
-        watermark=data.get("new_watermark"),
-        consumed_files=data.get("consumed_files") or {},
+        watermark=record.data.get("new_watermark"),
+        consumed_files=record.data.get("consumed_files") or {},
         previous=champion_version,
         updated_at=utc_now_iso(),
         reason=f"deploy {version} by run {run_id}",
     )
     if not registry.move_champion(pointer, expected_version=champion_version):
-        return DeployResult("rejected", CHAMPION_CHANGED, version)
-    return DeployResult("deployed", decision_record["reason"], version)
+        return Deployment(DeployResult.REJECTED, CHAMPION_CHANGED, version)
+    return Deployment(DeployResult.DEPLOYED, record.reason, version)

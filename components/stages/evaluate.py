@@ -1,220 +1,38 @@
 """Stage 5, evaluate: score champion and challenger on the same validation rows and decide.
 
-The challenger is deployed when its gate metric reaches the threshold and beats the champion by
-more than ``min_improvement`` (a tie keeps the champion). Without a champion, the threshold alone
-decides, and the decision record says it was a cold start.
+The scores come from :mod:`components.ml.metrics`, the decision from the deploy gate in
+:mod:`components.policies`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
-
-from components.chunks import as_table
-from components.schema import SOURCE_FILE_COLUMN
-
-DEPLOY = "deploy"
-REJECT = "reject"
-METRIC_NAMES = ("accuracy", "f1", "roc_auc", "log_loss")
+from components.ml.metrics import Predictions, predict, score_model
+from components.policies import GateVerdict, gate_decision
 
 
 @dataclass(frozen=True)
-class Decision:
-    """The gate's verdict and the sentence that explains it."""
+class Evaluation:
+    """Both models' scores on the validation rows, and the gate's verdict."""
 
-    decision: str
-    reason: str
-    cold_start: bool
-
-
-def split_features(frame: pd.DataFrame, label_column: str) -> tuple[pd.DataFrame, pd.Series]:
-    """Features (everything but the label and provenance) and labels of a frame."""
-    features = frame.drop(columns=[label_column, SOURCE_FILE_COLUMN], errors="ignore")
-    return features, frame[label_column]
+    challenger: Predictions
+    challenger_scores: dict
+    champion_scores: dict | None
+    verdict: GateVerdict
 
 
-class LossAndAccuracy:
-    """Log loss and accuracy added up batch by batch: what a training trace row shows. In
-    numpy, as sklearn's ``log_loss`` computes it: its input checks took a third of a small
-    fine-tune, which scores every epoch."""
+def evaluate(challenger, champion, validation, *, label_column: str, metric: str,
+             threshold: float, min_improvement: float, champion_version: str) -> Evaluation:
+    """Score the challenger (and the champion, if there is one) on ``validation`` and decide.
 
-    def __init__(self, classes):
-        self.classes = np.asarray(classes)
-        self._order = np.argsort(self.classes)
-        self.rows = self.correct = 0
-        self.loss: float | None = 0.0  # None once a label is one the classifier does not know
-
-    def add(self, y, probabilities: np.ndarray) -> None:
-        y = np.asarray(y)
-        self.rows += len(y)
-        self.correct += int((self.classes[np.argmax(probabilities, axis=1)] == y).sum())
-        if self.loss is None or not len(y):
-            return
-        found = np.searchsorted(self.classes, y, sorter=self._order)
-        known = found < len(self.classes)
-        columns = self._order[np.where(known, found, 0)]
-        if not (known & (self.classes[columns] == y)).all():
-            self.loss = None
-            return
-        eps = np.finfo(probabilities.dtype).eps
-        chosen = np.clip(probabilities[np.arange(len(y)), columns], eps, 1 - eps)
-        self.loss -= float(np.log(chosen).sum())
-
-    def scores(self) -> dict:
-        return {"log_loss": None if self.loss is None or not self.rows else self.loss / self.rows,
-                "accuracy": self.correct / self.rows if self.rows else None}
-
-
-def score_predictions(y_true, probabilities: np.ndarray, classes) -> dict[str, float | None]:
-    """Accuracy, macro F1, ROC AUC (one-vs-rest for multiclass) and log loss.
-
-    A metric that is undefined on these rows (ROC AUC with one class present, log loss with a
-    class the model never saw) is None rather than a made-up number.
+    ``validation``: a DataFrame, Parquet path or Table, scored a chunk at a time.
     """
-    from sklearn.metrics import f1_score, roc_auc_score
-
-    classes = np.asarray(classes)
-    y_true = np.asarray(y_true)
-    predicted = classes[np.argmax(probabilities, axis=1)]
-    totals = LossAndAccuracy(classes)
-    totals.add(y_true, probabilities)
-    loss_and_accuracy = totals.scores()
-    scores: dict[str, float | None] = {
-        "accuracy": loss_and_accuracy["accuracy"],
-        "f1": float(f1_score(y_true, predicted, average="macro", labels=np.unique(y_true))),
-        "roc_auc": None,
-        "log_loss": loss_and_accuracy["log_loss"],
-    }
-    seen = set(np.unique(y_true).tolist())
-    if scores["log_loss"] is not None:
-        if len(seen) > 1:
-            if len(classes) == 2:
-                scores["roc_auc"] = float(roc_auc_score(y_true == classes[1], probabilities[:, 1]))
-            elif len(seen) == len(classes):
-                scores["roc_auc"] = float(roc_auc_score(
-                    y_true, probabilities, multi_class="ovr", average="macro", labels=classes))
-    return scores
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """A model's predicted probabilities for labelled rows: all evaluate keeps of the rows."""
-
-    labels: np.ndarray
-    probabilities: np.ndarray
-    classes: np.ndarray
-
-    def scores(self) -> dict[str, float | None]:
-        return score_predictions(self.labels, self.probabilities, self.classes)
-
-    def confusion(self) -> tuple[list[str], list[list[int]]]:
-        """Class names and the confusion matrix (rows: true class, columns: predicted)."""
-        from sklearn.metrics import confusion_matrix
-
-        predicted = self.classes[np.argmax(self.probabilities, axis=1)]
-        matrix = confusion_matrix(self.labels, predicted, labels=self.classes)
-        return [str(c) for c in self.classes], matrix.astype(int).tolist()
-
-    def roc_points(self, max_points: int = 50):
-        """FPR, TPR and thresholds of the ROC curve for binary labels, thinned; else None."""
-        from sklearn.metrics import roc_curve
-
-        if len(self.classes) != 2 or len(np.unique(self.labels)) != 2:
-            return None
-        fpr, tpr, thresholds = roc_curve(self.labels == self.classes[1],
-                                         self.probabilities[:, 1])
-        keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
-        finite = np.where(np.isfinite(thresholds[keep]), thresholds[keep], 1.0)
-        return fpr[keep].tolist(), tpr[keep].tolist(), finite.tolist()
-
-
-def predict(model, data, label_column: str) -> Predictions:
-    """Run a fitted classifier (or Pipeline) over labelled rows a chunk at a time.
-
-    ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table`.
-    """
-    labels, probabilities = [], []
-    for chunk in as_table(data).chunks():
-        features, chunk_labels = split_features(chunk, label_column)
-        labels.append(chunk_labels.to_numpy())
-        probabilities.append(model.predict_proba(features))
-    classes = np.asarray(model.classes_)
-    if not labels:
-        return Predictions(np.empty(0, dtype=classes.dtype), np.empty((0, len(classes))), classes)
-    return Predictions(np.concatenate(labels), np.concatenate(probabilities), classes)
-
-
-def score_model(model, data, label_column: str) -> dict[str, float | None]:
-    """Score a fitted sklearn classifier (or Pipeline) on labelled rows."""
-    return predict(model, data, label_column).scores()
-
-
-def decide(
-    challenger: dict,
-    champion: dict | None,
-    *,
-    metric: str,
-    threshold: float,
-    min_improvement: float,
-    champion_version: str = "",
-) -> Decision:
-    """Apply the deploy gate to the challenger's and champion's scores."""
-    value = challenger.get(metric)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Decision(REJECT, f"challenger {metric} is undefined on the validation rows",
-                        champion is None)
-    if value < threshold:
-        return Decision(REJECT, f"challenger {metric} {value:.4f} is below the threshold "
-                                f"{threshold:.4f}", champion is None)
-    if champion is None:
-        return Decision(DEPLOY, f"cold start: no champion yet; challenger {metric} {value:.4f} "
-                                f">= threshold {threshold:.4f}", True)
-    baseline = champion.get(metric)
-    if baseline is None:
-        return Decision(DEPLOY, f"challenger {metric} {value:.4f} >= threshold {threshold:.4f}; "
-                                f"champion {champion_version} has no {metric} on these rows",
-                        False)
-    gain = value - baseline
-    if gain <= min_improvement:
-        return Decision(REJECT, f"challenger {metric} {value:.4f} does not beat champion "
-                                f"{champion_version} ({baseline:.4f}) by more than "
-                                f"{min_improvement:.4f}", False)
-    return Decision(DEPLOY, f"challenger {metric} {value:.4f} >= threshold {threshold:.4f} and "
-                            f"beats champion {champion_version} ({baseline:.4f}) by {gain:.4f}",
-                    False)
-
-
-def comparison_markdown(record: dict) -> str:
-    """The champion-versus-challenger table shown in the KFP UI."""
-    champion = record.get("champion") or {}
-    challenger = record["challenger"]
-    lines = [
-        f"# Champion vs challenger: {record['decision'].upper()}",
-        "",
-        f"**Reason:** {record['reason']}",
-        "",
-        f"Gate: `{record['metric']}` >= {record['threshold']} and better than the champion by "
-        f"more than {record['min_improvement']}. Validation rows: {record['data']['validation_rows']}.",
-        "",
-        f"| metric | champion {champion.get('version') or '(none)'} | challenger "
-        f"({challenger['strategy']}, {challenger['model_type']}) |",
-        "|---|---|---|",
-    ]
-    for name in METRIC_NAMES:
-        lines.append(f"| {name} | {_fmt((champion.get('metrics') or {}).get(name))} | "
-                     f"{_fmt(challenger['metrics'].get(name))} |")
-    candidates = challenger.get("candidates") or []
-    if candidates:
-        lines += ["", "## Candidates", "", f"| strategy | status | rows | {record['metric']} | note |",
-                  "|---|---|---|---|---|"]
-        for c in candidates:
-            lines.append(f"| {c['strategy']} | {c['status']} | {c.get('rows', '-')} | "
-                         f"{_fmt(c.get('score'))} | {c.get('note', '')} |")
-    return "\n".join(lines) + "\n"
-
-
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    predictions = predict(challenger, validation, label_column)
+    challenger_scores = predictions.scores()
+    champion_scores = (score_model(champion, validation, label_column)
+                       if champion is not None else None)
+    verdict = gate_decision(challenger_scores, champion_scores, metric=metric,
+                            threshold=threshold, min_improvement=min_improvement,
+                            champion_version=champion_version)
+    return Evaluation(predictions, challenger_scores, champion_scores, verdict)

@@ -22,8 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.chunks import ChunkWriter, Table
-from components.schema import SOURCE_FILE_COLUMN, as_category_strings
+from components.data.chunks import ChunkSchemaError, ChunkWriter, Table
+from components.data.schema import SOURCE_FILE_COLUMN, as_category_strings
+from components.outcomes import IngestOutcome
+from components.params import Timestamp, refuse
+from components.records import IngestReport
 from components.storage import FileInfo, sha256_bytes, storage_for
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
@@ -55,7 +58,9 @@ class IngestResult:
     @property
     def outcome(self) -> str:
         """``new-data`` when there is anything to validate (rows or problems), else ``no-new-data``."""
-        return "new-data" if self.new_rows or self.problems else "no-new-data"
+        if self.new_rows or self.problems:
+            return IngestOutcome.NEW_DATA
+        return IngestOutcome.NO_NEW_DATA
 
     @property
     def new_data(self) -> pd.DataFrame:
@@ -66,20 +71,15 @@ class IngestResult:
     def history(self) -> pd.DataFrame:
         return pd.read_parquet(self.history_path)
 
-    def report(self) -> dict:
-        """A JSON-ready summary that travels with the data to the decision record."""
-        return {
-            "outcome": self.outcome,
-            "cutoff": self.cutoff,
-            "watermark_before": self.watermark_before,
-            "new_watermark": self.new_watermark,
-            "new_rows": self.new_rows,
-            "history_rows": self.history_rows,
-            "new_files": self.new_files,
-            "consumed_files": self.consumed_files,
-            "file_columns": self.file_columns,
-            "problems": self.problems,
-        }
+    def report(self, **context) -> IngestReport:
+        """The summary that travels with the data to the decision record; ``context`` adds the
+        step's ``champion_version``, ``source_uri`` and ``history_read``."""
+        return IngestReport(
+            outcome=self.outcome, cutoff=self.cutoff, watermark_before=self.watermark_before,
+            new_watermark=self.new_watermark, new_rows=self.new_rows,
+            history_rows=self.history_rows, new_files=self.new_files,
+            consumed_files=self.consumed_files, file_columns=self.file_columns,
+            problems=self.problems, **context)
 
 
 def to_utc_timestamp(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
@@ -101,17 +101,37 @@ def resolve_cutoff(cutoff: str, scheduled_time: str, now: datetime | None = None
     if cutoff and cutoff.strip():
         try:
             return to_utc_timestamp(cutoff.strip())
-        except ValueError as error:
-            raise ValueError(
-                f"The 'cutoff' parameter of ingest must be an ISO 8601 timestamp. "
-                f"Got {cutoff!r} instead."
-            ) from error
+        except ValueError:
+            raise refuse("cutoff", "the ingest stage", Timestamp.requirement, cutoff) from None
     if scheduled_time and not scheduled_time.startswith(_PLACEHOLDER_PREFIX):
         try:
             return to_utc_timestamp(scheduled_time)
         except ValueError:
             pass  # a one-off run on some backends passes an empty or odd value: use now
     return to_utc_timestamp(now or datetime.now(timezone.utc))
+
+
+def history_days_needed(strategy: str, window_days: int) -> float | None:
+    """How much history a strategy reads: none to fine-tune, the window for ``window``, else all.
+
+    A fine-tune whose champion turns out not to fit falls back to ``full`` on the new rows only.
+    """
+    return {"finetune": 0, "window": window_days}.get(strategy)
+
+
+def history_read(history_days: float | None) -> str:
+    """What the ingest report says of the history read."""
+    if history_days is None:
+        return "all"
+    return "none" if history_days == 0 else f"the {history_days} days before the watermark"
+
+
+def no_new_data_reason(result: IngestResult, timestamp_column: str) -> str:
+    """Why a run with nothing new ends where it is."""
+    if timestamp_column:
+        return (f"no rows after the watermark {result.watermark_before} up to the cutoff "
+                f"{result.cutoff}")
+    return "no files that the champion has not consumed"
 
 
 def list_data_files(source_uri: str) -> list[FileInfo]:
@@ -132,7 +152,7 @@ def read_chunks(data: bytes, name: str, *, timestamp_column: str = "",
                 rows_after: pd.Timestamp | None = None) -> tuple[list[str], Iterator[pd.DataFrame]]:
     """A file's columns, and its rows chunk by chunk; ``name`` picks the format.
 
-    A Parquet file is read a chunk of rows at a time (see :mod:`components.chunks`). With
+    A Parquet file is read a chunk of rows at a time (see :mod:`components.data.chunks`). With
     ``rows_after``, and a timestamp column stored as a timestamp, only rows after it are read:
     row groups that end earlier are skipped unread (their statistics say so). A CSV file is one
     chunk, and other files are read whole; the caller drops the rows it does not need.
@@ -223,91 +243,39 @@ def ingest(
         Where the split went, the files that contributed new rows, and any problems found.
     """
     consumed_files = dict(consumed_files or {})
-    watermark_stamp = to_utc_timestamp(watermark) if watermark else None
     if new_data_path is None or history_path is None:
         folder = Path(tempfile.mkdtemp(prefix="ingest-"))
         new_data_path, history_path = folder / "new_data.parquet", folder / "history.parquet"
     new_data_path, history_path = Path(new_data_path), Path(history_path)
+    split = _TimeSplit(timestamp_column, cutoff, watermark, history_days)
     parts = new_data_path.parent / f".{new_data_path.name}.parts"
     parts.mkdir(parents=True, exist_ok=True)
     storage = storage_for(source_uri)
     new_parts, history_parts, problems = [], [], []
     new_files: dict[str, dict] = {}
     file_columns: dict[str, list[str]] = {}
-    newest: pd.Timestamp | None = None
-
-    history_start = (None if history_days is None or watermark_stamp is None else
-                     watermark_stamp - pd.Timedelta(days=history_days))
     try:  # the per-file parts are removed whatever happens
         for number, info in enumerate(list_data_files(source_uri)):
-            name = info.relative_path
             data = storage.read_bytes(info.uri)
             fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
-            consumed = not timestamp_column and consumed_files.get(name) == fingerprint
+            consumed = not timestamp_column and consumed_files.get(info.relative_path) == \
+                fingerprint
             if consumed and history_days == 0:
                 continue  # a batch the run does not need
-            new_part = ChunkWriter(parts / f"new-{number:05d}.parquet")
-            history_part = ChunkWriter(parts / f"history-{number:05d}.parquet")
-            timestamp_problems = _TimestampProblems()
-            try:
-                columns, chunks = read_chunks(data, name, timestamp_column=timestamp_column,
-                                              rows_after=history_start)
-                file_columns[name] = columns
-                if timestamp_column and timestamp_column not in columns:
-                    problems.append(f"file {name}: timestamp column {timestamp_column!r} is "
-                                    f"missing (columns: {', '.join(columns)})")
-                    continue
-                for frame in chunks:
-                    frame[SOURCE_FILE_COLUMN] = name
-                    frame = _object_columns_as_text(frame)
-                    if not timestamp_column:
-                        (history_part if consumed else new_part).write(frame)
-                        continue
-                    raw = frame[timestamp_column]
-                    stamps = parse_timestamps(raw)
-                    unparsed = stamps.isna()
-                    if unparsed.any():
-                        timestamp_problems.add(raw, unparsed)
-                    frame[timestamp_column] = stamps
-                    placed = frame[~unparsed]
-                    is_history = (
-                        placed[timestamp_column] <= watermark_stamp
-                        if watermark_stamp is not None
-                        else pd.Series(False, index=placed.index)
-                    )
-                    if history_start is not None:
-                        is_history &= placed[timestamp_column] > history_start
-                    is_new = ~is_history & (placed[timestamp_column] <= cutoff)
-                    history_part.write(placed[is_history])
-                    if is_new.any():
-                        new_rows = placed[is_new]
-                        new_part.write(new_rows)
-                        latest = new_rows[timestamp_column].max()
-                        newest = latest if newest is None or latest > newest else newest
-            except Exception as error:  # any parser error: report it with the file named
-                new_part.discard()
-                history_part.discard()
-                file_columns.pop(name, None)
-                problems.append(f"file {name}: cannot be read as {_format(name)} ({error})")
-                continue
-            problems += timestamp_problems.problems(name, timestamp_column)
-            for writer, kept in ((new_part, new_parts), (history_part, history_parts)):
-                if writer.rows:
-                    writer.close()
-                    kept.append(writer.path)
-                else:
-                    writer.discard()
-            if new_part.rows:
-                new_files[name] = fingerprint
-
+            part = _split_file(data, info.relative_path, split, consumed=consumed,
+                               new_path=parts / f"new-{number:05d}.parquet",
+                               history_path=parts / f"history-{number:05d}.parquet")
+            problems += part.problems
+            if part.columns is not None:
+                file_columns[info.relative_path] = part.columns
+            new_parts += [part.new_path] if part.new_path else []
+            history_parts += [part.history_path] if part.history_path else []
+            if part.new_path:
+                new_files[info.relative_path] = fingerprint
         new_rows = merge_parts(new_parts, new_data_path)
         history_rows = merge_parts(history_parts, history_path)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
-    if timestamp_column:
-        new_watermark = iso(newest) if newest is not None else watermark
-    else:
-        new_watermark = None
     return IngestResult(
         new_data_path=new_data_path,
         history_path=history_path,
@@ -315,12 +283,129 @@ def ingest(
         history_rows=history_rows,
         cutoff=iso(cutoff),
         watermark_before=watermark,
-        new_watermark=new_watermark,
+        new_watermark=split.new_watermark(),
         new_files=new_files,
         consumed_files={**consumed_files, **new_files},
         file_columns=file_columns,
         problems=problems,
     )
+
+
+class _TimeSplit:
+    """Which rows are new and which are history, by event time (or by file, in batch mode); it
+    remembers the newest new row, which becomes the watermark after a deploy."""
+
+    def __init__(self, timestamp_column: str, cutoff: pd.Timestamp, watermark: str | None,
+                 history_days: float | None):
+        self.column, self.cutoff, self.watermark = timestamp_column, cutoff, watermark
+        self.watermark_stamp = to_utc_timestamp(watermark) if watermark else None
+        self.history_start = (None if history_days is None or self.watermark_stamp is None
+                              else self.watermark_stamp - pd.Timedelta(days=history_days))
+        self.newest: pd.Timestamp | None = None
+
+    def masks(self, placed: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        """``(is_history, is_new)`` for rows with a parsed timestamp."""
+        stamps = placed[self.column]
+        if self.watermark_stamp is not None:
+            is_history = stamps <= self.watermark_stamp
+        else:
+            is_history = pd.Series(False, index=placed.index)
+        if self.history_start is not None:
+            is_history &= stamps > self.history_start
+        is_new = ~is_history & (stamps <= self.cutoff)
+        if is_new.any():
+            latest = stamps[is_new].max()
+            self.newest = latest if self.newest is None or latest > self.newest else self.newest
+        return is_history, is_new
+
+    def new_watermark(self) -> str | None:
+        if not self.column:
+            return None
+        return iso(self.newest) if self.newest is not None else self.watermark
+
+
+@dataclass
+class _FilePart:
+    """One source file's share of the split: its part files (None when empty), its columns
+    (None when it could not be read) and its problems."""
+
+    new_path: Path | None
+    history_path: Path | None
+    columns: list[str] | None
+    problems: list[str]
+
+
+class _UnreadableFile(Exception):
+    """Parsing a source file failed: a data problem, reported rather than raised."""
+
+
+def _parsed(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The chunks, with any error the parser raises while reading one as :class:`_UnreadableFile`
+    (what we do with a chunk afterwards, such as writing it, fails as itself)."""
+    iterator = iter(chunks)
+    while True:
+        try:
+            frame = next(iterator)
+        except StopIteration:
+            return
+        except Exception as error:  # any parser error: the file is unreadable
+            raise _UnreadableFile(str(error)) from error
+        yield frame
+
+
+def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, new_path: Path,
+                history_path: Path) -> _FilePart:
+    """Write one file's new rows and history to their part files."""
+    new_part, history_part = ChunkWriter(new_path), ChunkWriter(history_path)
+    timestamp_problems = _TimestampProblems()
+    try:
+        try:
+            columns, chunks = read_chunks(data, name, timestamp_column=split.column,
+                                          rows_after=split.history_start)
+        except Exception as error:  # any parser error: the file is unreadable
+            raise _UnreadableFile(str(error)) from error
+        if split.column and split.column not in columns:
+            new_part.discard()
+            history_part.discard()
+            return _FilePart(None, None, columns, [
+                f"file {name}: timestamp column {split.column!r} is missing (columns: "
+                f"{', '.join(columns)})"])
+        for frame in _parsed(chunks):
+            frame[SOURCE_FILE_COLUMN] = name
+            frame = _object_columns_as_text(frame)
+            if not split.column:
+                (history_part if consumed else new_part).write(frame)
+                continue
+            raw = frame[split.column]
+            stamps = parse_timestamps(raw)
+            unparsed = stamps.isna()
+            if unparsed.any():
+                timestamp_problems.add(raw, unparsed)
+            frame[split.column] = stamps
+            placed = frame[~unparsed]
+            is_history, is_new = split.masks(placed)
+            history_part.write(placed[is_history])
+            new_part.write(placed[is_new])
+    except (_UnreadableFile, ChunkSchemaError) as error:
+        new_part.discard()
+        history_part.discard()
+        return _FilePart(None, None, None,
+                         [f"file {name}: cannot be read as {_format(name)} ({error})"])
+    except BaseException:
+        new_part.discard()
+        history_part.discard()
+        raise
+    return _FilePart(_kept(new_part), _kept(history_part), columns,
+                     timestamp_problems.problems(name, split.column))
+
+
+def _kept(writer: ChunkWriter) -> Path | None:
+    """Finish a part file that got rows (its path), or drop an empty one (None)."""
+    if writer.rows:
+        writer.close()
+        return writer.path
+    writer.discard()
+    return None
 
 
 def parse_timestamps(raw: pd.Series) -> pd.Series:

@@ -1,8 +1,9 @@
 """Stage 3, preprocess: clean the rows and split off the shared validation set by time.
 
 Cleaning here is row-level (types, duplicates, rows without a label). The column transforms
-(imputation, scaling, one-hot encoding) are built by :func:`build_feature_transformer` and fitted
-inside the saved model, so serving applies exactly what training learned.
+(imputation, scaling, one-hot encoding) are fitted inside the saved model
+(:func:`components.ml.features.build_feature_transformer`), so serving applies exactly what
+training learned.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.chunks import ChunkWriter, FrameTable, as_table, first_occurrences, row_hashes
-from components.schema import (
-    CATEGORICAL,
-    NUMERIC,
+from components.data.chunks import ChunkWriter, FrameTable, as_table, first_occurrences, row_hashes
+from components.data.schema import (
     SOURCE_FILE_COLUMN,
     coerce_features,
 )
@@ -106,7 +105,7 @@ def preprocess(
     pass finds the rows to keep (labelled, not a repeat: 64-bit row hashes) and where the time
     cut falls (from the timestamp column alone); a second pass writes each kept row to its
     file, in the input's order. ``new_data`` and ``history`` are DataFrames, Parquet paths or
-    :class:`components.chunks.Table` objects.
+    :class:`components.data.chunks.Table` objects.
     """
     new_table, history_table = as_table(new_data), as_table(history)
     plan = _clean_plan(new_table, label_column=label_column, feature_kinds=feature_kinds,
@@ -188,32 +187,3 @@ def _write_clean(table, feature_kinds: dict[str, str], routes: dict[str, np.ndar
     for writer in writers.values():
         writer.close()
     return {name: writer.rows for name, writer in writers.items()}
-
-
-def build_feature_transformer(feature_kinds: dict[str, str]):
-    """Impute (median / most frequent), scale numeric features, one-hot encode categorical ones."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    numeric = [c for c, kind in feature_kinds.items() if kind == NUMERIC]
-    categorical = [c for c, kind in feature_kinds.items() if kind == CATEGORICAL]
-    transformers = []
-    if numeric:
-        transformers.append((
-            "numeric",
-            make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                          StandardScaler()),
-            numeric,
-        ))
-    if categorical:
-        transformers.append((
-            "categorical",
-            make_pipeline(
-                SimpleImputer(strategy="most_frequent", keep_empty_features=True),
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-            ),
-            categorical,
-        ))
-    return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)

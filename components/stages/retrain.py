@@ -1,9 +1,8 @@
 """Stage 4, retrain: fit the challenger by fine-tuning, full refit, or sliding window.
 
-Every model is one sklearn ``Pipeline(features -> classifier)``. ``hgb`` is a
-HistGradientBoostingClassifier (fine-tuning adds boosting iterations fitted on the new rows, on top
-of the champion's trees); ``sgd`` is a logistic-loss SGDClassifier trained epoch by epoch with
-``partial_fit`` (fine-tuning continues those epochs on the new rows). Fine-tuning keeps the
+Fine-tuning an ``hgb`` model adds boosting iterations fitted on the new rows, on top of the
+champion's trees; fine-tuning an ``sgd`` model continues its ``partial_fit`` epochs on the new
+rows (see :mod:`components.ml.models`). Fine-tuning keeps the
 champion's fitted feature transforms, so the continued model reads features exactly as before.
 
 ``auto`` fits every strategy that applies and keeps the one that scores best on the validation
@@ -19,16 +18,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from components.chunks import as_table
-from components.schema import SOURCE_FILE_COLUMN
-from components.stages.evaluate import LossAndAccuracy, score_model, split_features
-from components.stages.preprocess import build_feature_transformer
+from components.data.chunks import as_table
+from components.data.schema import SOURCE_FILE_COLUMN
+from components.ml.features import build_feature_transformer, features_and_labels
+from components.ml.metrics import LossAndAccuracy, score_model
+from components.ml.models import (
+    HGB_FINETUNE_ITERATIONS,
+    RANDOM_STATE,
+    model_type_of,
+    new_classifier,
+)
+from components.records import TrainingSummary
 
-HGB_ITERATIONS = 100
-HGB_FINETUNE_ITERATIONS = 30
-HGB_LEARNING_RATE = 0.1
-SGD_ALPHA = 1e-4
-RANDOM_STATE = 0
 # Order of preference when candidates tie: the cheapest, least disruptive change first.
 CANDIDATE_ORDER = ("finetune", "window", "full")
 
@@ -68,34 +69,12 @@ class RetrainResult:
     notes: list[str]
     training_data: object = None  # the rows the chosen model was fitted on (frame or Table)
 
-    def summary(self) -> dict:
-        return {
-            "strategy": self.strategy,
-            "requested_strategy": self.requested_strategy,
-            "model_type": self.model_type,
-            "candidates": [c.to_dict() for c in self.candidates],
-            "trace": self.trace,
-            "notes": self.notes,
-        }
-
-
-def new_classifier(model_type: str):
-    """An unfitted classifier of the given type with this project's fixed settings."""
-    if model_type == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(
-            max_iter=HGB_ITERATIONS, learning_rate=HGB_LEARNING_RATE, early_stopping=False,
-            random_state=RANDOM_STATE)
-    from sklearn.linear_model import SGDClassifier
-
-    return SGDClassifier(loss="log_loss", alpha=SGD_ALPHA, random_state=RANDOM_STATE)
-
-
-def model_type_of(model) -> str:
-    """``hgb`` or ``sgd`` for a Pipeline built here."""
-    name = type(model.named_steps["classifier"]).__name__
-    return "hgb" if name.startswith("HistGradientBoosting") else "sgd"
+    def summary(self, feature_kinds: dict[str, str], classes: list) -> TrainingSummary:
+        """What ``training.json`` records of this fit."""
+        return TrainingSummary(
+            strategy=self.strategy, requested_strategy=self.requested_strategy,
+            model_type=self.model_type, candidates=[c.to_dict() for c in self.candidates],
+            trace=self.trace, notes=self.notes, feature_kinds=feature_kinds, classes=classes)
 
 
 def _trace_row(epoch, iterations, train_scores, validation_scores) -> dict:
@@ -146,7 +125,7 @@ class _TransformedChunks:
                  label_dtype=None):
         self._paths = []
         for index, chunk in enumerate(as_table(data).chunks()):
-            features, labels = _xy(chunk, label_column)
+            features, labels = features_and_labels(chunk, label_column)
             X = np.asarray(transformer.transform(features), dtype=float)
             y = labels.astype(label_dtype, copy=False) if label_dtype is not None else labels
             path = f"{folder}/{name}-{index:05d}"
@@ -183,11 +162,6 @@ def _trace_hgb(classifier, X, y, X_val, y_val, epochs: int, first_iteration: int
     return trace
 
 
-def _xy(frame: pd.DataFrame, label_column: str):
-    features, labels = split_features(frame, label_column)
-    return features, labels.to_numpy()
-
-
 def fit_fresh(
     rows: pd.DataFrame, validation: pd.DataFrame, *, label_column: str,
     feature_kinds: dict[str, str], model_type: str, epochs: int,
@@ -195,8 +169,8 @@ def fit_fresh(
     """Fit a new Pipeline on ``rows``; returns it and its epoch-by-epoch trace."""
     from sklearn.pipeline import Pipeline
 
-    features, y = _xy(rows, label_column)
-    val_features, y_val = _xy(validation, label_column)
+    features, y = features_and_labels(rows, label_column)
+    val_features, y_val = features_and_labels(validation, label_column)
     transformer = build_feature_transformer(feature_kinds)
     X = np.asarray(transformer.fit_transform(features), dtype=float)
     X_val = np.asarray(transformer.transform(val_features), dtype=float)
@@ -262,8 +236,8 @@ def fit_finetune(champion, train, validation, *, label_column: str, epochs: int)
             trace = _fit_sgd_epochs(classifier, train_parts, validation_parts,
                                     classifier.classes_, epochs, RANDOM_STATE + 1)
         return model, trace
-    features, y = _xy(as_table(train).read(), label_column)
-    val_features, y_val = _xy(as_table(validation).read(), label_column)
+    features, y = features_and_labels(as_table(train).read(), label_column)
+    val_features, y_val = features_and_labels(as_table(validation).read(), label_column)
     X = np.asarray(transformer.transform(features), dtype=float)
     X_val = np.asarray(transformer.transform(val_features), dtype=float)
     y = y.astype(classifier.classes_.dtype, copy=False)
@@ -326,54 +300,19 @@ def retrain(
     Returns:
         The chosen model, every candidate, and the trace.
     """
-    notes: list[str] = []
     train, history, validation = as_table(train), as_table(history), as_table(validation)
     blocker = finetune_blocker(champion, champion_meta or {}, model_type=model_type,
                                feature_kinds=feature_kinds, train=train,
                                label_column=label_column)
-    wanted = list(CANDIDATE_ORDER) if strategy == "auto" else [strategy]
-    if strategy == "finetune" and blocker:
-        notes.append(f"finetune is not possible ({blocker}); fell back to full over the "
-                     f"{history.rows + train.rows} rows given (in the pipeline a finetune run "
-                     "reads no history)")
-        wanted = ["full"]
-    # A fine-tune streams its rows; the other strategies fit on every row they use at once.
-    candidate_rows: dict[str, object] = {"finetune": train}
-    if set(wanted) - {"finetune"}:
-        combined = (pd.concat([history.read(), train.read()], ignore_index=True)
-                    if history.rows else train.read())
-        candidate_rows["full"] = combined
-        candidate_rows["window"] = window_rows(combined, timestamp_column=timestamp_column,
-                                               window_days=window_days,
-                                               window_files=window_files)
-
-    candidates: list[Candidate] = []
-    for name in wanted:
-        if name == "finetune" and blocker:
-            candidates.append(Candidate(name, "skipped", blocker))
-            continue
-        rows = candidate_rows[name]
-        if (name == "window" and strategy == "auto"
-                and len(rows) == len(candidate_rows["full"])):
-            candidates.append(Candidate(name, "skipped", "the window holds every row: same as full",
-                                        rows=len(rows)))
-            continue
-        row_count = as_table(rows).rows
-        if len(label_values(rows, label_column)) < 2:
-            candidates.append(Candidate(name, "skipped", "fewer than two classes in its rows",
-                                        rows=row_count))
-            continue
-        if name == "finetune":
-            model, trace = fit_finetune(champion, train, validation, label_column=label_column,
-                                        epochs=epochs)
-        else:
-            model, trace = fit_fresh(rows, validation.read(), label_column=label_column,
-                                     feature_kinds=feature_kinds, model_type=model_type,
-                                     epochs=epochs)
-        scores = score_model(model, validation, label_column)
-        candidates.append(Candidate(name, "fitted", rows=row_count, score=scores.get(metric),
-                                    metrics=scores, model=model, trace=trace))
-
+    wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows)
+    candidate_rows = _candidate_rows(wanted, train, history, timestamp_column=timestamp_column,
+                                     window_days=window_days, window_files=window_files)
+    candidates = [
+        _fit_candidate(name, candidate_rows, blocker=blocker, auto=strategy == "auto",
+                       champion=champion, validation=validation, label_column=label_column,
+                       feature_kinds=feature_kinds, model_type=model_type, metric=metric,
+                       epochs=epochs)
+        for name in wanted]
     fitted = [c for c in candidates if c.status == "fitted"]
     if not fitted:
         raise RetrainError("no strategy could be fitted: " + "; ".join(
@@ -387,30 +326,56 @@ def retrain(
                          notes=notes, training_data=candidate_rows[best.strategy])
 
 
+def _strategies_to_try(strategy: str, blocker: str | None,
+                       rows_given: int) -> tuple[list[str], list[str]]:
+    """The candidates to fit, and a note when an explicit finetune falls back to full."""
+    if strategy == "auto":
+        return list(CANDIDATE_ORDER), []
+    if strategy == "finetune" and blocker:
+        return ["full"], [f"finetune is not possible ({blocker}); fell back to full over the "
+                          f"{rows_given} rows given (in the pipeline a finetune run reads no "
+                          "history)"]
+    return [strategy], []
+
+
+def _candidate_rows(wanted: list[str], train, history, *, timestamp_column: str,
+                    window_days: int, window_files: int) -> dict[str, object]:
+    """The rows each strategy learns from. A fine-tune streams its rows (a Table); the others
+    fit on every row they use at once (a DataFrame)."""
+    rows: dict[str, object] = {"finetune": train}
+    if set(wanted) - {"finetune"}:
+        combined = (pd.concat([history.read(), train.read()], ignore_index=True)
+                    if history.rows else train.read())
+        rows["full"] = combined
+        rows["window"] = window_rows(combined, timestamp_column=timestamp_column,
+                                     window_days=window_days, window_files=window_files)
+    return rows
+
+
+def _fit_candidate(name: str, candidate_rows: dict, *, blocker: str | None, auto: bool,
+                   champion, validation, label_column: str, feature_kinds: dict[str, str],
+                   model_type: str, metric: str, epochs: int) -> Candidate:
+    """Fit one strategy and score it on the validation rows, or say why it was skipped."""
+    if name == "finetune" and blocker:
+        return Candidate(name, "skipped", blocker)
+    rows = candidate_rows[name]
+    if name == "window" and auto and len(rows) == len(candidate_rows["full"]):
+        return Candidate(name, "skipped", "the window holds every row: same as full",
+                         rows=len(rows))
+    row_count = as_table(rows).rows
+    if len(label_values(rows, label_column)) < 2:
+        return Candidate(name, "skipped", "fewer than two classes in its rows", rows=row_count)
+    if name == "finetune":
+        model, trace = fit_finetune(champion, rows, validation, label_column=label_column,
+                                    epochs=epochs)
+    else:
+        model, trace = fit_fresh(rows, validation.read(), label_column=label_column,
+                                 feature_kinds=feature_kinds, model_type=model_type,
+                                 epochs=epochs)
+    scores = score_model(model, validation, label_column)
+    return Candidate(name, "fitted", rows=row_count, score=scores.get(metric), metrics=scores,
+                     model=model, trace=trace)
+
+
 def _comparable(score: float | None) -> float:
     return -1.0 if score is None else score
-
-
-def trace_markdown(result: RetrainResult) -> str:
-    """The training trace as the seed shows it: one row per epoch, loss and accuracy."""
-    lines = [
-        f"# Training trace: {result.strategy} ({result.model_type})",
-        "",
-        *(f"- {note}" for note in result.notes),
-        "",
-        "| epoch | iterations | train loss | train accuracy | validation loss | validation accuracy |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in result.trace:
-        lines.append(
-            f"| {row['epoch']} | {row['iterations']} | {_num(row['train_loss'])} | "
-            f"{_num(row['train_accuracy'])} | {_num(row['validation_loss'])} | "
-            f"{_num(row['validation_accuracy'])} |")
-    lines += ["", "| strategy | status | rows | score | note |", "|---|---|---|---|---|"]
-    for c in result.candidates:
-        lines.append(f"| {c.strategy} | {c.status} | {c.rows} | {_num(c.score)} | {c.note} |")
-    return "\n".join(lines) + "\n"
-
-
-def _num(value) -> str:
-    return "-" if value is None else f"{value:.4f}"

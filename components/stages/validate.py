@@ -9,101 +9,35 @@ finding names the files, the column and example values. Each finding is an ``err
 as ``invalid-data``) or a ``warning`` (reported only); the ratio thresholds are parameters
 (:data:`components.params.DEFAULT_THRESHOLDS`).
 
-Then the trigger policy (``retrain_when``) decides whether valid data is worth a retrain:
-``always``; ``drift`` (only when a feature or the label drifted, see :mod:`components.drift`); or
-``min_rows`` (only once at least ``min_rows`` labelled new rows have accumulated). A ``skipped``
-run leaves the watermark where it was, so its rows are read again next time.
+Which schema applies is decided here too (:func:`resolve_schema`): the user's file, else the
+champion's, else one inferred from the new rows; it travels on to training. Whether valid data is
+worth a retrain is the trigger policy's call (:func:`components.policies.trigger_decision`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import pandas as pd
 
-from components.chunks import as_table, first_occurrences, row_hashes
-from components.drift import DriftReport
-from components.schema import (
+from components.data.chunks import Table, as_table, first_occurrences, row_hashes
+from components.data.schema import (
     NUMERIC,
     SOURCE_FILE_COLUMN,
+    SchemaError,
     as_category_strings,
+    check_schema,
+    infer_schema,
     parse_numbers,
     plain_value,
     schema_feature_kinds,
 )
+from components.outcomes import Severity
+from components.records import Finding, ValidationReport
+from components.registry import SCHEMA_FILE, Registry
 
-ERROR = "error"
-WARNING = "warning"
-# Decisions of the validate stage (the pipeline branches on them).
-RETRAIN, INVALID, SKIPPED = "retrain", "invalid-data", "skipped"
+ERROR, WARNING = Severity.ERROR, Severity.WARNING
 # How many example values and files a finding quotes.
 EXAMPLES = 3
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem found in the new data; ``check`` is a stable name scripts can match on."""
-
-    severity: str
-    problem: str
-    file: str = ""
-    column: str = ""
-    check: str = ""
-
-    def message(self) -> str:
-        where = ", ".join(
-            part for part in (f"file {self.file}" if self.file else "",
-                              f"column {self.column!r}" if self.column else "") if part
-        )
-        return f"{where}: {self.problem}" if where else self.problem
-
-
-@dataclass
-class ValidationReport:
-    """All findings; the data is valid when none is an error."""
-
-    findings: list[Finding]
-    rows: int
-    labelled_rows: int = 0
-
-    @property
-    def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == ERROR]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        return [f for f in self.findings if f.severity == WARNING]
-
-    @property
-    def valid(self) -> bool:
-        return not self.errors
-
-    def summary(self, limit: int = 5) -> str:
-        """One line naming the first errors (or ``ok``), for alerts and the run record."""
-        if self.valid:
-            return f"ok: {self.rows} new rows passed validation ({len(self.warnings)} warning(s))"
-        shown = "; ".join(f.message() for f in self.errors[:limit])
-        more = len(self.errors) - limit
-        return f"invalid data: {shown}" + (f"; and {more} more" if more > 0 else "")
-
-    def to_markdown(self) -> str:
-        lines = ["# Data validation", "", f"New rows: {self.rows}. "
-                 f"Errors: {len(self.errors)}. Warnings: {len(self.warnings)}.", ""]
-        if self.findings:
-            lines += ["| severity | check | file | column | problem |", "|---|---|---|---|---|"]
-            lines += [f"| {f.severity} | {f.check or '-'} | {f.file or '-'} | {f.column or '-'} "
-                      f"| {f.problem.replace('|', '/')} |" for f in self.findings]
-        else:
-            lines.append("No problems found.")
-        return "\n".join(lines) + "\n"
-
-    def findings_list(self) -> list[dict]:
-        return [asdict(f) for f in self.findings]
-
-    def to_dict(self) -> dict:
-        return {"valid": self.valid, "rows": self.rows, "labelled_rows": self.labelled_rows,
-                "findings": self.findings_list()}
 
 
 def validate(
@@ -121,8 +55,8 @@ def validate(
 
     Args:
         new_data: Rows from ingest, with the provenance column naming each row's file: a
-            DataFrame, or a Parquet path or :class:`components.chunks.Table`.
-        schema: The contract (see :func:`components.schema.infer_schema`).
+            DataFrame, or a Parquet path or :class:`components.data.chunks.Table`.
+        schema: The contract (see :func:`components.data.schema.infer_schema`).
         timestamp_column: The event-time column, or empty in batch mode.
         min_rows: Fewest labelled new rows worth retraining on.
         thresholds: Ratio thresholds (all of :data:`components.params.DEFAULT_THRESHOLDS`).
@@ -396,24 +330,45 @@ def _label_findings(counts: pd.Series, missing: int, column: str, schema: dict,
     return findings
 
 
-# -- the trigger policy ------------------------------------------------------------------------
-def decide(report: ValidationReport, drift: DriftReport | None, *, retrain_when: str,
-           min_rows: int) -> tuple[str, str]:
-    """``(decision, reason)``: retrain, invalid-data, or skipped, under the ``retrain_when`` policy.
+def resolve_schema(registry: Registry, champion_version: str, schema_uri: str,
+                   new_data: Table | pd.DataFrame, label_column: str,
+                   timestamp_column: str) -> tuple[dict, str]:
+    """The schema new data must meet, and where it came from.
 
-    Errors always make ``invalid-data``. ``drift`` with no reference to compare with (a cold
-    start, or a champion stored without statistics) retrains, since nothing shows it is not
-    needed.
+    A user's file wins; else the champion's ``schema.json``; else (a cold start, or a champion
+    stored before schemas were) one inferred from the new rows, with the champion's feature
+    kinds and classes when it has them.
     """
-    if not report.valid:
-        return INVALID, report.summary()
-    if retrain_when == "min_rows" and report.labelled_rows < min_rows:
-        return SKIPPED, (f"waiting for more rows: {report.labelled_rows} labelled new row(s), "
-                         f"retraining from {min_rows} (retrain_when=min_rows)")
-    if retrain_when == "drift":
-        if drift is None:
-            return RETRAIN, "no reference statistics to measure drift against; retraining"
-        if not drift.drifted:
-            return SKIPPED, f"no drift detected (retrain_when=drift): {drift.strongest()}"
-        return RETRAIN, f"drift detected in {', '.join(drift.drifted)}"
-    return RETRAIN, report.summary()
+    if schema_uri:
+        return read_schema_file(schema_uri, label_column), schema_uri
+    if champion_version:
+        stored = registry.version_json(champion_version, SCHEMA_FILE)
+        if stored is not None:
+            return stored, f"champion {champion_version}"
+        meta = registry.metadata(champion_version)
+        inferred = infer_schema(new_data, label_column=label_column,
+                                timestamp_column=timestamp_column,
+                                feature_kinds=meta.get("feature_kinds"))
+        inferred["label"]["classes"] = meta.get("classes") or inferred["label"]["classes"]
+        return inferred, f"inferred from the new rows (champion {champion_version} has none)"
+    return (infer_schema(new_data, label_column=label_column, timestamp_column=timestamp_column),
+            "inferred from the new rows (no champion yet)")
+
+
+def read_schema_file(schema_uri: str, label_column: str) -> dict:
+    """A user's ``schema.json``, checked; errors name the file and the field."""
+    import json
+
+    from components.storage import storage_for
+
+    try:
+        schema = json.loads(storage_for(schema_uri).read_bytes(schema_uri))
+    except FileNotFoundError as error:
+        raise SchemaError(f"schema {schema_uri}: file not found") from error
+    except json.JSONDecodeError as error:
+        raise SchemaError(f"schema {schema_uri}: not valid JSON ({error})") from error
+    check_schema(schema, schema_uri)
+    if schema["label"]["name"] != label_column:
+        raise SchemaError(f"schema {schema_uri}: its label {schema['label']['name']!r} is "
+                          f"not the label_column {label_column!r}")
+    return schema

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from components.chunks import ChunkWriter, Table
+from components.data.chunks import ChunkWriter, Table
+from components.data.schema import SOURCE_FILE_COLUMN, infer_schema
 from components.params import DEFAULT_THRESHOLDS
-from components.schema import SOURCE_FILE_COLUMN, infer_schema
 from tests.conftest import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}

@@ -2,6 +2,7 @@
 
 import pytest
 
+from components.reports import alert_markdown
 from components.stages.alert import AlertDeliveryError, build_alert, post_alert, send_alert
 from tests.conftest import WebhookReceiver
 
@@ -10,11 +11,11 @@ def test_alert_reaches_the_webhook(webhook):
     """Check that the POSTed body has Slack's text field and the structured fields."""
     payload = build_alert(status="rejected", reason="too weak", model_name="m", run_id="r1",
                           details={"new_rows": 5})
-    markdown = send_alert(payload, webhook.url)
+    send_alert(payload, webhook.url)
     [body] = webhook.bodies
     assert body["text"] == "[retrain] m: rejected: too weak (run r1)"
     assert (body["status"], body["new_rows"]) == ("rejected", 5)
-    assert "# Alert: rejected" in markdown
+    assert alert_markdown(payload).startswith("# Alert: rejected\n\n[retrain] m: rejected")
 
 
 def test_transient_errors_are_retried():

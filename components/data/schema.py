@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.chunks import as_table
+from components.data.chunks import as_table
 
 # Ingest adds this column so later stages can name the file a bad value came from.
 SOURCE_FILE_COLUMN = "__source_file__"
@@ -76,7 +76,7 @@ class _KindTally:
 def infer_feature_kinds(data, label_column: str, timestamp_column: str) -> dict[str, str]:
     """Map each feature column to ``numeric`` or ``categorical``, over every row.
 
-    ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table`.
+    ``data``: a DataFrame, or a Parquet path or :class:`components.data.chunks.Table`.
     """
     table = as_table(data)
     tallies = {column: _KindTally()
@@ -126,7 +126,7 @@ def infer_schema(
 ) -> dict:
     """The contract new data is checked against, inferred from (coerced or raw) training rows.
 
-    ``data``: a DataFrame, or a Parquet path or :class:`components.chunks.Table` read chunk by
+    ``data``: a DataFrame, or a Parquet path or :class:`components.data.chunks.Table` read chunk by
     chunk. Feature kinds, when not given, are inferred from every row (a pass of its own).
 
     Returns ``{"label": {"name", "classes"}, "timestamp": name, "rows": n, "columns": [...]}``

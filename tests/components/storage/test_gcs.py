@@ -9,7 +9,7 @@ import pytest
 from components.registry import ChampionPointer, ModelIntegrityError, Registry
 from components.storage import ObjectNotFoundError, StorageError, storage_for
 from components.storage.gcs import GCSStorage
-from tests.conftest import promote_concurrently
+from tests.conftest import decision_record, promote_concurrently
 
 
 def test_gs_uris_get_the_gcs_backend(gs_prefix):
@@ -185,17 +185,6 @@ class _GsPath(str):
         return f"{self}/{name}"
 
 
-def _decision_record(champion_version):
-    return {
-        "reason": "challenger beats champion", "params": {"label_column": "y",
-                                                          "timestamp_column": ""},
-        "champion": {"version": champion_version, "metrics": {"accuracy": 0.7}},
-        "challenger": {"metrics": {"accuracy": 0.9}, "strategy": "full", "model_type": "hgb",
-                       "feature_kinds": {"x": "numeric"}, "classes": [0, 1]},
-        "data": {"new_rows": 10, "new_watermark": "2025-02-01T00:00:00Z", "consumed_files": {}},
-    }
-
-
 @pytest.mark.parametrize("backend", ["local", "gcs"])
 def test_two_runs_deploying_at_once_one_is_rejected(tmp_path, gs_prefix, backend):
     """Check two concurrent deploys from the same champion: one deploys, the other ends
@@ -209,22 +198,21 @@ def test_two_runs_deploying_at_once_one_is_rejected(tmp_path, gs_prefix, backend
     results, barrier = [], threading.Barrier(2)
 
     def run(index):
-        model = tmp_path / f"model-{index}.joblib"
-        model.write_bytes(f"challenger {index}".encode())
         barrier.wait()
-        results.append(deploy(Registry(root, "m"), model_file=model,
-                              decision_record=_decision_record("v0001"), run_id=f"run-{index}"))
+        results.append(deploy(Registry(root, "m"), model=f"challenger {index}".encode(),
+                              record=decision_record("v0001"), run_id=f"run-{index}",
+                              label_column="y", timestamp_column=""))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    statuses = sorted((r.status, r.reason) for r in results)
+    statuses = sorted((r.result, r.reason) for r in results)
     assert statuses == [("deployed", "challenger beats champion"),
                         ("rejected", CHAMPION_CHANGED)]
     assert {r.version for r in results} == {"v0002", "v0003"}
-    winner = next(r for r in results if r.status == "deployed")
+    winner = next(r for r in results if r.result == "deployed")
     assert registry.champion().version == winner.version
 
 

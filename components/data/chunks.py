@@ -129,6 +129,10 @@ def _may_hold_nulls(metadata, column_index: int) -> bool:
     return False
 
 
+class ChunkSchemaError(ValueError):
+    """A chunk's columns do not fit the file's schema (e.g. text where earlier chunks had none)."""
+
+
 class ChunkWriter:
     """Write DataFrames one after another into one Parquet file, in a temporary file that is
     renamed into place on :meth:`close`, so a failed stage never leaves a partial output."""
@@ -153,7 +157,7 @@ class ChunkWriter:
         try:
             table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
-            raise ValueError(f"{self.path.name}: a chunk's columns do not match the earlier "
+            raise ChunkSchemaError(f"{self.path.name}: a chunk's columns do not match the earlier "
                              f"chunks' ({error})") from error
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._partial, self._schema)

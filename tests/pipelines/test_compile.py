@@ -1,4 +1,5 @@
-"""The compiled spec is the product: it parses strictly, and the committed YAML is current."""
+"""The compiled spec is the product: it parses strictly, the committed YAML is current, and what
+it is compiled for (image, cluster options) comes from arguments only."""
 
 import json
 
@@ -7,8 +8,12 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from components.image import DEFAULT_IMAGE
+from components.params import PARAMETERS
+from pipelines.cluster import DEFAULT_IMAGE, ClusterOptions
 from pipelines.retrain_pipeline import COMPILED_PIPELINE, compile_pipeline
+
+KFP_TYPES = {str: "STRING", int: "NUMBER_INTEGER", float: "NUMBER_DOUBLE", dict: "STRUCT"}
+SECRET_VALUE = "https://hooks.slack.example/services/T000/B000/very-secret-path"
 
 
 def load_spec(path) -> pipeline_spec_pb2.PipelineSpec:
@@ -20,9 +25,17 @@ def load_spec(path) -> pipeline_spec_pb2.PipelineSpec:
                                  ignore_unknown_fields=False)
 
 
-def test_committed_yaml_is_up_to_date(tmp_path, monkeypatch):
+def _tasks(spec) -> dict:
+    """Every task of every DAG in the spec, by task name (nested conditions included)."""
+    tasks = {}
+    for component in [spec.root, *spec.components.values()]:
+        if component.HasField("dag"):
+            tasks.update(component.dag.tasks)
+    return tasks
+
+
+def test_committed_yaml_is_up_to_date(tmp_path):
     """Check that compiling now gives exactly the committed YAML (run `make compile` if not)."""
-    monkeypatch.delenv("RETRAIN_IMAGE", raising=False)
     fresh = compile_pipeline(tmp_path / "pipeline.yaml")
     assert fresh.read_text() == COMPILED_PIPELINE.read_text(), (
         "pipelines/retrain_pipeline.yaml is stale: run `make compile` and commit it")
@@ -34,6 +47,14 @@ def test_compile_is_deterministic(tmp_path):
     assert compile_pipeline(tmp_path / "b.yaml").read_bytes() == first
 
 
+def test_the_environment_is_not_an_input(tmp_path, monkeypatch):
+    """Check that the image comes from the argument, whatever the environment says."""
+    monkeypatch.setenv("RETRAIN_IMAGE", "elsewhere/other:9.9.9")
+    text = compile_pipeline(tmp_path / "a.yaml", image="reg.io/team/kfp-retrain:1.2.3").read_text()
+    assert "reg.io/team/kfp-retrain:1.2.3" in text and "elsewhere" not in text
+    assert compile_pipeline(tmp_path / "b.yaml").read_text() == COMPILED_PIPELINE.read_text()
+
+
 def test_spec_parses_strictly_with_the_expected_shape():
     """Check the stages, the project image, parameter descriptions and ingest's caching."""
     spec = load_spec(COMPILED_PIPELINE)
@@ -43,22 +64,58 @@ def test_spec_parses_strictly_with_the_expected_shape():
         "alert-on-failure"}
     images = {executor["container"]["image"] for executor in executors.values()}
     assert images == {DEFAULT_IMAGE}
-    params = spec.root.input_definitions.parameters
-    assert all(params[name].description for name in params)
-    assert params["threshold"].default_value.number_value == 0.8
     exit_dag = spec.components["comp-exit-handler-1"].dag
     assert exit_dag.tasks["ingest"].caching_options.enable_cache is False
     commands = " ".join(" ".join(e["container"]["command"]) for e in executors.values())
     assert "pip install" not in commands  # everything comes from the project image
 
 
-def _tasks(spec) -> dict:
-    """Every task of every DAG in the spec, by task name (nested conditions included)."""
-    tasks = {}
-    for component in [spec.root, *spec.components.values()]:
-        if component.HasField("dag"):
-            tasks.update(component.dag.tasks)
-    return tasks
+def test_root_parameters_are_the_parameter_table():
+    """Check the pipeline's inputs: the table's names, types, defaults and descriptions."""
+    root = load_spec(COMPILED_PIPELINE).root.input_definitions.parameters
+    assert set(root) == {p.name for p in PARAMETERS}
+    for p in PARAMETERS:
+        assert pipeline_spec_pb2.ParameterType.ParameterTypeEnum.Name(
+            root[p.name].parameter_type) == KFP_TYPES[p.kind]
+        assert root[p.name].description == p.description
+        if not p.required:
+            assert json_format.MessageToDict(root[p.name].default_value) == p.default
+    assert root["threshold"].default_value.number_value == 0.8
+
+
+def test_every_component_input_and_output_is_described():
+    """Check that the KFP UI shows a description on every task's every input and output."""
+    spec = load_spec(COMPILED_PIPELINE)
+    undescribed = []
+    for name, component in spec.components.items():
+        if not name.startswith("comp-") or component.HasField("dag"):
+            continue
+        for definitions in (component.input_definitions, component.output_definitions):
+            for kind in (definitions.parameters, definitions.artifacts):
+                undescribed += [f"{name}.{key}" for key, value in kind.items()
+                                if not value.description]
+    assert undescribed == []
+
+
+def test_table_parameters_reach_components_with_the_table_type():
+    """Check that a component input named like a pipeline parameter has the parameter's type."""
+    spec = load_spec(COMPILED_PIPELINE)
+    kinds = {p.name: KFP_TYPES[p.kind] for p in PARAMETERS}
+    for component in spec.components.values():
+        for key, value in component.input_definitions.parameters.items():
+            if key in kinds:
+                assert pipeline_spec_pb2.ParameterType.ParameterTypeEnum.Name(
+                    value.parameter_type) == kinds[key], key
+
+
+def test_conditions_compare_named_outcomes():
+    """Check that branches test named outputs against the outcome vocabulary, never `Output`."""
+    conditions = [task.trigger_policy.condition
+                  for task in _tasks(load_spec(COMPILED_PIPELINE)).values()
+                  if task.trigger_policy.condition]
+    assert conditions and not any("Output" in line for line in conditions)
+    for outcome in ("'new-data'", "'retrain'", "'invalid-data'", "'deploy'", "'rejected'"):
+        assert any(outcome in line for line in conditions), outcome
 
 
 def test_ingest_and_deploy_retry_transient_failures():
@@ -70,33 +127,16 @@ def test_ingest_and_deploy_retry_transient_failures():
     assert tasks["deploy"].retry_policy.backoff_duration.seconds == 30
 
 
-SECRET_VALUE = "https://hooks.slack.example/services/T000/B000/very-secret-path"
-
-
-def _compile_with_options(tmp_path, *flags):
-    """Compile through the CLI in a fresh process (the image is read at import time)."""
-    import os
-    import subprocess
-    import sys
-
-    output = tmp_path / "cluster.yaml"
-    env = dict(os.environ, RETRAIN_ALERT_WEBHOOK_URL=SECRET_VALUE)
-    completed = subprocess.run(
-        [sys.executable, "-m", "app.cli", "compile", "--output", str(output), *flags],
-        capture_output=True, text=True, env=env, timeout=120)
-    return completed, output
-
-
-def test_cluster_options_land_in_the_spec_and_no_secret_value_does(tmp_path):
+def test_cluster_options_land_in_the_spec_and_no_secret_value_does(tmp_path, monkeypatch):
     """Check image, resources, secret references and retries in a cluster compile; the secret
     value known to the compiling process appears nowhere in the YAML."""
-    from kfp.pipeline_spec import pipeline_spec_pb2
-
-    completed, output = _compile_with_options(
-        tmp_path, "--image", "europe-docker.pkg.dev/acme/ml/kfp-retrain:1.4.2",
-        "--webhook-secret", "retrain-alerts", "--gcs-secret", "gcs-key",
-        "--resources", "retrain=2,4Gi", "--resources", "default=500m,1Gi")
-    assert completed.returncode == 0, completed.stderr
+    monkeypatch.setenv("RETRAIN_ALERT_WEBHOOK_URL", SECRET_VALUE)
+    options = ClusterOptions(webhook_secret="retrain-alerts", gcs_secret="gcs-key",
+                             resources={"retrain": {"cpu": "2", "memory": "4Gi"},
+                                        "default": {"cpu": "500m", "memory": "1Gi"}})
+    output = compile_pipeline(tmp_path / "cluster.yaml",
+                              image="europe-docker.pkg.dev/acme/ml/kfp-retrain:1.4.2",
+                              options=options)
     text = output.read_text()
     assert SECRET_VALUE not in text and "very-secret" not in text
     spec_doc, platform_doc = yaml.safe_load_all(text)
@@ -121,12 +161,13 @@ def test_cluster_options_land_in_the_spec_and_no_secret_value_does(tmp_path):
     assert _tasks(spec)["ingest"].caching_options.enable_cache is False
 
 
-@pytest.mark.parametrize("image", ["kfp-retrain:latest", "kfp-retrain", "reg.io:5000/kfp-retrain"])
-def test_moving_image_tags_are_refused(tmp_path, image):
-    """Check that ':latest' and untagged images never reach a compiled spec."""
-    completed, output = _compile_with_options(tmp_path, "--image", image)
-    assert completed.returncode == 2
-    assert "needs an immutable tag" in completed.stderr and not output.exists()
+def test_resources_for_an_unknown_stage_are_refused():
+    """Check that a misspelt stage in the resources is refused, naming the stages."""
+    from components.params import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="names stage 'retrian'; use one of default, "
+                                                    "ingest"):
+        ClusterOptions(resources={"retrian": {"cpu": "1", "memory": "1Gi"}})
 
 
 def test_local_runs_drop_the_cluster_retry_policy():

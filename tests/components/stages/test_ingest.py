@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from components.schema import SOURCE_FILE_COLUMN
+from components.data.schema import SOURCE_FILE_COLUMN
 from components.stages.ingest import IngestError, ingest, resolve_cutoff, to_utc_timestamp
 from tests.conftest import make_rows
 
@@ -99,7 +99,7 @@ def test_resolve_cutoff(cutoff, scheduled, expected):
 
 def test_bad_cutoff_is_refused():
     """Check that a cutoff that is not ISO 8601 gets a parameter error."""
-    with pytest.raises(ValueError, match="'cutoff' parameter of ingest"):
+    with pytest.raises(ValueError, match="'cutoff' parameter of the ingest stage"):
         resolve_cutoff("next tuesday", "")
 
 
@@ -154,7 +154,7 @@ def test_history_is_read_only_as_far_as_the_strategy_needs(tmp_path, history_day
 
 def test_a_finetune_skips_the_row_groups_it_does_not_need(tmp_path, monkeypatch):
     """Check the Parquet reader is asked for rows after the watermark only (row groups pruned)."""
-    from components.chunks import Table
+    from components.data.chunks import Table
 
     folder = tmp_path / "source"
     folder.mkdir()

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from components.params import DEFAULT_THRESHOLDS, InvalidParameterError, check_thresholds
-from components.schema import SOURCE_FILE_COLUMN, SchemaError, check_schema, infer_schema
+from components.data.schema import SOURCE_FILE_COLUMN, SchemaError, check_schema, infer_schema
+from components.params import DEFAULT_THRESHOLDS, InvalidParameterError, thresholds_with
+from components.records import IngestReport
 from components.stages.validate import ERROR, WARNING, validate
 from tests.conftest import make_rows
 
@@ -115,7 +116,8 @@ def test_each_finding_fires(case):
     matching = [f for f in report.findings if f.check == check]
     assert [f.severity for f in matching] == [severity], report.findings
     assert text in matching[0].message(), matching[0].message()
-    assert report.valid == (severity == WARNING and not report.errors)
+    assert report.valid is (severity == WARNING)
+    assert [f.check for f in report.findings] == [check], report.findings
 
 
 def test_too_few_rows_is_an_error_or_a_warning():
@@ -130,16 +132,16 @@ def test_too_few_rows_is_an_error_or_a_warning():
 def test_thresholds_move_the_verdict():
     """Check that a threshold override turns an error into a warning."""
     frame = _set("x1", 0.6, 100.0)(_frame())
-    lenient = check_thresholds({"out_of_range_error": 0.9}, "test")
+    lenient = thresholds_with({"out_of_range_error": 0.9}, "test")
     assert [f.severity for f in _check(frame, thresholds=lenient).findings] == [WARNING]
 
 
 def test_unknown_threshold_name_is_refused():
     """Check that a misspelt threshold is refused with the valid names listed."""
     with pytest.raises(InvalidParameterError, match="psi_drift"):
-        check_thresholds({"psi_drfit": 0.3}, "retrain run")
+        thresholds_with({"psi_drfit": 0.3}, "retrain run")
     with pytest.raises(InvalidParameterError, match=r"range \[0, 1\]"):
-        check_thresholds({"psi_drift": 3}, "retrain run")
+        thresholds_with({"psi_drift": 3}, "retrain run")
 
 
 def test_ingest_problems_become_errors():
@@ -179,14 +181,18 @@ def _step_inputs(tmp_path, frame):
     from components.steps import write_json
 
     frame.to_parquet(tmp_path / "new.parquet", index=False)
-    write_json(tmp_path / "ingest.json", {"file_columns": {}, "problems": []})
+    write_json(tmp_path / "ingest.json", IngestReport(
+        outcome="new-data", cutoff="2026-01-01T00:00:00Z", watermark_before=None,
+        new_watermark=None, new_rows=len(frame), history_rows=0, new_files={},
+        consumed_files={}, file_columns={}, problems=[]).to_dict())
     return dict(new_data_path=str(tmp_path / "new.parquet"),
                 ingest_report_path=str(tmp_path / "ingest.json"),
                 registry_uri=str(tmp_path / "registry"), model_name="m", champion_version="",
                 label_column="label", timestamp_column="ts", min_rows=100,
                 retrain_when="always", validation_thresholds={}, run_id="run-1",
                 report_path=str(tmp_path / "report.json"),
-                markdown_path=str(tmp_path / "report.md"), html_path=str(tmp_path / "drift.html"))
+                markdown_path=str(tmp_path / "report.md"), html_path=str(tmp_path / "drift.html"),
+                schema_path=str(tmp_path / "resolved_schema.json"))
 
 
 def test_user_schema_file_is_enforced(tmp_path):
@@ -201,6 +207,8 @@ def test_user_schema_file_is_enforced(tmp_path):
     assert result["decision"] == "invalid-data"
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["schema_source"] == str(tmp_path / "schema.json")
+    # The schema the rows were checked against is what training gets.
+    assert json.loads((tmp_path / "resolved_schema.json").read_text()) == narrowed
     [finding] = report["findings"]
     assert (finding["check"], finding["column"]) == ("unseen_category", "color")
     assert "e.g. 'blue'" in finding["problem"]
@@ -214,27 +222,3 @@ def test_unreadable_schema_file_names_it(tmp_path):
     with pytest.raises(SchemaError, match=r"schema .*schema.json: not valid JSON"):
         validate_step(schema_uri=str(tmp_path / "schema.json"),
                       **_step_inputs(tmp_path, make_rows(300, seed=3)))
-
-
-def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
-    """Check that `retrain schema` infers the contract from a source folder."""
-    from app.cli import main
-
-    assert main(["schema", "--source-uri", str(demo_folder), "--label-column", "will_buy",
-                 "--timestamp-column", "event_time"]) == 0
-    schema = json.loads(capsys.readouterr().out)
-    assert check_schema(schema, "stdout") is schema
-    assert schema["label"] == {"name": "will_buy", "classes": [0, 1]}
-    assert {c["name"] for c in schema["columns"]} == {
-        "age", "income", "purchases_last_year", "days_since_last_purchase", "avg_basket_value",
-        "web_visits_last_month", "region", "membership"}
-
-
-def test_cli_refuses_unknown_threshold_before_running(capsys):
-    """Check that a misspelt --validation-threshold exits 2 naming the valid names."""
-    from app.cli import main
-
-    code = main(["run", "--source-uri", "data", "--registry-uri", "reg", "--model-name", "m",
-                 "--label-column", "y", "--validation-threshold", "psi_drfit=0.3"])
-    assert code == 2
-    assert "'psi_drift'" in capsys.readouterr().err

@@ -1,10 +1,9 @@
 """Preprocess: cleaning, the time split, and transforms that live inside the model."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from components.stages.preprocess import build_feature_transformer, clean, split_by_time
+from components.stages.preprocess import clean, split_by_time
 from tests.conftest import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
@@ -41,17 +40,3 @@ def test_split_that_leaves_no_training_rows_is_refused():
     """Check that a validation fraction swallowing every row is an error."""
     with pytest.raises(ValueError, match="leaves no training rows"):
         split_by_time(make_rows(2), timestamp_column="ts", validation_fraction=0.9)
-
-
-def test_transformer_imputes_scales_and_encodes():
-    """Check that missing values are imputed, numbers scaled and unseen categories ignored."""
-    frame = make_rows(50)
-    frame.loc[0, "x1"] = np.nan
-    frame.loc[1, "color"] = None
-    transformer = build_feature_transformer(KINDS)
-    out = transformer.fit_transform(frame)
-    assert out.shape == (50, 5) and not np.isnan(out).any()
-    assert abs(out[:, 0].mean()) < 1e-9
-    unseen = make_rows(1)
-    unseen.loc[0, "color"] = "purple"
-    assert transformer.transform(unseen)[0, 2:].sum() == 0

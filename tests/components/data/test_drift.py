@@ -5,16 +5,22 @@ import pandas as pd
 import pytest
 
 from app import demo_data
-from components.drift import (
+from components.data.drift import (
     DRIFT,
     OK,
     detect_drift,
     population_stability_index,
     reference_statistics,
 )
+from components.data.schema import infer_schema
+from components.outcomes import ValidateDecision
 from components.params import DEFAULT_THRESHOLDS
-from components.schema import infer_schema
-from components.stages.validate import INVALID, RETRAIN, SKIPPED, ValidationReport, decide
+from components.policies import trigger_decision
+from components.records import Finding, ValidationReport
+from components.reports import drift_html, drift_markdown
+
+INVALID, RETRAIN, SKIPPED = (ValidateDecision.INVALID_DATA, ValidateDecision.RETRAIN,
+                             ValidateDecision.SKIPPED)
 
 LABEL, TIME = demo_data.LABEL_COLUMN, demo_data.TIMESTAMP_COLUMN
 
@@ -83,8 +89,8 @@ def test_reports_render_every_feature(demo_folder, reference):
     """Check that the Markdown table and the HTML page hold one entry per feature."""
     new = pd.read_csv(demo_folder / "customers_2025-08.csv")
     report = detect_drift(new, reference, DEFAULT_THRESHOLDS)
-    markdown = report.to_markdown(0.05)
-    html = report.to_html()
+    markdown = drift_markdown(report, 0.05)
+    html = drift_html(report)
     for entry in report.features:
         assert f"| {entry.feature}" in markdown
     assert html.count("<svg") == len(report.features) == 9
@@ -102,8 +108,6 @@ def test_statistics_are_small_and_need_no_raw_rows(reference):
 
 
 def _report(errors=0, labelled=300):
-    from components.stages.validate import Finding
-
     return ValidationReport([Finding("error", "bad")] * errors, rows=labelled,
                             labelled_rows=labelled)
 
@@ -113,14 +117,14 @@ def test_trigger_policies(demo_folder, reference):
     drifted = detect_drift(pd.read_csv(demo_folder / "customers_2025-10.csv"), reference,
                            DEFAULT_THRESHOLDS)
     calm = detect_drift(_same_distribution_month(11), reference, DEFAULT_THRESHOLDS)
-    assert decide(_report(), calm, retrain_when="always", min_rows=100)[0] == RETRAIN
-    assert decide(_report(), drifted, retrain_when="drift", min_rows=100) == (
+    assert trigger_decision(_report(), calm, retrain_when="always", min_rows=100)[0] == RETRAIN
+    assert trigger_decision(_report(), drifted, retrain_when="drift", min_rows=100) == (
         RETRAIN, "drift detected in web_visits_last_month")
-    decision, reason = decide(_report(), calm, retrain_when="drift", min_rows=100)
+    decision, reason = trigger_decision(_report(), calm, retrain_when="drift", min_rows=100)
     assert decision == SKIPPED and reason.startswith("no drift detected (retrain_when=drift)")
-    assert decide(_report(), None, retrain_when="drift", min_rows=100)[0] == RETRAIN
-    assert decide(_report(labelled=150), calm, retrain_when="min_rows", min_rows=500) == (
+    assert trigger_decision(_report(), None, retrain_when="drift", min_rows=100)[0] == RETRAIN
+    assert trigger_decision(_report(labelled=150), calm, retrain_when="min_rows", min_rows=500) == (
         SKIPPED, "waiting for more rows: 150 labelled new row(s), retraining from 500 "
                  "(retrain_when=min_rows)")
-    assert decide(_report(labelled=600), calm, retrain_when="min_rows", min_rows=500)[0] == RETRAIN
-    assert decide(_report(errors=1), drifted, retrain_when="drift", min_rows=100)[0] == INVALID
+    assert trigger_decision(_report(labelled=600), calm, retrain_when="min_rows", min_rows=500)[0] == RETRAIN
+    assert trigger_decision(_report(errors=1), drifted, retrain_when="drift", min_rows=100)[0] == INVALID

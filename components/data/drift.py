@@ -17,14 +17,13 @@ pass per column: bin counts with ``searchsorted`` + ``bincount``, shares with ``
 
 from __future__ import annotations
 
-import html
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from components.chunks import as_table
-from components.schema import NUMERIC, parse_numbers
+from components.data.chunks import as_table
+from components.data.schema import NUMERIC, parse_numbers
 
 BINS = 10
 SKETCH_POINTS = 500
@@ -179,66 +178,6 @@ class DriftReport:
         return {"drifted": self.drifted, "warned": self.warned,
                 "reference_rows": self.reference_rows, "new_rows": self.new_rows,
                 "features": [asdict(f) for f in self.features]}
-
-    def to_markdown(self, ks_alpha: float) -> str:
-        lines = ["## Drift against the champion's training data", "",
-                 f"Reference rows: {self.reference_rows}. New rows: {self.new_rows}. "
-                 f"Drifted: {', '.join(self.drifted) or 'none'}.", "",
-                 "| feature | kind | test | statistic | warn / drift at | KS p-value | verdict |",
-                 "|---|---|---|---|---|---|---|"]
-        for f in self.features:
-            p_value = "-" if f.ks_pvalue is None else (
-                f"{f.ks_pvalue:.3g}" + (" (<α)" if f.ks_pvalue < ks_alpha else ""))
-            statistic = "-" if f.statistic is None else f"{f.statistic:.4f}"
-            name = f"{f.feature} (label)" if f.is_label else f.feature
-            lines.append(f"| {name} | {f.kind} | {f.test.upper()} | {statistic} | "
-                         f"{f.warn:g} / {f.drift:g} | {p_value} | {f.verdict} |")
-        lines += ["", "PSI over the reference's decile bins (numeric); Jensen-Shannon distance, "
-                  f"base 2 (categorical, label). KS p-values (α = {ks_alpha:g}) are shown "
-                  "alongside; with many rows they flag even tiny shifts, so they do not decide."]
-        return "\n".join(lines) + "\n"
-
-    def to_html(self) -> str:
-        """A self-contained page: one small reference-vs-new histogram per feature."""
-        cards = "\n".join(_histogram_card(f) for f in self.features)
-        drifted = html.escape(", ".join(self.drifted) or "none")
-        return (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Drift report</title>"
-            "<style>body{font-family:sans-serif;margin:16px}.grid{display:flex;flex-wrap:wrap;"
-            "gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px;width:300px}"
-            ".drift{color:#b00020;font-weight:bold}.warn{color:#b36b00}.ok{color:#1b5e20}"
-            "h3{font-size:14px;margin:0 0 4px}small{color:#555}</style></head><body>"
-            f"<h2>Drift report</h2><p>Reference rows: {self.reference_rows}; new rows: "
-            f"{self.new_rows}. Drifted: <b>{drifted}</b>.</p>"
-            "<p><span style='color:#9e9e9e'>&#9632;</span> reference "
-            "<span style='color:#1e88e5'>&#9632;</span> new</p>"
-            f"<div class='grid'>{cards}</div></body></html>\n"
-        )
-
-
-def _histogram_card(f: FeatureDrift) -> str:
-    width, height, top = 284, 90, 4
-    bars = []
-    peak = max([*f.reference, *f.new, 1e-9])
-    slot = width / max(len(f.bins), 1)
-    bar = max(slot / 2 - 1, 1)
-    for index, label in enumerate(f.bins):
-        for offset, (share, colour) in enumerate(((f.reference[index], "#9e9e9e"),
-                                                  (f.new[index], "#1e88e5"))):
-            h = (height - top) * share / peak
-            x = index * slot + offset * bar
-            bars.append(f"<rect x='{x:.1f}' y='{height - h:.1f}' width='{bar:.1f}' "
-                        f"height='{h:.1f}' fill='{colour}'><title>{html.escape(label)}: "
-                        f"{share:.1%}</title></rect>")
-    statistic = "-" if f.statistic is None else f"{f.statistic:.3f}"
-    p_value = "" if f.ks_pvalue is None else f", KS p {f.ks_pvalue:.2g}"
-    verdict = f.verdict.replace(" ", "-")
-    name = f"{f.feature} (label)" if f.is_label else f.feature
-    return (f"<div class='card'><h3>{html.escape(name)} <span class='{verdict}'>"
-            f"{html.escape(f.verdict)}</span></h3><small>{f.test.upper()} {statistic} "
-            f"(warn {f.warn:g}, drift {f.drift:g}){p_value}</small>"
-            f"<svg width='{width}' height='{height}' role='img' aria-label='histogram'>"
-            f"{''.join(bars)}</svg></div>")
 
 
 def _verdict(statistic: float, warn: float, drift: float) -> str:

@@ -1,0 +1,54 @@
+"""What the CLI prints for people: short summaries of a run record and of the registry."""
+
+from __future__ import annotations
+
+import json
+
+from components.outcomes import Severity
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def run_lines(record: dict) -> list[str]:
+    """A short human summary of a run record."""
+    champion, challenger = record.get("champion") or {}, record.get("challenger") or {}
+    metric = record.get("metric") or "accuracy"
+    lines = [f"status: {record['status']}", f"reason: {record['reason']}",
+             f"new rows: {record.get('new_rows', 0)}"]
+    before = (champion.get("metrics") or {}).get(metric)
+    after = (challenger.get("metrics") or {}).get(metric)
+    if before is not None or after is not None:
+        lines.append(f"{metric}: champion {champion.get('version') or '(none)'} "
+                     f"{_number(before)} -> challenger ({challenger.get('strategy')}) "
+                     f"{_number(after)}")
+    if record.get("drift"):
+        lines.append(f"drift: {', '.join(record['drift'])}")
+    findings = record.get("findings") or []
+    errors = [f for f in findings if f.get("severity") == Severity.ERROR]
+    warnings = [f for f in findings if f.get("severity") == Severity.WARNING]
+    if errors or warnings:
+        lines.append(f"findings: {len(errors)} error(s), {len(warnings)} warning(s)")
+    if challenger.get("version"):
+        lines.append(f"new champion: {challenger['version']}")
+    elif champion.get("version"):
+        lines.append(f"champion stays: {champion['version']}")
+    return lines
+
+
+def champion_lines(model_name: str, pointer, metadata: dict | None) -> list[str]:
+    """``retrain registry show``."""
+    if pointer is None:
+        return [f"{model_name}: no champion yet"]
+    return [f"{model_name}: champion {pointer.version} (previous {pointer.previous}), "
+            f"watermark {pointer.watermark}",
+            f"  strategy {metadata['strategy']}, model {metadata['model_type']}, "
+            f"metrics {json.dumps(metadata['metrics'])}"]
+
+
+def version_lines(versions: list[dict]) -> list[str]:
+    """``retrain registry list``: one line per version, the champion starred."""
+    return [f"{'*' if row['champion'] else ' '} {row['version']}  {row['created_at']}  "
+            f"{row['strategy']:<8} accuracy {_number(row['metrics'].get('accuracy'))}"
+            for row in versions]

@@ -1,0 +1,57 @@
+"""Every outcome a stage or a run can end with: one name for each, used by stages, the pipeline's
+conditions, the run record and the CLI alike.
+
+They are plain strings (the pipeline compares them with KFP conditions, and they are JSON fields
+and CLI output that scripts match on), grouped by who decides them.
+"""
+
+from __future__ import annotations
+
+
+class IngestOutcome:
+    """Whether ingest found anything to validate."""
+
+    NEW_DATA = "new-data"
+    NO_NEW_DATA = "no-new-data"
+
+
+class ValidateDecision:
+    """What validate decided about the new rows, under the ``retrain_when`` policy."""
+
+    RETRAIN = "retrain"
+    INVALID_DATA = "invalid-data"
+    SKIPPED = "skipped"
+
+
+class GateDecision:
+    """What the deploy gate decided about the challenger."""
+
+    DEPLOY = "deploy"
+    REJECT = "reject"
+
+
+class DeployResult:
+    """What deploy did: promoted the challenger, or lost the race to another run."""
+
+    DEPLOYED = "deployed"
+    REJECTED = "rejected"
+
+
+class RunStatus:
+    """How a run ended, as its run record, ``retrain run --json`` and the alerts say it."""
+
+    DEPLOYED = DeployResult.DEPLOYED
+    REJECTED = DeployResult.REJECTED
+    INVALID_DATA = ValidateDecision.INVALID_DATA
+    NO_NEW_DATA = IngestOutcome.NO_NEW_DATA
+    SKIPPED = ValidateDecision.SKIPPED
+    FAILED = "failed"  # a stage crashed: only the exit handler's alert says so
+    # The statuses a run record can hold (a failed run leaves none).
+    RECORDED = (DEPLOYED, REJECTED, INVALID_DATA, NO_NEW_DATA, SKIPPED)
+
+
+class Severity:
+    """How much a validation finding matters: an error blocks the run, a warning is reported."""
+
+    ERROR = "error"
+    WARNING = "warning"

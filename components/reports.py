@@ -1,0 +1,169 @@
+"""What the KFP UI shows of a run: Markdown and HTML made from the records and statistics.
+
+Rendering only: every number here was computed elsewhere.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+from components.data.drift import DriftReport, FeatureDrift
+from components.ml.metrics import METRIC_NAMES
+from components.records import DecisionRecord, TrainingSummary, ValidationReport
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+# -- validate ----------------------------------------------------------------------------------
+def validation_markdown(report: ValidationReport) -> str:
+    """The findings table."""
+    lines = ["# Data validation", "", f"New rows: {report.rows}. "
+             f"Errors: {len(report.errors)}. Warnings: {len(report.warnings)}.", ""]
+    if report.findings:
+        lines += ["| severity | check | file | column | problem |", "|---|---|---|---|---|"]
+        lines += [f"| {f.severity} | {f.check or '-'} | {f.file or '-'} | {f.column or '-'} "
+                  f"| {f.problem.replace('|', '/')} |" for f in report.findings]
+    else:
+        lines.append("No problems found.")
+    return "\n".join(lines) + "\n"
+
+
+def drift_markdown(drift: DriftReport, ks_alpha: float) -> str:
+    """The per-feature drift table: statistic, thresholds, KS p-value, verdict."""
+    lines = ["## Drift against the champion's training data", "",
+             f"Reference rows: {drift.reference_rows}. New rows: {drift.new_rows}. "
+             f"Drifted: {', '.join(drift.drifted) or 'none'}.", "",
+             "| feature | kind | test | statistic | warn / drift at | KS p-value | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for f in drift.features:
+        p_value = "-" if f.ks_pvalue is None else (
+            f"{f.ks_pvalue:.3g}" + (" (<α)" if f.ks_pvalue < ks_alpha else ""))
+        statistic = "-" if f.statistic is None else f"{f.statistic:.4f}"
+        name = f"{f.feature} (label)" if f.is_label else f.feature
+        lines.append(f"| {name} | {f.kind} | {f.test.upper()} | {statistic} | "
+                     f"{f.warn:g} / {f.drift:g} | {p_value} | {f.verdict} |")
+    lines += ["", "PSI over the reference's decile bins (numeric); Jensen-Shannon distance, "
+              f"base 2 (categorical, label). KS p-values (α = {ks_alpha:g}) are shown "
+              "alongside; with many rows they flag even tiny shifts, so they do not decide."]
+    return "\n".join(lines) + "\n"
+
+
+NO_DRIFT_REFERENCE = ("No drift reference yet: the champion's training statistics are stored at "
+                      "its first deploy.\n")
+
+
+def validate_markdown(report: ValidationReport, drift: DriftReport | None, *, schema_source: str,
+                      decision: str, reason: str, ks_alpha: float) -> str:
+    """The validate stage's whole Markdown report: findings, decision, drift."""
+    return (validation_markdown(report)
+            + f"\nSchema: {schema_source}. Decision: **{decision}**: {reason}\n\n"
+            + (drift_markdown(drift, ks_alpha) if drift else NO_DRIFT_REFERENCE))
+
+
+def drift_html(drift: DriftReport | None) -> str:
+    """A self-contained page: one small reference-vs-new histogram per feature."""
+    if drift is None:
+        return "<!doctype html><p>No drift reference yet (no champion statistics).</p>\n"
+    cards = "\n".join(_histogram_card(f) for f in drift.features)
+    drifted = html.escape(", ".join(drift.drifted) or "none")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Drift report</title>"
+        "<style>body{font-family:sans-serif;margin:16px}.grid{display:flex;flex-wrap:wrap;"
+        "gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px;width:300px}"
+        ".drift{color:#b00020;font-weight:bold}.warn{color:#b36b00}.ok{color:#1b5e20}"
+        "h3{font-size:14px;margin:0 0 4px}small{color:#555}</style></head><body>"
+        f"<h2>Drift report</h2><p>Reference rows: {drift.reference_rows}; new rows: "
+        f"{drift.new_rows}. Drifted: <b>{drifted}</b>.</p>"
+        "<p><span style='color:#9e9e9e'>&#9632;</span> reference "
+        "<span style='color:#1e88e5'>&#9632;</span> new</p>"
+        f"<div class='grid'>{cards}</div></body></html>\n"
+    )
+
+
+def _histogram_card(f: FeatureDrift) -> str:
+    width, height, top = 284, 90, 4
+    bars = []
+    peak = max([*f.reference, *f.new, 1e-9])
+    slot = width / max(len(f.bins), 1)
+    bar = max(slot / 2 - 1, 1)
+    for index, label in enumerate(f.bins):
+        for offset, (share, colour) in enumerate(((f.reference[index], "#9e9e9e"),
+                                                  (f.new[index], "#1e88e5"))):
+            h = (height - top) * share / peak
+            x = index * slot + offset * bar
+            bars.append(f"<rect x='{x:.1f}' y='{height - h:.1f}' width='{bar:.1f}' "
+                        f"height='{h:.1f}' fill='{colour}'><title>{html.escape(label)}: "
+                        f"{share:.1%}</title></rect>")
+    statistic = "-" if f.statistic is None else f"{f.statistic:.3f}"
+    p_value = "" if f.ks_pvalue is None else f", KS p {f.ks_pvalue:.2g}"
+    verdict = f.verdict.replace(" ", "-")
+    name = f"{f.feature} (label)" if f.is_label else f.feature
+    return (f"<div class='card'><h3>{html.escape(name)} <span class='{verdict}'>"
+            f"{html.escape(f.verdict)}</span></h3><small>{f.test.upper()} {statistic} "
+            f"(warn {f.warn:g}, drift {f.drift:g}){p_value}</small>"
+            f"<svg width='{width}' height='{height}' role='img' aria-label='histogram'>"
+            f"{''.join(bars)}</svg></div>")
+
+
+# -- retrain -----------------------------------------------------------------------------------
+def trace_markdown(training: TrainingSummary) -> str:
+    """The training trace as the seed shows it: one row per epoch, loss and accuracy."""
+    lines = [
+        f"# Training trace: {training.strategy} ({training.model_type})",
+        "",
+        *(f"- {note}" for note in training.notes),
+        "",
+        "| epoch | iterations | train loss | train accuracy | validation loss | validation accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in training.trace:
+        lines.append(
+            f"| {row['epoch']} | {row['iterations']} | {_number(row['train_loss'])} | "
+            f"{_number(row['train_accuracy'])} | {_number(row['validation_loss'])} | "
+            f"{_number(row['validation_accuracy'])} |")
+    lines += ["", "| strategy | status | rows | score | note |", "|---|---|---|---|---|"]
+    for c in training.candidates:
+        lines.append(f"| {c['strategy']} | {c['status']} | {c['rows']} | {_number(c['score'])} "
+                     f"| {c['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+def comparison_markdown(record: DecisionRecord) -> str:
+    """The champion-versus-challenger table shown in the KFP UI."""
+    champion, challenger = record.champion, record.challenger
+    champion_metrics = champion.metrics if champion else {}
+    lines = [
+        f"# Champion vs challenger: {record.decision.upper()}",
+        "",
+        f"**Reason:** {record.reason}",
+        "",
+        f"Gate: `{record.metric}` >= {record.threshold} and better than the champion by "
+        f"more than {record.min_improvement}. Validation rows: "
+        f"{record.data['validation_rows']}.",
+        "",
+        f"| metric | champion {champion.version if champion else '(none)'} | challenger "
+        f"({challenger.strategy}, {challenger.model_type}) |",
+        "|---|---|---|",
+    ]
+    for name in METRIC_NAMES:
+        lines.append(f"| {name} | {_number(champion_metrics.get(name))} | "
+                     f"{_number(challenger.metrics.get(name))} |")
+    if challenger.candidates:
+        lines += ["", "## Candidates", "", f"| strategy | status | rows | {record.metric} | note |",
+                  "|---|---|---|---|---|"]
+        for c in challenger.candidates:
+            lines.append(f"| {c['strategy']} | {c['status']} | {c.get('rows', '-')} | "
+                         f"{_number(c.get('score'))} | {c.get('note', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- alert -------------------------------------------------------------------------------------
+def alert_markdown(payload: dict) -> str:
+    """The alert as a Markdown artifact for the KFP UI."""
+    lines = [f"# Alert: {payload['status']}", "", payload["text"], "", "```json",
+             json.dumps(payload, indent=2, sort_keys=True, default=str), "```"]
+    return "\n".join(lines) + "\n"
