@@ -58,8 +58,8 @@ def without_retries(documents: list[dict]) -> list[dict]:
 
 
 def parse_spec(spec_text: str) -> list[dict]:
-    """The YAML documents of a compiled spec, parsed with libyaml (kfp's pure-Python parse of
-    our spec takes over a second, twice)."""
+    """The YAML documents of a compiled spec, parsed with libyaml once (kfp parses it in pure
+    Python, twice)."""
     import yaml
 
     return list(yaml.load_all(spec_text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))

@@ -34,11 +34,10 @@ from components.delegation import (
     socket_path,
 )
 
-# Two workers, so that the stages needing scipy and scikit-learn (2 s to import, in one piece) do
-# not hold up the others: each imports what its stages need, in the order they come. The second
-# leaves pandera to a validate that comes its way: importing it while retrain's OpenMP threads
-# run doubled retrain's time on two cores. Nor is it imported before they part: that puts 0.45 s
-# before scikit-learn's import, and a small run's retrain waited for it.
+# Two workers, so that the stages needing scipy and scikit-learn (slow to import) do not hold up
+# the others: each imports what its stages need, in the order they come. The second leaves
+# pandera to a validate that comes its way, so its import never competes with retrain's OpenMP
+# threads, nor delays scikit-learn's import before the two part.
 SHARED = ("pandas", "pyarrow.parquet", "components.steps")  # imported once, before they part
 PRELOAD = {
     LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate",

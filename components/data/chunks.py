@@ -43,7 +43,7 @@ class Table:
 
         self._source = pa.BufferReader(source) if isinstance(source, bytes) else str(source)
         # pre_buffer off: with it, each row group's column data is kept beyond its batches
-        # (about 100 MiB more at 10M rows).
+        # (memory that grows with the file).
         self._file = pq.ParquetFile(self._source, pre_buffer=False)
 
     @property
@@ -230,7 +230,7 @@ def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
 def first_occurrences(hashes: np.ndarray) -> np.ndarray:
     """A mask of the first row of each distinct hash (``~DataFrame.duplicated()``).
 
-    A stable argsort rather than ``np.unique``, whose hash table took 600 MiB for 10M rows.
+    A stable argsort rather than ``np.unique``, whose hash table needs several times the memory.
     """
     order = np.argsort(hashes, kind="stable")
     ordered = hashes[order]

@@ -19,8 +19,8 @@ METRIC_NAMES = ("accuracy", "f1", "roc_auc", "log_loss")
 
 class LossAndAccuracy:
     """Log loss and accuracy added up batch by batch: what a training trace row shows. In
-    numpy, as sklearn's ``log_loss`` computes it: its input checks took a third of a small
-    fine-tune, which scores every epoch."""
+    numpy, as sklearn's ``log_loss`` computes it, without its per-call input checks: a trace
+    scores every epoch."""
 
     def __init__(self, classes):
         self.classes = np.asarray(classes)

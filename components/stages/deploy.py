@@ -30,8 +30,8 @@ class Deployment:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries a loader of the model file needs to match.
 
-    Read from the installed packages' metadata: importing scikit-learn only to ask its version
-    would cost this stage two seconds.
+    Read from the installed packages' metadata, without importing scikit-learn (slow) only to ask
+    its version.
     """
     from importlib.metadata import version
 

@@ -181,3 +181,19 @@ def test_batch_mode_finetune_does_not_read_consumed_files(source):
                     watermark=None, consumed_files=first.consumed_files, history_days=0)
     assert len(second.new_data) == 10 and len(second.history) == 0
     assert set(second.consumed_files) == {"jan.csv", "feb.parquet", "mar.csv"}
+
+
+@pytest.mark.parametrize("history_days, history_rows", [(0, 0), (1, 24), (None, 72)],
+                         ids=["finetune", "one-day-window", "all"])
+def test_rows_older_than_the_history_read_are_dropped_not_new(tmp_path, history_days,
+                                                              history_rows):
+    """Check that a CSV's rows before the history a strategy reads are neither history nor new
+    (they were consumed by earlier versions: reading them as new would train on them twice)."""
+    folder = tmp_path / "source"
+    folder.mkdir()
+    make_rows(96, start="2025-01-01").to_csv(folder / "hourly.csv", index=False)
+    result = ingest(str(folder), timestamp_column="ts", cutoff=to_utc_timestamp("2025-02-01"),
+                    watermark="2025-01-03T23:00:00Z", history_days=history_days,
+                    new_data_path=tmp_path / "new.parquet", history_path=tmp_path / "h.parquet")
+    assert result.new_rows == 24  # the fourth day only
+    assert result.history_rows == history_rows

@@ -1,0 +1,148 @@
+"""The steps (artifact I/O around each stage) with a champion in the registry: retrain continues
+it, evaluate compares against it, deploy promotes over it or loses the race."""
+
+import json
+import shutil
+
+import pytest
+
+from app import demo_data
+from components import steps
+from components.outcomes import DeployResult, GateDecision
+from components.records import DecisionRecord
+from components.registry import ChampionPointer, Registry
+
+COLUMNS = dict(label_column=demo_data.LABEL_COLUMN, timestamp_column=demo_data.TIMESTAMP_COLUMN)
+CUTOFFS = demo_data.demo_cutoffs()
+
+
+def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
+    """ingest, validate, preprocess, retrain and evaluate into ``work``; returns the paths."""
+    work.mkdir(parents=True, exist_ok=True)
+    p = {name: str(work / name) for name in (
+        "new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
+        "schema.json", "train", "validation", "clean_history", "model", "trace.md",
+        "decision.json", "comparison.md")}
+    common = dict(registry_uri=registry_uri, model_name="customers")
+    ingest = steps.ingest_step(source_uri=str(source), cutoff=cutoff, scheduled_time="",
+                               run_id=run_id, strategy=strategy, window_days=90,
+                               new_data_path=p["new"], history_path=p["history"],
+                               report_path=p["ingest.json"],
+                               timestamp_column=COLUMNS["timestamp_column"], **common)
+    steps.validate_step(new_data_path=p["new"], ingest_report_path=p["ingest.json"],
+                        champion_version=ingest["champion_version"], min_rows=100,
+                        retrain_when="always", schema_uri="", validation_thresholds={},
+                        run_id=run_id, report_path=p["validation.json"],
+                        markdown_path=p["validation.md"], html_path=p["drift.html"],
+                        schema_path=p["schema.json"], **COLUMNS, **common)
+    counts = steps.preprocess_step(new_data_path=p["new"], history_path=p["history"],
+                                   schema_path=p["schema.json"], validation_fraction=0.2,
+                                   train_path=p["train"], validation_path=p["validation"],
+                                   history_out_path=p["clean_history"], **COLUMNS)
+    p["training"] = steps.retrain_step(
+        train_path=p["train"], validation_path=p["validation"], history_path=p["clean_history"],
+        schema_path=p["schema.json"], champion_version=ingest["champion_version"],
+        strategy=strategy, model_type="hgb", metric="accuracy", epochs=3, window_days=90,
+        window_files=3, model_dir=p["model"], trace_markdown_path=p["trace.md"], **COLUMNS,
+        **common)
+    p["evaluation"] = steps.evaluate_step(
+        challenger_dir=p["model"], validation_path=p["validation"],
+        ingest_report_path=p["ingest.json"], validation_report_path=p["validation.json"],
+        preprocess_counts=counts, champion_version=ingest["champion_version"],
+        strategy=strategy, model_type="hgb", metric="accuracy", threshold=0.5,
+        min_improvement=0.0, run_id=run_id, decision_record_path=p["decision.json"],
+        comparison_path=p["comparison.md"], **COLUMNS, **common)
+    return p
+
+
+def _deploy(p, registry_uri, run_id):
+    return steps.deploy_step(registry_uri=registry_uri, model_name="customers",
+                             challenger_dir=p["model"], decision_record_path=p["decision.json"],
+                             run_id=run_id, **COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory, demo_folder):
+    """A registry whose champion v0001 was trained on the initial quarter, and a run over the
+    next two months that fine-tuned a challenger and evaluated it against v0001."""
+    root = tmp_path_factory.mktemp("steps")
+    source = root / "source"
+    source.mkdir()
+    for name in ("customers_2025-01_initial.csv", "customers_2025-04.csv",
+                 "customers_2025-05.csv"):
+        shutil.copy(demo_folder / name, source)
+    registry_uri = str(root / "registry")
+    first = _run_steps(source, registry_uri, root / "first", CUTOFFS[0], "run-1")
+    assert _deploy(first, registry_uri, "run-1")["version"] == "v0001"
+    second = _run_steps(source, registry_uri, root / "second", CUTOFFS[2], "run-2",
+                        strategy="finetune")
+    return {"root": root, "registry_uri": registry_uri, "paths": second}
+
+
+@pytest.fixture
+def registry(month, tmp_path):
+    """A copy of the module's registry, so each test can change it freely."""
+    copy = tmp_path / "registry"
+    shutil.copytree(month["registry_uri"], copy)
+    return str(copy)
+
+
+def test_retrain_continues_the_champion_and_keeps_its_schema(month):
+    """Check that a fine-tune is recorded as such and its schema is the union with v0001's."""
+    p = month["paths"]
+    training = json.loads((month["root"] / "second" / "model" / "training.json").read_text())
+    assert training == p["training"]
+    assert (training["strategy"], training["requested_strategy"]) == ("finetune", "finetune")
+    assert len(training["trace"]) == 3 and training["classes"] == [0, 1]
+    schema = json.loads((month["root"] / "second" / "model" / "schema.json").read_text())
+    parent = Registry(month["registry_uri"], "customers").version_json("v0001", "schema.json")
+    assert schema["rows"] == parent["rows"] + 320  # 80% of the 400 new rows
+    web = {c["name"]: c for c in schema["columns"]}["web_visits_last_month"]
+    old = {c["name"]: c for c in parent["columns"]}["web_visits_last_month"]
+    assert web["max"] >= old["max"] and web["min"] <= old["min"]
+
+
+def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
+    """Check the decision record: both models scored, the data window, and the verdict."""
+    p = month["paths"]
+    record = DecisionRecord.from_dict(json.loads((month["root"] / "second" /
+                                                  "decision.json").read_text()))
+    assert record.champion.version == "v0001"
+    assert record.decision == p["evaluation"]["decision"]
+    assert record.champion.metrics == p["evaluation"]["champion"]
+    assert record.challenger.metrics == p["evaluation"]["challenger"]
+    assert (record.data["new_rows"], record.data["validation_rows"]) == (400, 80)
+    assert record.data["watermark_before"].startswith("2025-03-31")
+    comparison = (month["root"] / "second" / "comparison.md").read_text()
+    assert "| metric | champion v0001 | challenger (finetune, hgb) |" in comparison
+    expected = (GateDecision.DEPLOY if record.challenger.metrics["accuracy"]
+                > record.champion.metrics["accuracy"] else GateDecision.REJECT)
+    assert record.decision == expected
+
+
+def test_deploy_promotes_over_the_champion_it_compared(month, registry):
+    """Check that deploy publishes v0002, moves pointer and watermark, and records the run."""
+    result = _deploy(month["paths"], registry, "run-2")
+    assert (result["result"], result["version"]) == (DeployResult.DEPLOYED, "v0002")
+    pointer = Registry(registry, "customers").champion()
+    assert (pointer.version, pointer.previous) == ("v0002", "v0001")
+    assert pointer.watermark.startswith("2025-05-31")
+    record = Registry(registry, "customers").run_record("run-2")
+    assert (record.status, record.challenger["version"]) == ("deployed", "v0002")
+
+
+def test_deploy_that_lost_the_race_changes_nothing(month, registry):
+    """Check that a champion moved by another run makes deploy end rejected, unpromoted."""
+    store = Registry(registry, "customers")
+    store.move_champion(ChampionPointer("v0001", reason="someone else"), "v0001")
+    before = (store.root + "/champion.json")
+    before_bytes = open(before, "rb").read()
+    rival = store.publish(b"rival", {"run_id": "rival", "created_at": "now", "metrics": {}})
+    store.move_champion(ChampionPointer(rival, previous="v0001"), "v0001")
+    moved = open(before, "rb").read()
+    result = _deploy(month["paths"], registry, "run-2")
+    assert result["result"] == DeployResult.REJECTED
+    assert result["reason"] == "champion changed during the run"
+    assert result["version"] == "v0003"  # published, not promoted
+    assert open(before, "rb").read() == moved != before_bytes
+    assert store.run_record("run-2") is None  # the alert step records a rejected run
