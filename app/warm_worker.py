@@ -43,7 +43,7 @@ PRELOAD = {
     LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate",
             "components.data.drift", "components.policies", "components.reports",
             "components.stages.preprocess", "components.stages.deploy", "components.stages.alert"),
-    FULL: ("joblib", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
+    FULL: ("skops.io", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
            "sklearn.impute", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics",
            "components.data.drift", "components.stages.retrain", "components.stages.evaluate",
            "components.reports", "scipy.stats", "scipy.spatial.distance"),

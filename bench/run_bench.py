@@ -261,7 +261,7 @@ def artifact_sizes(root: Path) -> dict[str, float]:
     for path in root.rglob("*"):
         if path.is_file() and "logs" not in path.parts:
             name = f"{path.parent.name}/{path.name}" if path.name in (
-                "model.joblib", "statistics.json", "schema.json", "training.json") else \
+                "model.skops", "statistics.json", "schema.json", "training.json") else \
                 f"{path.parent.name}.{path.name}"
             sizes[name] = max(sizes.get(name, 0.0), path.stat().st_size / 1024)
     return dict(sorted(sizes.items(), key=lambda item: -item[1])[:12])

@@ -318,7 +318,7 @@ STAGE_VALUES = {
     "clean_history": "Cleaned history rows (Parquet).",
     "counts": "Rows for training, validation and history, and rows dropped.",
     "preprocess_counts": "Rows for training, validation and history, and rows dropped.",
-    "challenger": "The retrained model (model.joblib, training.json, schema.json, "
+    "challenger": "The retrained model (model.skops, training.json, schema.json, "
                   "statistics.json).",
     "training_metrics": "Loss and accuracy after each epoch.",
     "training_trace": "The epoch-by-epoch training trace and the candidates (Markdown).",

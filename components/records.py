@@ -139,6 +139,7 @@ class TrainingSummary:
     notes: list[str]
     feature_kinds: dict[str, str]
     classes: list
+    libraries: dict[str, str] = field(default_factory=dict)  # what saved the model file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,6 +169,7 @@ class ChallengerScores:
     feature_kinds: dict[str, str]
     classes: list
     metrics: dict
+    libraries: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, training: TrainingSummary, metrics: dict) -> ChallengerScores:

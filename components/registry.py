@@ -2,7 +2,7 @@
 
 Layout under ``<registry_uri>/<model_name>/``::
 
-    versions/v0001/model.joblib    the sklearn Pipeline (the file KServe's sklearn server loads)
+    versions/v0001/model.skops     the sklearn Pipeline as a skops file (never a pickle)
     versions/v0001/metadata.json   metrics, data window, params, parent, run id, SHA-256, libraries
     versions/v0001/schema.json     the data contract inferred from its training rows (validate)
     versions/v0001/statistics.json its training rows' distributions, the drift reference
@@ -21,12 +21,11 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from components.ml.models import load_model_bytes
+from components.ml.models import LEGACY_MODEL_FILE, MODEL_FILE, ModelFileError, load_model_bytes
 from components.params import BY_NAME
 from components.records import RunRecord, utc_now_iso
 from components.storage import Storage, join_uri, sha256_bytes, storage_for
 
-MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 POINTER_FILE = "champion.json"
 SCHEMA_FILE = "schema.json"
@@ -149,17 +148,27 @@ class Registry:
                            "parent_version": meta["parent_version"], "run_id": meta["run_id"]})
         return listed
 
-    def load_model(self, version: str):
-        """Load a version's model after checking its SHA-256 against its metadata."""
-        expected = self.metadata(version)["model_sha256"]
-        data = self.storage.read_bytes(self.version_uri(version, MODEL_FILE))
+    def load_model(self, version: str, *, allow_version_skew: bool = False):
+        """Load a version's model: its SHA-256 is checked against its metadata before a byte is
+        parsed, then the file's types against the allow-list (:mod:`components.ml.models`)."""
+        metadata = self.metadata(version)
+        uri = self.version_uri(version, MODEL_FILE)
+        try:
+            data = self.storage.read_bytes(uri)
+        except FileNotFoundError:
+            if self.storage.exists(self.version_uri(version, LEGACY_MODEL_FILE)):
+                raise ModelFileError(
+                    f"version {version} of {self.model_name!r} holds only {LEGACY_MODEL_FILE}, a "
+                    "pickle, which is never loaded (it could run code): retrain to make a "
+                    f"{MODEL_FILE} version") from None
+            raise
         actual = sha256_bytes(data)
-        if actual != expected:
+        if actual != metadata["model_sha256"]:
             raise ModelIntegrityError(
-                f"{self.version_uri(version, MODEL_FILE)} has SHA-256 {actual}, but its "
-                f"{METADATA_FILE} records {expected}: refusing to load a torn or altered model"
-            )
-        return load_model_bytes(data, self.version_uri(version, MODEL_FILE))
+                f"{uri} has SHA-256 {actual}, but its {METADATA_FILE} records "
+                f"{metadata['model_sha256']}: refusing to load a torn or altered model")
+        return load_model_bytes(data, uri, libraries=metadata.get("libraries"),
+                                allow_version_skew=allow_version_skew)
 
     # -- writing -------------------------------------------------------------------------------
     def publish(self, model_bytes: bytes, metadata: dict, extra_files: dict | None = None) -> str:

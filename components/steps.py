@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from components.delegation import delegated
+from components.ml.models import MODEL_FILE
 from components.outcomes import DeployResult, IngestOutcome, RunStatus, ValidateDecision
 from components.params import checks_parameters, thresholds_with
 from components.records import (
@@ -27,7 +28,7 @@ from components.records import (
     TrainingSummary,
     ValidationSummary,
 )
-from components.registry import MODEL_FILE, SCHEMA_FILE, STATISTICS_FILE, Registry
+from components.registry import SCHEMA_FILE, STATISTICS_FILE, Registry
 
 TRAINING_FILE = "training.json"
 
@@ -184,7 +185,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
                  timestamp_column: str, strategy: str, model_type: str, metric: str,
                  epochs: int, window_days: int, window_files: int, model_dir: str,
                  trace_markdown_path: str) -> dict:
-    """Fit the challenger and save it as ``<model_dir>/model.joblib`` with ``training.json``,
+    """Fit the challenger and save it as ``<model_dir>/model.skops`` with ``training.json``,
     and the schema and statistics of the rows it learned from."""
     from components import reports
     from components.data.chunks import Table
@@ -195,7 +196,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
         plain_value,
         schema_feature_kinds,
     )
-    from components.ml.models import save_model
+    from components.ml.models import library_versions, save_model
     from components.stages import retrain as retrain_stage
 
     registry = Registry(registry_uri, model_name)
@@ -209,7 +210,8 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
         window_files=window_files, champion=champion, champion_meta=meta)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     save_model(result.model, Path(model_dir) / MODEL_FILE)
-    training = result.summary(feature_kinds, [plain_value(c) for c in result.model.classes_])
+    training = result.summary(feature_kinds, [plain_value(c) for c in result.model.classes_],
+                              library_versions())
     write_json(Path(model_dir) / TRAINING_FILE, training.to_dict())
     schema = infer_schema(result.training_data, label_column=label_column,
                           timestamp_column=timestamp_column, feature_kinds=feature_kinds)
@@ -242,11 +244,12 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
     from components.stages.evaluate import evaluate
 
     champion, _ = _champion(Registry(registry_uri, model_name), champion_version)
+    training = TrainingSummary.from_dict(read_json(Path(challenger_dir) / TRAINING_FILE))
     evaluation = evaluate(
-        load_model(Path(challenger_dir) / MODEL_FILE), champion, Table(validation_path),
+        load_model(Path(challenger_dir) / MODEL_FILE, libraries=training.libraries), champion,
+        Table(validation_path),
         label_column=label_column, metric=metric, threshold=threshold,
         min_improvement=min_improvement, champion_version=champion_version)
-    training = TrainingSummary.from_dict(read_json(Path(challenger_dir) / TRAINING_FILE))
     ingest_report = IngestReport.from_dict(read_json(ingest_report_path))
     verdict = evaluation.verdict
     record = DecisionRecord(

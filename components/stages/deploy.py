@@ -7,7 +7,6 @@ promoted in between, this run changes nothing and ends as ``rejected``.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 
 from components.outcomes import DeployResult
@@ -25,18 +24,6 @@ class Deployment:
     result: str
     reason: str
     version: str
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a loader of the model file needs to match.
-
-    Read from the installed packages' metadata, without importing scikit-learn (slow) only to ask
-    its version.
-    """
-    from importlib.metadata import version
-
-    return {"python": platform.python_version(),
-            **{name: version(name) for name in ("scikit-learn", "numpy", "pandas", "joblib")}}
 
 
 def version_metadata(record: DecisionRecord, *, model_name: str, run_id: str, label_column: str,
@@ -59,7 +46,7 @@ def version_metadata(record: DecisionRecord, *, model_name: str, run_id: str, la
         "classes": challenger.classes,
         "label_column": label_column,
         "timestamp_column": timestamp_column,
-        "libraries": library_versions(),
+        "libraries": challenger.libraries,
     }
 
 

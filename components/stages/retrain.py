@@ -69,12 +69,14 @@ class RetrainResult:
     notes: list[str]
     training_data: object = None  # the rows the chosen model was fitted on (frame or Table)
 
-    def summary(self, feature_kinds: dict[str, str], classes: list) -> TrainingSummary:
+    def summary(self, feature_kinds: dict[str, str], classes: list,
+                libraries: dict[str, str]) -> TrainingSummary:
         """What ``training.json`` records of this fit."""
         return TrainingSummary(
             strategy=self.strategy, requested_strategy=self.requested_strategy,
             model_type=self.model_type, candidates=[c.to_dict() for c in self.candidates],
-            trace=self.trace, notes=self.notes, feature_kinds=feature_kinds, classes=classes)
+            trace=self.trace, notes=self.notes, feature_kinds=feature_kinds, classes=classes,
+            libraries=libraries)
 
 
 def _trace_row(epoch, iterations, train_scores, validation_scores) -> dict:

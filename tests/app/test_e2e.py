@@ -89,7 +89,7 @@ def test_bootstrap_deploys_v1(bootstrapped, webhook):
     assert result["new_rows"] == 1000
     assert result["challenger"]["metrics"]["accuracy"] >= 0.80
     model_dir = world.registry / "customers" / "versions" / "v0001"
-    assert {"model.joblib", "metadata.json", "schema.json", "statistics.json"} <= {
+    assert {"model.skops", "metadata.json", "schema.json", "statistics.json"} <= {
         p.name for p in model_dir.iterdir()}
     assert result["drift"] == [] and result["findings"] == []  # nothing to compare with yet
     assert not [body for body in webhook.bodies if body["run_id"] == result["run_id"]]

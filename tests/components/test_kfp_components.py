@@ -104,7 +104,7 @@ def test_preprocess_counts_add_up(chain):
 def test_retrain_writes_the_model_folder_and_logs_the_trace(chain):
     """Check the challenger folder and one metric per epoch and trace column."""
     folder = chain["root"] / "challenger"
-    assert {p.name for p in folder.iterdir()} == {"model.joblib", "training.json",
+    assert {p.name for p in folder.iterdir()} == {"model.skops", "training.json",
                                                   "schema.json", "statistics.json"}
     assert chain["artifacts"]["challenger"].metadata["framework"] == "scikit-learn"
     logged = chain["artifacts"]["training_metrics"].metadata

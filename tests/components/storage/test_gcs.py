@@ -107,8 +107,8 @@ def test_corrupted_model_object_is_refused(gs_prefix):
     """Check that a model object altered in the bucket is not unpickled."""
     registry = _registry(gs_prefix)
     _publish(registry)
-    registry.storage.write_bytes(registry.version_uri("v0001", "model.joblib"), b"torn")
-    with pytest.raises(ModelIntegrityError, match="v0001/model.joblib has SHA-256"):
+    registry.storage.write_bytes(registry.version_uri("v0001", "model.skops"), b"torn")
+    with pytest.raises(ModelIntegrityError, match="v0001/model.skops has SHA-256"):
         registry.load_model("v0001")
 
 

@@ -64,7 +64,7 @@ def test_publish_numbers_versions_and_writes_metadata_last(registry):
 def test_claimed_version_without_metadata_is_invisible(registry):
     """Check that a crash between claim and metadata leaves a version no reader sees."""
     registry.storage.create_exclusive(registry.version_uri("v0001", ".claim"), b"crashed")
-    registry.storage.write_bytes(registry.version_uri("v0001", "model.joblib"), b"half")
+    registry.storage.write_bytes(registry.version_uri("v0001", "model.skops"), b"half")
     assert registry.versions() == []
     assert _publish(registry) == "v0002"
 
@@ -72,8 +72,8 @@ def test_claimed_version_without_metadata_is_invisible(registry):
 def test_tampered_model_is_refused(registry):
     """Check that a model whose bytes do not match its recorded SHA-256 is not unpickled."""
     _publish(registry)
-    registry.storage.write_bytes(registry.version_uri("v0001", "model.joblib"), b"evil")
-    with pytest.raises(ModelIntegrityError, match="v0001/model.joblib has SHA-256"):
+    registry.storage.write_bytes(registry.version_uri("v0001", "model.skops"), b"evil")
+    with pytest.raises(ModelIntegrityError, match="v0001/model.skops has SHA-256"):
         registry.load_model("v0001")
 
 
