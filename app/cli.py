@@ -12,8 +12,8 @@
 
 The run flags are the pipeline's parameters, one flag each (:data:`components.params.PARAMETERS`).
 ``run`` exits 0 for every outcome the pipeline decides (deployed, rejected, invalid-data,
-no-new-data, skipped), 1 with a one-line error when a run fails outright, and 2 when a parameter
-is refused.
+no-new-data, skipped), 1 with a one-line error when a run fails outright, 2 when a parameter is
+refused, and 3 when the run decided but its alert was not delivered (said on stderr).
 """
 
 from __future__ import annotations
@@ -24,15 +24,20 @@ import sys
 from pathlib import Path
 
 from app import summary
+from components.outcomes import AlertDelivery
 from components.params import (
     DEFAULT_THRESHOLDS,
     PARAMETERS,
+    SECRET_PARAMETERS,
     InvalidParameterError,
     check_parameters,
 )
 from pipelines import COMPILED_PIPELINE
 
 DEFAULT_WORKDIR = Path(".retrain")
+# `retrain run` exit codes: 0 the pipeline decided (any status), 1 the run failed outright,
+# 2 a parameter was refused, 3 the run decided but its alert was not delivered.
+EXIT_ALERT_NOT_DELIVERED = 3
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -199,7 +204,20 @@ def command_run(args: argparse.Namespace) -> int:
     if not args.json:
         print("\n".join(summary.run_lines(record)))
     _print_json_last(record, args.json)
+    if record.get("alert_delivery") == AlertDelivery.FAILED:
+        print(f"error: the run ended {record['status']}, but its alert was not delivered: "
+              f"{record.get('alert_delivery_reason')}", file=sys.stderr)
+        return EXIT_ALERT_NOT_DELIVERED
     return 0
+
+
+def _warn_about_secret_parameters(arguments: dict) -> None:
+    """A secret passed as a run parameter is stored in the clear by the KFP backend."""
+    for name in SECRET_PARAMETERS:
+        if arguments.get(name):
+            print(f"warning: --{name.replace('_', '-')} becomes a run parameter the KFP UI and "
+                  "API show to anyone who can see the run; compile with --webhook-secret and "
+                  "leave it empty instead", file=sys.stderr)
 
 
 def command_registry(args: argparse.Namespace) -> int:
@@ -234,6 +252,7 @@ def command_submit(args: argparse.Namespace) -> int:
     from app.remote import submit
 
     arguments = pipeline_arguments(args)
+    _warn_about_secret_parameters(arguments)
     run_name = args.run_name or f"{args.model_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     result = submit(args.host, pipeline_file=args.pipeline, pipeline_name=args.pipeline_name,
                     experiment=args.experiment, run_name=run_name, params=arguments,
@@ -272,6 +291,7 @@ def command_schedule(args: argparse.Namespace) -> int:
     except CronError as error:
         raise InvalidParameterError(str(error)) from None
     arguments = pipeline_arguments(args)
+    _warn_about_secret_parameters(arguments)
     print(f"KFP cron: '{kfp_cron}' (seconds first); next runs (UTC): "
           + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S") for t in next_run_times(kfp_cron)))
     result = remote.schedule(

@@ -17,6 +17,7 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+from app.run_scope import Redacting, run_scope
 from app.warm_worker import running_worker
 from components.registry import Registry
 from components.storage import StorageError, copy_folder
@@ -137,9 +138,11 @@ def run_compiled_pipeline(
     pipeline_root = Path(pipeline_root).absolute()
     log_path = Path(log_path or pipeline_root / "logs" / f"{run_id}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with running_worker(warm_worker):  # first: it imports while kfp.local starts
-        _execute(pipeline_path, arguments, pipeline_root=pipeline_root, run_id=run_id,
-                 scheduled_time=scheduled_time, log_path=log_path, stream_logs=stream_logs)
+    with run_scope(arguments) as (temporary_root, given, secrets), \
+            running_worker(warm_worker, under=temporary_root):  # it imports while kfp starts
+        _execute(pipeline_path, given, pipeline_root=pipeline_root, run_id=run_id,
+                 scheduled_time=scheduled_time, log_path=log_path, stream_logs=stream_logs,
+                 secrets=secrets)
     return _run_record(arguments, run_id, log_path)
 
 
@@ -171,7 +174,7 @@ def resolve_named_outputs_in_conditions() -> None:
 
 
 def _execute(pipeline_path, arguments: dict, *, pipeline_root: Path, run_id: str,
-             scheduled_time: str, log_path: Path, stream_logs: bool) -> None:
+             scheduled_time: str, log_path: Path, stream_logs: bool, secrets: list[str]) -> None:
     """Run the spec under kfp.local with every stage's output going to ``log_path``."""
     from kfp import local
 
@@ -185,7 +188,7 @@ def _execute(pipeline_path, arguments: dict, *, pipeline_root: Path, run_id: str
     with open(log_path, "w") as log, warnings.catch_warnings():
         # kfp.local warns when an image name lacks "python"; ours is the project image.
         warnings.simplefilter("ignore", RuntimeWarning)
-        sink = _Tee(log) if stream_logs else log
+        sink = Redacting(_Tee(log) if stream_logs else log, secrets)
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             pipeline(**arguments)
 
@@ -197,8 +200,13 @@ def _run_record(arguments: dict, run_id: str, log_path: Path) -> dict:
     except StorageError:  # the registry is unreachable: the stage's own error says more
         record = None
     if record is None:
-        error = last_error(log_path.read_text()) or "a stage failed"
-        raise PipelineRunError(f"run {run_id} failed: {error} (log: {log_path})")
+        from components.steps import run_failure
+
+        reason = run_failure(arguments["registry_uri"], arguments["model_name"], run_id,
+                             kfp_message="a stage failed")["reason"]
+        if reason.startswith("the run ended"):  # the journal is silent: read the log
+            reason = last_error(log_path.read_text()) or reason
+        raise PipelineRunError(f"run {run_id} failed: {reason} (log: {log_path})")
     return dataclasses.replace(record, log=str(log_path)).to_dict()
 
 

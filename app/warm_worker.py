@@ -29,10 +29,13 @@ from components.delegation import (
     LIGHT,
     SOCKET_ENV,
     WarmWorkerError,
+    exit_status_path,
     peak_rss_mib,
+    ready_path,
     receive,
     socket_path,
 )
+from components.lifeline import OWNER_ENV, end_with_owner, owner_token
 
 # Two workers, so that the stages needing scipy and scikit-learn (slow to import) do not hold up
 # the others: each imports what its stages need, in the order they come. The second leaves
@@ -51,10 +54,12 @@ PRELOAD = {
 
 
 @contextlib.contextmanager
-def running_worker(enabled: bool = True):
+def running_worker(enabled: bool = True, *, under: str | None = None):
     """Start a worker for the steps this process's children run; stop it afterwards.
 
-    It starts importing at once, so its imports overlap with kfp.local's own start-up.
+    It starts importing at once, so its imports overlap with kfp.local's own start-up. Its
+    folder goes under ``under`` (the run's temporary root); it watches this process and ends
+    with it (:mod:`components.lifeline`), however this process ends.
     """
     if not enabled:
         yield None
@@ -62,14 +67,21 @@ def running_worker(enabled: bool = True):
     import subprocess
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="retrain-warm-") as folder:
+    with tempfile.TemporaryDirectory(prefix="retrain-warm-", dir=under) as folder:
+        errors = open(os.path.join(folder, "worker.err"), "w")  # noqa: SIM115 (closed below)
         # Its own session, so that stopping it stops both workers and anything they forked.
         worker = subprocess.Popen([sys.executable, "-m", "app.warm_worker", folder],
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=errors, start_new_session=True,
+                                  env={**os.environ, OWNER_ENV: owner_token()})
+        errors.close()
         deadline = time.monotonic() + 30
-        while not all(os.path.exists(socket_path(folder, tier)) for tier in PRELOAD):
+        while not os.path.exists(ready_path(folder)):
             if worker.poll() is not None or time.monotonic() > deadline:  # bound before imports
-                raise WarmWorkerError(f"the warm worker did not start (exit code {worker.poll()})")
+                with open(os.path.join(folder, "worker.err")) as log:
+                    last = (log.read().strip().splitlines() or [""])[-1]
+                raise WarmWorkerError(f"the warm worker did not start (exit code "
+                                      f"{worker.poll()}): {last}")
             time.sleep(0.01)
         previous = os.environ.get(SOCKET_ENV)
         os.environ[SOCKET_ENV] = folder
@@ -99,11 +111,16 @@ def serve(folder: str) -> None:
         listeners[tier] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listeners[tier].bind(socket_path(folder, tier))
         listeners[tier].listen(16)
+    with open(ready_path(folder), "w"):
+        pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stop at once: no teardown of the imports
     os.environ.pop(SOCKET_ENV, None)  # the children run steps here, never forward them again
     for module in SHARED:  # a call arriving meanwhile waits in its socket's backlog
         importlib.import_module(module)
     tier = FULL if os.fork() == 0 else LIGHT
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(folder))
+    # Once the run that started us is gone, stop both tiers and every child at once.
+    end_with_owner(lambda: os.killpg(0, signal.SIGKILL))
     listener = listeners.pop(tier)
     for other in listeners.values():
         other.close()
@@ -118,24 +135,28 @@ def serve(folder: str) -> None:
 def _fork_for(listener: socket.socket) -> None:
     """Accept one step call and hand it to a forked child."""
     connection, _ = listener.accept()
-    _reap()
     sys.stdout.flush()
     sys.stderr.flush()
     if os.fork() == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         listener.close()
         _child(connection)  # never returns
     connection.close()
 
 
-def _reap() -> None:
-    """Collect the children that have finished."""
+def _reap(folder: str) -> None:
+    """Collect the children that have finished, and say how each ended (a stage whose child
+    died without a reply reads it)."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        with contextlib.suppress(OSError):
+            with open(exit_status_path(folder, pid), "w") as handle:
+                handle.write(str(os.waitstatus_to_exitcode(status)))
 
 
 def _child(connection: socket.socket) -> None:
@@ -149,13 +170,15 @@ def _child(connection: socket.socket) -> None:
         for fd in fds:
             os.close(fd)
         module, name, kwargs, environ, cwd, path = pickle.loads(request)
+        announcement = pickle.dumps(os.getpid())
+        connection.sendall(HEADER.pack(len(announcement)) + announcement)
         os.environ.clear()
         os.environ.update(environ)
         os.environ.pop(SOCKET_ENV, None)
         os.chdir(cwd)
         sys.path[:0] = [entry for entry in path if entry not in sys.path]
         start = time.perf_counter()
-        step = getattr(importlib.import_module(module), name).__wrapped__
+        step = getattr(importlib.import_module(module), name).__delegated__
         try:
             result = step(**kwargs)
             reply = ("ok", result, time.perf_counter() - start, peak_rss_mib(), "")

@@ -85,8 +85,8 @@ def delegated(step=None, *, scientific=False):
                       file=sys.stderr)
             else:
                 with connection:
-                    result, seconds, rss = _call(connection, step.__module__, step.__name__,
-                                                 kwargs)
+                    result, seconds, rss = _call(connection, folder, step.__module__,
+                                                 step.__name__, kwargs)
                 log_stage(step.__name__, seconds, max(rss, peak_rss_mib()),
                           waited=time.perf_counter() - start - seconds)
                 return result
@@ -94,23 +94,30 @@ def delegated(step=None, *, scientific=False):
         log_stage(step.__name__, time.perf_counter() - start, peak_rss_mib())
         return result
 
+    run.__delegated__ = step  # what the worker's child runs
     return run
 
 
-def _call(connection: socket.socket, module: str, name: str, kwargs: dict):
+def _call(connection: socket.socket, folder: str, module: str, name: str, kwargs: dict):
     """Send one step call with our stdout/stderr; return (result, the child's seconds and peak
-    RSS), or raise the step's exception."""
+    RSS), or raise the step's exception. A child that dies without a reply is reported with the
+    signal that ended it, how long it ran and its peak memory as last seen."""
     sys.stdout.flush()
     sys.stderr.flush()
     payload = pickle.dumps((module, name, kwargs, dict(os.environ), os.getcwd(), sys.path))
     message = HEADER.pack(len(payload)) + payload
     sent = socket.send_fds(connection, [message], [sys.stdout.fileno(), sys.stderr.fileno()])
     connection.sendall(message[sent:])
-    reply = receive(connection)
+    started = time.monotonic()
+    announced = receive(connection)
+    pid = pickle.loads(announced) if announced is not None else None
+    reply, peak = _reply_watching(connection, pid)
     if reply is None:
-        raise WarmWorkerError(f"{name}: the warm worker's child ended without a reply "
-                              "(killed or out of memory?); `retrain run --no-warm-worker` "
-                              "runs each stage in its own process")
+        error = WarmWorkerError(f"{_death(folder, pid, time.monotonic() - started, peak)}; "
+                                "`retrain run --no-warm-worker` runs each stage in its own "
+                                "process")
+        error.peak_rss_mib = peak
+        raise error
     outcome, value, seconds, rss, remote_traceback = pickle.loads(reply)
     if outcome == "error":
         raise value from RemoteTraceback(remote_traceback)
@@ -128,6 +135,62 @@ def receive(connection: socket.socket, first: bytes = b"") -> bytes | None:
     return bytes(data[HEADER.size:])
 
 
+def _reply_watching(connection: socket.socket, pid: int | None) -> tuple[bytes | None, float]:
+    """The child's reply (None if it died first), and its peak RSS (MiB) as last sampled."""
+    import select
+
+    peak = 0.0
+    while pid is not None and not select.select([connection], [], [], 0.25)[0]:
+        peak = max(peak, _peak_of(pid))
+    return (receive(connection) if pid is not None else None), peak
+
+
+def _peak_of(pid: int) -> float:
+    """A live process's peak resident memory in MiB (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def exit_status_path(folder: str, pid: int) -> str:
+    """Where the worker records how its child ``pid`` ended."""
+    return os.path.join(folder, f"exit-{pid}")
+
+
+def _death(folder: str, pid: int | None, seconds: float, peak: float) -> str:
+    """What is known of how the worker's child ended."""
+    import signal
+
+    if pid is None:
+        return "the warm worker's child ended before it started the step"
+    path, code = exit_status_path(folder, pid), None
+    deadline = time.monotonic() + 2
+    while code is None and time.monotonic() < deadline:
+        try:
+            with open(path) as handle:
+                code = int(handle.read())
+        except (OSError, ValueError):
+            time.sleep(0.02)
+    how = ("ended without a reply" if code is None else
+           f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else
+           f"exited with code {code} without a reply")
+    memory = f", peak RSS {peak:.0f} MiB" if peak else ""
+    return f"the warm worker's child (pid {pid}) {how} after {seconds:.1f} s{memory}"
+
+
 def socket_path(folder: str, tier: str) -> str:
-    """Where the worker of ``tier`` listens inside the announced folder."""
-    return os.path.join(folder, f"{tier}.sock")
+    """The address the worker of ``tier`` listens on: a Linux abstract socket named after the
+    announced folder (no file, so no path-length limit and nothing left behind)."""
+    import hashlib
+
+    return f"\0retrain-{hashlib.sha256(folder.encode()).hexdigest()[:24]}-{tier}"
+
+
+def ready_path(folder: str) -> str:
+    """The file the worker writes once both tiers listen."""
+    return os.path.join(folder, "ready")

@@ -95,6 +95,9 @@ def preprocess(
     new_data: Input[Dataset],
     history: Input[Dataset],
     schema: Input[Artifact],
+    registry_uri: str,
+    model_name: str,
+    run_id: str,
     label_column: str,
     timestamp_column: str,
     validation_fraction: float,
@@ -109,7 +112,8 @@ def preprocess(
         new_data_path=new_data.path, history_path=history.path, schema_path=schema.path,
         label_column=label_column, timestamp_column=timestamp_column,
         validation_fraction=validation_fraction, train_path=train_data.path,
-        validation_path=validation_data.path, history_out_path=clean_history.path)
+        validation_path=validation_data.path, history_out_path=clean_history.path,
+        registry_uri=registry_uri, model_name=model_name, run_id=run_id)
     train_data.metadata["rows"] = counts["train_rows"]
     validation_data.metadata["rows"] = counts["validation_rows"]
     return (counts,)
@@ -131,6 +135,7 @@ def retrain(
     epochs: int,
     window_days: int,
     window_files: int,
+    run_id: str,
     challenger: Output[Model],
     training_metrics: Output[Metrics],
     training_trace: Output[Markdown],
@@ -144,7 +149,7 @@ def retrain(
         model_name=model_name, champion_version=champion_version, label_column=label_column,
         timestamp_column=timestamp_column, strategy=strategy, model_type=model_type,
         metric=metric, epochs=epochs, window_days=window_days, window_files=window_files,
-        model_dir=challenger.path, trace_markdown_path=training_trace.path)
+        model_dir=challenger.path, trace_markdown_path=training_trace.path, run_id=run_id)
     challenger.metadata.update(framework="scikit-learn", strategy=training["strategy"],
                                model_type=model_type)
     for row in training["trace"]:
@@ -227,6 +232,7 @@ def alert(
     alert_report: Output[Markdown],
     decision_record: Input[Artifact] = None,
     validation_report: Input[Artifact] = None,
+    unpromoted_version: str = "",
 ):
     """Records the outcome and alerts the team: logged, written as Markdown, POSTed if a URL is set."""
     from components.steps import alert_step
@@ -235,21 +241,22 @@ def alert(
                run_id=run_id, alert_webhook_url=alert_webhook_url, new_rows=new_rows,
                decision_record_path=decision_record.path if decision_record else None,
                validation_report_path=validation_report.path if validation_report else None,
-               markdown_path=alert_report.path)
+               markdown_path=alert_report.path, unpromoted_version=unpromoted_version)
 
 
 def alert_on_failure(
+    registry_uri: str,
     model_name: str,
     run_id: str,
     alert_webhook_url: str,
     run_status: PipelineTaskFinalStatus,
     failure_report: Output[Markdown],
 ):
-    """Exit handler: alerts when any stage failed outright."""
+    """Exit handler: alerts when any stage failed outright, naming the stage and the cause."""
     from components.steps import failure_alert_step
 
     failure_alert_step(state=run_status.state, error_message=run_status.error_message or "",
-                       model_name=model_name, run_id=run_id,
+                       registry_uri=registry_uri, model_name=model_name, run_id=run_id,
                        alert_webhook_url=alert_webhook_url, markdown_path=failure_report.path)
 
 

@@ -50,6 +50,15 @@ class RunStatus:
     RECORDED = (DEPLOYED, REJECTED, INVALID_DATA, NO_NEW_DATA, SKIPPED)
 
 
+class AlertDelivery:
+    """What became of a run's alert (``alert_delivery`` in the run record)."""
+
+    NONE = "none"  # the run's outcome alerts nobody (deployed, skipped, no-new-data)
+    LOGGED = "logged"  # no webhook is set: the alert is in the log and the Markdown only
+    DELIVERED = "delivered"
+    FAILED = "failed"  # the webhook did not take it: `retrain run` exits 3
+
+
 class Severity:
     """How much a validation finding matters: an error blocks the run, a warning is reported."""
 

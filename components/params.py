@@ -52,8 +52,26 @@ class InvalidParameterError(ValueError):
 
 def refuse(name: str, caller: str, requirement: str, value: object) -> InvalidParameterError:
     """The one message every refused parameter gets."""
+    shown = redacted_url(value) if name in SECRET_PARAMETERS else repr(value)
     return InvalidParameterError(
-        f"The {name!r} parameter of {caller} must be {requirement}. Got {value!r} instead.")
+        f"The {name!r} parameter of {caller} must be {requirement}. Got {shown} instead.")
+
+
+def redacted_url(value: object) -> str:
+    """What may be shown of a URL that holds a secret: its scheme and host, never its path
+    (a webhook's path is its token: Slack, Teams)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    parts = urlsplit(value)
+    if not parts.hostname:
+        return "an empty value" if not value else "a value that is not a URL"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"'{parts.scheme}://{parts.hostname}{port}/...'"
 
 
 # -- constraints -------------------------------------------------------------------------------
@@ -163,6 +181,22 @@ class Timestamp(Constraint):
         return True
 
 
+class WebhookUrl(Constraint):
+    """Empty, or an http(s) URL with a host (no ``file://``, no bare paths)."""
+
+    requirement = "empty or an http:// or https:// URL"
+
+    def accepts(self, value: object) -> bool:
+        from urllib.parse import urlsplit
+
+        if not isinstance(value, str):
+            return False
+        if not value:
+            return True
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 class ThresholdOverrides(Constraint):
     """Names of :data:`DEFAULT_THRESHOLDS`, each with a ratio in [0, 1]."""
 
@@ -194,7 +228,10 @@ class Parameter:
         constraint: What a value must be.
         cli_required: ``retrain run`` insists on it although the pipeline has a default.
         cli_pairs: A ``dict`` given on the command line as repeated ``NAME=VALUE`` flags.
-        secret: It may hold a credential: never logged, recorded or alerted.
+        secret: It may hold a credential: never logged, recorded or alerted. A local run hands
+            it to the stages in the environment variable ``env``, not as a task input (kfp.local
+            logs every task's inputs).
+        env: The environment variable a stage reads the value from when the parameter is empty.
     """
 
     name: str
@@ -205,6 +242,7 @@ class Parameter:
     cli_required: bool = False
     cli_pairs: bool = False
     secret: bool = False
+    env: str = ""
 
     @property
     def flag(self) -> str:
@@ -260,7 +298,8 @@ PARAMETERS: tuple[Parameter, ...] = (
               "thresholds by name, e.g. {\"psi_drift\": 0.3}; see the README for the names and "
               "defaults.", ThresholdOverrides(), cli_pairs=True),
     Parameter("alert_webhook_url", str, "", "Slack-compatible webhook that receives alerts; "
-              "empty to only log them.", AnyText(), secret=True),
+              "empty to only log them.", WebhookUrl(), secret=True,
+              env="RETRAIN_ALERT_WEBHOOK_URL"),
 )
 BY_NAME = {parameter.name: parameter for parameter in PARAMETERS}
 SECRET_PARAMETERS = frozenset(p.name for p in PARAMETERS if p.secret)
@@ -329,6 +368,7 @@ STAGE_VALUES = {
     "reason": "The sentence that explains the decision.",
     "version": "The version deploy published (vNNNN).",
     "result": "deployed, or rejected when another run moved the champion meanwhile.",
+    "unpromoted_version": "A version deploy published but could not promote (it lost the race).",
     "status": "The run's status as the alert reports it.",
     "alert_report": "The alert as sent (Markdown).",
     "run_status": "KFP's final status of the run (the exit handler's input).",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
-from components.outcomes import Severity
+from components.outcomes import AlertDelivery, Severity
 
 
 def utc_now_iso() -> str:
@@ -233,12 +233,15 @@ class RunRecord:
     drift: list[str]
     findings: list[dict]
     finished_at: str
+    alert_delivery: str = AlertDelivery.NONE
+    alert_delivery_reason: str = ""
     log: str | None = None  # where the stages' logs are: set by a local run, not stored
 
     @classmethod
     def of(cls, *, status: str, reason: str, run_id: str, model_name: str, new_rows: int,
            decision: DecisionRecord | None = None, champion_version: str = "",
-           deployed_version: str = "", validation: ValidationSummary | None = None) -> RunRecord:
+           deployed_version: str = "", unpromoted_version: str = "",
+           validation: ValidationSummary | None = None) -> RunRecord:
         """The record of a run that ended with ``status``, from what the run knew by then."""
         champion, challenger = (decision.champion, decision.challenger) if decision else \
             (None, None)
@@ -252,6 +255,7 @@ class RunRecord:
             champion={"version": (champion.version if champion else "") or champion_version
                       or None, "metrics": champion.metrics if champion else None},
             challenger={"version": deployed_version or None,
+                        "unpromoted_version": unpromoted_version or None,
                         "strategy": challenger.strategy if challenger else None,
                         "model_type": challenger.model_type if challenger else None,
                         "metrics": challenger.metrics if challenger else None},

@@ -9,6 +9,7 @@ Layout under ``<registry_uri>/<model_name>/``::
     versions/v0001/.claim          written first, exclusively: two runs never get the same number
     champion.json                  the pointer: champion version, data watermark, consumed files
     runs/<run_id>.json             one record per pipeline run: status, reason, metrics
+    runs/<run_id>/stages/*.json    each stage's journal entry: running, succeeded, or failed and why
 
 A version is complete once its ``metadata.json`` exists (it is written last), so a crash
 mid-publish leaves a claimed number without metadata, which every reader ignores. The pointer
@@ -247,6 +248,20 @@ class Registry:
         self.storage.write_bytes(uri, json.dumps(record.to_dict(), indent=2, sort_keys=True,
                                                  default=str).encode())
         return uri
+
+    def write_stage_entry(self, run_id: str, stage: str, entry: dict) -> None:
+        """Store where one stage of a run is (its journal entry; see components.stage_runner)."""
+        self.storage.write_bytes(join_uri(self.root, "runs", run_id, "stages", f"{stage}.json"),
+                                 json.dumps(entry, indent=2, sort_keys=True).encode())
+
+    def stage_entries(self, run_id: str) -> dict[str, dict]:
+        """Every stage's journal entry of a run, by stage (empty when there are none)."""
+        prefix = join_uri(self.root, "runs", run_id, "stages")
+        if not self.storage.exists(prefix):
+            return {}
+        return {info.relative_path.removesuffix(".json"):
+                json.loads(self.storage.read_bytes(info.uri))
+                for info in self.storage.list_files(prefix) if info.relative_path.endswith(".json")}
 
     def run_record(self, run_id: str) -> RunRecord | None:
         """The record a run left, or None if it left none (it crashed or is still running)."""

@@ -4,12 +4,12 @@ The KFP components in :mod:`components.kfp_components` are one call into a funct
 a component does can be run and tested with plain paths, without KFP. Data travels between stages
 as Parquet; reports and records as JSON and Markdown.
 
-Every step checks the pipeline parameters it is given before anything else
-(:func:`components.params.checks_parameters`), so a run started from the KFP UI fails as fast as
-the CLI would, with the same message. Stage modules (and pandas, sklearn, pandera, scipy) are
-imported inside the step that needs them: each stage runs in its own process, and imports are
-most of a small run's time. Locally, ``@delegated`` runs the step in a worker that imported
-them once (:mod:`app.warm_worker`).
+Every step runs in :func:`components.stage_runner.stage_step`: it checks the pipeline parameters
+it is given before anything else (so a run started from the KFP UI fails as fast as the CLI
+would, with the same message), and journals the step's start, end or failure in the registry.
+Stage modules (and pandas, sklearn, pandera, scipy) are imported inside the step that needs them:
+each stage runs in its own process, and imports are most of a small run's time. Locally, a step
+runs in a worker that imported them once (:mod:`app.warm_worker`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from components.delegation import delegated
 from components.ml.models import MODEL_FILE
 from components.outcomes import DeployResult, IngestOutcome, RunStatus, ValidateDecision
-from components.params import checks_parameters, thresholds_with
+from components.params import thresholds_with
 from components.records import (
     DecisionRecord,
     IngestReport,
@@ -29,6 +28,7 @@ from components.records import (
     ValidationSummary,
 )
 from components.registry import SCHEMA_FILE, STATISTICS_FILE, Registry
+from components.stage_runner import stage_step
 
 TRAINING_FILE = "training.json"
 
@@ -59,8 +59,7 @@ def _champion(registry: Registry, champion_version: str):
 
 
 # -- 1. ingest ---------------------------------------------------------------------------------
-@delegated
-@checks_parameters
+@stage_step
 def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestamp_column: str,
                 cutoff: str, scheduled_time: str, run_id: str, strategy: str, window_days: int,
                 new_data_path: str, history_path: str, report_path: str) -> dict:
@@ -96,8 +95,7 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
 
 
 # -- 2. validate -------------------------------------------------------------------------------
-@delegated(scientific=lambda champion_version, **_: bool(champion_version))  # drift: scipy
-@checks_parameters
+@stage_step(scientific=lambda champion_version, **_: bool(champion_version))  # drift: scipy
 def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: str,
                   model_name: str, champion_version: str, label_column: str,
                   timestamp_column: str, min_rows: int, retrain_when: str, schema_uri: str,
@@ -153,11 +151,11 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
 
 
 # -- 3. preprocess -----------------------------------------------------------------------------
-@delegated
-@checks_parameters
+@stage_step
 def preprocess_step(*, new_data_path: str, history_path: str, schema_path: str,
                     label_column: str, timestamp_column: str, validation_fraction: float,
-                    train_path: str, validation_path: str, history_out_path: str) -> dict:
+                    train_path: str, validation_path: str, history_out_path: str,
+                    registry_uri: str = "", model_name: str = "", run_id: str = "") -> dict:
     """Clean and split, with the feature kinds of the schema validate used; returns row counts."""
     from components.data.chunks import Table
     from components.data.schema import schema_feature_kinds
@@ -178,13 +176,12 @@ def preprocess_step(*, new_data_path: str, history_path: str, schema_path: str,
 
 
 # -- 4. retrain --------------------------------------------------------------------------------
-@delegated(scientific=True)
-@checks_parameters
+@stage_step(scientific=True)
 def retrain_step(*, train_path: str, validation_path: str, history_path: str, schema_path: str,
                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
                  timestamp_column: str, strategy: str, model_type: str, metric: str,
                  epochs: int, window_days: int, window_files: int, model_dir: str,
-                 trace_markdown_path: str) -> dict:
+                 trace_markdown_path: str, run_id: str = "") -> dict:
     """Fit the challenger and save it as ``<model_dir>/model.skops`` with ``training.json``,
     and the schema and statistics of the rows it learned from."""
     from components import reports
@@ -228,8 +225,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
 
 
 # -- 5. evaluate -------------------------------------------------------------------------------
-@delegated(scientific=True)
-@checks_parameters
+@stage_step(scientific=True)
 def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_path: str,
                   validation_report_path: str, preprocess_counts: dict, registry_uri: str,
                   model_name: str, champion_version: str, label_column: str,
@@ -276,8 +272,7 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
 
 
 # -- 6. deploy ---------------------------------------------------------------------------------
-@delegated
-@checks_parameters
+@stage_step
 def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
                 decision_record_path: str, run_id: str, label_column: str,
                 timestamp_column: str) -> dict:
@@ -305,12 +300,13 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
 
 
 # -- 7. alert ----------------------------------------------------------------------------------
-@delegated
-@checks_parameters
+@stage_step
 def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, run_id: str,
                alert_webhook_url: str, new_rows: int, decision_record_path: str | None,
-               markdown_path: str, validation_report_path: str | None = None) -> None:
-    """Record the run's outcome, then log, write and (if a webhook is set) POST the alert."""
+               markdown_path: str, validation_report_path: str | None = None,
+               unpromoted_version: str = "") -> dict:
+    """Log, write and (if a webhook is set) POST the alert, then record the run's outcome with
+    what became of the alert. A delivery failure is recorded, never raised."""
     from components import reports
     from components.stages import alert as alert_stage
 
@@ -318,34 +314,75 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
               if decision_record_path else None)
     run_record = RunRecord.of(
         status=status, reason=reason, run_id=run_id, model_name=model_name, new_rows=new_rows,
-        decision=record,
+        decision=record, unpromoted_version=unpromoted_version,
         validation=validation_summary(validation_report_path) if validation_report_path else None)
-    Registry(registry_uri, model_name).write_run_record(run_id, run_record)
     payload = alert_stage.build_alert(
         status=status, reason=reason, model_name=model_name, run_id=run_id,
         details={"champion": run_record.champion, "challenger": run_record.challenger,
                  "new_rows": new_rows, "drift": run_record.drift,
                  "errors": [f for f in run_record.findings if f["severity"] == "error"]})
-    alert_stage.send_alert(payload, alert_webhook_url)
+    delivery = alert_stage.send_alert(payload, alert_webhook_url)
     write_text(markdown_path, reports.alert_markdown(payload))
+    run_record.alert_delivery, run_record.alert_delivery_reason = delivery.status, delivery.reason
+    Registry(registry_uri, model_name).write_run_record(run_id, run_record)
+    return {"alert_delivery": delivery.status}
 
 
-@delegated
-@checks_parameters
-def failure_alert_step(*, state: str, error_message: str, model_name: str, run_id: str,
-                       alert_webhook_url: str, markdown_path: str) -> None:
-    """Exit handler: alert when the run failed outright; a finished run stays quiet."""
+@stage_step
+def failure_alert_step(*, state: str, error_message: str, registry_uri: str, model_name: str,
+                       run_id: str, alert_webhook_url: str, markdown_path: str) -> dict:
+    """Exit handler: alert when the run failed outright, naming the stage and the cause from the
+    run's journal; a finished run stays quiet."""
     from components import reports
     from components.stages import alert as alert_stage
 
     if state in ("SUCCEEDED", ""):
         write_text(markdown_path, f"Run {run_id} finished: {state or 'unknown'}; no alert.\n")
-        return
-    payload = alert_stage.build_alert(
-        status=RunStatus.FAILED, reason=f"the run ended {state}: {error_message}",
-        model_name=model_name, run_id=run_id)
-    alert_stage.send_alert(payload, alert_webhook_url)
+        return {"alert_delivery": "none"}
+    failure = run_failure(registry_uri, model_name, run_id, kfp_state=state,
+                          kfp_message=error_message)
+    payload = alert_stage.build_alert(status=RunStatus.FAILED, reason=failure["reason"],
+                                      model_name=model_name, run_id=run_id,
+                                      details={"failure": failure})
+    delivery = alert_stage.send_alert(payload, alert_webhook_url)
     write_text(markdown_path, reports.alert_markdown(payload))
+    return {"alert_delivery": delivery.status}
+
+
+def run_failure(registry_uri: str, model_name: str, run_id: str, *, kfp_state: str = "",
+                kfp_message: str = "") -> dict:
+    """Why a run failed, from its journal: the stage, the exception and what it concerns, or
+    the stage that was killed without a traceback; KFP's own words when the journal is silent."""
+    from components.stage_runner import StageState
+
+    try:
+        entries = Registry(registry_uri, model_name).stage_entries(run_id)
+    except Exception as error:  # noqa: BLE001 - the registry may be what failed
+        entries, unreadable = {}, f"{type(error).__name__}: {error}"
+    else:
+        unreadable = ""
+    failed = sorted((e for e in entries.values() if e.get("state") == StageState.FAILED),
+                    key=lambda e: e.get("finished_at", ""))
+    running = [e for e in entries.values() if e.get("state") == StageState.RUNNING]
+    if failed:
+        first = failed[0]
+        concerns = first.get("concerns") or ""
+        where = f" ({concerns})" if concerns and concerns not in first["message"] else ""
+        reason = f"{first['stage']} failed: {first['error_type']}: {first['message']}{where}"
+        return {**first, "reason": reason}
+    if running:
+        stage = running[0]
+        from datetime import datetime
+
+        started = datetime.fromisoformat(stage["started_at"].replace("Z", "+00:00"))
+        seconds = (datetime.now(started.tzinfo) - started).total_seconds()
+        return {**stage, "seconds": round(seconds, 1),
+                "reason": f"{stage['stage']} was killed without a traceback after about "
+                          f"{seconds:.0f} s (out of memory, or a signal)"}
+    reason = f"the run ended {kfp_state or 'FAILED'}: {kfp_message or 'no stage said why'}"
+    if unreadable:
+        reason += f" (the run's journal could not be read: {unreadable})"
+    return {"reason": reason}
 
 
 # -- outside the pipeline ----------------------------------------------------------------------

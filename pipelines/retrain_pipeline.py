@@ -42,10 +42,10 @@ class _Wiring:
         return self.options.apply(getattr(self.stages, stage)(**inputs), stage)
 
     def alert_team(self, ingest, status: str, reason, decision_record=None,
-                   validation_report=None):
-        extra = {name: artifact for name, artifact in (
-            ("decision_record", decision_record), ("validation_report", validation_report))
-            if artifact is not None}
+                   validation_report=None, unpromoted_version=None):
+        extra = {name: value for name, value in (
+            ("decision_record", decision_record), ("validation_report", validation_report),
+            ("unpromoted_version", unpromoted_version)) if value is not None}
         return self.task("alert", status=status, reason=reason, registry_uri=self.p.registry_uri,
                          model_name=self.p.model_name, run_id=self.run_id,
                          alert_webhook_url=self.p.alert_webhook_url,
@@ -54,7 +54,8 @@ class _Wiring:
 
 def _wire(w: _Wiring) -> None:
     p = w.p
-    on_failure = w.task("alert_on_failure", model_name=p.model_name, run_id=w.run_id,
+    on_failure = w.task("alert_on_failure", registry_uri=p.registry_uri,
+                        model_name=p.model_name, run_id=w.run_id,
                         alert_webhook_url=p.alert_webhook_url)
     with dsl.ExitHandler(on_failure):
         ingest = w.task(
@@ -91,7 +92,8 @@ def _train_evaluate_deploy(w: _Wiring, ingest, validate) -> None:
     champion_version = ingest.outputs["champion_version"]
     preprocess = w.task(
         "preprocess", new_data=ingest.outputs["new_data"], history=ingest.outputs["history"],
-        schema=validate.outputs["schema"], label_column=p.label_column,
+        schema=validate.outputs["schema"], registry_uri=p.registry_uri,
+        model_name=p.model_name, run_id=w.run_id, label_column=p.label_column,
         timestamp_column=p.timestamp_column, validation_fraction=p.validation_fraction)
     retrain = w.task(
         "retrain", train_data=preprocess.outputs["train_data"],
@@ -100,7 +102,7 @@ def _train_evaluate_deploy(w: _Wiring, ingest, validate) -> None:
         registry_uri=p.registry_uri, model_name=p.model_name, champion_version=champion_version,
         label_column=p.label_column, timestamp_column=p.timestamp_column, strategy=p.strategy,
         model_type=p.model_type, metric=p.metric, epochs=p.epochs, window_days=p.window_days,
-        window_files=p.window_files)
+        window_files=p.window_files, run_id=w.run_id)
     evaluate = w.task(
         "evaluate", challenger=retrain.outputs["challenger"],
         validation_data=preprocess.outputs["validation_data"],
@@ -119,7 +121,7 @@ def _train_evaluate_deploy(w: _Wiring, ingest, validate) -> None:
             label_column=p.label_column, timestamp_column=p.timestamp_column)
         with dsl.If(deploy.outputs["result"] == DeployResult.REJECTED, name="champion-changed"):
             w.alert_team(ingest, DeployResult.REJECTED, deploy.outputs["reason"],
-                         decision_record)
+                         decision_record, unpromoted_version=deploy.outputs["version"])
     with dsl.Else(name="reject"):
         w.alert_team(ingest, DeployResult.REJECTED, evaluate.outputs["reason"], decision_record)
 

@@ -82,15 +82,24 @@ def webhook():
     receiver.close()
 
 
-def retrain_cli(source, registry, workdir, cutoff, *extra, webhook_url=""):
-    """Run ``retrain run --json`` on the demo's customers in a subprocess, as a user would."""
-    command = [sys.executable, "-m", "app.cli", "run", "--json",
-               "--source-uri", str(source), "--registry-uri", str(registry),
-               "--model-name", "customers", "--label-column", "will_buy",
-               "--timestamp-column", "event_time", "--cutoff", cutoff,
-               "--alert-webhook-url", webhook_url,
-               "--pipeline-root", str(workdir / "pipeline_root"), *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+def retrain_command(source, registry, workdir, cutoff, *extra, webhook_url=""):
+    """``retrain run --json`` on the demo's customers, as a user would type it."""
+    return [sys.executable, "-m", "app.cli", "run", "--json",
+            "--source-uri", str(source), "--registry-uri", str(registry),
+            "--model-name", "customers", "--label-column", "will_buy",
+            "--timestamp-column", "event_time", "--cutoff", cutoff,
+            "--alert-webhook-url", webhook_url,
+            "--pipeline-root", str(workdir / "pipeline_root"), *extra]
+
+
+def retrain_cli(source, registry, workdir, cutoff, *extra, webhook_url="", env=None):
+    """Run ``retrain run --json`` in a subprocess; ``env`` adds environment variables."""
+    import os
+
+    return subprocess.run(retrain_command(source, registry, workdir, cutoff, *extra,
+                                          webhook_url=webhook_url),
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
 
 
 def outcome(completed) -> dict:

@@ -8,7 +8,14 @@ from typing import Protocol
 
 
 class StorageError(Exception):
-    """A storage operation failed; the message names the URI."""
+    """A storage operation failed; the message names the URI, and ``uri`` holds it."""
+
+    def __init__(self, message: str, *, uri: str = ""):
+        super().__init__(message)
+        self.uri = uri
+
+    def __reduce__(self):  # keep ``uri`` across pickling (the warm worker sends errors back)
+        return (type(self), (str(self),), {"uri": self.uri})
 
 
 class ObjectNotFoundError(StorageError, FileNotFoundError):

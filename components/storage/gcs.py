@@ -29,10 +29,10 @@ DEFAULT_RETRY_SECONDS = 120.0
 def split_gs_uri(uri: str) -> tuple[str, str]:
     """``gs://bucket/a/b`` -> ``("bucket", "a/b")``."""
     if not uri.startswith("gs://"):
-        raise StorageError(f"{uri} is not a gs:// URI")
+        raise StorageError(f"{uri} is not a gs:// URI", uri=uri)
     bucket, _, name = uri[len("gs://"):].partition("/")
     if not bucket:
-        raise StorageError(f"{uri} names no bucket")
+        raise StorageError(f"{uri} names no bucket", uri=uri)
     return bucket, name.strip("/")
 
 
@@ -69,7 +69,7 @@ class GCSStorage:
     def _blob(self, uri: str):
         bucket, name = split_gs_uri(uri)
         if not name:
-            raise StorageError(f"{uri} names a bucket, not an object")
+            raise StorageError(f"{uri} names a bucket, not an object", uri=uri)
         return self.client.bucket(bucket).blob(name)
 
     def _call(self, uri: str, action: str, function):
@@ -81,19 +81,19 @@ class GCSStorage:
         except exceptions.NotFound as error:
             raise ObjectNotFoundError(
                 f"{uri}: not found (404) while trying to {action}; check the bucket and object "
-                "name") from error
+                "name", uri=uri) from error
         except exceptions.Forbidden as error:
             raise StorageError(
                 f"{uri}: permission denied (403) while trying to {action}; the credentials in "
-                "this environment cannot access the bucket") from error
+                "this environment cannot access the bucket", uri=uri) from error
         except exceptions.RetryError as error:
             raise StorageError(
                 f"{uri}: GCS did not answer while trying to {action} (retried with backoff for "
-                f"{_retry().timeout:g} s; last error: {error.cause})") from error
+                f"{_retry().timeout:g} s; last error: {error.cause})", uri=uri) from error
         except exceptions.GoogleAPICallError as error:
-            raise StorageError(f"{uri}: {action} failed: {error}") from error
+            raise StorageError(f"{uri}: {action} failed: {error}", uri=uri) from error
         except (ConnectionError, OSError) as error:
-            raise StorageError(f"{uri}: GCS unreachable while trying to {action}: {error}") \
+            raise StorageError(f"{uri}: GCS unreachable while trying to {action}: {error}", uri=uri) \
                 from error
 
     def read_bytes(self, uri: str) -> bytes:
@@ -185,5 +185,5 @@ class GCSStorage:
 
         found = self._call(prefix, "list", listing)
         if not found and not self.exists(prefix):
-            raise ObjectNotFoundError(f"{prefix} holds no objects")
+            raise ObjectNotFoundError(f"{prefix} holds no objects", uri=prefix)
         return sorted(found, key=lambda info: info.relative_path)

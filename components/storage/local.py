@@ -28,7 +28,7 @@ class LocalStorage:
         try:
             return self._path(uri).read_bytes()
         except FileNotFoundError as error:
-            raise ObjectNotFoundError(f"{uri} does not exist") from error
+            raise ObjectNotFoundError(f"{uri} does not exist", uri=uri) from error
 
     def read_with_token(self, uri: str) -> tuple[bytes | None, str | None]:
         try:
@@ -88,7 +88,7 @@ class LocalStorage:
         if root.is_file():
             return [FileInfo(uri=str(root), relative_path=root.name, size=root.stat().st_size)]
         if not root.is_dir():
-            raise ObjectNotFoundError(f"{prefix} is neither a file nor a folder")
+            raise ObjectNotFoundError(f"{prefix} is neither a file nor a folder", uri=prefix)
         found = []
         for path in sorted(root.rglob("*")):
             relative = path.relative_to(root)

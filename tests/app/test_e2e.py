@@ -42,9 +42,10 @@ class World:
         (transform(frame) if transform else frame).to_csv(
             self.source / f"customers_{month}.csv", index=False)
 
-    def run(self, cutoff: str, *extra, source=None):
+    def run(self, cutoff: str, *extra, source=None, webhook_url=None, env=None):
         return retrain_cli(source or self.source, self.registry, self.root, cutoff, *extra,
-                           webhook_url=self.webhook.url)
+                           webhook_url=self.webhook.url if webhook_url is None else webhook_url,
+                           env=env)
 
     def pointer_bytes(self) -> bytes:
         return (self.registry / "customers" / "champion.json").read_bytes()
@@ -166,14 +167,22 @@ def test_bad_file_is_invalid_data_naming_it(after_bootstrap):
     assert [body["status"] for body in world.webhook.bodies] == ["invalid-data"]
 
 
-def test_crashed_run_exits_non_zero_with_one_line(after_bootstrap):
-    """Check that a run that fails outright exits 1 with one line and alerts the team."""
+def test_crashed_run_exits_non_zero_and_the_alert_names_the_stage_and_cause(after_bootstrap):
+    """Check that a run that fails outright exits 1 with one line naming the stage and the
+    error, and that the failure alert says the same (not KFP's 'Task exit-handler-1 failed')."""
     world = after_bootstrap
-    completed = world.run(CUTOFFS[1], source=world.root / "missing")
+    missing = world.root / "missing"
+    completed = world.run(CUTOFFS[1], source=missing)
     assert completed.returncode == 1
     [line] = completed.stderr.strip().splitlines()
-    assert "failed" in line and "missing" in line
-    assert [body["status"] for body in world.webhook.bodies] == ["failed"]
+    cause = f"ingest failed: ObjectNotFoundError: {missing} is neither a file nor a folder"
+    assert cause in line
+    [body] = world.webhook.bodies
+    assert body["status"] == "failed" and cause in body["text"]
+    failure = body["failure"]
+    assert (failure["stage"], failure["error_type"], failure["concerns"]) == (
+        "ingest", "ObjectNotFoundError", str(missing))
+    assert "exit-handler" not in body["text"]
 
 
 def test_registry_commands(retrained, tmp_path, capsys):
@@ -204,3 +213,46 @@ def test_finetune_reads_no_history(after_bootstrap):
     latest = json.loads(report.read_text())
     assert latest["history_read"] == "none" and latest["history_rows"] == 0
     assert latest["new_rows"] == result["new_rows"] == 200
+
+
+def test_the_webhook_token_is_in_no_file_and_no_output(after_bootstrap, tmp_path):
+    """Check that a run whose alert goes to a URL with a secret path writes that path nowhere:
+    not in any file under the pipeline root or the registry, nor on stdout or stderr; and that
+    the run leaves no temporary folder behind."""
+    world = after_bootstrap
+    token = "T0KEN-5ecret-b1e2c3d4"
+    world.add_month("2025-04", lambda frame: frame.assign(
+        will_buy=np.random.default_rng(1).permutation(frame["will_buy"].to_numpy())))
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    completed = world.run(CUTOFFS[1], webhook_url=f"{world.webhook.url}/services/{token}",
+                          env={"TMPDIR": str(temporary)})
+    result = outcome(completed)
+    assert result["status"] == "rejected" and result["alert_delivery"] == "delivered"
+    assert [body["status"] for body in world.webhook.bodies] == ["rejected"]
+    assert token not in completed.stdout + completed.stderr
+    files = [p for folder in (world.root / "pipeline_root", world.registry)
+             for p in folder.rglob("*") if p.is_file()]
+    assert len(files) > 20
+    assert [p for p in files if token.encode() in p.read_bytes()] == []
+    assert list(temporary.iterdir()) == []  # kfp's per-task folders and ours, all removed
+
+
+def test_an_alert_that_cannot_be_delivered_is_loud_but_changes_nothing(after_bootstrap):
+    """Check that a webhook answering 500 leaves the decision and the champion as they were,
+    and makes `retrain run` exit 3 saying so on stderr, with alert_delivery in the JSON."""
+    world = after_bootstrap
+    before = world.pointer_bytes()
+    failing = WebhookReceiver(status=500)
+    try:
+        world.add_month("2025-04", lambda frame: frame.assign(
+            will_buy=np.random.default_rng(2).permutation(frame["will_buy"].to_numpy())))
+        completed = world.run(CUTOFFS[1], webhook_url=failing.url)
+    finally:
+        failing.close()
+    assert completed.returncode == 3
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert (result["status"], result["alert_delivery"]) == ("rejected", "failed")
+    assert "HTTP 500" in result["alert_delivery_reason"]
+    assert "but its alert was not delivered" in completed.stderr
+    assert world.pointer_bytes() == before

@@ -71,8 +71,10 @@ def test_an_error_in_the_worker_is_raised_in_the_stage_with_its_traceback(worker
 
 
 def test_a_killed_child_is_a_clear_error_and_the_worker_keeps_serving(worker):
-    """Check a child that dies without a reply fails the stage by name, not silently."""
-    with pytest.raises(WarmWorkerError, match="die: the warm worker's child ended"):
+    """Check a child that dies without a reply fails the stage saying how (the signal, after how
+    long), not silently."""
+    with pytest.raises(WarmWorkerError, match=r"the warm worker's child \(pid \d+\) was killed by "
+                                              r"signal 9 \(SIGKILL\) after \d+\.\d s"):
         die()
     assert report_where(word="again")["pid"] != os.getpid()
 

@@ -51,14 +51,15 @@ def chain(tmp_path_factory, demo_folder, stages):
         run_id="run-1", validation_report=a["validation_report"], report=a["report"],
         drift_report=a["drift_report"], schema=a["schema"], **COLUMNS, **common)
     out["preprocess"] = stages.preprocess.python_func(
-        new_data=a["new_data"], history=a["history"], schema=a["schema"],
+        new_data=a["new_data"], history=a["history"], schema=a["schema"], run_id="run-1",
         validation_fraction=0.2, train_data=a["train_data"],
-        validation_data=a["validation_data"], clean_history=a["clean_history"], **COLUMNS)
+        validation_data=a["validation_data"], clean_history=a["clean_history"], **COLUMNS,
+        **common)
     stages.retrain.python_func(
         train_data=a["train_data"], validation_data=a["validation_data"],
         clean_history=a["clean_history"], schema=a["schema"], champion_version="",
         strategy="auto", model_type="hgb", metric="accuracy", epochs=3, window_days=90,
-        window_files=3, challenger=a["challenger"], training_metrics=a["training_metrics"],
+        window_files=3, run_id="run-1", challenger=a["challenger"], training_metrics=a["training_metrics"],
         training_trace=a["training_trace"], **COLUMNS, **common)
     out["evaluate"] = stages.evaluate.python_func(
         challenger=a["challenger"], validation_data=a["validation_data"],

@@ -1,5 +1,6 @@
 """Parameters: one table, scikit-learn-style messages, the same checks in the CLI and the steps."""
 
+import json
 import re
 from pathlib import Path
 
@@ -114,7 +115,14 @@ def test_a_step_refuses_a_bad_parameter_before_it_reads_anything(tmp_path):
                     report_path=str(tmp_path / "r.json"))
     assert str(error.value) == ("The 'window_days' parameter of the ingest stage must be an int "
                                 "in the range [1, 100000]. Got 0 instead.")
-    assert not (tmp_path / "reg").exists() and not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "r.json").exists()
+    # All the registry holds is the journal entry the failure alert will read.
+    files = sorted(p.relative_to(tmp_path / "reg").as_posix()
+                   for p in (tmp_path / "reg").rglob("*") if p.is_file())
+    assert files == ["m/runs/r/stages/ingest.json"]
+    entry = json.loads((tmp_path / "reg/m/runs/r/stages/ingest.json").read_text())
+    assert (entry["state"], entry["error_type"]) == ("failed", "InvalidParameterError")
+    assert entry["message"] == str(error.value)
 
 
 @pytest.mark.parametrize("step, name, value", [
