@@ -263,6 +263,25 @@ class Registry:
                 json.loads(self.storage.read_bytes(info.uri))
                 for info in self.storage.list_files(prefix) if info.relative_path.endswith(".json")}
 
+    def record_publication(self, run_id: str, version: str, model_sha256: str) -> None:
+        """Note which version a run published, so a retried deploy reuses it."""
+        self.storage.write_bytes(join_uri(self.root, "runs", run_id, "published.json"),
+                                 json.dumps({"version": version,
+                                             "model_sha256": model_sha256}).encode())
+
+    def published_by(self, run_id: str, model_sha256: str) -> str | None:
+        """The complete version an earlier attempt of this run published with these model
+        bytes, or None."""
+        data, _ = self.storage.read_with_token(join_uri(self.root, "runs", run_id,
+                                                        "published.json"))
+        if data is None:
+            return None
+        noted = json.loads(data)
+        if noted.get("model_sha256") != model_sha256 or noted.get("version") not in \
+                self.versions():
+            return None
+        return noted["version"]
+
     def run_record(self, run_id: str) -> RunRecord | None:
         """The record a run left, or None if it left none (it crashed or is still running)."""
         data, _ = self.storage.read_with_token(join_uri(self.root, "runs", f"{run_id}.json"))

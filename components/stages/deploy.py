@@ -2,7 +2,9 @@
 
 The version is stored whole before the pointer moves (see :mod:`components.registry`), and the
 pointer moves only if it still names the champion this run compared against. If another run
-promoted in between, this run changes nothing and ends as ``rejected``.
+promoted in between, this run changes nothing and ends as ``rejected``. A deploy retried after a
+failure (KFP retries this stage) is idempotent: the version an earlier attempt published is
+reused, and a pointer it already moved counts as this run's promotion.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from components.outcomes import DeployResult
 from components.records import DecisionRecord, utc_now_iso
 from components.registry import ChampionPointer, Registry
+from components.storage import sha256_bytes
 
 CHAMPION_CHANGED = "champion changed during the run"
 
@@ -58,9 +61,16 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
     ``extra_files`` (``schema.json``, ``statistics.json``) are stored with the version.
     """
     champion_version = record.champion.version if record.champion else None
-    metadata = version_metadata(record, model_name=registry.model_name, run_id=run_id,
-                                label_column=label_column, timestamp_column=timestamp_column)
-    version = registry.publish(model, metadata, extra_files)
+    digest = sha256_bytes(model)
+    version = registry.published_by(run_id, digest)  # a retried deploy publishes nothing twice
+    if version is None:
+        metadata = version_metadata(record, model_name=registry.model_name, run_id=run_id,
+                                    label_column=label_column, timestamp_column=timestamp_column)
+        version = registry.publish(model, metadata, extra_files)
+        registry.record_publication(run_id, version, digest)
+    current = registry.champion()
+    if current is not None and current.version == version:  # an earlier attempt promoted it
+        return Deployment(DeployResult.DEPLOYED, record.reason, version)
     pointer = ChampionPointer(
         version=version,
         watermark=record.data.get("new_watermark"),

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.data.chunks import as_table
 from components.ml.metrics import Predictions, predict, score_model
+from components.ml.threads import limited_threads
 from components.policies import GateVerdict, gate_decision
 
 
@@ -28,10 +30,11 @@ def evaluate(challenger, champion, validation, *, label_column: str, metric: str
 
     ``validation``: a DataFrame, Parquet path or Table, scored a chunk at a time.
     """
-    predictions = predict(challenger, validation, label_column)
+    with limited_threads(as_table(validation).rows):
+        predictions = predict(challenger, validation, label_column)
+        champion_scores = (score_model(champion, validation, label_column)
+                           if champion is not None else None)
     challenger_scores = predictions.scores()
-    champion_scores = (score_model(champion, validation, label_column)
-                       if champion is not None else None)
     verdict = gate_decision(challenger_scores, champion_scores, metric=metric,
                             threshold=threshold, min_improvement=min_improvement,
                             champion_version=champion_version)

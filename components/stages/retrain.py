@@ -28,6 +28,7 @@ from components.ml.models import (
     model_type_of,
     new_classifier,
 )
+from components.ml.threads import limited_threads
 from components.records import TrainingSummary
 
 # Order of preference when candidates tie: the cheapest, least disruptive change first.
@@ -309,12 +310,13 @@ def retrain(
     wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows)
     candidate_rows = _candidate_rows(wanted, train, history, timestamp_column=timestamp_column,
                                      window_days=window_days, window_files=window_files)
-    candidates = [
-        _fit_candidate(name, candidate_rows, blocker=blocker, auto=strategy == "auto",
-                       champion=champion, validation=validation, label_column=label_column,
-                       feature_kinds=feature_kinds, model_type=model_type, metric=metric,
-                       epochs=epochs)
-        for name in wanted]
+    with limited_threads(history.rows + train.rows):
+        candidates = [
+            _fit_candidate(name, candidate_rows, blocker=blocker, auto=strategy == "auto",
+                           champion=champion, validation=validation, label_column=label_column,
+                           feature_kinds=feature_kinds, model_type=model_type, metric=metric,
+                           epochs=epochs)
+            for name in wanted]
     fitted = [c for c in candidates if c.status == "fitted"]
     if not fitted:
         raise RetrainError("no strategy could be fitted: " + "; ".join(

@@ -146,3 +146,46 @@ def test_deploy_that_lost_the_race_changes_nothing(month, registry):
     assert result["version"] == "v0003"  # published, not promoted
     assert open(before, "rb").read() == moved != before_bytes
     assert store.run_record("run-2") is None  # the alert step records a rejected run
+
+
+def _fails_once(method, counter, *, after: bool):
+    """The real method, failing once after (or before) its side effect; calls are counted in a
+    file, as a separate retried process would see them."""
+
+    def replacement(*args, **kwargs):
+        calls = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(calls + 1))
+        if calls == 0 and not after:
+            raise ConnectionError("lost before the side effect")
+        result = method(*args, **kwargs)
+        if calls == 0:
+            raise ConnectionError("lost after the side effect")
+        return result
+
+    return replacement
+
+
+@pytest.mark.parametrize("method, after", [("record_publication", False),
+                                           ("record_publication", True),
+                                           ("move_champion", True),
+                                           ("write_run_record", True)],
+                         ids=["before-noting-the-version", "after-publishing",
+                              "after-moving-the-pointer", "after-recording-the-run"])
+def test_a_retried_deploy_promotes_once(month, registry, tmp_path, monkeypatch, method, after):
+    """Check that a deploy failing once around a side effect and retried (as KFP does) publishes
+    at most the version it needs, promotes it once, and ends deployed, not 'champion changed'."""
+    counter = tmp_path / "calls"
+    monkeypatch.setattr(Registry, method, _fails_once(getattr(Registry, method), counter,
+                                                      after=after))
+    with pytest.raises(ConnectionError):
+        _deploy(month["paths"], registry, "run-2")
+    result = _deploy(month["paths"], registry, "run-2")  # the retry
+    assert (result["result"], result["reason"]) == (DeployResult.DEPLOYED,
+                                                    month["paths"]["evaluation"]["reason"])
+    store = Registry(registry, "customers")
+    pointer = store.champion()
+    assert (pointer.version, pointer.previous) == (result["version"], "v0001")
+    published = [v for v in store.versions() if store.metadata(v)["run_id"] == "run-2"]
+    expected = 2 if (method, after) == ("record_publication", False) else 1
+    assert len(published) == expected  # only a crash before the version was noted repeats it
+    assert store.run_record("run-2").status == "deployed"

@@ -1,0 +1,39 @@
+"""Threads: one for small data, never more than the CPUs the process may use."""
+
+import pytest
+
+from components.ml import threads
+
+
+def test_small_data_gets_one_thread_and_large_data_every_allowed_cpu(monkeypatch):
+    """Check the thread count on each side of SMALL_ROWS."""
+    monkeypatch.setattr(threads, "available_cpus", lambda: 6)
+    assert threads.threads_for(200) == 1
+    assert threads.threads_for(threads.SMALL_ROWS) == 6
+
+
+@pytest.mark.parametrize("cpu_max, expected", [("max 100000", 4), ("150000 100000", 1),
+                                               ("250000 100000", 2), ("50000 100000", 1)],
+                         ids=["no-quota", "one-and-a-half", "two-and-a-half", "half"])
+def test_a_cgroup_quota_caps_the_cpus(tmp_path, monkeypatch, cpu_max, expected):
+    """Check that a container's CPU quota (cgroup v2 cpu.max) caps the affinity's count."""
+    quota = tmp_path / "cpu.max"
+    quota.write_text(cpu_max + "\n")
+    monkeypatch.setattr(threads, "CGROUP_CPU_MAX", str(quota))
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert threads.available_cpus() == expected
+
+
+def test_the_limit_reaches_openmp_inside_the_block():
+    """Check that scikit-learn's OpenMP pool is limited within the block, and freed after."""
+    import sklearn.ensemble  # noqa: F401 (loads the OpenMP runtime)
+    from threadpoolctl import threadpool_info
+
+    def openmp_threads():
+        return {pool["num_threads"] for pool in threadpool_info()
+                if pool["user_api"] == "openmp"}
+
+    before = openmp_threads()
+    with threads.limited_threads(10):
+        assert openmp_threads() == {1}
+    assert openmp_threads() == before
