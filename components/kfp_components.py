@@ -87,7 +87,7 @@ def validate(
         report_path=validation_report.path, markdown_path=report.path,
         html_path=drift_report.path, schema_path=schema.path)
     validation_report.metadata.update(errors=result["errors"], warnings=result["warnings"],
-                                      drift=result["drift"])
+                                      drift=result["drift"][:50])
     return (result["decision"], result["reason"])
 
 

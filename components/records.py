@@ -18,6 +18,18 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+SUMMARY_LIMIT = 2000  # characters of a one-line summary, which travels as a task parameter
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut: values derived from data
+    (a column name, an example value) go into messages and task parameters, which must stay
+    small whatever the data holds."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def _known_fields(cls, payload: dict) -> dict:
     """The keys of ``payload`` that are fields of ``cls`` (older files may hold more or fewer)."""
     names = {f.name for f in fields(cls)}
@@ -34,6 +46,10 @@ class Finding:
     file: str = ""
     column: str = ""
     check: str = ""
+
+    def __post_init__(self):  # names and values come from the data: keep them small
+        for name, limit in (("problem", 1000), ("file", 300), ("column", 200)):
+            object.__setattr__(self, name, bounded(getattr(self, name), limit))
 
     def message(self) -> str:
         where = ", ".join(
@@ -69,7 +85,8 @@ class ValidationReport:
             return f"ok: {self.rows} new rows passed validation ({len(self.warnings)} warning(s))"
         shown = "; ".join(f.message() for f in self.errors[:limit])
         more = len(self.errors) - limit
-        return f"invalid data: {shown}" + (f"; and {more} more" if more > 0 else "")
+        return bounded(f"invalid data: {shown}" + (f"; and {more} more" if more > 0 else ""),
+                       SUMMARY_LIMIT)
 
     def findings_list(self) -> list[dict]:
         return [asdict(f) for f in self.findings]

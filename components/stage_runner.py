@@ -16,7 +16,7 @@ import time
 from components.delegation import delegated, peak_rss_mib
 from components.lifeline import end_with_owner, exit_now
 from components.params import SECRET_PARAMETERS, checks_parameters, redacted_url
-from components.records import utc_now_iso
+from components.records import bounded, utc_now_iso
 
 MESSAGE_LIMIT = 1000  # characters of an exception message kept in the journal and the alert
 
@@ -34,8 +34,7 @@ def describe_failure(error: BaseException, secrets: list[str]) -> dict:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     for secret in secrets:
         text = text.replace(secret, redacted_url(secret))
-    if len(text) > MESSAGE_LIMIT:
-        text = text[:MESSAGE_LIMIT] + f"... ({len(text) - MESSAGE_LIMIT} more characters)"
+    text = bounded(text, MESSAGE_LIMIT)
     concerns = getattr(error, "uri", None) or getattr(error, "filename", None) or ""
     return {"error_type": type(error).__name__, "message": text, "concerns": str(concerns)}
 

@@ -33,8 +33,11 @@ from components.stage_runner import stage_step
 TRAINING_FILE = "training.json"
 
 
-def write_json(path: str | Path, payload: dict) -> None:
-    write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
+def write_json(path: str | Path, payload: dict, *, compact: bool = False) -> None:
+    """``compact`` for large payloads: an indented dump is made by the pure-Python encoder,
+    several seconds for a thousand columns' statistics."""
+    write_text(path, json.dumps(payload, indent=None if compact else 2, sort_keys=True,
+                                default=str))
 
 
 def read_json(path: str | Path) -> dict:
@@ -122,7 +125,7 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
     report = validate_stage.validate(
         new_data, schema=schema, timestamp_column=timestamp_column, min_rows=min_rows,
         thresholds=thresholds, file_columns=ingest_report.file_columns,
-        ingest_problems=ingest_report.problems,
+        ingest_problems=ingest_report.problems, label_column=label_column,
         too_few_rows="warning" if retrain_when == "min_rows" else "error")
     statistics = (registry.version_json(champion_version, STATISTICS_FILE)
                   if champion_version else None)
@@ -213,7 +216,7 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
     schema = infer_schema(result.training_data, label_column=label_column,
                           timestamp_column=timestamp_column, feature_kinds=feature_kinds)
     write_json(Path(model_dir) / STATISTICS_FILE,
-               reference_statistics(result.training_data, schema))
+               reference_statistics(result.training_data, schema), compact=True)
     parent_schema = (registry.version_json(champion_version, SCHEMA_FILE)
                      if result.strategy == "finetune" else None)
     write_json(Path(model_dir) / SCHEMA_FILE,

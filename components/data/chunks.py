@@ -45,6 +45,10 @@ class Table:
         # pre_buffer off: with it, each row group's column data is kept beyond its batches
         # (memory that grows with the file).
         self._file = pq.ParquetFile(self._source, pre_buffer=False)
+        # pyarrow converts the schema anew on every access: once here, not once per column.
+        self._schema = self._file.schema_arrow
+        self._columns = [name for name in self._schema.names
+                         if not name.startswith("__index_level_")]
 
     @property
     def rows(self) -> int:
@@ -52,12 +56,11 @@ class Table:
 
     @property
     def columns(self) -> list[str]:
-        return [name for name in self._file.schema_arrow.names
-                if not name.startswith("__index_level_")]
+        return list(self._columns)
 
     @property
     def arrow_schema(self):
-        return self._file.schema_arrow
+        return self._schema
 
     def chunks(self, columns: list[str] | None = None,
                newer_than: tuple[str, object] | None = None) -> Iterator[pd.DataFrame]:
@@ -67,7 +70,8 @@ class Table:
         missing. Row groups whose statistics say every row is older are skipped unread.
         """
         if columns is not None:
-            columns = [c for c in columns if c in self.columns]
+            present = set(self._columns)
+            columns = [c for c in columns if c in present]
         casts = self._whole_file_dtypes(columns)
         row_groups = self._row_groups_newer_than(*newer_than) if newer_than else None
         if row_groups == []:
@@ -75,9 +79,10 @@ class Table:
         for batch in self._file.iter_batches(batch_size=chunk_rows(), columns=columns,
                                              row_groups=row_groups):
             frame = batch.to_pandas()
-            for name, dtype in casts.items():
-                if name in frame and frame[name].dtype != dtype:
-                    frame[name] = frame[name].astype(dtype)
+            changed = {name: frame[name].astype(dtype) for name, dtype in casts.items()
+                       if name in frame and frame[name].dtype != dtype}
+            if changed:
+                frame = replace_columns(frame, changed)
             if newer_than:
                 values = frame[newer_than[0]]
                 frame = frame[(values > newer_than[1]) | values.isna()].reset_index(drop=True)
@@ -108,7 +113,7 @@ class Table:
         """Integer and boolean columns that hold a null somewhere: the dtype a whole read gives."""
         import pyarrow as pa
 
-        schema, metadata = self._file.schema_arrow, self._file.metadata
+        schema, metadata = self._schema, self._file.metadata
         casts = {}
         for index, name in enumerate(schema.names):
             kind = schema.field(name).type
@@ -119,6 +124,15 @@ class Table:
             if _may_hold_nulls(metadata, index):
                 casts[name] = "float64" if pa.types.is_integer(kind) else object
         return casts
+
+
+def replace_columns(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
+    """``frame`` with some columns replaced, built at once: one assignment per column costs
+    time that grows with the frame's width, so thousands of columns took minutes."""
+    if not columns:
+        return frame
+    return pd.DataFrame({name: columns.get(name, frame[name]) for name in frame.columns},
+                        index=frame.index)
 
 
 def _may_hold_nulls(metadata, column_index: int) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import as_table
-from components.data.schema import NUMERIC, parse_numbers
+from components.data.schema import NUMERIC, label_values, parse_numbers
 
 BINS = 10
 SKETCH_POINTS = 500
@@ -90,7 +90,7 @@ def reference_statistics(data, schema: dict) -> dict:
             else:
                 counts[name] = _add_counts(counts.get(name), chunk[name])
         if label in chunk:
-            counts[label] = _add_counts(counts.get(label), chunk[label])
+            counts[label] = _add_counts(counts.get(label), label_values(chunk[label]))
     rows = int(table.rows)
     features = {}
     for name, kind in kinds.items():
@@ -264,7 +264,8 @@ def detect_drift(new_data, statistics: dict, thresholds: dict) -> DriftReport:
                                                 minlength=len(edges[name]) + 1)
                 samples[name].add(present)
             else:
-                counts[name] = _add_counts(counts[name], chunk[name])
+                values = label_values(chunk[name]) if name == label["name"] else chunk[name]
+                counts[name] = _add_counts(counts[name], values)
     results = []
     for name, ref in features.items():
         if name in edges:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.data.chunks import as_table
+from components.data.chunks import as_table, replace_columns
 
 # Ingest adds this column so later stages can name the file a bad value came from.
 SOURCE_FILE_COLUMN = "__source_file__"
@@ -90,15 +90,33 @@ def infer_feature_kinds(data, label_column: str, timestamp_column: str) -> dict[
 
 def coerce_features(frame: pd.DataFrame, feature_kinds: dict[str, str]) -> pd.DataFrame:
     """Return a copy whose numeric features are floats and categorical ones strings (NaN kept)."""
-    coerced = frame.copy()
-    for column, kind in feature_kinds.items():
-        if column not in coerced:
-            continue
-        if kind == NUMERIC:
-            coerced[column] = parse_numbers(coerced[column])
-        else:
-            coerced[column] = as_category_strings(coerced[column])
+    return replace_columns(frame, {
+        column: parse_numbers(frame[column]) if kind == NUMERIC else
+        as_category_strings(frame[column])
+        for column, kind in feature_kinds.items() if column in frame})
+
+
+def coerce_rows(frame: pd.DataFrame, feature_kinds: dict[str, str],
+                label_column: str) -> pd.DataFrame:
+    """:func:`coerce_features`, and the label as the classes it holds (:func:`label_values`)."""
+    coerced = coerce_features(frame, feature_kinds)
+    if label_column in coerced:
+        coerced = replace_columns(coerced, {label_column: label_values(coerced[label_column])})
     return coerced
+
+
+def label_values(values: pd.Series) -> pd.Series:
+    """Labels as the classes they hold. An integer label with missing values is stored as floats
+    (``1.0``, ``0.0``: pandas and Parquet have no missing integers), which would not match the
+    classes ``1`` and ``0``: a float column whose present values are all whole numbers becomes
+    integers again (nullable where values are missing)."""
+    if not pd.api.types.is_float_dtype(values):
+        return values
+    present = values.dropna()
+    if not len(present) or not np.isfinite(present).all() or \
+            not (present == np.floor(present)).all():
+        return values
+    return values.astype("Int64") if len(present) < len(values) else values.astype("int64")
 
 
 def as_category_strings(values: pd.Series) -> pd.Series:
@@ -155,7 +173,8 @@ def infer_schema(
                 if len(domain) > MAX_DOMAIN_SIZE:
                     entry["domain"] = None
         if label_column in chunk:
-            classes.update(plain_value(v) for v in chunk[label_column].dropna().unique())
+            classes.update(plain_value(v)
+                           for v in label_values(chunk[label_column]).dropna().unique())
     columns = []
     for name, kind in kinds.items():
         entry = {"name": name, "type": kind, "nullable": True}

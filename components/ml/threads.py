@@ -9,8 +9,8 @@ cores with one busy, a 200-row fit took 0.55 s instead of 0.06 s, a 1M-row fit 1
   loaded: ``retrain run`` sets it for its processes (:mod:`app.run_scope`), the image sets it in
   its environment. With it the 1M-row fit took 6.3 s with a core busy (1.8x its idle time).
 - Fewer threads for small data, where threads cost more than they bring: one thread below
-  :data:`SMALL_ROWS` rows (0.05 s for 200 rows with a core busy), and never more than the CPUs
-  this process may use (its affinity, and its cgroup's CPU quota in a container).
+  :data:`SMALL_CELLS` values (rows x features; 0.05 s for 200 rows with a core busy), and never
+  more than the CPUs this process may use (its affinity, and its cgroup's CPU quota).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import contextlib
 import math
 import os
 
-SMALL_ROWS = 50_000
+SMALL_CELLS = 500_000  # e.g. 50,000 rows of 10 features
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
 
 
@@ -36,15 +36,15 @@ def available_cpus() -> int:
     return max(1, cpus or 1)
 
 
-def threads_for(rows: int) -> int:
-    """Threads for work over ``rows`` rows."""
-    return 1 if rows < SMALL_ROWS else available_cpus()
+def threads_for(rows: int, features: int = 10) -> int:
+    """Threads for work over ``rows`` rows of ``features`` features."""
+    return 1 if rows * max(features, 1) < SMALL_CELLS else available_cpus()
 
 
 @contextlib.contextmanager
-def limited_threads(rows: int):
-    """Limit OpenMP and BLAS threads to :func:`threads_for` ``rows`` within the block."""
+def limited_threads(rows: int, features: int = 10):
+    """Limit OpenMP and BLAS threads to :func:`threads_for` within the block."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads_for(rows)):
+    with threadpool_limits(limits=threads_for(rows, features)):
         yield

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.data.chunks import ChunkSchemaError, ChunkWriter, Table
+from components.data.chunks import ChunkSchemaError, ChunkWriter, Table, replace_columns
 from components.data.schema import SOURCE_FILE_COLUMN, as_category_strings
 from components.outcomes import IngestOutcome
 from components.params import Timestamp, refuse
-from components.records import IngestReport
+from components.records import IngestReport, bounded
 from components.storage import FileInfo, sha256_bytes, storage_for
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
@@ -159,13 +159,81 @@ def read_chunks(data: bytes, name: str, *, timestamp_column: str = "",
     """
     if name.lower().endswith((".parquet", ".pq")):
         table = Table(data)
+        check_column_names(table.columns)
         bound = _parquet_bound(table.arrow_schema, timestamp_column, rows_after)
         if bound is None:
             return table.columns, table.chunks()
         # Rows without a timestamp stay in, so that they are reported, not silently lost.
         return table.columns, table.chunks(newer_than=(timestamp_column, bound))
-    frame = pd.read_csv(io.BytesIO(data), compression="gzip" if name.endswith(".gz") else None)
-    return [str(column) for column in frame.columns], iter([frame])
+    text = _decompressed(data) if name.lower().endswith(".gz") else data
+    names = csv_header(text)
+    # The names are given (checked, made unique): pandas' own de-duplication of a header is
+    # quadratic in its width (40k empty names: 12.8 s).
+    frame = pd.read_csv(io.BytesIO(text), header=0, names=names, index_col=False)
+    return names, iter([frame])
+
+
+class FileOverLimit(Exception):
+    """A source file exceeds a limit on what is read (the message names the limit)."""
+
+
+MAX_HEADER_BYTES = 1 << 20  # a CSV header line
+MAX_COLUMNS = 10_000
+MAX_COLUMN_NAME = 1_000  # characters
+MAX_EXPANSION = 100  # how many times its size a .csv.gz may expand to
+MIN_EXPANDED_LIMIT = 1 << 30
+
+
+def check_column_names(names: list[str]) -> None:
+    """Refuse more than :data:`MAX_COLUMNS` columns or a name over :data:`MAX_COLUMN_NAME`."""
+    if len(names) > MAX_COLUMNS:
+        raise FileOverLimit(f"it has {len(names)} columns; at most {MAX_COLUMNS} are read")
+    longest = max((len(str(n)) for n in names), default=0)
+    if longest > MAX_COLUMN_NAME:
+        raise FileOverLimit(f"a column name has {longest} characters; at most "
+                            f"{MAX_COLUMN_NAME} are read")
+
+
+def csv_header(text: bytes) -> list[str]:
+    """The column names of a CSV file, read from its first line only, within the limits, made
+    unique as pandas would (``Unnamed: 3`` for an empty name, ``x.1`` for a second ``x``)."""
+    import csv
+
+    end = text.find(b"\n", 0, MAX_HEADER_BYTES + 1)
+    if end < 0 and len(text) > MAX_HEADER_BYTES:
+        raise FileOverLimit(f"its first line (the header) is longer than {MAX_HEADER_BYTES} "
+                            "bytes, the most read")
+    line = text[: end if end >= 0 else len(text)].decode("utf-8", errors="replace")
+    try:
+        csv.field_size_limit(MAX_HEADER_BYTES)
+        names = next(csv.reader([line.rstrip("\r")]), [])
+    except csv.Error as error:
+        raise FileOverLimit(f"its header cannot be read ({error})") from None
+    check_column_names(names)
+    unique, seen = [], {}
+    for index, raw in enumerate(names):
+        base = raw.strip() or f"Unnamed: {index}"
+        name, count = base, seen.get(base, 0)
+        while name in seen:
+            count += 1
+            name = f"{base}.{count}"
+        seen[base], seen[name] = count, 0
+        unique.append(name)
+    return unique
+
+
+def _decompressed(data: bytes) -> bytes:
+    """A .csv.gz file's content, refusing one that expands past :data:`MAX_EXPANSION` times its
+    size (at least :data:`MIN_EXPANDED_LIMIT`): a small file must not fill the memory."""
+    import gzip
+
+    limit = max(MIN_EXPANDED_LIMIT, MAX_EXPANSION * len(data))
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise FileOverLimit(f"it expands to more than {limit} bytes ({MAX_EXPANSION} times its "
+                            "size), the most read")
+    return content
 
 
 def _parquet_bound(schema, column: str, after: pd.Timestamp | None):
@@ -182,10 +250,8 @@ def _parquet_bound(schema, column: str, after: pd.Timestamp | None):
 
 def _object_columns_as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Object columns holding mixed Python types become text so Parquet can store them."""
-    for column in frame.columns:
-        if frame[column].dtype == object:
-            frame[column] = as_category_strings(frame[column])
-    return frame
+    return replace_columns(frame, {column: as_category_strings(values)
+                                   for column, values in frame.items() if values.dtype == object})
 
 
 @dataclass
@@ -365,6 +431,8 @@ def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, ne
         try:
             columns, chunks = read_chunks(data, name, timestamp_column=split.column,
                                           rows_after=split.history_start)
+        except FileOverLimit:
+            raise
         except Exception as error:  # any parser error: the file is unreadable
             raise _UnreadableFile(str(error)) from error
         if split.column and split.column not in columns:
@@ -372,7 +440,7 @@ def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, ne
             history_part.discard()
             return _FilePart(None, None, columns, [
                 f"file {name}: timestamp column {split.column!r} is missing (columns: "
-                f"{', '.join(columns)})"])
+                f"{bounded(', '.join(columns), 300)})"])
         for frame in _parsed(chunks):
             frame[SOURCE_FILE_COLUMN] = name
             frame = _object_columns_as_text(frame)
@@ -389,11 +457,16 @@ def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, ne
             is_history, is_new = split.masks(placed)
             history_part.write(placed[is_history])
             new_part.write(placed[is_new])
+    except FileOverLimit as error:
+        new_part.discard()
+        history_part.discard()
+        return _FilePart(None, None, None, [f"file {name}: not read: {error}"])
     except (_UnreadableFile, ChunkSchemaError) as error:
         new_part.discard()
         history_part.discard()
         return _FilePart(None, None, None,
-                         [f"file {name}: cannot be read as {_format(name)} ({error})"])
+                         [f"file {name}: cannot be read as {_format(name)} "
+                          f"({bounded(str(error), 300)})"])
     except BaseException:
         new_part.discard()
         history_part.discard()
@@ -443,12 +516,11 @@ def merge_parts(parts: list[Path], path: Path) -> int:
     with ChunkWriter(path, schema=schema) as writer:
         for part in parts:
             for frame in Table(part).chunks():
-                for column in schema.names:
-                    if column not in frame:  # typed nulls, whatever the column's type
-                        frame[column] = pd.Series(None, index=frame.index, dtype=object)
-                    elif column in as_text:
-                        frame[column] = as_category_strings(frame[column])
-                writer.write(frame[schema.names])
+                missing = pd.Series(None, index=frame.index, dtype=object)  # typed nulls
+                writer.write(pd.DataFrame(
+                    {column: missing if column not in frame else
+                     as_category_strings(frame[column]) if column in as_text else frame[column]
+                     for column in schema.names}, index=frame.index))
     return writer.rows
 
 

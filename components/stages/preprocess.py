@@ -17,7 +17,7 @@ import pandas as pd
 from components.data.chunks import ChunkWriter, FrameTable, as_table, first_occurrences, row_hashes
 from components.data.schema import (
     SOURCE_FILE_COLUMN,
-    coerce_features,
+    coerce_rows,
 )
 
 
@@ -45,7 +45,7 @@ def clean(
         return frame, 0, 0
     plan = _clean_plan(FrameTable(frame), label_column=label_column,
                        feature_kinds=feature_kinds, order_column="")
-    cleaned = coerce_features(frame, feature_kinds)[plan.keep].reset_index(drop=True)
+    cleaned = coerce_rows(frame, feature_kinds, label_column)[plan.keep].reset_index(drop=True)
     return cleaned, plan.duplicates, plan.unlabelled
 
 
@@ -113,11 +113,12 @@ def preprocess(
     is_validation = np.zeros(len(plan.keep), dtype=bool)
     is_validation[plan.keep] = newest_rows(plan.order, validation_fraction)
     routes = {"train": plan.keep & ~is_validation, "validation": is_validation}
-    rows = _write_clean(new_table, feature_kinds, routes,
+    rows = _write_clean(new_table, feature_kinds, label_column, routes,
                         {"train": train_path, "validation": validation_path})
     history_plan = _clean_plan(history_table, label_column=label_column,
                                feature_kinds=feature_kinds, order_column="")
-    history_rows = _write_clean(history_table, feature_kinds, {"history": history_plan.keep},
+    history_rows = _write_clean(history_table, feature_kinds, label_column,
+                                {"history": history_plan.keep},
                                 {"history": history_path})
     return PreprocessResult(rows["train"], rows["validation"], history_rows["history"],
                             plan.duplicates, plan.unlabelled)
@@ -143,7 +144,7 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
     keys = None
     offset = 0
     for chunk in table.chunks():
-        coerced = coerce_features(chunk, feature_kinds)
+        coerced = coerce_rows(chunk, feature_kinds, label_column)
         end = offset + len(coerced)
         if label_column in coerced:
             labelled[offset:end] = coerced[label_column].notna().to_numpy()
@@ -167,14 +168,14 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
                       unlabelled=rows - len(labelled_rows))
 
 
-def _write_clean(table, feature_kinds: dict[str, str], routes: dict[str, np.ndarray],
-                 paths: dict[str, str | Path]) -> dict[str, int]:
+def _write_clean(table, feature_kinds: dict[str, str], label_column: str,
+                 routes: dict[str, np.ndarray], paths: dict[str, str | Path]) -> dict[str, int]:
     """Coerce each chunk again and write the rows each route's mask selects to its path."""
     writers = {name: ChunkWriter(path) for name, path in paths.items()}
     try:
         offset = 0
         for chunk in table.chunks():
-            coerced = coerce_features(chunk, feature_kinds).reset_index(drop=True)
+            coerced = coerce_rows(chunk, feature_kinds, label_column).reset_index(drop=True)
             for name, mask in routes.items():
                 selected = mask[offset:offset + len(coerced)]
                 if selected.any():

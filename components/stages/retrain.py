@@ -310,7 +310,7 @@ def retrain(
     wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows)
     candidate_rows = _candidate_rows(wanted, train, history, timestamp_column=timestamp_column,
                                      window_days=window_days, window_files=window_files)
-    with limited_threads(history.rows + train.rows):
+    with limited_threads(history.rows + train.rows, len(feature_kinds)):
         candidates = [
             _fit_candidate(name, candidate_rows, blocker=blocker, auto=strategy == "auto",
                            champion=champion, validation=validation, label_column=label_column,

@@ -27,6 +27,7 @@ from components.data.schema import (
     as_category_strings,
     check_schema,
     infer_schema,
+    label_values,
     parse_numbers,
     plain_value,
     schema_feature_kinds,
@@ -50,6 +51,7 @@ def validate(
     file_columns: dict[str, list[str]] | None = None,
     ingest_problems: list[str] | None = None,
     too_few_rows: str = ERROR,
+    label_column: str = "",
 ) -> ValidationReport:
     """Check new rows against ``schema``, a chunk of rows at a time.
 
@@ -64,14 +66,22 @@ def validate(
         ingest_problems: Problems ingest found placing rows; each becomes an error.
         too_few_rows: Severity of having fewer than ``min_rows`` labelled rows (a warning when
             the trigger policy waits for rows rather than failing the run).
+        label_column: The run's label column, when it may differ from the schema's (a
+            champion trained on another label): an error, and the run's column is checked.
 
     Returns:
         The findings.
     """
     table = as_table(new_data)
+    findings = [Finding(ERROR, problem, check="ingest") for problem in (ingest_problems or [])]
+    if label_column and label_column != schema["label"]["name"]:
+        findings.append(Finding(ERROR, f"the label_column is {label_column!r}, but the schema's "
+                                       f"label is {schema['label']['name']!r}", "",
+                                label_column, "label_column"))
+        schema = {**schema, "label": {"name": label_column, "classes": []}}
     label_column = schema["label"]["name"]
     kinds = schema_feature_kinds(schema)
-    findings = [Finding(ERROR, problem, check="ingest") for problem in (ingest_problems or [])]
+    kinds.pop(label_column, None)  # the label is never also a feature
     findings += _column_findings(table.columns, kinds, label_column, timestamp_column,
                                  file_columns or {})
     tally = _Tally()
@@ -118,7 +128,7 @@ class _Tally:
                  if SOURCE_FILE_COLUMN in chunk else np.full(len(chunk), "", dtype=object))
         # Coerce once: numeric features to floats (values that are not numbers are errors),
         # categorical ones and the label to text, which is how the schema records domains.
-        checked = pd.DataFrame(index=pd.RangeIndex(len(chunk)))
+        columns = {}
         for column, kind in kinds.items():
             if column not in chunk:
                 continue
@@ -126,12 +136,14 @@ class _Tally:
             if kind == NUMERIC:
                 numbers = parse_numbers(values)
                 self._count_bad_numbers(values, numbers, files, column)
-                checked[column] = numbers.replace([np.inf, -np.inf], np.nan)
+                columns[column] = numbers.replace([np.inf, -np.inf], np.nan)
             else:
-                checked[column] = as_category_strings(values)
+                columns[column] = as_category_strings(values)
             self.missing[column] = self.missing.get(column, 0) + int(values.isna().sum())
         if label_column in chunk:
-            checked[label_column] = as_category_strings(chunk[label_column])
+            columns[label_column] = as_category_strings(label_values(chunk[label_column]))
+        checked = pd.DataFrame(columns, index=pd.RangeIndex(len(chunk)))
+        if label_column in chunk:
             labels = checked[label_column]
             self.missing_labels += int(labels.isna().sum())
             counts = labels.value_counts()

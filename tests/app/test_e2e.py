@@ -256,3 +256,24 @@ def test_an_alert_that_cannot_be_delivered_is_loud_but_changes_nothing(after_boo
     assert "HTTP 500" in result["alert_delivery_reason"]
     assert "but its alert was not delivered" in completed.stderr
     assert world.pointer_bytes() == before
+
+
+def test_a_label_column_the_champion_lacks_is_invalid_data_naming_it(after_bootstrap):
+    """Check that a run asking for a label column the data does not have, once a champion
+    exists, ends invalid-data naming the column (it used to crash in preprocess)."""
+    world = after_bootstrap
+    world.add_month("2025-04")
+    result = outcome(world.run(CUTOFFS[1], "--label-column", "nosuchcol"))
+    assert result["status"] == "invalid-data"
+    assert "column 'nosuchcol': required column is missing" in result["reason"]
+    assert [body["status"] for body in world.webhook.bodies] == ["invalid-data"]
+
+
+def test_a_hostile_file_is_invalid_data_naming_the_file_and_the_limit(after_bootstrap):
+    """Check that a 50 MB CSV of one line of commas ends the run invalid-data at once."""
+    world = after_bootstrap
+    (world.source / "commas.csv").write_bytes(b"," * 50_000_000)
+    result = outcome(world.run(CUTOFFS[1]))
+    assert result["status"] == "invalid-data"
+    assert "file commas.csv: not read: its first line (the header) is longer than" in \
+        result["reason"]

@@ -9,7 +9,8 @@ def test_small_data_gets_one_thread_and_large_data_every_allowed_cpu(monkeypatch
     """Check the thread count on each side of SMALL_ROWS."""
     monkeypatch.setattr(threads, "available_cpus", lambda: 6)
     assert threads.threads_for(200) == 1
-    assert threads.threads_for(threads.SMALL_ROWS) == 6
+    assert threads.threads_for(threads.SMALL_CELLS // 10) == 6
+    assert threads.threads_for(800, features=3000) == 6  # few rows, many features
 
 
 @pytest.mark.parametrize("cpu_max, expected", [("max 100000", 4), ("150000 100000", 1),

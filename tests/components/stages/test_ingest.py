@@ -197,3 +197,67 @@ def test_rows_older_than_the_history_read_are_dropped_not_new(tmp_path, history_
                     new_data_path=tmp_path / "new.parquet", history_path=tmp_path / "h.parquet")
     assert result.new_rows == 24  # the fourth day only
     assert result.history_rows == history_rows
+
+
+def _ingest_one(tmp_path, name: str, content: bytes, timestamp_column: str = "ts"):
+    folder = tmp_path / "hostile"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_bytes(content)
+    return ingest(str(folder), timestamp_column=timestamp_column,
+                  cutoff=to_utc_timestamp("2030-01-01"), watermark=None,
+                  new_data_path=tmp_path / "new.parquet", history_path=tmp_path / "h.parquet")
+
+
+HOSTILE = {
+    "one-line-of-commas": (b"," * 50_000_000, "its first line (the header) is longer than "
+                                              "1048576 bytes"),
+    "one-line-no-newline": (b"x" * 50_000_000, "its first line (the header) is longer than"),
+    "a-50-mb-column-name": (b"a" * 50_000_000 + b"\n1\n", "its first line (the header) is "
+                                                          "longer than"),
+    "a-long-column-name": (b"x1," + b"n" * 2000 + b"\n1,2\n", "a column name has 2000 "
+                                                               "characters; at most 1000"),
+    "too-many-columns": (",".join(f"c{i}" for i in range(12_000)).encode() + b"\n",
+                         "it has 12000 columns; at most 10000 are read"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=list(HOSTILE))
+def test_hostile_csv_files_are_reported_with_the_limit_they_break(tmp_path, case):
+    """Check that a file breaking a read limit is a problem naming the file and the limit (so
+    validate ends the run as invalid-data), never a hang or a crash."""
+    content, message = HOSTILE[case]
+    result = _ingest_one(tmp_path, "bad.csv", content)
+    [problem] = result.problems
+    assert problem.startswith("file bad.csv: not read: ") and message in problem
+    assert len(problem) < 300 and result.new_rows == 0
+
+
+def test_a_gzip_bomb_is_refused_by_its_expansion(tmp_path, monkeypatch):
+    """Check that a .csv.gz expanding far past its size is refused before it fills memory."""
+    import gzip
+
+    from components.stages import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "MIN_EXPANDED_LIMIT", 1 << 20)
+    bomb = gzip.compress(b"x1,ts\n" + b"1,2025-01-01\n" * 2_000_000)
+    assert len(bomb) * ingest_module.MAX_EXPANSION < 26_000_000
+    [problem] = _ingest_one(tmp_path, "bomb.csv.gz", bomb).problems
+    assert "it expands to more than" in problem and "times its size" in problem
+
+
+def test_empty_and_repeated_header_names_are_made_unique_as_pandas_would(tmp_path):
+    """Check that a header of empty and repeated names is read, named like pandas names them."""
+    result = _ingest_one(tmp_path, "names.csv", b"a,,a,ts\n1,2,3,2025-01-01\n")
+    assert result.problems == []
+    assert list(result.new_data.columns[:4]) == ["a", "Unnamed: 1", "a.1", "ts"]
+
+
+def test_thousands_of_extra_columns_are_read(tmp_path):
+    """Check that a file with 3,000 extra columns is read whole (it is slow only if reading is
+    quadratic in the columns; `make bench` times it)."""
+    frame = make_rows(200)
+    extra = pd.DataFrame({f"extra_{i}": range(200) for i in range(3000)})
+    content = pd.concat([frame, extra], axis=1).to_csv(index=False).encode()
+    result = _ingest_one(tmp_path, "wide.csv", content)
+    assert result.problems == [] and result.new_rows == 200
+    assert len(result.new_data.columns) == 3000 + 5 + 1  # and the source file column

@@ -222,3 +222,27 @@ def test_unreadable_schema_file_names_it(tmp_path):
     with pytest.raises(SchemaError, match=r"schema .*schema.json: not valid JSON"):
         validate_step(schema_uri=str(tmp_path / "schema.json"),
                       **_step_inputs(tmp_path, make_rows(300, seed=3)))
+
+
+def test_a_float_label_with_missing_values_is_read_as_the_classes_it_holds():
+    """Check that labels 1.0/0.0 with gaps (an integer label as Parquet stores it) match the
+    schema's classes 0 and 1: only the missing labels are reported."""
+    frame = _frame()
+    frame["label"] = frame["label"].astype(float)
+    frame.loc[:5, "label"] = np.nan
+    report = _check(frame)
+    assert [(f.check, f.severity) for f in report.findings] == [("missing_label", WARNING)]
+
+
+@pytest.mark.parametrize("present", [False, True], ids=["missing", "present"])
+def test_a_label_column_that_is_not_the_schemas_is_invalid_data_naming_it(present):
+    """Check that a run whose label_column differs from the champion schema's label ends as
+    invalid-data naming the column, whether or not the data holds it."""
+    frame = _frame()
+    if present:
+        frame["target"] = frame["label"]
+    report = _check(frame, label_column="target")
+    checks = {(f.check, f.column) for f in report.errors}
+    assert ("label_column", "target") in checks
+    assert (("missing_column", "target") in checks) is not present
+    assert "the label_column is 'target', but the schema's label is 'label'" in report.summary()
