@@ -4,9 +4,9 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# OpenMP threads sleep rather than spin while they wait: on a shared node a spinning fit slows
-# by 5-10x whenever another process holds a core (components/ml/threads.py).
-ENV OMP_WAIT_POLICY=passive
+# OpenMP threads spin only briefly before they sleep: on a shared node a spinning fit slows by
+# 5-10x whenever another process holds a core (components/ml/threads.py).
+ENV GOMP_SPINCOUNT=1000
 
 WORKDIR /opt/retrain
 COPY requirements.txt .

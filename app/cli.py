@@ -140,6 +140,25 @@ def _add_registry(commands) -> None:
     rollback.add_argument("--to", default=None, help="version to restore (default: previous)")
 
 
+def _add_serve(commands) -> None:
+    serve = commands.add_parser("serve", help="serve the champion (or a version) behind KServe's "
+                                              "V1 and V2 protocols")
+    _add_registry_flags(serve)
+    serve.add_argument("--version", default="", help="serve this version (default: follow the "
+                                                     "champion)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (a pod: "
+                                                           "0.0.0.0)")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free one")
+    serve.add_argument("--reload-seconds", type=float, default=5.0,
+                       help="how often the champion pointer is read (0: never)")
+    serve.add_argument("--allow-version-skew", action="store_true",
+                       help="load a model saved by another scikit-learn minor version")
+    serve.add_argument("--max-request-mb", type=float, default=16.0)
+    serve.add_argument("--max-batch-rows", type=int, default=10_000)
+    serve.add_argument("--ready-file", default="",
+                       help="write the port here once listening (for scripts and tests)")
+
+
 def _add_tools(commands) -> None:
     schema = commands.add_parser("schema", help="print the schema inferred from a source, to "
                                                 "edit and pass as --schema-uri")
@@ -175,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_submit_and_schedule(commands)
     _add_registry(commands)
+    _add_serve(commands)
     _add_tools(commands)
     return parser
 
@@ -306,6 +326,26 @@ def command_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_serve(args: argparse.Namespace) -> int:
+    from app.serving.server import ServeOptions, serve
+    from components.params import BY_NAME
+
+    BY_NAME["model_name"].check(args.model_name, "retrain serve")
+    for flag, value, low in (("--port", args.port, 0), ("--max-batch-rows", args.max_batch_rows, 1),
+                             ("--max-request-mb", args.max_request_mb, 0.001),
+                             ("--reload-seconds", args.reload_seconds, 0)):
+        if value < low:
+            raise InvalidParameterError(f"{flag} of retrain serve must be at least {low}. Got "
+                                        f"{value!r} instead.")
+    serve(ServeOptions(registry_uri=args.registry_uri, model_name=args.model_name,
+                       version=args.version, host=args.host, port=args.port,
+                       reload_seconds=args.reload_seconds,
+                       allow_version_skew=args.allow_version_skew,
+                       max_request_mb=args.max_request_mb, max_batch_rows=args.max_batch_rows,
+                       ready_file=args.ready_file))
+    return 0
+
+
 def command_schema(args: argparse.Namespace) -> int:
     from components.steps import source_schema
 
@@ -357,7 +397,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": command_run, "submit": command_submit, "schedule": command_schedule,
-            "registry": command_registry, "schema": command_schema,
+            "registry": command_registry, "schema": command_schema, "serve": command_serve,
             "compile": command_compile, "demo-data": command_demo_data, "demo": command_demo}
 
 

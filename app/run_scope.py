@@ -10,9 +10,8 @@
 - **Secrets outside the task inputs**: kfp.local logs every task's inputs, so a secret parameter
   (the webhook URL) reaches the stages in its environment variable instead, and the log is
   written through a filter that blanks the secret wherever it would appear anyway.
-- **OpenMP threads that yield**: ``OMP_WAIT_POLICY=passive``, so a fit's threads sleep instead of
-  spinning for a sibling the machine has not scheduled (a busy core otherwise slows a small fit
-  a hundredfold).
+- **OpenMP threads that yield**: ``GOMP_SPINCOUNT``, so a fit's threads spin only briefly for a
+  sibling the machine has not scheduled before they sleep (see :mod:`components.ml.threads`).
 """
 
 from __future__ import annotations
@@ -24,11 +23,12 @@ import tempfile
 from pathlib import Path
 
 from components.lifeline import OWNER_ENV, alive, owner_token
+from components.ml.threads import SPIN_COUNT
 from components.params import BY_NAME, SECRET_PARAMETERS, redacted_url
 
 ROOT_PREFIX = "retrain-run-"
 OWNER_FILE = "owner"
-WAIT_POLICY = {"OMP_WAIT_POLICY": "passive"}
+WAIT_POLICY = {"GOMP_SPINCOUNT": SPIN_COUNT}
 
 
 def remove_abandoned_roots(parent: str | None = None) -> list[str]:

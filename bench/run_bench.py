@@ -314,6 +314,10 @@ def write_report(out: Path, results: dict) -> None:
         lines += ["", f"Artifacts passed between stages in one {results['artifact_rows']:,}-row "
                   "pipeline run (KiB):", "", "| artifact | KiB |", "|---|---|"]
         lines += [f"| {name} | {kib:,.1f} |" for name, kib in results["artifacts"].items()]
+    if "reliability" in results:
+        from bench import reliability
+
+        lines += reliability.report_lines(results["reliability"], results["dates"]["6"])
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _plot(out / "results.png", results)
@@ -409,11 +413,14 @@ def _plot(path: Path, results: dict) -> None:
     figure.savefig(path, dpi=100)
 
 
+ALL_PARTS = ("1", "2", "3", "4", "5", "6")
+
+
 def main() -> None:
-    from bench import scaling
+    from bench import reliability, scaling
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default="1,2,3,4,5",
+    parser.add_argument("--parts", default=",".join(ALL_PARTS),
                         help="which parts to run; the others keep their previous results")
     parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--history-sizes", default="100000,1000000,2000000,5000000")
@@ -427,8 +434,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "results.json"
-    results = json.loads(previous.read_text()) if previous.exists() and parts != {
-        "1", "2", "3", "4", "5"} else {}
+    results = json.loads(previous.read_text()) if previous.exists() and \
+        parts != set(ALL_PARTS) else {}
     results.update(machine=machine(), repeats=args.repeats)
     results.setdefault("dates", {})
     with tempfile.TemporaryDirectory(prefix="retrain-bench-") as tmp:
@@ -452,6 +459,8 @@ def main() -> None:
                                                                  pipeline_run, bare_run)
             elif part == "5":
                 results["throughput"] = throughput(args.throughput_rows, args.repeats, scratch)
+            elif part == "6":
+                results["reliability"] = reliability.run(scratch, args.repeats, pipeline_run)
             write_report(out, results)  # after each part, so a long run shows progress
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 

@@ -442,7 +442,8 @@ def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, ne
                 f"file {name}: timestamp column {split.column!r} is missing (columns: "
                 f"{bounded(', '.join(columns), 300)})"])
         for frame in _parsed(chunks):
-            frame[SOURCE_FILE_COLUMN] = name
+            frame = pd.concat([frame, pd.Series(name, index=frame.index,
+                                                name=SOURCE_FILE_COLUMN)], axis=1)
             frame = _object_columns_as_text(frame)
             if not split.column:
                 (history_part if consumed else new_part).write(frame)

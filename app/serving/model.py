@@ -1,0 +1,74 @@
+"""A model being served: one registry version, loaded the one safe way, and what its requests
+must look like.
+
+Loading goes through :meth:`components.registry.Registry.load_model`: the SHA-256 against
+``metadata.json``, the skops allow-list, and the scikit-learn version the model was saved with
+(refused when its major.minor differs from the running one, unless skew is allowed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.data.schema import NUMERIC
+from components.inference import FEATURE_DATATYPES, label_datatype
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded version and its contract."""
+
+    model_name: str
+    version: str
+    model: object  # the scikit-learn Pipeline
+    feature_kinds: dict[str, str]  # in the order the model was fitted on
+    classes: list
+    label_datatype: str
+
+    @classmethod
+    def load(cls, registry, version: str, *, allow_version_skew: bool = False) -> ServedModel:
+        metadata = registry.metadata(version)
+        model = registry.load_model(version, allow_version_skew=allow_version_skew)
+        classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+        kinds = metadata["feature_kinds"]
+        # The model's own column order (what it was fitted on), which a V1 list instance follows.
+        order = [str(c) for c in getattr(model, "feature_names_in_", kinds)]
+        return cls(model_name=registry.model_name, version=version, model=model,
+                   feature_kinds={column: kinds[column] for column in order if column in kinds},
+                   classes=classes, label_datatype=label_datatype(classes))
+
+    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Classes and class probabilities for rows holding every feature column."""
+        probabilities = self.model.predict_proba(frame)
+        return np.asarray(self.model.classes_)[probabilities.argmax(axis=1)], probabilities
+
+    def v2_metadata(self) -> dict:
+        """``GET /v2/models/<name>``: the inputs (one per feature) and the outputs."""
+        return {
+            "name": self.model_name,
+            "versions": [self.version],
+            "platform": "scikit-learn",
+            "inputs": [{"name": column, "datatype": FEATURE_DATATYPES[kind], "shape": [-1]}
+                       for column, kind in self.feature_kinds.items()],
+            "outputs": [{"name": "predict", "datatype": self.label_datatype, "shape": [-1]},
+                        {"name": "predict_proba", "datatype": "FP64",
+                         "shape": [-1, len(self.classes)]}],
+            "parameters": {"classes": [str(c) for c in self.classes]},
+        }
+
+    def frame(self, columns: dict[str, list]) -> pd.DataFrame:
+        """The rows a request holds, as the model reads them: numeric features as floats,
+        categorical ones as text (what training saw), missing values as missing."""
+        data = {}
+        for column, kind in self.feature_kinds.items():
+            values = columns[column]
+            if kind == NUMERIC:
+                data[column] = np.asarray([np.nan if v is None else v for v in values],
+                                          dtype=float)
+            else:
+                data[column] = pd.Series([None if v is None else str(v) for v in values],
+                                         dtype=object)
+        return pd.DataFrame(data)

@@ -1,0 +1,332 @@
+"""``retrain serve``: the champion (or a pinned version) behind KServe's protocols.
+
+A Starlette app on uvicorn (what KServe's own model server runs on):
+
+- Open Inference Protocol (V2): ``/v2``, ``/v2/health/live``, ``/v2/health/ready``,
+  ``/v2/models/<name>`` (metadata), ``/v2/models/<name>/ready``, ``/v2/models/<name>/infer``
+  (also under ``/versions/<version>``);
+- KServe V1: ``/v1/models``, ``/v1/models/<name>``, ``/v1/models/<name>:predict``;
+- ``/metrics`` in Prometheus text format: requests and errors by route, a latency histogram,
+  the served version, and models that failed to load.
+
+Without ``--version`` it follows the champion: every ``--reload-seconds`` it reads the pointer,
+and a new champion (a deploy or a rollback) is loaded beside the served one (digest, allow-list,
+library versions checked), then swapped in with one assignment; requests in flight finish on the
+model they started with. A version that fails to load leaves the old one serving, is logged, and
+counted in ``/metrics``. Bad requests are answered 4xx with ``{"error": ...}``; the server keeps
+serving. It listens on 127.0.0.1 unless told otherwise (a pod passes ``--host 0.0.0.0``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.serving.model import ServedModel
+from app.serving.protocol import (
+    BINARY_HEADER,
+    RequestError,
+    parse_json,
+    requested_outputs,
+    v1_columns,
+    v1_response,
+    v2_body,
+    v2_columns,
+    v2_response,
+)
+
+logger = logging.getLogger("retrain.serve")
+SERVER_NAME = "kfp-retrain"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What ``retrain serve`` was asked for."""
+
+    registry_uri: str
+    model_name: str
+    version: str = ""  # empty: follow the champion
+    host: str = "127.0.0.1"
+    port: int = 8080
+    reload_seconds: float = 5.0
+    allow_version_skew: bool = False
+    max_request_mb: float = 16.0
+    max_batch_rows: int = 10_000
+    ready_file: str = ""  # written with the port once serving (infra validation reads it)
+
+
+class Metrics:
+    """The server's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self, model_name: str):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("retrain_serving_requests", "Requests by route, HTTP status "
+                                "and served version.", ["route", "code", "version"],
+                                registry=self.registry)
+        self.errors = Counter("retrain_serving_errors", "Requests answered with an error, by "
+                              "route and HTTP status.", ["route", "code"],
+                              registry=self.registry)
+        self.latency = Histogram("retrain_serving_request_seconds", "Time to answer, by route.",
+                                 ["route"], registry=self.registry,
+                                 buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5,
+                                          1, 2.5))
+        self.served = Gauge("retrain_serving_model_info", "1 for the version being served.",
+                            ["model", "version"], registry=self.registry)
+        self.load_failures = Counter("retrain_serving_model_load_failures", "Versions that "
+                                     "failed to load (the served one kept serving).",
+                                     ["model", "version"], registry=self.registry)
+        self.model_name = model_name
+
+    def now_serving(self, old: str | None, new: str) -> None:
+        if old:
+            self.served.remove(self.model_name, old)
+        self.served.labels(self.model_name, new).set(1)
+
+
+class ModelHolder:
+    """The served model, and the thread that follows the champion."""
+
+    def __init__(self, options: ServeOptions, metrics: Metrics):
+        from components.registry import Registry
+
+        self.options = options
+        self.metrics = metrics
+        self.registry = Registry(options.registry_uri, options.model_name)
+        self.current: ServedModel | None = None
+        self.failed: set[str] = set()
+        self._stop = threading.Event()
+
+    def load(self, version: str) -> bool:
+        """Load ``version`` beside the served one and swap it in; False (logged, counted) if it
+        cannot be loaded."""
+        try:
+            loaded = ServedModel.load(self.registry, version,
+                                      allow_version_skew=self.options.allow_version_skew)
+        except Exception as error:  # noqa: BLE001 - any load failure keeps the old model
+            self.failed.add(version)
+            self.metrics.load_failures.labels(self.options.model_name, version).inc()
+            logger.error("version %s of %s not loaded, %s keeps serving: %s: %s", version,
+                         self.options.model_name, self.current.version if self.current else
+                         "nothing", type(error).__name__, error)
+            return False
+        old, self.current = self.current, loaded  # one assignment: requests see one or other
+        self.metrics.now_serving(old.version if old else None, loaded.version)
+        logger.warning("serving %s %s", self.options.model_name, loaded.version)
+        return True
+
+    def wanted_version(self) -> str | None:
+        if self.options.version:
+            return self.options.version
+        pointer = self.registry.champion()
+        return pointer.version if pointer else None
+
+    def refresh(self) -> None:
+        """Load the champion if it is not what is served (and has not already failed)."""
+        try:
+            wanted = self.wanted_version()
+        except Exception as error:  # noqa: BLE001 - an unreachable registry: keep serving
+            logger.error("champion pointer not read: %s: %s", type(error).__name__, error)
+            return
+        if wanted and wanted not in self.failed and (
+                self.current is None or self.current.version != wanted):
+            self.load(wanted)
+
+    def follow(self) -> None:
+        """Poll the pointer until stopped (a daemon thread: requests never wait for it)."""
+        while not self._stop.wait(self.options.reload_seconds):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _json(payload, status: int = 200, headers: dict | None = None):
+    from starlette.responses import Response
+
+    return Response(json.dumps(payload, separators=(",", ":")), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def create_app(holder: ModelHolder, options: ServeOptions):
+    """The ASGI app: routes of both protocols around ``holder``'s model."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    metrics = holder.metrics
+    max_bytes = int(options.max_request_mb * 2**20)
+
+    def model_for(name: str, version: str = "") -> ServedModel:
+        served = holder.current
+        if name != options.model_name:
+            raise RequestError(404, f"no model named {name!r} here; this server serves "
+                                    f"{options.model_name!r}")
+        if served is None:
+            raise RequestError(503, f"model {name!r} is not loaded yet")
+        if version and version != served.version:
+            raise RequestError(404, f"version {version!r} of {name!r} is not served; "
+                                    f"{served.version} is")
+        return served
+
+    async def body_of(request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise RequestError(413, f"the body has {int(declared)} bytes; at most "
+                                    f"{max_bytes} are taken (--max-request-mb "
+                                    f"{options.max_request_mb:g})")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise RequestError(413, f"the body is over {max_bytes} bytes (--max-request-mb "
+                                        f"{options.max_request_mb:g})")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def endpoint(route: str):
+        def wrap(handler):
+            async def run(request):
+                start = time.perf_counter()
+                try:
+                    response = await handler(request)
+                except RequestError as error:
+                    response = _json({"error": str(error)}, error.status)
+                served = holder.current
+                code = str(response.status_code)
+                metrics.requests.labels(route, code, served.version if served else "").inc()
+                if response.status_code >= 400:
+                    metrics.errors.labels(route, code).inc()
+                metrics.latency.labels(route).observe(time.perf_counter() - start)
+                return response
+            return run
+        return wrap
+
+    @endpoint("/v2/health/live")
+    async def live(request):
+        return _json({"live": True})
+
+    @endpoint("/v2/health/ready")
+    async def ready(request):
+        loaded = holder.current is not None
+        return _json({"ready": loaded}, 200 if loaded else 503)
+
+    @endpoint("/v2")
+    async def server_metadata(request):
+        from importlib.metadata import version
+
+        return _json({"name": SERVER_NAME, "version": version("kfp-retrain"),
+                      "extensions": ["binary_tensor_data"]})
+
+    @endpoint("/v2/models/{name}")
+    async def model_metadata(request):
+        return _json(model_for(request.path_params["name"],
+                               request.path_params.get("version", "")).v2_metadata())
+
+    @endpoint("/v2/models/{name}/ready")
+    async def model_ready(request):
+        try:
+            model_for(request.path_params["name"], request.path_params.get("version", ""))
+        except RequestError as error:
+            if error.status != 503:
+                raise
+            return _json({"name": request.path_params["name"], "ready": False}, 503)
+        return _json({"name": request.path_params["name"], "ready": True})
+
+    @endpoint("/v2/models/{name}/infer")
+    async def infer(request):
+        served = model_for(request.path_params["name"], request.path_params.get("version", ""))
+        body, binary = v2_body(await body_of(request), request.headers.get(BINARY_HEADER))
+        outputs = requested_outputs(body)
+        frame = served.frame(v2_columns(body, binary, served, options.max_batch_rows))
+        predicted, probabilities = served.predict(frame)
+        content, header_length = v2_response(served, predicted, probabilities, outputs,
+                                              body.get("id"))
+        if header_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={BINARY_HEADER: str(header_length)})
+
+    @endpoint("/v1/models")
+    async def v1_models(request):
+        return _json({"models": [options.model_name]})
+
+    @endpoint("/v1/models/{target}")
+    async def v1_model(request):
+        name, _, verb = request.path_params["target"].partition(":")
+        if request.method == "GET" and not verb:
+            try:
+                model_for(name)
+            except RequestError as error:
+                if error.status != 503:
+                    raise
+                return _json({"name": name, "ready": False})
+            return _json({"name": name, "ready": True})
+        if request.method != "POST" or verb != "predict":
+            raise RequestError(404 if request.method == "POST" else 405,
+                               f"no such V1 route: {request.method} /v1/models/"
+                               f"{request.path_params['target']}")
+        served = model_for(name)
+        frame = served.frame(v1_columns(parse_json(await body_of(request)), served,
+                                        options.max_batch_rows))
+        predicted, _ = served.predict(frame)
+        return Response(v1_response(predicted), media_type="application/json")
+
+    async def metrics_route(request):
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def not_found(request, exc):
+        return _json({"error": f"no such route: {request.method} {request.url.path}"},
+                     exc.status_code)
+
+    routes = [
+        Route("/v2/health/live", live), Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models/{name}", model_metadata),
+        Route("/v2/models/{name}/versions/{version}", model_metadata),
+        Route("/v2/models/{name}/ready", model_ready),
+        Route("/v2/models/{name}/versions/{version}/ready", model_ready),
+        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
+        Route("/v1/models", v1_models),
+        Route("/v1/models/{target}", v1_model, methods=["GET", "POST"]),
+        Route("/metrics", metrics_route),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def serve(options: ServeOptions) -> None:
+    """Load the model, then serve until stopped (SIGINT / SIGTERM)."""
+    import socket
+
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    metrics = Metrics(options.model_name)
+    holder = ModelHolder(options, metrics)
+    wanted = holder.wanted_version()
+    if options.version and not holder.load(options.version):
+        raise SystemExit(f"error: version {options.version} of {options.model_name!r} could "
+                         "not be loaded (see the log line above)")
+    if not options.version and wanted:
+        holder.load(wanted)  # a champion that fails to load: not ready, keep polling
+    if not options.version and options.reload_seconds > 0:
+        threading.Thread(target=holder.follow, name="follow-champion", daemon=True).start()
+    listener = socket.create_server((options.host, options.port))
+    port = listener.getsockname()[1]
+    if options.ready_file:
+        Path(options.ready_file).write_text(str(port))
+    logger.warning("serving %s on http://%s:%d", options.model_name, options.host, port)
+    config = uvicorn.Config(create_app(holder, options), log_level="warning", access_log=False,
+                            loop="auto", http="auto", lifespan="off")
+    try:
+        uvicorn.Server(config).run(sockets=[listener])
+    finally:
+        holder.stop()
