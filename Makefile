@@ -60,8 +60,9 @@ push: image install ## Push $(IMAGE) and compile build/retrain_pipeline.yaml nam
 	docker push $(IMAGE)
 	$(BIN)/retrain compile --image $(IMAGE) --output $(BUILD)/retrain_pipeline.yaml
 
-cluster: ## Create a kind cluster with KFP, load $(IMAGE), port-forward the UI to :8080
-	scripts/cluster-up.sh $(IMAGE)
+KSERVE ?= 0
+cluster: ## Create a kind cluster with KFP (KSERVE=1: and KServe), load $(IMAGE), UI on :8080
+	KSERVE=$(KSERVE) scripts/cluster-up.sh $(IMAGE)
 
 cluster-down: ## Delete the kind cluster
 	scripts/cluster-down.sh

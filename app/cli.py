@@ -135,9 +135,14 @@ def _add_registry(commands) -> None:
     listing = registry_commands.add_parser("list", help="every version, oldest first")
     _add_registry_flags(listing)
     listing.add_argument("--json", action="store_true")
-    rollback = registry_commands.add_parser("rollback", help="make an earlier version champion")
+    rollback = registry_commands.add_parser("rollback", help="make an earlier version champion "
+                                                             "(and its InferenceService, if any)")
     _add_registry_flags(rollback)
     rollback.add_argument("--to", default=None, help="version to restore (default: previous)")
+    history = registry_commands.add_parser("history", help="every move of the champion "
+                                                           "pointer: deploys and rollbacks")
+    _add_registry_flags(history)
+    history.add_argument("--json", action="store_true")
 
 
 def _add_serve(commands) -> None:
@@ -159,6 +164,19 @@ def _add_serve(commands) -> None:
                        help="write the port here once listening (for scripts and tests)")
 
 
+def _add_inferenceservice(commands) -> None:
+    isvc = commands.add_parser("inferenceservice", help="print the KServe InferenceService that "
+                                                        "serves a version (YAML)")
+    _add_registry_flags(isvc)
+    isvc.add_argument("--version", required=True, help="the version to serve, e.g. v0007")
+    isvc.add_argument("--image", required=True, help="this project's image (immutable tag)")
+    isvc.add_argument("--namespace", required=True)
+    isvc.add_argument("--canary-traffic-percent", type=int, default=100)
+    isvc.add_argument("--service-account", default="")
+    isvc.add_argument("--resources", default="", metavar="CPU,MEMORY",
+                      help="requests = limits of the serving container, e.g. 1,2Gi")
+
+
 def _add_tools(commands) -> None:
     schema = commands.add_parser("schema", help="print the schema inferred from a source, to "
                                                 "edit and pass as --schema-uri")
@@ -178,7 +196,11 @@ def _add_tools(commands) -> None:
                                "without Workload Identity)")
     compile_.add_argument("--resources", action="append", default=[], type=_resources,
                           metavar="STAGE=CPU,MEMORY",
-                          help="requests = limits for a stage or 'default' (repeatable)")
+                          help="requests = limits for a stage, 'default', or 'serving' (the "
+                               "InferenceService's container) (repeatable)")
+    compile_.add_argument("--serving-service-account", default="",
+                          help="service account of the InferenceService (it reads the "
+                               "registry)")
 
     demo_data = commands.add_parser("demo-data", help="write the deterministic demo data")
     demo_data.add_argument("--output", default=str(DEFAULT_WORKDIR / "demo-data"))
@@ -195,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit_and_schedule(commands)
     _add_registry(commands)
     _add_serve(commands)
+    _add_inferenceservice(commands)
     _add_tools(commands)
     return parser
 
@@ -245,8 +268,16 @@ def command_registry(args: argparse.Namespace) -> int:
 
     registry = Registry(args.registry_uri, args.model_name)
     if args.registry_command == "rollback":
-        pointer = registry.rollback(args.to)
+        serving = registry.model_json("serving.json")
+        pointer = registry.rollback(args.to, before_move=(
+            lambda version: _serve_rollback(registry, version, serving)) if serving else None)
         print(f"{args.model_name}: champion is now {pointer.version} ({pointer.reason})")
+        return 0
+    if args.registry_command == "history":
+        moves = registry.history()
+        _print_json_last({"model_name": args.model_name, "history": moves}, args.json)
+        if not args.json:
+            print("\n".join(summary.history_lines(moves)) or f"{args.model_name}: no moves yet")
         return 0
     pointer = registry.champion()
     if args.registry_command == "show":
@@ -263,6 +294,50 @@ def command_registry(args: argparse.Namespace) -> int:
     _print_json_last({"model_name": args.model_name, "versions": versions}, args.json)
     if not args.json:
         print("\n".join(summary.version_lines(versions)))
+    return 0
+
+
+def _serve_rollback(registry, version: str, serving: dict) -> None:
+    """Move the InferenceService back before the pointer (a rollback's ``before_move``)."""
+    from components.steps import serve_on_cluster
+
+    target = _target_from(serving)
+    served = serve_on_cluster(registry, version, target)
+    print(f"InferenceService {served['namespace']}/{served['name']} serves {version} "
+          f"(Ready after {served['seconds_to_ready']} s)")
+
+
+def _target_from(serving: dict):
+    from dataclasses import fields
+
+    from components.kserve import ServingTarget
+
+    return ServingTarget(**{f.name: serving[f.name] for f in fields(ServingTarget)
+                            if f.name in serving})
+
+
+def command_inferenceservice(args: argparse.Namespace) -> int:
+    import yaml
+
+    from components.kserve import ServingTarget, inference_service
+    from components.params import BY_NAME
+    from components.registry import version_number
+    from pipelines.cluster import check_image_tag
+
+    BY_NAME["model_name"].check(args.model_name, "retrain inferenceservice")
+    BY_NAME["serving_namespace"].check(args.namespace, "retrain inferenceservice")
+    BY_NAME["canary_traffic_percent"].check(args.canary_traffic_percent,
+                                            "retrain inferenceservice")
+    version_number(args.version)
+    check_image_tag(args.image)
+    cpu, _, memory = args.resources.partition(",")
+    manifest = inference_service(
+        registry_uri=args.registry_uri, model_name=args.model_name, version=args.version,
+        target=ServingTarget(namespace=args.namespace, image=args.image,
+                             canary_traffic_percent=args.canary_traffic_percent,
+                             service_account=args.service_account, cpu=cpu.strip(),
+                             memory=memory.strip()))
+    print(yaml.safe_dump(manifest, sort_keys=False), end="")
     return 0
 
 
@@ -361,6 +436,7 @@ def command_compile(args: argparse.Namespace) -> int:
     check_image_tag(image)
     options = ClusterOptions(
         webhook_secret=args.webhook_secret, gcs_secret=args.gcs_secret,
+        serving_service_account=args.serving_service_account,
         resources={stage: {"cpu": cpu, "memory": memory}
                    for stage, cpu, memory in args.resources})
     from pipelines.retrain_pipeline import compile_pipeline
@@ -398,6 +474,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": command_run, "submit": command_submit, "schedule": command_schedule,
             "registry": command_registry, "schema": command_schema, "serve": command_serve,
+            "inferenceservice": command_inferenceservice,
             "compile": command_compile, "demo-data": command_demo_data, "demo": command_demo}
 
 

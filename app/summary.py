@@ -47,6 +47,13 @@ def champion_lines(model_name: str, pointer, metadata: dict | None) -> list[str]
             f"metrics {json.dumps(metadata['metrics'])}"]
 
 
+def history_lines(moves: list[dict]) -> list[str]:
+    """``retrain registry history``: one line per pointer move, oldest first."""
+    return [f"{move['time']}  {move['action']:<8} {move['from'] or '(none)'} -> {move['to']}  "
+            f"{move['reason']}" + (f"  (run {move['run_id']})" if move.get("run_id") else "")
+            for move in moves]
+
+
 def version_lines(versions: list[dict]) -> list[str]:
     """``retrain registry list``: one line per version, the champion starred."""
     return [f"{'*' if row['champion'] else ' '} {row['version']}  {row['created_at']}  "

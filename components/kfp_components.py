@@ -179,6 +179,7 @@ def evaluate(
     classification_metrics: Output[ClassificationMetrics],
     comparison: Output[Markdown],
     decision_record: Output[Artifact],
+    prediction_sample: Output[Artifact],
 ) -> NamedTuple("EvaluateOutputs", decision=str, reason=str):
     """Scores champion and challenger on the same rows; the deploy gate decides."""
     from components.steps import evaluate_step
@@ -190,7 +191,8 @@ def evaluate(
         champion_version=champion_version, label_column=label_column,
         timestamp_column=timestamp_column, strategy=strategy, model_type=model_type,
         metric=metric, threshold=threshold, min_improvement=min_improvement, run_id=run_id,
-        decision_record_path=decision_record.path, comparison_path=comparison.path)
+        decision_record_path=decision_record.path, comparison_path=comparison.path,
+        prediction_sample_path=prediction_sample.path)
     for role in ("challenger", "champion"):
         for name, value in result[role].items():
             if value is not None:
@@ -205,19 +207,29 @@ def evaluate(
 def deploy(
     challenger: Input[Model],
     decision_record: Input[Artifact],
+    prediction_sample: Input[Artifact],
     registry_uri: str,
     model_name: str,
     run_id: str,
     label_column: str,
     timestamp_column: str,
+    serving_namespace: str,
+    canary_traffic_percent: int,
+    serving_timeout_seconds: int,
+    serving_image: str,
+    serving_service_account: str,
+    serving_resources: str,
 ) -> NamedTuple("DeployOutputs", result=str, reason=str, version=str):
-    """Publishes version vNNNN and moves the champion pointer if it is still the one compared."""
+    """Publishes vNNNN, checks it serves evaluate's predictions, serves it, moves the pointer."""
     from components.steps import deploy_step
 
-    result = deploy_step(registry_uri=registry_uri, model_name=model_name,
-                         challenger_dir=challenger.path,
-                         decision_record_path=decision_record.path, run_id=run_id,
-                         label_column=label_column, timestamp_column=timestamp_column)
+    result = deploy_step(
+        registry_uri=registry_uri, model_name=model_name, challenger_dir=challenger.path,
+        decision_record_path=decision_record.path, run_id=run_id, label_column=label_column,
+        timestamp_column=timestamp_column, prediction_sample_path=prediction_sample.path,
+        serving_namespace=serving_namespace, canary_traffic_percent=canary_traffic_percent,
+        serving_timeout_seconds=serving_timeout_seconds, serving_image=serving_image,
+        serving_service_account=serving_service_account, serving_resources=serving_resources)
     return (result["result"], result["reason"], result["version"])
 
 

@@ -197,6 +197,18 @@ class WebhookUrl(Constraint):
         return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+_KUBERNETES_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class KubernetesName(Constraint):
+    """Empty, or a DNS-1123 label (what a Kubernetes namespace is named)."""
+
+    requirement = "empty or a Kubernetes name (lower-case letters, digits and '-', at most 63)"
+
+    def accepts(self, value: object) -> bool:
+        return isinstance(value, str) and (not value or bool(_KUBERNETES_NAME.match(value)))
+
+
 class ThresholdOverrides(Constraint):
     """Names of :data:`DEFAULT_THRESHOLDS`, each with a ratio in [0, 1]."""
 
@@ -297,6 +309,15 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("validation_thresholds", dict, {}, "Overrides of the validation and drift "
               "thresholds by name, e.g. {\"psi_drift\": 0.3}; see the README for the names and "
               "defaults.", ThresholdOverrides(), cli_pairs=True),
+    Parameter("serving_namespace", str, "", "Kubernetes namespace where deploy serves the champion "
+              "as a KServe InferenceService (Ready before the pointer moves); empty: the registry "
+              "only.", KubernetesName()),
+    Parameter("canary_traffic_percent", int, 100, "Share of traffic the new version gets at "
+              "first on the cluster (KServe Serverless mode); 100 replaces the old one.",
+              Interval(int, 1, 100)),
+    Parameter("serving_timeout_seconds", int, 600, "How long deploy waits for the "
+              "InferenceService to be Ready before it rejects the version.",
+              Interval(int, 1, 86_400)),
     Parameter("alert_webhook_url", str, "", "Slack-compatible webhook that receives alerts; "
               "empty to only log them.", WebhookUrl(), secret=True,
               env="RETRAIN_ALERT_WEBHOOK_URL"),
@@ -367,7 +388,15 @@ STAGE_VALUES = {
     "decision_record": "Everything the gate decided on (JSON): what deploy publishes.",
     "reason": "The sentence that explains the decision.",
     "version": "The version deploy published (vNNNN).",
-    "result": "deployed, or rejected when another run moved the champion meanwhile.",
+    "result": "deployed, or rejected (infra validation failed, the InferenceService was not "
+              "Ready, or another run moved the champion meanwhile).",
+    "prediction_sample": "Evaluation rows as a V2 request, and the challenger's predictions for "
+                         "them: what infra validation requires the served version to answer.",
+    "serving_image": "The image the InferenceService runs (the one this pipeline was compiled "
+                     "for).",
+    "serving_service_account": "The service account the InferenceService runs as (empty: the "
+                               "namespace's default).",
+    "serving_resources": "CPU and memory of the serving container, e.g. '1,2Gi' (empty: none).",
     "unpromoted_version": "A version deploy published but could not promote (it lost the race).",
     "status": "The run's status as the alert reports it.",
     "alert_report": "The alert as sent (Markdown).",

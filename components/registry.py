@@ -10,6 +10,8 @@ Layout under ``<registry_uri>/<model_name>/``::
     champion.json                  the pointer: champion version, data watermark, consumed files
     runs/<run_id>.json             one record per pipeline run: status, reason, metrics
     runs/<run_id>/stages/*.json    each stage's journal entry: running, succeeded, or failed and why
+    history/*.json                 every move of the pointer: time, from, to, reason, run id
+    serving.json                   where the champion is served on a cluster (namespace, name)
 
 A version is complete once its ``metadata.json`` exists (it is written last), so a crash
 mid-publish leaves a claimed number without metadata, which every reader ignores. The pointer
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from components.ml.models import LEGACY_MODEL_FILE, MODEL_FILE, ModelFileError, load_model_bytes
@@ -210,11 +213,14 @@ class Registry:
             join_uri(self.root, POINTER_FILE), new_pointer.to_json(), token
         )
 
-    def rollback(self, to_version: str | None = None) -> ChampionPointer:
+    def rollback(self, to_version: str | None = None, *,
+                 before_move: Callable[[str], None] | None = None) -> ChampionPointer:
         """Make ``to_version`` (default: the previous champion) the champion again.
 
         The watermark and consumed files stay: rows the newer version consumed are not read as
-        new again (a ``full`` retrain still sees them as history).
+        new again (a ``full`` retrain still sees them as history). ``before_move(version)`` runs
+        once the target is known and before the pointer moves (the cluster is moved first); if
+        it raises, nothing changes.
         """
         current, token = self.champion_with_token()
         if current is None:
@@ -228,6 +234,8 @@ class Registry:
         self.metadata(target)  # must exist and be complete
         if target == current.version:
             raise RegistryError(f"{target} is already the champion of {self.model_name!r}")
+        if before_move:
+            before_move(target)
         pointer = ChampionPointer(
             version=target,
             watermark=current.watermark,
@@ -239,6 +247,8 @@ class Registry:
         if not self.storage.compare_and_swap(join_uri(self.root, POINTER_FILE),
                                              pointer.to_json(), token):
             raise RegistryError("the champion changed during the rollback; nothing was changed")
+        self.append_history(action="rollback", from_version=current.version, to_version=target,
+                            reason=pointer.reason)
         return pointer
 
     # -- run records ---------------------------------------------------------------------------
@@ -281,6 +291,35 @@ class Registry:
                 self.versions():
             return None
         return noted["version"]
+
+    def append_history(self, *, action: str, from_version: str | None, to_version: str,
+                       reason: str, run_id: str = "") -> None:
+        """Note one move of the champion pointer (a deploy or a rollback): one object per move,
+        so concurrent writers never overwrite each other."""
+        time = utc_now_iso()
+        entry = {"time": time, "action": action, "from": from_version, "to": to_version,
+                 "reason": reason, "run_id": run_id}
+        self.storage.write_bytes(join_uri(self.root, "history",
+                                          f"{time.replace(':', '')}-{uuid.uuid4().hex[:6]}.json"),
+                                 json.dumps(entry, sort_keys=True).encode())
+
+    def history(self) -> list[dict]:
+        """Every pointer move, oldest first."""
+        prefix = join_uri(self.root, "history")
+        if not self.storage.exists(prefix):
+            return []
+        entries = [json.loads(self.storage.read_bytes(info.uri))
+                   for info in self.storage.list_files(prefix)]
+        return sorted(entries, key=lambda entry: entry["time"])
+
+    def write_model_json(self, filename: str, payload: dict) -> None:
+        """A JSON file about the model as a whole (e.g. ``serving.json``)."""
+        self.storage.write_bytes(join_uri(self.root, filename),
+                                 json.dumps(payload, indent=2, sort_keys=True).encode())
+
+    def model_json(self, filename: str) -> dict | None:
+        data, _ = self.storage.read_with_token(join_uri(self.root, filename))
+        return json.loads(data) if data is not None else None
 
     def run_record(self, run_id: str) -> RunRecord | None:
         """The record a run left, or None if it left none (it crashed or is still running)."""

@@ -234,7 +234,8 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
                   model_name: str, champion_version: str, label_column: str,
                   timestamp_column: str, strategy: str, model_type: str, metric: str,
                   threshold: float, min_improvement: float, run_id: str,
-                  decision_record_path: str, comparison_path: str) -> dict:
+                  decision_record_path: str, comparison_path: str,
+                  prediction_sample_path: str = "") -> dict:
     """Score both models on the shared validation rows, decide, and write the decision record."""
     from components import reports
     from components.data.chunks import Table
@@ -265,6 +266,15 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
         validation=validation_summary(validation_report_path))
     write_json(decision_record_path, record.to_dict())
     write_text(comparison_path, reports.comparison_markdown(record))
+    if prediction_sample_path:
+        from components.infra_validation import SAMPLE_ROWS, prediction_sample
+
+        predictions = evaluation.challenger
+        head = Table(validation_path).read().head(SAMPLE_ROWS)
+        write_json(prediction_sample_path, prediction_sample(
+            head, training.feature_kinds,
+            predictions.classes[predictions.probabilities[:len(head)].argmax(axis=1)],
+            predictions.probabilities[:len(head)]), compact=True)
     print(f"decision: {verdict.decision}: {verdict.reason}")
     labels, matrix = evaluation.challenger.confusion()
     return {"decision": verdict.decision, "reason": verdict.reason,
@@ -275,11 +285,17 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
 
 
 # -- 6. deploy ---------------------------------------------------------------------------------
-@stage_step
+@stage_step(scientific=True)  # infra validation forks the server from scikit-learn's tier
 def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
                 decision_record_path: str, run_id: str, label_column: str,
-                timestamp_column: str) -> dict:
-    """Publish and promote; a lost race ends as ``rejected`` (the alert step then reports it)."""
+                timestamp_column: str, prediction_sample_path: str = "",
+                serving_namespace: str = "", canary_traffic_percent: int = 100,
+                serving_timeout_seconds: int = 600, serving_image: str = "",
+                serving_service_account: str = "", serving_resources: str = "") -> dict:
+    """Publish, check the published version serves evaluate's predictions, serve it on the
+    cluster when a namespace is set, and promote; a failure or a lost race ends as ``rejected``
+    (the alert step then reports it)."""
+    from components.infra_validation import validate_serving
     from components.stages.deploy import deploy
 
     record = DecisionRecord.from_dict(read_json(decision_record_path))
@@ -287,9 +303,20 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
     extra_files = {name: (Path(challenger_dir) / name).read_bytes()
                    for name in (SCHEMA_FILE, STATISTICS_FILE)
                    if (Path(challenger_dir) / name).exists()}
-    deployment = deploy(registry, model=(Path(challenger_dir) / MODEL_FILE).read_bytes(),
-                        record=record, run_id=run_id, label_column=label_column,
-                        timestamp_column=timestamp_column, extra_files=extra_files)
+    sample = read_json(prediction_sample_path) if prediction_sample_path else None
+    target = _serving_target(serving_namespace, canary_traffic_percent, serving_timeout_seconds,
+                             serving_image, serving_service_account, serving_resources)
+    deployment = deploy(
+        registry, model=(Path(challenger_dir) / MODEL_FILE).read_bytes(), record=record,
+        run_id=run_id, label_column=label_column, timestamp_column=timestamp_column,
+        extra_files=extra_files,
+        check_serving=(lambda version: validate_serving(
+            registry_uri=registry_uri, model_name=model_name, version=version,
+            sample=sample)) if sample else None,
+        serve_on_cluster=(lambda version: serve_on_cluster(registry, version, target))
+        if target else None)
+    for name, detail in deployment.details.items():
+        print(f"{name}: {json.dumps(detail)}")
     if deployment.result == DeployResult.DEPLOYED:
         registry.write_run_record(run_id, RunRecord.of(
             status=RunStatus.DEPLOYED, reason=deployment.reason, run_id=run_id,
@@ -300,6 +327,31 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
         print(f"not deployed: {deployment.reason} ({deployment.version} stays unpromoted)")
     return {"result": deployment.result, "reason": deployment.reason,
             "version": deployment.version}
+
+
+def _serving_target(namespace: str, canary: int, timeout: int, image: str,
+                    service_account: str, resources: str):
+    """Where deploy serves the champion on the cluster, or None (the registry only)."""
+    if not namespace:
+        return None
+    from components.kserve import ServingTarget
+
+    cpu, _, memory = resources.partition(",")
+    return ServingTarget(namespace=namespace, image=image, canary_traffic_percent=canary,
+                         service_account=service_account, cpu=cpu.strip(),
+                         memory=memory.strip(), timeout_seconds=timeout)
+
+
+def serve_on_cluster(registry: Registry, version: str, target) -> dict:
+    """Put ``version`` on the cluster (Ready), and note where, for a later rollback."""
+    from dataclasses import asdict
+
+    from components.kserve import serve_version
+
+    served = serve_version(registry_uri=registry.registry_uri, model_name=registry.model_name,
+                           version=version, target=target)
+    registry.write_model_json("serving.json", {**asdict(target), "name": served["name"]})
+    return served
 
 
 # -- 7. alert ----------------------------------------------------------------------------------

@@ -42,19 +42,22 @@ class ClusterOptions:
             the ``alert_webhook_url`` parameter is empty.
         gcs_secret: Kubernetes secret with a service-account ``key.json``, mounted for every
             stage, for clusters without Workload Identity (with it, leave this empty).
-        resources: Stage (or ``default``) -> ``{"cpu": "2", "memory": "4Gi"}``, set as both
-            request and limit.
+        resources: Stage (or ``default``, or ``serving`` for the InferenceService's container)
+            -> ``{"cpu": "2", "memory": "4Gi"}``, set as both request and limit.
+        serving_service_account: The service account the InferenceService runs as (it needs to
+            read the registry); empty: the namespace's default.
     """
 
     webhook_secret: str = ""
     gcs_secret: str = ""
     resources: dict = field(default_factory=dict)
+    serving_service_account: str = ""
 
     def __post_init__(self):
         for stage in self.resources:
-            if stage != "default" and stage not in STAGES:
+            if stage not in ("default", "serving", *STAGES):
                 raise InvalidParameterError(f"--resources names stage {stage!r}; use one of "
-                                            f"default, {', '.join(STAGES)}")
+                                            f"default, serving, {', '.join(STAGES)}")
 
     def apply(self, task, stage: str):
         """Apply retries, resources and secret references to one stage's task; returns it."""

@@ -32,6 +32,7 @@ class _Wiring:
     """The components on one image, the cluster options, and the pipeline's parameter channels."""
 
     def __init__(self, image: str, options: ClusterOptions, parameters: SimpleNamespace):
+        self.image = image
         self.stages = make_components(image)
         self.options = options
         self.p = parameters
@@ -115,10 +116,17 @@ def _train_evaluate_deploy(w: _Wiring, ingest, validate) -> None:
         run_id=w.run_id)
     decision_record = evaluate.outputs["decision_record"]
     with dsl.If(evaluate.outputs["decision"] == GateDecision.DEPLOY, name="deploy"):
+        serving = w.options.resources.get("serving") or {}
         deploy = w.task(
             "deploy", challenger=retrain.outputs["challenger"], decision_record=decision_record,
+            prediction_sample=evaluate.outputs["prediction_sample"],
             registry_uri=p.registry_uri, model_name=p.model_name, run_id=w.run_id,
-            label_column=p.label_column, timestamp_column=p.timestamp_column)
+            label_column=p.label_column, timestamp_column=p.timestamp_column,
+            serving_namespace=p.serving_namespace,
+            canary_traffic_percent=p.canary_traffic_percent,
+            serving_timeout_seconds=p.serving_timeout_seconds, serving_image=w.image,
+            serving_service_account=w.options.serving_service_account,
+            serving_resources=",".join(filter(None, (serving.get("cpu"), serving.get("memory")))))
         with dsl.If(deploy.outputs["result"] == DeployResult.REJECTED, name="champion-changed"):
             w.alert_team(ingest, DeployResult.REJECTED, deploy.outputs["reason"],
                          decision_record, unpromoted_version=deploy.outputs["version"])

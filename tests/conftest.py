@@ -189,3 +189,15 @@ def decision_record(champion_version: str | None, *, reason: str = "challenger b
         data={"new_rows": 10, "new_watermark": "2025-02-01T00:00:00Z", "consumed_files": {},
               "validation_rows": 2},
         validation=ValidationSummary())
+
+
+@pytest.fixture
+def kubernetes(tmp_path, monkeypatch):
+    """A fake Kubernetes API (KServe InferenceServices) that the kubeconfig points at."""
+    from tests.fake_kubernetes import FakeKubernetes
+
+    fake = FakeKubernetes(ready_after=0)
+    monkeypatch.setenv("KUBECONFIG", fake.kubeconfig(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    yield fake
+    fake.close()

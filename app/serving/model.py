@@ -69,6 +69,7 @@ class ServedModel:
                 data[column] = np.asarray([np.nan if v is None else v for v in values],
                                           dtype=float)
             else:
-                data[column] = pd.Series([None if v is None else str(v) for v in values],
+                # Missing as NaN, as training saw it (scikit-learn's imputers do not take None).
+                data[column] = pd.Series([np.nan if v is None else str(v) for v in values],
                                          dtype=object)
         return pd.DataFrame(data)

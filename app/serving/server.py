@@ -100,6 +100,7 @@ class ModelHolder:
         self.registry = Registry(options.registry_uri, options.model_name)
         self.current: ServedModel | None = None
         self.failed: set[str] = set()
+        self.last_error = ""
         self._stop = threading.Event()
 
     def load(self, version: str) -> bool:
@@ -110,6 +111,7 @@ class ModelHolder:
                                       allow_version_skew=self.options.allow_version_skew)
         except Exception as error:  # noqa: BLE001 - any load failure keeps the old model
             self.failed.add(version)
+            self.last_error = f"{type(error).__name__}: {error}"
             self.metrics.load_failures.labels(self.options.model_name, version).inc()
             logger.error("version %s of %s not loaded, %s keeps serving: %s: %s", version,
                          self.options.model_name, self.current.version if self.current else
@@ -314,7 +316,7 @@ def serve(options: ServeOptions) -> None:
     wanted = holder.wanted_version()
     if options.version and not holder.load(options.version):
         raise SystemExit(f"error: version {options.version} of {options.model_name!r} could "
-                         "not be loaded (see the log line above)")
+                         f"not be loaded: {holder.last_error}")
     if not options.version and wanted:
         holder.load(wanted)  # a champion that fails to load: not ready, keep polling
     if not options.version and options.reload_seconds > 0:
@@ -326,7 +328,12 @@ def serve(options: ServeOptions) -> None:
     logger.warning("serving %s on http://%s:%d", options.model_name, options.host, port)
     config = uvicorn.Config(create_app(holder, options), log_level="warning", access_log=False,
                             loop="auto", http="auto", lifespan="off")
-    try:
-        uvicorn.Server(config).run(sockets=[listener])
-    finally:
-        holder.stop()
+    from threadpoolctl import threadpool_limits
+
+    # One thread per prediction: requests are small, threads cost more than they bring, and a
+    # server forked from a process whose OpenMP pool ran (infra validation) must not wait on it.
+    with threadpool_limits(limits=1):
+        try:
+            uvicorn.Server(config).run(sockets=[listener])
+        finally:
+            holder.stop()

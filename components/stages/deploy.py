@@ -2,15 +2,20 @@
 
 The version is stored whole before the pointer moves (see :mod:`components.registry`), and the
 pointer moves only if it still names the champion this run compared against. If another run
-promoted in between, this run changes nothing and ends as ``rejected``. A deploy retried after a
+promoted in between, this run changes nothing and ends as ``rejected``. Before that, the
+published version must serve evaluate's predictions from the registry copy (infra validation),
+and, when a serving namespace is set, the InferenceService must be Ready with it. A deploy retried after a
 failure (KFP retries this stage) is idempotent: the version an earlier attempt published is
 reused, and a pointer it already moved counts as this run's promotion.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from components.infra_validation import InfraValidationError
+from components.kserve import ServingError
 from components.outcomes import DeployResult
 from components.records import DecisionRecord, utc_now_iso
 from components.registry import ChampionPointer, Registry
@@ -22,11 +27,13 @@ CHAMPION_CHANGED = "champion changed during the run"
 @dataclass(frozen=True)
 class Deployment:
     """What deploy did: ``deployed`` with the new version, or ``rejected`` with the reason (the
-    version is then published but not promoted)."""
+    version is then published but not promoted); ``details`` of the infra validation and the
+    cluster rollout."""
 
     result: str
     reason: str
     version: str
+    details: dict = field(default_factory=dict)
 
 
 def version_metadata(record: DecisionRecord, *, model_name: str, run_id: str, label_column: str,
@@ -55,10 +62,15 @@ def version_metadata(record: DecisionRecord, *, model_name: str, run_id: str, la
 
 def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: str,
            label_column: str, timestamp_column: str,
-           extra_files: dict[str, bytes] | None = None) -> Deployment:
+           extra_files: dict[str, bytes] | None = None,
+           check_serving: Callable[[str], dict] | None = None,
+           serve_on_cluster: Callable[[str], dict] | None = None) -> Deployment:
     """Publish the challenger's model file and promote it over the champion the gate compared.
 
-    ``extra_files`` (``schema.json``, ``statistics.json``) are stored with the version.
+    Before the pointer moves, ``check_serving(version)`` (infra validation) and then
+    ``serve_on_cluster(version)`` (the InferenceService, Ready) must succeed; either failing ends
+    the deploy ``rejected`` with its reason, the champion as it was. ``extra_files``
+    (``schema.json``, ``statistics.json``) are stored with the version.
     """
     champion_version = record.champion.version if record.champion else None
     digest = sha256_bytes(model)
@@ -71,6 +83,16 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
     current = registry.champion()
     if current is not None and current.version == version:  # an earlier attempt promoted it
         return Deployment(DeployResult.DEPLOYED, record.reason, version)
+    details = {}
+    try:
+        if check_serving:
+            details["infra_validation"] = check_serving(version)
+        if serve_on_cluster:
+            details["serving"] = serve_on_cluster(version)
+    except InfraValidationError as error:
+        return Deployment(DeployResult.REJECTED, f"infra validation failed: {error}", version)
+    except ServingError as error:
+        return Deployment(DeployResult.REJECTED, f"not served: {error}", version)
     pointer = ChampionPointer(
         version=version,
         watermark=record.data.get("new_watermark"),
@@ -80,5 +102,18 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
         reason=f"deploy {version} by run {run_id}",
     )
     if not registry.move_champion(pointer, expected_version=champion_version):
-        return Deployment(DeployResult.REJECTED, CHAMPION_CHANGED, version)
-    return Deployment(DeployResult.DEPLOYED, record.reason, version)
+        if serve_on_cluster and registry.champion() is not None:
+            _restore(serve_on_cluster, registry.champion().version)
+        return Deployment(DeployResult.REJECTED, CHAMPION_CHANGED, version, details)
+    registry.append_history(action="deploy", from_version=champion_version, to_version=version,
+                            reason=record.reason, run_id=run_id)
+    return Deployment(DeployResult.DEPLOYED, record.reason, version, details)
+
+
+def _restore(serve_on_cluster: Callable[[str], dict], version: str) -> None:
+    """Put the cluster back on the champion another run promoted meanwhile (best effort: the
+    other run's deploy put it there too)."""
+    try:
+        serve_on_cluster(version)
+    except ServingError as error:
+        print(f"the InferenceService could not be put back on {version}: {error}", flush=True)

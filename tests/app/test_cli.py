@@ -58,3 +58,66 @@ def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
         "web_visits_last_month", "region", "membership"}
 
 
+
+
+def test_inferenceservice_prints_a_manifest_kserve_accepts(capsys):
+    """Check `retrain inferenceservice`: YAML that KServe's CRD schema accepts, serving the
+    version named, on the image named, in the namespace named."""
+    import yaml
+
+    from tests.components.test_kserve import crd_validator
+
+    assert main(["inferenceservice", "--registry-uri", "gs://acme/registry", "--model-name",
+                 "Customers_EU", "--version", "v0012", "--image", "reg.io/kfp-retrain:2.0.0",
+                 "--namespace", "ml", "--canary-traffic-percent", "25", "--service-account",
+                 "retrain-serving", "--resources", "1,2Gi"]) == 0
+    manifest = yaml.safe_load(capsys.readouterr().out)
+    crd_validator().validate(manifest)
+    assert (manifest["metadata"]["name"], manifest["metadata"]["namespace"]) == (
+        "customers-eu", "ml")
+    predictor = manifest["spec"]["predictor"]
+    assert (predictor["canaryTrafficPercent"], predictor["serviceAccountName"]) == (
+        25, "retrain-serving")
+    [container] = predictor["containers"]
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
+                                      "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert "v0012" in container["args"] and container["image"] == "reg.io/kfp-retrain:2.0.0"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--image", "kfp-retrain:latest"], "needs an immutable tag"),
+    (["--namespace", "ML_team"], "The 'serving_namespace' parameter of retrain "
+                                 "inferenceservice must be empty or a Kubernetes name")],
+    ids=["moving-tag", "bad-namespace"])
+def test_inferenceservice_refuses_what_a_cluster_would(capsys, flags, message):
+    """Check that a moving image tag or an invalid namespace is refused with exit 2."""
+    base = {"--image": "reg.io/kfp-retrain:2.0.0", "--namespace": "ml"}
+    base.update(dict(zip(flags[::2], flags[1::2], strict=True)))
+    assert main(["inferenceservice", "--registry-uri", "r", "--model-name", "m", "--version",
+                 "v0001", *[x for pair in base.items() for x in pair]]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_registry_history_lists_every_pointer_move(tmp_path, capsys):
+    """Check `retrain registry history --json`: deploys and rollbacks, oldest first."""
+    from components.registry import ChampionPointer, Registry
+
+    store = Registry(str(tmp_path), "m")
+    for number in (1, 2):
+        store.publish(b"model", {"run_id": f"r{number}", "created_at": "now"})
+    store.move_champion(ChampionPointer("v0001"), None)
+    store.append_history(action="deploy", from_version=None, to_version="v0001",
+                         reason="cold start", run_id="r1")
+    store.move_champion(ChampionPointer("v0002", previous="v0001"), "v0001")
+    store.append_history(action="deploy", from_version="v0001", to_version="v0002",
+                         reason="better", run_id="r2")
+    store.rollback()
+    assert main(["registry", "history", "--json", "--registry-uri", str(tmp_path),
+                 "--model-name", "m"]) == 0
+    moves = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["history"]
+    assert [(m["action"], m["from"], m["to"]) for m in moves] == [
+        ("deploy", None, "v0001"), ("deploy", "v0001", "v0002"), ("rollback", "v0002", "v0001")]
+    assert all(set(m) >= {"time", "from", "to", "reason", "run_id"} for m in moves)
+    assert main(["registry", "history", "--registry-uri", str(tmp_path), "--model-name",
+                 "m"]) == 0
+    assert "rollback v0002 -> v0001" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Me
 from app import demo_data
 from components.kfp_components import STAGE_FUNCTIONS, interface, make_components
 from components.outcomes import DeployResult, GateDecision, IngestOutcome, ValidateDecision
+from components.registry import Registry
 
 COLUMNS = dict(label_column=demo_data.LABEL_COLUMN, timestamp_column=demo_data.TIMESTAMP_COLUMN)
 
@@ -38,7 +39,7 @@ def chain(tmp_path_factory, demo_folder, stages):
         ("clean_history", Dataset), ("challenger", Model), ("training_metrics", Metrics),
         ("training_trace", Markdown), ("metrics", Metrics),
         ("classification_metrics", ClassificationMetrics), ("comparison", Markdown),
-        ("decision_record", Artifact))}
+        ("decision_record", Artifact), ("prediction_sample", Artifact))}
     out = {"artifacts": a, "root": root}
     out["ingest"] = stages.ingest.python_func(
         source_uri=str(source), cutoff=demo_data.demo_cutoffs()[0], scheduled_time="",
@@ -67,10 +68,13 @@ def chain(tmp_path_factory, demo_folder, stages):
         preprocess_counts=out["preprocess"][0], champion_version="", strategy="auto",
         model_type="hgb", metric="accuracy", threshold=0.8, min_improvement=0.0,
         run_id="run-1", metrics=a["metrics"], classification_metrics=a["classification_metrics"],
-        comparison=a["comparison"], decision_record=a["decision_record"], **COLUMNS, **common)
+        comparison=a["comparison"], decision_record=a["decision_record"],
+        prediction_sample=a["prediction_sample"], **COLUMNS, **common)
     out["deploy"] = stages.deploy.python_func(
-        challenger=a["challenger"], decision_record=a["decision_record"], run_id="run-1",
-        **COLUMNS, **common)
+        challenger=a["challenger"], decision_record=a["decision_record"],
+        prediction_sample=a["prediction_sample"], run_id="run-1", serving_namespace="",
+        canary_traffic_percent=100, serving_timeout_seconds=600, serving_image="unused:1",
+        serving_service_account="", serving_resources="", **COLUMNS, **common)
     return out
 
 
@@ -123,7 +127,10 @@ def test_evaluate_logs_metrics_and_decides_a_cold_start(chain):
 
 
 def test_deploy_promotes_v0001(chain):
-    """Check that deploy publishes v0001, moves the pointer and records the run."""
+    """Check that deploy publishes v0001, checks it serves evaluate's predictions, moves the
+    pointer, records the run and the pointer's history."""
+    sample = json.loads((chain["root"] / "prediction_sample").read_text())
+    assert len(sample["predict"]) == 50 and len(sample["request"]["inputs"]) == 8
     assert tuple(chain["deploy"]) == (DeployResult.DEPLOYED, chain["evaluate"][1], "v0001")
     model = chain["root"] / "registry" / "customers"
     assert json.loads((model / "champion.json").read_text())["version"] == "v0001"
@@ -131,6 +138,9 @@ def test_deploy_promotes_v0001(chain):
     assert (record["status"], record["challenger"]["version"]) == ("deployed", "v0001")
     metadata = json.loads((model / "versions" / "v0001" / "metadata.json").read_text())
     assert (metadata["label_column"], metadata["timestamp_column"]) == ("will_buy", "event_time")
+    [move] = Registry(str(chain["root"] / "registry"), "customers").history()
+    assert (move["action"], move["from"], move["to"], move["run_id"]) == (
+        "deploy", None, "v0001", "run-1")
 
 
 @pytest.mark.parametrize("function", STAGE_FUNCTIONS, ids=lambda f: f.__name__)

@@ -22,7 +22,7 @@ def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
     p = {name: str(work / name) for name in (
         "new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
         "schema.json", "train", "validation", "clean_history", "model", "trace.md",
-        "decision.json", "comparison.md")}
+        "decision.json", "comparison.md", "prediction_sample")}
     common = dict(registry_uri=registry_uri, model_name="customers")
     ingest = steps.ingest_step(source_uri=str(source), cutoff=cutoff, scheduled_time="",
                                run_id=run_id, strategy=strategy, window_days=90,
@@ -51,14 +51,16 @@ def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
         preprocess_counts=counts, champion_version=ingest["champion_version"],
         strategy=strategy, model_type="hgb", metric="accuracy", threshold=0.5,
         min_improvement=0.0, run_id=run_id, decision_record_path=p["decision.json"],
-        comparison_path=p["comparison.md"], **COLUMNS, **common)
+        comparison_path=p["comparison.md"], prediction_sample_path=p["prediction_sample"],
+        **COLUMNS, **common)
     return p
 
 
-def _deploy(p, registry_uri, run_id):
+def _deploy(p, registry_uri, run_id, **serving):
     return steps.deploy_step(registry_uri=registry_uri, model_name="customers",
                              challenger_dir=p["model"], decision_record_path=p["decision.json"],
-                             run_id=run_id, **COLUMNS)
+                             prediction_sample_path=p["prediction_sample"], run_id=run_id,
+                             **COLUMNS, **serving)
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +191,114 @@ def test_a_retried_deploy_promotes_once(month, registry, tmp_path, monkeypatch, 
     expected = 2 if (method, after) == ("record_publication", False) else 1
     assert len(published) == expected  # only a crash before the version was noted repeats it
     assert store.run_record("run-2").status == "deployed"
+
+
+def _tampered_sample(month, tmp_path, change) -> str:
+    sample = json.loads((month["root"] / "second" / "prediction_sample").read_text()) \
+        if (month["root"] / "second" / "prediction_sample").exists() else None
+    assert sample is not None
+    change(sample)
+    path = tmp_path / "sample.json"
+    path.write_text(json.dumps(sample))
+    return str(path)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda s: s["predict"].__setitem__(0, 1 - s["predict"][0]),
+     "infra validation failed: row 0: served"),
+    (lambda s: s["predict_proba"][3].__setitem__(0, s["predict_proba"][3][0] + 0.01),
+     "infra validation failed: row 3: served probabilities")],
+    ids=["another-class", "other-probabilities"])
+def test_a_version_that_does_not_serve_evaluates_predictions_is_not_promoted(
+        month, registry, tmp_path, change, reason):
+    """Check infra validation: when the served answers differ from evaluate's, the deploy ends
+    rejected with the reason, and the pointer stays on the champion."""
+    before = Registry(registry, "customers").champion()
+    result = steps.deploy_step(
+        registry_uri=registry, model_name="customers",
+        challenger_dir=month["paths"]["model"], decision_record_path=month["paths"][
+            "decision.json"], run_id="run-2", prediction_sample_path=_tampered_sample(
+            month, tmp_path, change), **COLUMNS)
+    assert result["result"] == DeployResult.REJECTED and result["reason"].startswith(reason)
+    assert Registry(registry, "customers").champion() == before
+    assert result["version"] in Registry(registry, "customers").versions()  # published only
+
+
+def test_a_version_the_server_cannot_load_is_not_promoted(month, registry, tmp_path):
+    """Check infra validation of a model saved by another scikit-learn minor: the fresh server
+    refuses it, and the deploy says why."""
+    record = json.loads(open(month["paths"]["decision.json"]).read())
+    record["challenger"]["libraries"]["scikit-learn"] = "1.5.2"
+    path = tmp_path / "decision.json"
+    path.write_text(json.dumps(record))
+    result = steps.deploy_step(
+        registry_uri=registry, model_name="customers", challenger_dir=month["paths"]["model"],
+        decision_record_path=str(path), run_id="run-2",
+        prediction_sample_path=str(month["root"] / "second" / "prediction_sample"), **COLUMNS)
+    assert result["result"] == DeployResult.REJECTED
+    assert "infra validation failed: the server exited" in result["reason"]
+    assert "saved with scikit-learn 1.5.2" in result["reason"]
+    assert Registry(registry, "customers").champion().version == "v0001"
+
+
+SERVING = dict(serving_namespace="ml", serving_timeout_seconds=10,
+               serving_image="reg.io/kfp-retrain:1.0.0")
+
+
+def test_deploy_serves_on_the_cluster_before_the_pointer_moves(month, registry, kubernetes):
+    """Check that with a serving namespace, deploy creates the InferenceService (valid for
+    KServe's CRD), waits until it is Ready, and only then moves the pointer; and that a
+    rollback moves the InferenceService back, then the pointer, with both in the history."""
+    from app.cli import main
+    from tests.components.test_kserve import crd_validator
+
+    result = _deploy(month["paths"], registry, "run-2", **SERVING)
+    assert (result["result"], result["version"]) == (DeployResult.DEPLOYED, "v0002")
+    calls = [(method, body) for method, _, body, _ in kubernetes.calls]
+    assert [method for method, _ in calls][:2] == ["GET", "POST"]
+    created = calls[1][1]
+    crd_validator().validate(created)
+    assert created["metadata"]["annotations"]["retrain.kfp/model-version"] == "v0002"
+    store = Registry(registry, "customers")
+    assert store.champion().version == "v0002"
+    assert store.model_json("serving.json")["namespace"] == "ml"
+    assert main(["registry", "rollback", "--registry-uri", registry, "--model-name",
+                 "customers"]) == 0
+    service = kubernetes.services[("ml", "customers")]
+    assert service["metadata"]["annotations"]["retrain.kfp/model-version"] == "v0001"
+    assert store.champion().version == "v0001"
+    assert [(m["action"], m["from"], m["to"], m["run_id"]) for m in store.history()] == [
+        ("deploy", None, "v0001", "run-1"), ("deploy", "v0001", "v0002", "run-2"),
+        ("rollback", "v0002", "v0001", "")]
+
+
+@pytest.mark.parametrize("failure", ["api-error", "never-ready"])
+def test_a_cluster_that_does_not_serve_it_leaves_the_champion(month, registry, kubernetes,
+                                                              failure):
+    """Check that an API error, or an InferenceService that is not Ready in time, ends the
+    deploy rejected with the reason, and the pointer where it was."""
+    if failure == "api-error":
+        kubernetes.fail_next["POST"] = 500
+        expected = "not served: InferenceService ml/customers: the Kubernetes API answered 500"
+        serving = SERVING
+    else:
+        kubernetes.ready_after = None
+        expected = "not served: InferenceService ml/customers was not Ready with v0002 after 1 s"
+        serving = {**SERVING, "serving_timeout_seconds": 1}
+    result = _deploy(month["paths"], registry, "run-2", **serving)
+    assert result["result"] == DeployResult.REJECTED and result["reason"].startswith(expected)
+    store = Registry(registry, "customers")
+    assert store.champion().version == "v0001"
+    assert [m["to"] for m in store.history()] == ["v0001"]  # the bootstrap's deploy only
+
+
+def test_a_rollback_the_cluster_refuses_changes_nothing(month, registry, kubernetes, capsys):
+    """Check that a rollback whose InferenceService patch fails exits 1 and leaves the pointer."""
+    from app.cli import main
+
+    _deploy(month["paths"], registry, "run-2", **SERVING)
+    kubernetes.fail_next["PATCH"] = 500
+    assert main(["registry", "rollback", "--registry-uri", registry, "--model-name",
+                 "customers"]) == 1
+    assert "answered 500" in capsys.readouterr().err
+    assert Registry(registry, "customers").champion().version == "v0002"

@@ -166,7 +166,7 @@ def test_resources_for_an_unknown_stage_are_refused():
     from components.params import InvalidParameterError
 
     with pytest.raises(InvalidParameterError, match="names stage 'retrian'; use one of default, "
-                                                    "ingest"):
+                                                    "serving, ingest"):
         ClusterOptions(resources={"retrian": {"cpu": "1", "memory": "1Gi"}})
 
 

@@ -1,0 +1,196 @@
+"""Infra validation before promotion (TFX's InfraValidator, for scikit-learn).
+
+The version deploy just published is served from the registry copy by the real server
+(``retrain serve --version vNNNN``), in a fresh process on a loopback port; a sample of the
+evaluation rows goes through V2, and the answers must be exactly evaluate's predictions. A model
+that cannot be loaded where it will be served (a torn upload, a type off the allow-list,
+library skew) or that serves other answers than the ones the gate judged never becomes champion.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from components.inference import v2_outputs, v2_request
+
+SAMPLE_ROWS = 50
+SERVER_MODULE = "app.cli"  # the command `retrain` runs: its contract, not an import
+START_SECONDS = 60.0
+PROBABILITY_TOLERANCE = 1e-9
+
+
+class InfraValidationError(Exception):
+    """The published version did not serve evaluate's predictions."""
+
+
+def prediction_sample(frame, feature_kinds: dict[str, str], predicted, probabilities) -> dict:
+    """What evaluate hands deploy: a V2 request for the first rows, and its expected answer."""
+    rows = frame.head(SAMPLE_ROWS)
+    return {"request": v2_request(rows, feature_kinds, request_id="infra-validation"),
+            "predict": [value.item() if hasattr(value, "item") else value
+                        for value in predicted[:len(rows)]],
+            "predict_proba": [[float(p) for p in row] for row in probabilities[:len(rows)]]}
+
+
+class _Forked:
+    """A forked server process, with the part of ``subprocess.Popen`` used here."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def terminate(self):
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self):
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+
+def _start(registry_uri: str, model_name: str, version: str, folder: str):
+    """``retrain serve --version`` in a fresh process: forked when this process has already
+    imported scikit-learn (a warm worker's child: it starts in a fraction of a second), else a
+    new interpreter. Either way the model is loaded anew from the registry."""
+    ready = Path(folder) / "port"
+    arguments = ["serve", "--registry-uri", registry_uri, "--model-name", model_name,
+                 "--version", version, "--host", "127.0.0.1", "--port", "0",
+                 "--reload-seconds", "0", "--ready-file", str(ready)]
+    log = open(Path(folder) / "server.log", "w+")  # noqa: SIM115 (closed by the caller)
+    if "sklearn.ensemble" not in sys.modules or not hasattr(os, "fork"):
+        process = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, *arguments],
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=dict(os.environ))
+        return process, ready, log
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the same command, without a new interpreter's imports
+        status = 1
+        try:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            sys.stdout = sys.stderr = log  # whatever they were (a test's capture, say)
+            sys.argv = [SERVER_MODULE, *arguments]
+            runpy.run_module(SERVER_MODULE, run_name="__main__", alter_sys=True)
+            status = 0
+        except SystemExit as exit_:
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=log)
+            status = exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:  # noqa: BLE001 - reported in the log the parent reads
+            traceback.print_exc(file=log)
+        finally:
+            log.flush()
+            os._exit(status)
+    return _Forked(pid), ready, log
+
+
+def _last_line(log) -> str:
+    log.flush()
+    log.seek(0)
+    lines = [line.strip() for line in log.read().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def _wait_ready(process, ready: Path, log, deadline: float) -> str:
+    while not ready.exists():
+        if process.poll() is not None:
+            raise InfraValidationError(f"the server exited ({process.returncode}): "
+                                       f"{_last_line(log)}")
+        if time.monotonic() > deadline:
+            raise InfraValidationError(f"the server did not start in {START_SECONDS:g} s")
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{ready.read_text()}"
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2):
+                return url
+        except (urllib.error.URLError, OSError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise InfraValidationError(f"the server never became ready: "
+                                           f"{_last_line(log)}") from None
+            time.sleep(0.02)
+
+
+def compare(sample: dict, response: dict) -> None:
+    """Raise unless the response holds exactly the sample's predictions."""
+    outputs = v2_outputs(response)
+    served, expected = outputs.get("predict"), sample["predict"]
+    if served != expected:
+        wrong = next(i for i, (a, b) in enumerate(zip(served or [], expected, strict=False))
+                     if a != b) if served and len(served) == len(expected) else None
+        raise InfraValidationError(
+            f"row {wrong}: served {served[wrong]!r}, evaluate predicted {expected[wrong]!r}"
+            if wrong is not None else
+            f"served {len(served or [])} predictions for {len(expected)} rows")
+    for index, (got, want) in enumerate(zip(outputs["predict_proba"], sample["predict_proba"],
+                                            strict=True)):
+        if len(got) != len(want) or any(not math.isclose(g, w, rel_tol=0,
+                                                         abs_tol=PROBABILITY_TOLERANCE)
+                                        for g, w in zip(got, want, strict=True)):
+            raise InfraValidationError(f"row {index}: served probabilities {got}, evaluate's "
+                                       f"{want}")
+
+
+def validate_serving(*, registry_uri: str, model_name: str, version: str,
+                     sample: dict) -> dict:
+    """Serve ``version`` from the registry in a fresh process and check its answers."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="retrain-infra-") as folder:
+        process, ready, log = _start(registry_uri, model_name, version, folder)
+        try:
+            url = _wait_ready(process, ready, log, start + START_SECONDS)
+            status, response = _post(f"{url}/v2/models/{model_name}/infer", sample["request"])
+            if status != 200:
+                raise InfraValidationError(f"the server answered {status}: "
+                                           f"{response.get('error', response)}")
+            if response.get("model_version") != version:
+                raise InfraValidationError(f"the server answered as version "
+                                           f"{response.get('model_version')!r}, not {version}")
+            compare(sample, response)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+    return {"rows": len(sample["predict"]), "seconds": round(time.monotonic() - start, 2)}
