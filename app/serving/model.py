@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from app.serving.plan import PredictionPlan, compile_plan
 from components.data.schema import NUMERIC
 from components.inference import FEATURE_DATATYPES, label_datatype
 
@@ -27,6 +28,7 @@ class ServedModel:
     feature_kinds: dict[str, str]  # in the order the model was fitted on
     classes: list
     label_datatype: str
+    plan: PredictionPlan | None = None  # the transforms as numpy operations, when exact
 
     @classmethod
     def load(cls, registry, version: str, *, allow_version_skew: bool = False) -> ServedModel:
@@ -36,13 +38,17 @@ class ServedModel:
         kinds = metadata["feature_kinds"]
         # The model's own column order (what it was fitted on), which a V1 list instance follows.
         order = [str(c) for c in getattr(model, "feature_names_in_", kinds)]
+        feature_kinds = {column: kinds[column] for column in order if column in kinds}
         return cls(model_name=registry.model_name, version=version, model=model,
-                   feature_kinds={column: kinds[column] for column in order if column in kinds},
-                   classes=classes, label_datatype=label_datatype(classes))
+                   feature_kinds=feature_kinds, classes=classes,
+                   label_datatype=label_datatype(classes),
+                   plan=compile_plan(model, feature_kinds))
 
-    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Classes and class probabilities for rows holding every feature column."""
-        probabilities = self.model.predict_proba(frame)
+    def predict(self, columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
+        """Classes and class probabilities for the rows a request holds (every feature column:
+        see :mod:`app.serving.protocol`)."""
+        probabilities = (self.plan.predict_proba(columns) if self.plan is not None
+                         else self.model.predict_proba(self.frame(columns)))
         return np.asarray(self.model.classes_)[probabilities.argmax(axis=1)], probabilities
 
     def v2_metadata(self) -> dict:

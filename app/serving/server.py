@@ -245,8 +245,8 @@ def create_app(holder: ModelHolder, options: ServeOptions):
         served = model_for(request.path_params["name"], request.path_params.get("version", ""))
         body, binary = v2_body(await body_of(request), request.headers.get(BINARY_HEADER))
         outputs = requested_outputs(body)
-        frame = served.frame(v2_columns(body, binary, served, options.max_batch_rows))
-        predicted, probabilities = served.predict(frame)
+        predicted, probabilities = served.predict(
+            v2_columns(body, binary, served, options.max_batch_rows))
         content, header_length = v2_response(served, predicted, probabilities, outputs,
                                               body.get("id"))
         if header_length is None:
@@ -274,9 +274,8 @@ def create_app(holder: ModelHolder, options: ServeOptions):
                                f"no such V1 route: {request.method} /v1/models/"
                                f"{request.path_params['target']}")
         served = model_for(name)
-        frame = served.frame(v1_columns(parse_json(await body_of(request)), served,
-                                        options.max_batch_rows))
-        predicted, _ = served.predict(frame)
+        predicted, _ = served.predict(v1_columns(parse_json(await body_of(request)), served,
+                                                 options.max_batch_rows))
         return Response(v1_response(predicted), media_type="application/json")
 
     async def metrics_route(request):
