@@ -41,7 +41,13 @@ $(VENV)/.bench: $(BIN)/retrain requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
-bench: install $(VENV)/.bench ## Measure speed and memory; writes bench/results.md and results.png
+MLSERVER_VENV := bench/.mlserver-venv
+$(MLSERVER_VENV)/.installed: bench/requirements-mlserver.txt
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements-mlserver.txt
+	@touch $@
+
+bench: install $(VENV)/.bench $(MLSERVER_VENV)/.installed ## Measure speed, memory, serving, decisions; writes bench/results.md
 	$(BIN)/python -m bench.run_bench
 	$(BIN)/python -m bench.bench_validate
 

@@ -318,6 +318,10 @@ def write_report(out: Path, results: dict) -> None:
         from bench import reliability
 
         lines += reliability.report_lines(results["reliability"], results["dates"]["6"])
+    if "serving" in results:
+        from bench import serving
+
+        lines += serving.report_lines(results["serving"], results["dates"]["7"])
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _plot(out / "results.png", results)
@@ -413,11 +417,11 @@ def _plot(path: Path, results: dict) -> None:
     figure.savefig(path, dpi=100)
 
 
-ALL_PARTS = ("1", "2", "3", "4", "5", "6")
+ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7")
 
 
 def main() -> None:
-    from bench import reliability, scaling
+    from bench import reliability, scaling, serving
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default=",".join(ALL_PARTS),
@@ -461,6 +465,8 @@ def main() -> None:
                 results["throughput"] = throughput(args.throughput_rows, args.repeats, scratch)
             elif part == "6":
                 results["reliability"] = reliability.run(scratch, args.repeats, pipeline_run)
+            elif part == "7":
+                results["serving"] = serving.run(scratch, args.repeats, pipeline_run)
             write_report(out, results)  # after each part, so a long run shows progress
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 
