@@ -23,6 +23,7 @@ import sys
 import time
 import traceback
 
+from components import delegation
 from components.delegation import (
     FULL,
     HEADER,
@@ -179,6 +180,7 @@ def _child(connection: socket.socket) -> None:
         sys.path[:0] = [entry for entry in path if entry not in sys.path]
         start = time.perf_counter()
         step = getattr(importlib.import_module(module), name).__delegated__
+        delegation.IN_WORKER_CHILD = True
         try:
             result = step(**kwargs)
             reply = ("ok", result, time.perf_counter() - start, peak_rss_mib(), "")

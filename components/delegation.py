@@ -26,6 +26,9 @@ SOCKET_ENV = "RETRAIN_WARM_WORKER"
 # The worker's two tiers: the light stages, and those that need scipy and scikit-learn.
 LIGHT, FULL = "light", "full"
 HEADER = struct.Struct("!Q")
+# True in a child the warm worker forked for a step: a fresh process from a tier that imported
+# the libraries and never ran a step itself (no OpenMP pool, no other thread), so it may fork.
+IN_WORKER_CHILD = False
 
 
 class WarmWorkerError(RuntimeError):

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from components import delegation
 from components.inference import v2_outputs, v2_request
 
 SAMPLE_ROWS = 50
@@ -75,15 +76,17 @@ class _Forked:
 
 
 def _start(registry_uri: str, model_name: str, version: str, folder: str):
-    """``retrain serve --version`` in a fresh process: forked when this process has already
-    imported scikit-learn (a warm worker's child: it starts in a fraction of a second), else a
-    new interpreter. Either way the model is loaded anew from the registry."""
+    """``retrain serve --version`` in a fresh process: forked when this is a warm worker's child
+    of the scikit-learn tier (it starts in a fraction of a second), else a new interpreter.
+    Either way the model is loaded anew from the registry."""
     ready = Path(folder) / "port"
     arguments = ["serve", "--registry-uri", registry_uri, "--model-name", model_name,
                  "--version", version, "--host", "127.0.0.1", "--port", "0",
                  "--reload-seconds", "0", "--ready-file", str(ready)]
     log = open(Path(folder) / "server.log", "w+")  # noqa: SIM115 (closed by the caller)
-    if "sklearn.ensemble" not in sys.modules or not hasattr(os, "fork"):
+    # Fork only a warm worker's child: elsewhere a lock another thread holds at the fork (the
+    # import lock, OpenMP's pool after a fit) would never be released in the child.
+    if not delegation.IN_WORKER_CHILD or "sklearn.ensemble" not in sys.modules:
         process = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, *arguments],
                                    stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=dict(os.environ))
@@ -135,7 +138,8 @@ def _wait_ready(process, ready: Path, log, deadline: float) -> str:
             raise InfraValidationError(f"the server exited ({process.returncode}): "
                                        f"{_last_line(log)}")
         if time.monotonic() > deadline:
-            raise InfraValidationError(f"the server did not start in {START_SECONDS:g} s")
+            raise InfraValidationError(f"the server did not start in {START_SECONDS:g} s: "
+                                       f"{_last_line(log)}")
         time.sleep(0.02)
     url = f"http://127.0.0.1:{ready.read_text()}"
     while True:

@@ -309,7 +309,10 @@ def serve(options: ServeOptions) -> None:
 
     import uvicorn
 
+    from components.lifeline import end_with_owner, exit_now
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    end_with_owner(exit_now)  # started by a run (infra validation): it ends with the run
     metrics = Metrics(options.model_name)
     holder = ModelHolder(options, metrics)
     wanted = holder.wanted_version()
