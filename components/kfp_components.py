@@ -95,28 +95,34 @@ def preprocess(
     new_data: Input[Dataset],
     history: Input[Dataset],
     schema: Input[Artifact],
+    ingest_report: Input[Artifact],
     registry_uri: str,
     model_name: str,
     run_id: str,
     label_column: str,
     timestamp_column: str,
     validation_fraction: float,
+    holdout_fraction: float,
     train_data: Output[Dataset],
     validation_data: Output[Dataset],
+    evaluation_data: Output[Dataset],
     clean_history: Output[Dataset],
-) -> NamedTuple("PreprocessOutputs", counts=dict):
-    """Cleans rows and holds out the newest validation_fraction as the shared validation set."""
+) -> NamedTuple("PreprocessOutputs", counts=dict, seed=int):
+    """Cleans rows, sets the holdout rows apart, and holds out the newest training rows."""
     from components.steps import preprocess_step
 
     counts = preprocess_step(
         new_data_path=new_data.path, history_path=history.path, schema_path=schema.path,
-        label_column=label_column, timestamp_column=timestamp_column,
-        validation_fraction=validation_fraction, train_path=train_data.path,
-        validation_path=validation_data.path, history_out_path=clean_history.path,
-        registry_uri=registry_uri, model_name=model_name, run_id=run_id)
-    train_data.metadata["rows"] = counts["train_rows"]
-    validation_data.metadata["rows"] = counts["validation_rows"]
-    return (counts,)
+        ingest_report_path=ingest_report.path, label_column=label_column,
+        timestamp_column=timestamp_column, validation_fraction=validation_fraction,
+        holdout_fraction=holdout_fraction, train_path=train_data.path,
+        validation_path=validation_data.path, evaluation_path=evaluation_data.path,
+        history_out_path=clean_history.path, registry_uri=registry_uri,
+        model_name=model_name, run_id=run_id)
+    for artifact, key in ((train_data, "train_rows"), (validation_data, "validation_rows"),
+                          (evaluation_data, "evaluation_rows")):
+        artifact.metadata["rows"] = counts[key]
+    return (counts, counts["seed"])
 
 
 def retrain(
@@ -135,6 +141,8 @@ def retrain(
     epochs: int,
     window_days: int,
     window_files: int,
+    decision_threshold: str,
+    seed: int,
     run_id: str,
     challenger: Output[Model],
     training_metrics: Output[Metrics],
@@ -149,7 +157,8 @@ def retrain(
         model_name=model_name, champion_version=champion_version, label_column=label_column,
         timestamp_column=timestamp_column, strategy=strategy, model_type=model_type,
         metric=metric, epochs=epochs, window_days=window_days, window_files=window_files,
-        model_dir=challenger.path, trace_markdown_path=training_trace.path, run_id=run_id)
+        model_dir=challenger.path, trace_markdown_path=training_trace.path, run_id=run_id,
+        seed=seed, decision_threshold=decision_threshold)
     challenger.metadata.update(framework="scikit-learn", strategy=training["strategy"],
                                model_type=model_type)
     for row in training["trace"]:
@@ -160,7 +169,7 @@ def retrain(
 
 def evaluate(
     challenger: Input[Model],
-    validation_data: Input[Dataset],
+    evaluation_data: Input[Dataset],
     ingest_report: Input[Artifact],
     validation_report: Input[Artifact],
     preprocess_counts: dict,
@@ -174,6 +183,9 @@ def evaluate(
     metric: str,
     threshold: float,
     min_improvement: float,
+    confidence: float,
+    min_evaluation_rows: int,
+    max_evaluation_rows: int,
     run_id: str,
     metrics: Output[Metrics],
     classification_metrics: Output[ClassificationMetrics],
@@ -181,16 +193,18 @@ def evaluate(
     decision_record: Output[Artifact],
     prediction_sample: Output[Artifact],
 ) -> NamedTuple("EvaluateOutputs", decision=str, reason=str):
-    """Scores champion and challenger on the same rows; the deploy gate decides."""
+    """Compares champion and challenger on the same holdout rows; the deploy gate decides."""
     from components.steps import evaluate_step
 
     result = evaluate_step(
-        challenger_dir=challenger.path, validation_path=validation_data.path,
+        challenger_dir=challenger.path, evaluation_path=evaluation_data.path,
         ingest_report_path=ingest_report.path, validation_report_path=validation_report.path,
         preprocess_counts=preprocess_counts, registry_uri=registry_uri, model_name=model_name,
         champion_version=champion_version, label_column=label_column,
         timestamp_column=timestamp_column, strategy=strategy, model_type=model_type,
-        metric=metric, threshold=threshold, min_improvement=min_improvement, run_id=run_id,
+        metric=metric, threshold=threshold, min_improvement=min_improvement,
+        confidence=confidence, min_evaluation_rows=min_evaluation_rows,
+        max_evaluation_rows=max_evaluation_rows, run_id=run_id,
         decision_record_path=decision_record.path, comparison_path=comparison.path,
         prediction_sample_path=prediction_sample.path)
     for role in ("challenger", "champion"):
@@ -208,6 +222,8 @@ def deploy(
     challenger: Input[Model],
     decision_record: Input[Artifact],
     prediction_sample: Input[Artifact],
+    evaluation_data: Input[Dataset],
+    max_evaluation_rows: int,
     registry_uri: str,
     model_name: str,
     run_id: str,
@@ -227,6 +243,7 @@ def deploy(
         registry_uri=registry_uri, model_name=model_name, challenger_dir=challenger.path,
         decision_record_path=decision_record.path, run_id=run_id, label_column=label_column,
         timestamp_column=timestamp_column, prediction_sample_path=prediction_sample.path,
+        evaluation_path=evaluation_data.path, max_evaluation_rows=max_evaluation_rows,
         serving_namespace=serving_namespace, canary_traffic_percent=canary_traffic_percent,
         serving_timeout_seconds=serving_timeout_seconds, serving_image=serving_image,
         serving_service_account=serving_service_account, serving_resources=serving_resources)

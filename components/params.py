@@ -209,6 +209,20 @@ class KubernetesName(Constraint):
         return isinstance(value, str) and (not value or bool(_KUBERNETES_NAME.match(value)))
 
 
+class DecisionThreshold(Constraint):
+    """``tuned``, or a probability strictly between 0 and 1 (as text: a pipeline parameter)."""
+
+    requirement = "'tuned' or a number in the range (0, 1)"
+
+    def accepts(self, value: object) -> bool:
+        if value == "tuned":
+            return True
+        try:
+            return isinstance(value, str) and 0 < float(value) < 1
+        except ValueError:
+            return False
+
+
 class ThresholdOverrides(Constraint):
     """Names of :data:`DEFAULT_THRESHOLDS`, each with a ratio in [0, 1]."""
 
@@ -290,9 +304,26 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("threshold", float, 0.80, "The challenger's metric must be at least this (0..1).",
               Interval(float, 0, 1)),
     Parameter("min_improvement", float, 0.0, "The challenger must beat the champion by more "
-              "than this (0..1).", Interval(float, 0, 1)),
-    Parameter("validation_fraction", float, 0.2, "Newest share of new rows held out to compare "
-              "champion and challenger.", Interval(float, 0, 1, closed="neither")),
+              "than this at the lower bound of the confidence interval of their difference "
+              "(0..1).", Interval(float, 0, 1)),
+    Parameter("confidence", float, 0.95, "Confidence of the interval of (challenger - "
+              "champion) the deploy gate decides on.", Interval(float, 0.5, 1,
+                                                                closed="left")),
+    Parameter("holdout_fraction", float, 0.2, "Share of all rows that are evaluation-only, "
+              "drawn once per row from its content and the model name: no version ever trains "
+              "on them.", Interval(float, 0, 1, closed="neither")),
+    Parameter("min_evaluation_rows", int, 300, "Fewest holdout rows the gate compares the two "
+              "models on: the newest, reaching back across earlier batches.",
+              Interval(int, 1, 10**7)),
+    Parameter("max_evaluation_rows", int, 5000, "Most holdout rows the gate compares on (the "
+              "newest), and the size of the rolling holdout kept in the registry.",
+              Interval(int, 1, 10**7)),
+    Parameter("validation_fraction", float, 0.2, "Newest share of the new training rows held out "
+              "to choose among candidates (auto), tune the decision threshold and trace the "
+              "training; never the gate's rows.", Interval(float, 0, 1, closed="neither")),
+    Parameter("decision_threshold", str, "0.5", "Binary labels: the probability from which the "
+              "positive class is predicted, or 'tuned' (on the validation rows, for the gate "
+              "metric); saved in the model file, so serving applies it.", DecisionThreshold()),
     Parameter("window_days", int, 90, "Days of newest data the window strategy trains on "
               "(timestamp mode).", Interval(int, 1, 100_000)),
     Parameter("window_files", int, 3, "Newest files the window strategy trains on (batch "
@@ -327,10 +358,15 @@ SECRET_PARAMETERS = frozenset(p.name for p in PARAMETERS if p.secret)
 
 
 def check_parameters(values: dict, caller: str) -> None:
-    """Check each of ``values`` that is a pipeline parameter; raise on the first bad one."""
+    """Check each of ``values`` that is a pipeline parameter; raise on the first bad one, then
+    the rules between parameters."""
     for name, value in values.items():
         if name in BY_NAME:
             BY_NAME[name].check(value, caller)
+    low, high = values.get("min_evaluation_rows"), values.get("max_evaluation_rows")
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        raise refuse("max_evaluation_rows", caller,
+                     f"at least min_evaluation_rows ({low})", high)
 
 
 def checks_parameters(step: Callable) -> Callable:
@@ -374,15 +410,19 @@ STAGE_VALUES = {
     "decision": "The stage's decision, on which the pipeline branches.",
     "summary": "One line naming the first errors, or saying the data passed.",
     "train_data": "Cleaned new rows to train on (Parquet).",
-    "validation_data": "The newest cleaned new rows, held out to compare the two models (Parquet).",
+    "validation_data": "The newest cleaned new training rows: to choose among candidates, tune "
+                       "the threshold and trace the training (Parquet).",
+    "evaluation_data": "The new holdout rows: evaluation-only, never trained on (Parquet).",
+    "seed": "Seed of every random choice of the run, drawn from its data and cutoff.",
     "clean_history": "Cleaned history rows (Parquet).",
-    "counts": "Rows for training, validation and history, and rows dropped.",
-    "preprocess_counts": "Rows for training, validation and history, and rows dropped.",
+    "counts": "Rows for training, validation, evaluation and history, rows dropped, the seed.",
+    "preprocess_counts": "Rows for training, validation, evaluation and history, rows dropped, "
+                         "the seed.",
     "challenger": "The retrained model (model.skops, training.json, schema.json, "
                   "statistics.json).",
     "training_metrics": "Loss and accuracy after each epoch.",
     "training_trace": "The epoch-by-epoch training trace and the candidates (Markdown).",
-    "metrics": "Both models' scores on the validation rows.",
+    "metrics": "Both models' scores on the evaluation rows.",
     "classification_metrics": "The challenger's confusion matrix and ROC curve.",
     "comparison": "Champion vs challenger and the gate's reason (Markdown).",
     "decision_record": "Everything the gate decided on (JSON): what deploy publishes.",

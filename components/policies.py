@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from components.data.drift import DriftReport
+from components.ml.comparison import PairedComparison
 from components.outcomes import GateDecision, ValidateDecision
 from components.records import ValidationReport
 
@@ -37,8 +38,14 @@ def trigger_decision(report: ValidationReport, drift: DriftReport | None, *, ret
         if not drift.drifted:
             return (ValidateDecision.SKIPPED,
                     f"no drift detected (retrain_when=drift): {drift.strongest()}")
-        return ValidateDecision.RETRAIN, f"drift detected in {', '.join(drift.drifted)}"
+        return ValidateDecision.RETRAIN, f"drift detected in {drift.drifted_text()}"
     return ValidateDecision.RETRAIN, report.summary()
+
+
+# Deploy over a champion that has fallen below the threshold when the challenger is at least as
+# good, and at the interval's lower bound at most this much worse: a decaying champion must not be
+# kept for lack of rows, and a truly worse model (by more than a point or two) must not replace it.
+NON_INFERIORITY_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -50,32 +57,52 @@ class GateVerdict:
     cold_start: bool
 
 
-def gate_decision(challenger: dict, champion: dict | None, *, metric: str, threshold: float,
-                  min_improvement: float, champion_version: str = "") -> GateVerdict:
-    """Deploy when the challenger's ``metric`` reaches ``threshold`` and beats the champion's by
-    more than ``min_improvement`` (a tie keeps the champion); with no champion, the threshold
-    alone decides (a cold start)."""
+def gate_decision(comparison: PairedComparison | None, challenger_score: float | None, *,
+                  metric: str, threshold: float, min_improvement: float, rows: int,
+                  champion_version: str = "",
+                  cold_interval: tuple[float, float] | None = None,
+                  confidence: float = 0.95) -> GateVerdict:
+    """Deploy when the challenger reaches ``threshold`` and the lower bound of the interval of
+    (challenger - champion) is above ``min_improvement``; or when the champion itself is below
+    the threshold and the challenger is not worse (at least as good, and no more than
+    :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a champion, the
+    threshold alone decides (a cold start)."""
     deploy, reject = GateDecision.DEPLOY, GateDecision.REJECT
-    value = challenger.get(metric)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return GateVerdict(reject, f"challenger {metric} is undefined on the validation rows",
-                           champion is None)
-    if value < threshold:
-        return GateVerdict(reject, f"challenger {metric} {value:.4f} is below the threshold "
-                                   f"{threshold:.4f}", champion is None)
-    if champion is None:
+    if challenger_score is None or (isinstance(challenger_score, float)
+                                    and math.isnan(challenger_score)):
+        return GateVerdict(reject, f"challenger {metric} is undefined on the {rows} evaluation "
+                                   "rows", comparison is None)
+    if comparison is None:
+        interval = (f" ({confidence:.0%} CI {cold_interval[0]:.3f} to {cold_interval[1]:.3f})"
+                    if cold_interval else "")
+        if challenger_score < threshold:
+            return GateVerdict(reject, f"cold start: challenger {metric} {challenger_score:.3f} "
+                                       f"is below the threshold {threshold:.3f} on {rows} "
+                                       f"rows{interval}", True)
         return GateVerdict(deploy, f"cold start: no champion yet; challenger {metric} "
-                                   f"{value:.4f} >= threshold {threshold:.4f}", True)
-    baseline = champion.get(metric)
-    if baseline is None:
-        return GateVerdict(deploy, f"challenger {metric} {value:.4f} >= threshold "
-                                   f"{threshold:.4f}; champion {champion_version} has no "
-                                   f"{metric} on these rows", False)
-    gain = value - baseline
-    if gain <= min_improvement:
-        return GateVerdict(reject, f"challenger {metric} {value:.4f} does not beat champion "
-                                   f"{champion_version} ({baseline:.4f}) by more than "
-                                   f"{min_improvement:.4f}", False)
-    return GateVerdict(deploy, f"challenger {metric} {value:.4f} >= threshold {threshold:.4f} "
-                               f"and beats champion {champion_version} ({baseline:.4f}) by "
-                               f"{gain:.4f}", False)
+                                   f"{challenger_score:.3f} >= threshold {threshold:.3f} on "
+                                   f"{rows} rows{interval}", True)
+    if comparison.delta is None:
+        if challenger_score >= threshold:
+            return GateVerdict(deploy, f"challenger {metric} {challenger_score:.3f} >= threshold "
+                                       f"{threshold:.3f}; champion {champion_version} has no "
+                                       f"{metric} on these rows", False)
+        return GateVerdict(reject, f"challenger {metric} {challenger_score:.3f} is below the "
+                                   f"threshold {threshold:.3f}", False)
+    base = (f"challenger {metric} {comparison.challenger:.3f} vs champion {champion_version} "
+            f"{comparison.champion:.3f} on {comparison.rows} rows: {comparison.interval_text()}")
+    level = f"{comparison.confidence:.0%}"
+    if comparison.challenger >= threshold and comparison.ci_low > min_improvement:
+        return GateVerdict(deploy, f"{base}: better by more than {min_improvement:g} with "
+                                   f"{level} confidence", False)
+    if comparison.champion < threshold and comparison.delta >= 0 and \
+            comparison.ci_low > -NON_INFERIORITY_MARGIN:
+        return GateVerdict(deploy, f"{base}: the champion is below the threshold "
+                                   f"{threshold:.3f} and the challenger is not worse (by more "
+                                   f"than {NON_INFERIORITY_MARGIN:g} with {level} confidence)",
+                           False)
+    if comparison.challenger < threshold:
+        return GateVerdict(reject, f"{base}: the challenger is below the threshold "
+                                   f"{threshold:.3f}", False)
+    return GateVerdict(reject, f"{base}: does not beat the champion by more than "
+                               f"{min_improvement:g} with {level} confidence", False)

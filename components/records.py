@@ -212,6 +212,7 @@ class DecisionRecord:
     challenger: ChallengerScores
     data: dict
     validation: ValidationSummary
+    gate: dict = field(default_factory=dict)  # rows, delta, ci_low, ci_high, p_value, method
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -252,6 +253,7 @@ class RunRecord:
     finished_at: str
     alert_delivery: str = AlertDelivery.NONE
     alert_delivery_reason: str = ""
+    gate: dict | None = None  # the deploy gate's statistics, when it ran
     log: str | None = None  # where the stages' logs are: set by a local run, not stored
 
     @classmethod
@@ -282,6 +284,7 @@ class RunRecord:
             drift=list(validation.drift),
             findings=list(validation.findings),
             finished_at=utc_now_iso(),
+            gate=decision.gate if decision and decision.gate else None,
         )
 
     def to_dict(self) -> dict:

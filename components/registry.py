@@ -12,6 +12,7 @@ Layout under ``<registry_uri>/<model_name>/``::
     runs/<run_id>/stages/*.json    each stage's journal entry: running, succeeded, or failed and why
     history/*.json                 every move of the pointer: time, from, to, reason, run id
     serving.json                   where the champion is served on a cluster (namespace, name)
+    holdout.parquet                the rolling holdout: the newest evaluation-only rows consumed
 
 A version is complete once its ``metadata.json`` exists (it is written last), so a crash
 mid-publish leaves a claimed number without metadata, which every reader ignores. The pointer
@@ -34,6 +35,7 @@ METADATA_FILE = "metadata.json"
 POINTER_FILE = "champion.json"
 SCHEMA_FILE = "schema.json"
 STATISTICS_FILE = "statistics.json"
+HOLDOUT_FILE = "holdout.parquet"
 
 
 class RegistryError(Exception):
@@ -311,6 +313,14 @@ class Registry:
         entries = [json.loads(self.storage.read_bytes(info.uri))
                    for info in self.storage.list_files(prefix)]
         return sorted(entries, key=lambda entry: entry["time"])
+
+    def holdout_pool(self) -> bytes | None:
+        """The rolling holdout (Parquet): the newest holdout rows of the data consumed so far."""
+        data, _ = self.storage.read_with_token(join_uri(self.root, HOLDOUT_FILE))
+        return data
+
+    def write_holdout_pool(self, data: bytes) -> None:
+        self.storage.write_bytes(join_uri(self.root, HOLDOUT_FILE), data)
 
     def write_model_json(self, filename: str, payload: dict) -> None:
         """A JSON file about the model as a whole (e.g. ``serving.json``)."""

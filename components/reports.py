@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import json
 
-from components.data.drift import DriftReport, FeatureDrift
+from components.data.drift import MIN_BATCH_ROWS, DriftReport, FeatureDrift
 from components.ml.metrics import METRIC_NAMES
 from components.records import DecisionRecord, TrainingSummary, ValidationReport
 
@@ -48,6 +48,20 @@ def drift_markdown(drift: DriftReport, ks_alpha: float) -> str:
     lines += ["", "PSI over the reference's decile bins (numeric); Jensen-Shannon distance, "
               f"base 2 (categorical, label). KS p-values (α = {ks_alpha:g}) are shown "
               "alongside; with many rows they flag even tiny shifts, so they do not decide."]
+    if drift.batches:
+        lines += ["", "### Per batch", "",
+                  f"A feature drifts when the pooled rows or any batch of at least "
+                  f"{MIN_BATCH_ROWS} rows drifts.", "",
+                  "| batch | rows | drifted | largest statistic |", "|---|---|---|---|"]
+        for batch in drift.batches:
+            scored = [f for f in batch.features if f.statistic is not None]
+            top = max(scored, key=lambda f: f.statistic / f.drift, default=None)
+            largest = (f"{top.test.upper()} {top.statistic:.4f} ({top.feature})"
+                       if top else "-")
+            drifted = (", ".join(batch.drifted) or "none") if batch.judged else (
+                f"not judged (under {MIN_BATCH_ROWS} rows)")
+            lines.append(f"| {batch.batch.replace('|', '/')} | {batch.rows} | {drifted} | "
+                         f"{largest} |")
     return "\n".join(lines) + "\n"
 
 
@@ -141,9 +155,7 @@ def comparison_markdown(record: DecisionRecord) -> str:
         "",
         f"**Reason:** {record.reason}",
         "",
-        f"Gate: `{record.metric}` >= {record.threshold} and better than the champion by "
-        f"more than {record.min_improvement}. Validation rows: "
-        f"{record.data['validation_rows']}.",
+        *_gate_lines(record),
         "",
         f"| metric | champion {champion.version if champion else '(none)'} | challenger "
         f"({challenger.strategy}, {challenger.model_type}) |",
@@ -153,12 +165,36 @@ def comparison_markdown(record: DecisionRecord) -> str:
         lines.append(f"| {name} | {_number(champion_metrics.get(name))} | "
                      f"{_number(challenger.metrics.get(name))} |")
     if challenger.candidates:
-        lines += ["", "## Candidates", "", f"| strategy | status | rows | {record.metric} | note |",
+        lines += ["", "## Candidates", "", "Fitted on the training rows and compared on the "
+                  "validation rows, which the gate does not use.", "",
+                  f"| strategy | status | rows | {record.metric} | note |",
                   "|---|---|---|---|---|"]
         for c in challenger.candidates:
             lines.append(f"| {c['strategy']} | {c['status']} | {c.get('rows', '-')} | "
                          f"{_number(c.get('score'))} | {c.get('note', '')} |")
     return "\n".join(lines) + "\n"
+
+
+def _gate_lines(record: DecisionRecord) -> list[str]:
+    """How many rows the gate compared on, from which period, and with what confidence."""
+    gate = record.gate or {}
+    rows = gate.get("evaluation") or {}
+    lines = [f"Gate: `{record.metric}` >= {record.threshold}, and better than the champion by "
+             f"more than {record.min_improvement} at the lower bound of the "
+             f"{record.params.get('confidence', 0.95):.0%} confidence interval of the "
+             "difference (or the champion below the threshold and the challenger not worse).",
+             "",
+             f"Evaluation rows: {rows.get('rows', 0)} holdout rows ({rows.get('new_rows', 0)} of "
+             f"this run, {rows.get('earlier_rows', 0)} from earlier runs; "
+             f"{rows.get('available', 0)} available), from {rows.get('period_start') or '-'} "
+             f"to {rows.get('period_end') or '-'}. No version was trained on them."]
+    if rows.get("note"):
+        lines += ["", f"Note: {rows['note']}."]
+    if gate.get("delta") is not None:
+        lines += ["", f"Challenger - champion: {gate['delta']:+.4f} "
+                      f"({gate['confidence']:.0%} CI {gate['ci_low']:+.4f} to "
+                      f"{gate['ci_high']:+.4f}), p = {gate['p_value']:.3g}; {gate['method']}."]
+    return lines
 
 
 # -- alert -------------------------------------------------------------------------------------

@@ -129,7 +129,8 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
         too_few_rows="warning" if retrain_when == "min_rows" else "error")
     statistics = (registry.version_json(champion_version, STATISTICS_FILE)
                   if champion_version else None)
-    drift = detect_drift(new_data, statistics, thresholds) if statistics else None
+    drift = (detect_drift(new_data, statistics, thresholds, timestamp_column)
+             if statistics else None)
     decision, reason = trigger_decision(report, drift, retrain_when=retrain_when,
                                         min_rows=min_rows)
     validation = ValidationSummary(drift.drifted if drift else [], report.findings_list())
@@ -156,10 +157,12 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
 # -- 3. preprocess -----------------------------------------------------------------------------
 @stage_step
 def preprocess_step(*, new_data_path: str, history_path: str, schema_path: str,
-                    label_column: str, timestamp_column: str, validation_fraction: float,
-                    train_path: str, validation_path: str, history_out_path: str,
-                    registry_uri: str = "", model_name: str = "", run_id: str = "") -> dict:
-    """Clean and split, with the feature kinds of the schema validate used; returns row counts."""
+                    ingest_report_path: str, label_column: str, timestamp_column: str,
+                    validation_fraction: float, holdout_fraction: float, train_path: str,
+                    validation_path: str, evaluation_path: str, history_out_path: str,
+                    registry_uri: str, model_name: str, run_id: str = "") -> dict:
+    """Clean, set the holdout rows apart, and split, with the feature kinds of the schema
+    validate used; returns row counts and the run's seed."""
     from components.data.chunks import Table
     from components.data.schema import schema_feature_kinds
     from components.stages import preprocess as preprocess_stage
@@ -169,11 +172,11 @@ def preprocess_step(*, new_data_path: str, history_path: str, schema_path: str,
         timestamp_column=timestamp_column,
         feature_kinds=schema_feature_kinds(read_json(schema_path)),
         validation_fraction=validation_fraction, train_path=train_path,
-        validation_path=validation_path, history_path=history_out_path)
-    counts = {"train_rows": result.train_rows, "validation_rows": result.validation_rows,
-              "history_rows": result.history_rows,
-              "dropped_duplicates": result.dropped_duplicates,
-              "dropped_unlabelled": result.dropped_unlabelled}
+        validation_path=validation_path, history_path=history_out_path,
+        evaluation_path=evaluation_path, model_name=model_name,
+        holdout_fraction=holdout_fraction,
+        cutoff=IngestReport.from_dict(read_json(ingest_report_path)).cutoff)
+    counts = result.counts()
     print(json.dumps(counts))
     return counts
 
@@ -184,7 +187,8 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
                  timestamp_column: str, strategy: str, model_type: str, metric: str,
                  epochs: int, window_days: int, window_files: int, model_dir: str,
-                 trace_markdown_path: str, run_id: str = "") -> dict:
+                 trace_markdown_path: str, run_id: str = "", seed: int = 0,
+                 decision_threshold: str = "0.5") -> dict:
     """Fit the challenger and save it as ``<model_dir>/model.skops`` with ``training.json``,
     and the schema and statistics of the rows it learned from."""
     from components import reports
@@ -207,7 +211,8 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
         history=Table(history_path), validation=Table(validation_path),
         label_column=label_column, timestamp_column=timestamp_column,
         feature_kinds=feature_kinds, metric=metric, epochs=epochs, window_days=window_days,
-        window_files=window_files, champion=champion, champion_meta=meta)
+        window_files=window_files, champion=champion, champion_meta=meta, seed=seed,
+        decision_threshold=decision_threshold)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     save_model(result.model, Path(model_dir) / MODEL_FILE)
     training = result.summary(feature_kinds, [plain_value(c) for c in result.model.classes_],
@@ -229,27 +234,35 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
 
 # -- 5. evaluate -------------------------------------------------------------------------------
 @stage_step(scientific=True)
-def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_path: str,
+def evaluate_step(*, challenger_dir: str, evaluation_path: str, ingest_report_path: str,
                   validation_report_path: str, preprocess_counts: dict, registry_uri: str,
                   model_name: str, champion_version: str, label_column: str,
                   timestamp_column: str, strategy: str, model_type: str, metric: str,
-                  threshold: float, min_improvement: float, run_id: str,
+                  threshold: float, min_improvement: float, confidence: float,
+                  min_evaluation_rows: int, max_evaluation_rows: int, run_id: str,
                   decision_record_path: str, comparison_path: str,
                   prediction_sample_path: str = "") -> dict:
-    """Score both models on the shared validation rows, decide, and write the decision record."""
+    """Compare both models on the same holdout rows (this run's, then the newest earlier ones),
+    decide, and write the decision record."""
+
     from components import reports
     from components.data.chunks import Table
     from components.ml.models import load_model
     from components.records import ChallengerScores, ChampionScores
     from components.stages.evaluate import evaluate
 
-    champion, _ = _champion(Registry(registry_uri, model_name), champion_version)
+    registry = Registry(registry_uri, model_name)
+    champion, _ = _champion(registry, champion_version)
+    pool = registry.holdout_pool()
     training = TrainingSummary.from_dict(read_json(Path(challenger_dir) / TRAINING_FILE))
+    preprocess_counts = {key: int(value) for key, value in preprocess_counts.items()}
     evaluation = evaluate(
         load_model(Path(challenger_dir) / MODEL_FILE, libraries=training.libraries), champion,
-        Table(validation_path),
-        label_column=label_column, metric=metric, threshold=threshold,
-        min_improvement=min_improvement, champion_version=champion_version)
+        Table(evaluation_path), Table(pool) if pool else None,
+        label_column=label_column, timestamp_column=timestamp_column, metric=metric,
+        threshold=threshold, min_improvement=min_improvement,
+        min_rows=min_evaluation_rows, max_rows=max_evaluation_rows, confidence=confidence,
+        seed=preprocess_counts.get("seed", 0), champion_version=champion_version)
     ingest_report = IngestReport.from_dict(read_json(ingest_report_path))
     verdict = evaluation.verdict
     record = DecisionRecord(
@@ -258,22 +271,24 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
         min_improvement=min_improvement,
         params=dict(label_column=label_column, timestamp_column=timestamp_column,
                     strategy=strategy, model_type=model_type, metric=metric,
-                    threshold=threshold, min_improvement=min_improvement),
+                    threshold=threshold, min_improvement=min_improvement,
+                    confidence=confidence, min_evaluation_rows=min_evaluation_rows,
+                    max_evaluation_rows=max_evaluation_rows),
         champion=(ChampionScores(champion_version, evaluation.champion_scores)
                   if champion is not None else None),
         challenger=ChallengerScores.of(training, evaluation.challenger_scores),
-        data={**ingest_report.data_window(), **preprocess_counts},
-        validation=validation_summary(validation_report_path))
+        data={**ingest_report.data_window(), **preprocess_counts,
+              "evaluation_rows": len(evaluation.rows.frame)},
+        validation=validation_summary(validation_report_path), gate=evaluation.gate())
     write_json(decision_record_path, record.to_dict())
     write_text(comparison_path, reports.comparison_markdown(record))
     if prediction_sample_path:
         from components.infra_validation import SAMPLE_ROWS, prediction_sample
 
         predictions = evaluation.challenger
-        head = Table(validation_path).read().head(SAMPLE_ROWS)
+        head = evaluation.rows.frame.head(SAMPLE_ROWS)
         write_json(prediction_sample_path, prediction_sample(
-            head, training.feature_kinds,
-            predictions.classes[predictions.probabilities[:len(head)].argmax(axis=1)],
+            head, training.feature_kinds, predictions.predicted[:len(head)],
             predictions.probabilities[:len(head)]), compact=True)
     print(f"decision: {verdict.decision}: {verdict.reason}")
     labels, matrix = evaluation.challenger.confusion()
@@ -289,6 +304,7 @@ def evaluate_step(*, challenger_dir: str, validation_path: str, ingest_report_pa
 def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
                 decision_record_path: str, run_id: str, label_column: str,
                 timestamp_column: str, prediction_sample_path: str = "",
+                evaluation_path: str = "", max_evaluation_rows: int = 5000,
                 serving_namespace: str = "", canary_traffic_percent: int = 100,
                 serving_timeout_seconds: int = 600, serving_image: str = "",
                 serving_service_account: str = "", serving_resources: str = "") -> dict:
@@ -314,7 +330,8 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
             registry_uri=registry_uri, model_name=model_name, version=version,
             sample=sample)) if sample else None,
         serve_on_cluster=(lambda version: serve_on_cluster(registry, version, target))
-        if target else None)
+        if target else None,
+        new_holdout=evaluation_path or None, holdout_rows=max_evaluation_rows)
     for name, detail in deployment.details.items():
         print(f"{name}: {json.dumps(detail)}")
     if deployment.result == DeployResult.DEPLOYED:

@@ -93,9 +93,10 @@ def _train_evaluate_deploy(w: _Wiring, ingest, validate) -> None:
     champion_version = ingest.outputs["champion_version"]
     preprocess = w.task(
         "preprocess", new_data=ingest.outputs["new_data"], history=ingest.outputs["history"],
-        schema=validate.outputs["schema"], registry_uri=p.registry_uri,
-        model_name=p.model_name, run_id=w.run_id, label_column=p.label_column,
-        timestamp_column=p.timestamp_column, validation_fraction=p.validation_fraction)
+        schema=validate.outputs["schema"], ingest_report=ingest.outputs["ingest_report"],
+        registry_uri=p.registry_uri, model_name=p.model_name, run_id=w.run_id,
+        label_column=p.label_column, timestamp_column=p.timestamp_column,
+        validation_fraction=p.validation_fraction, holdout_fraction=p.holdout_fraction)
     retrain = w.task(
         "retrain", train_data=preprocess.outputs["train_data"],
         validation_data=preprocess.outputs["validation_data"],
@@ -103,23 +104,27 @@ def _train_evaluate_deploy(w: _Wiring, ingest, validate) -> None:
         registry_uri=p.registry_uri, model_name=p.model_name, champion_version=champion_version,
         label_column=p.label_column, timestamp_column=p.timestamp_column, strategy=p.strategy,
         model_type=p.model_type, metric=p.metric, epochs=p.epochs, window_days=p.window_days,
-        window_files=p.window_files, run_id=w.run_id)
+        window_files=p.window_files, decision_threshold=p.decision_threshold,
+        seed=preprocess.outputs["seed"], run_id=w.run_id)
     evaluate = w.task(
         "evaluate", challenger=retrain.outputs["challenger"],
-        validation_data=preprocess.outputs["validation_data"],
+        evaluation_data=preprocess.outputs["evaluation_data"],
         ingest_report=ingest.outputs["ingest_report"],
         validation_report=validate.outputs["validation_report"],
         preprocess_counts=preprocess.outputs["counts"], registry_uri=p.registry_uri,
         model_name=p.model_name, champion_version=champion_version, label_column=p.label_column,
         timestamp_column=p.timestamp_column, strategy=p.strategy, model_type=p.model_type,
         metric=p.metric, threshold=p.threshold, min_improvement=p.min_improvement,
-        run_id=w.run_id)
+        confidence=p.confidence, min_evaluation_rows=p.min_evaluation_rows,
+        max_evaluation_rows=p.max_evaluation_rows, run_id=w.run_id)
     decision_record = evaluate.outputs["decision_record"]
     with dsl.If(evaluate.outputs["decision"] == GateDecision.DEPLOY, name="deploy"):
         serving = w.options.resources.get("serving") or {}
         deploy = w.task(
             "deploy", challenger=retrain.outputs["challenger"], decision_record=decision_record,
             prediction_sample=evaluate.outputs["prediction_sample"],
+            evaluation_data=preprocess.outputs["evaluation_data"],
+            max_evaluation_rows=p.max_evaluation_rows,
             registry_uri=p.registry_uri, model_name=p.model_name, run_id=w.run_id,
             label_column=p.label_column, timestamp_column=p.timestamp_column,
             serving_namespace=p.serving_namespace,

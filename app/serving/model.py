@@ -16,6 +16,7 @@ import pandas as pd
 from app.serving.plan import PredictionPlan, compile_plan
 from components.data.schema import NUMERIC
 from components.inference import FEATURE_DATATYPES, label_datatype
+from components.ml.models import predicted_classes
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ServedModel:
         see :mod:`app.serving.protocol`)."""
         probabilities = (self.plan.predict_proba(columns) if self.plan is not None
                          else self.model.predict_proba(self.frame(columns)))
-        return np.asarray(self.model.classes_)[probabilities.argmax(axis=1)], probabilities
+        return predicted_classes(self.model, probabilities), probabilities
 
     def v2_metadata(self) -> dict:
         """``GET /v2/models/<name>``: the inputs (one per feature) and the outputs."""

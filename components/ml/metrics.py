@@ -49,54 +49,57 @@ class LossAndAccuracy:
                 "accuracy": self.correct / self.rows if self.rows else None}
 
 
-def score_predictions(y_true, probabilities: np.ndarray, classes) -> dict[str, float | None]:
+def score_predictions(y_true, probabilities: np.ndarray, classes,
+                      predicted: np.ndarray | None = None) -> dict[str, float | None]:
     """Accuracy, macro F1, ROC AUC (one-vs-rest for multiclass) and log loss.
 
-    A metric that is undefined on these rows (ROC AUC with one class present, log loss with a
-    class the model never saw) is None rather than a made-up number.
+    ``predicted``: the classes the model predicts (its decision threshold applied); the most
+    probable ones when not given. A metric that is undefined on these rows (ROC AUC with one
+    class present, log loss with a class the model never saw) is None rather than a made-up
+    number.
     """
     from sklearn.metrics import f1_score, roc_auc_score
 
     classes = np.asarray(classes)
     y_true = np.asarray(y_true)
-    predicted = classes[np.argmax(probabilities, axis=1)]
+    if predicted is None:
+        predicted = classes[np.argmax(probabilities, axis=1)]
     totals = LossAndAccuracy(classes)
     totals.add(y_true, probabilities)
-    loss_and_accuracy = totals.scores()
+    loss = totals.scores()["log_loss"]
     scores: dict[str, float | None] = {
-        "accuracy": loss_and_accuracy["accuracy"],
+        "accuracy": float(np.mean(predicted == y_true)) if len(y_true) else None,
         "f1": float(f1_score(y_true, predicted, average="macro", labels=np.unique(y_true))),
         "roc_auc": None,
-        "log_loss": loss_and_accuracy["log_loss"],
+        "log_loss": loss,
     }
     seen = set(np.unique(y_true).tolist())
-    if scores["log_loss"] is not None:
-        if len(seen) > 1:
-            if len(classes) == 2:
-                scores["roc_auc"] = float(roc_auc_score(y_true == classes[1], probabilities[:, 1]))
-            elif len(seen) == len(classes):
-                scores["roc_auc"] = float(roc_auc_score(
-                    y_true, probabilities, multi_class="ovr", average="macro", labels=classes))
+    if loss is not None and len(seen) > 1:
+        if len(classes) == 2:
+            scores["roc_auc"] = float(roc_auc_score(y_true == classes[1], probabilities[:, 1]))
+        elif len(seen) == len(classes):
+            scores["roc_auc"] = float(roc_auc_score(
+                y_true, probabilities, multi_class="ovr", average="macro", labels=classes))
     return scores
 
 
 @dataclass(frozen=True)
 class Predictions:
-    """A model's predicted probabilities for labelled rows: all evaluate keeps of the rows."""
+    """A model's predictions for labelled rows: all evaluate keeps of the rows."""
 
     labels: np.ndarray
     probabilities: np.ndarray
     classes: np.ndarray
+    predicted: np.ndarray  # the classes predicted (the model's decision threshold applied)
 
     def scores(self) -> dict[str, float | None]:
-        return score_predictions(self.labels, self.probabilities, self.classes)
+        return score_predictions(self.labels, self.probabilities, self.classes, self.predicted)
 
     def confusion(self) -> tuple[list[str], list[list[int]]]:
         """Class names and the confusion matrix (rows: true class, columns: predicted)."""
         from sklearn.metrics import confusion_matrix
 
-        predicted = self.classes[np.argmax(self.probabilities, axis=1)]
-        matrix = confusion_matrix(self.labels, predicted, labels=self.classes)
+        matrix = confusion_matrix(self.labels, self.predicted, labels=self.classes)
         return [str(c) for c in self.classes], matrix.astype(int).tolist()
 
     def roc_points(self, max_points: int = 50):
@@ -113,10 +116,12 @@ class Predictions:
 
 
 def predict(model, data, label_column: str) -> Predictions:
-    """Run a fitted classifier (or Pipeline) over labelled rows a chunk at a time.
+    """Run a fitted Pipeline built here over labelled rows a chunk at a time.
 
     ``data``: a DataFrame, or a Parquet path or :class:`components.data.chunks.Table`.
     """
+    from components.ml.models import predicted_classes
+
     labels, probabilities = [], []
     for chunk in as_table(data).chunks():
         features, chunk_labels = split_features(chunk, label_column)
@@ -124,10 +129,13 @@ def predict(model, data, label_column: str) -> Predictions:
         probabilities.append(model.predict_proba(features))
     classes = np.asarray(model.classes_)
     if not labels:
-        return Predictions(np.empty(0, dtype=classes.dtype), np.empty((0, len(classes))), classes)
-    return Predictions(np.concatenate(labels), np.concatenate(probabilities), classes)
+        return Predictions(np.empty(0, dtype=classes.dtype), np.empty((0, len(classes))),
+                           classes, np.empty(0, dtype=classes.dtype))
+    probabilities = np.concatenate(probabilities)
+    return Predictions(np.concatenate(labels), probabilities, classes,
+                       predicted_classes(model, probabilities))
 
 
 def score_model(model, data, label_column: str) -> dict[str, float | None]:
-    """Score a fitted sklearn classifier (or Pipeline) on labelled rows."""
+    """Score a fitted Pipeline built here on labelled rows."""
     return predict(model, data, label_column).scores()

@@ -2,7 +2,9 @@
 
 Every model is one scikit-learn ``Pipeline(features -> classifier)``. ``hgb`` is a
 HistGradientBoostingClassifier, ``sgd`` a logistic-loss SGDClassifier trained epoch by epoch with
-``partial_fit``.
+``partial_fit``. A binary model with a decision threshold other than argmax has its classifier
+wrapped in a ``FixedThresholdClassifier`` around the fitted (frozen) one, so the threshold is in
+the model file and whoever loads it applies it.
 
 A model file is a ``skops`` file (``model.skops``), never a pickle: loading a pickle runs whatever
 code it names, and anyone who can write the registry could plant one (a SHA-256 in
@@ -21,6 +23,8 @@ import platform
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 HGB_ITERATIONS = 100
 HGB_FINETUNE_ITERATIONS = 30
 HGB_LEARNING_RATE = 0.1
@@ -32,8 +36,9 @@ LEGACY_MODEL_FILE = "model.joblib"
 
 # Every type (and function) a model file may name: what the models built by this project are made
 # of, for both model types, numeric and categorical features, binary and multiclass labels of
-# numbers or strings. tests/components/ml/test_models.py fails when a model we build names a type
-# outside it, so the list grows only by an explicit, reviewed change.
+# numbers or strings, with and without a decision threshold. tests/components/ml/test_models.py
+# fails when a model we build names a type outside it, so the list grows only by an explicit,
+# reviewed change.
 TRUSTED_TYPES = (
     "builtins.dict",
     "builtins.list",
@@ -56,8 +61,10 @@ TRUSTED_TYPES = (
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.frozen._frozen.FrozenEstimator",
     "sklearn.impute._base.SimpleImputer",
     "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.model_selection._classification_threshold.FixedThresholdClassifier",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.preprocessing._encoders.OneHotEncoder",
@@ -79,23 +86,65 @@ class LibrarySkewError(ModelFileError):
     """A model file was saved by another scikit-learn major.minor version than this one."""
 
 
-def new_classifier(model_type: str):
+def new_classifier(model_type: str, random_state: int = RANDOM_STATE):
     """An unfitted classifier of the given type with this project's fixed settings."""
     if model_type == "hgb":
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         return HistGradientBoostingClassifier(
             max_iter=HGB_ITERATIONS, learning_rate=HGB_LEARNING_RATE, early_stopping=False,
-            random_state=RANDOM_STATE)
+            random_state=random_state)
     from sklearn.linear_model import SGDClassifier
 
-    return SGDClassifier(loss="log_loss", alpha=SGD_ALPHA, random_state=RANDOM_STATE)
+    return SGDClassifier(loss="log_loss", alpha=SGD_ALPHA, random_state=random_state)
+
+
+def base_classifier(model):
+    """The fitted HistGradientBoosting or SGD classifier of a Pipeline built here, inside any
+    threshold wrapper."""
+    classifier = model.named_steps["classifier"]
+    while hasattr(classifier, "estimator"):  # FixedThresholdClassifier, FrozenEstimator
+        classifier = classifier.estimator
+    return classifier
 
 
 def model_type_of(model) -> str:
     """``hgb`` or ``sgd`` for a Pipeline built here."""
-    name = type(model.named_steps["classifier"]).__name__
+    name = type(base_classifier(model)).__name__
     return "hgb" if name.startswith("HistGradientBoosting") else "sgd"
+
+
+def decision_threshold_of(model) -> float | None:
+    """The probability of the second class from which it is predicted, when the model sets one
+    (None: the most probable class is predicted)."""
+    classifier = model.named_steps["classifier"]
+    return float(classifier.threshold) if hasattr(classifier, "threshold") else None
+
+
+def with_decision_threshold(model, threshold: float | None):
+    """A copy of a fitted binary Pipeline predicting its second class from ``threshold`` on
+    (None: plain argmax). The classifier is frozen inside the wrapper: nothing is refitted."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.pipeline import Pipeline
+
+    transformer, classifier = model.named_steps["features"], base_classifier(model)
+    if threshold is None:
+        return Pipeline([("features", transformer), ("classifier", classifier)])
+    wrapped = FixedThresholdClassifier(FrozenEstimator(classifier), threshold=threshold,
+                                       response_method="predict_proba")
+    wrapped.fit(np.zeros((2, classifier.n_features_in_)), classifier.classes_)  # sets classes_
+    return Pipeline([("features", transformer), ("classifier", wrapped)])
+
+
+def predicted_classes(model, probabilities: np.ndarray) -> np.ndarray:
+    """The classes a model predicts for these probabilities: the second class from its decision
+    threshold on, else the most probable one (as ``model.predict`` would)."""
+    classes = np.asarray(model.classes_)
+    threshold = decision_threshold_of(model)
+    if threshold is None:
+        return classes[probabilities.argmax(axis=1)]
+    return classes[(probabilities[:, 1] >= threshold).astype(int)]
 
 
 def library_versions() -> dict[str, str]:

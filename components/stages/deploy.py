@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pandas as pd
+
 from components.infra_validation import InfraValidationError
 from components.kserve import ServingError
 from components.outcomes import DeployResult
@@ -60,17 +62,44 @@ def version_metadata(record: DecisionRecord, *, model_name: str, run_id: str, la
     }
 
 
+def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
+                   timestamp_column: str) -> bytes:
+    """The rolling holdout with this run's holdout rows added: the newest ``max_rows`` holdout
+    rows of everything consumed, each once (Parquet bytes)."""
+    import io
+
+    from components.data.chunks import as_table, first_occurrences, row_hashes
+    from components.data.schema import SOURCE_FILE_COLUMN
+
+    frames = [pd.read_parquet(io.BytesIO(pool))] if pool else []
+    frames.append(as_table(new_holdout).read())
+    frame = pd.concat([f for f in frames if len(f.columns)], ignore_index=True) \
+        if any(len(f.columns) for f in frames) else pd.DataFrame()
+    if len(frame):
+        content = [c for c in frame.columns if c != SOURCE_FILE_COLUMN]
+        frame = frame[first_occurrences(row_hashes(frame, content))]
+        if timestamp_column and timestamp_column in frame:
+            frame = frame.sort_values(timestamp_column, kind="stable")
+        frame = frame.tail(max_rows).reset_index(drop=True)
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
 def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: str,
            label_column: str, timestamp_column: str,
            extra_files: dict[str, bytes] | None = None,
            check_serving: Callable[[str], dict] | None = None,
-           serve_on_cluster: Callable[[str], dict] | None = None) -> Deployment:
+           serve_on_cluster: Callable[[str], dict] | None = None,
+           new_holdout=None, holdout_rows: int = 5000) -> Deployment:
     """Publish the challenger's model file and promote it over the champion the gate compared.
 
     Before the pointer moves, ``check_serving(version)`` (infra validation) and then
     ``serve_on_cluster(version)`` (the InferenceService, Ready) must succeed; either failing ends
     the deploy ``rejected`` with its reason, the champion as it was. ``extra_files``
-    (``schema.json``, ``statistics.json``) are stored with the version.
+    (``schema.json``, ``statistics.json``) are stored with the version. Once promoted, this
+    run's holdout rows (``new_holdout``) join the registry's rolling holdout, which keeps the
+    newest ``holdout_rows``: the rows are consumed, later runs evaluate on them.
     """
     champion_version = record.champion.version if record.champion else None
     digest = sha256_bytes(model)
@@ -82,6 +111,7 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
         registry.record_publication(run_id, version, digest)
     current = registry.champion()
     if current is not None and current.version == version:  # an earlier attempt promoted it
+        _roll_holdout(registry, new_holdout, holdout_rows, timestamp_column)
         return Deployment(DeployResult.DEPLOYED, record.reason, version)
     details = {}
     try:
@@ -107,7 +137,18 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
         return Deployment(DeployResult.REJECTED, CHAMPION_CHANGED, version, details)
     registry.append_history(action="deploy", from_version=champion_version, to_version=version,
                             reason=record.reason, run_id=run_id)
+    _roll_holdout(registry, new_holdout, holdout_rows, timestamp_column)
     return Deployment(DeployResult.DEPLOYED, record.reason, version, details)
+
+
+def _roll_holdout(registry: Registry, new_holdout, holdout_rows: int,
+                  timestamp_column: str) -> None:
+    """Add the promoted run's holdout rows to the rolling holdout (again, on a retry: each row
+    is kept once)."""
+    if new_holdout is not None:
+        registry.write_holdout_pool(rolled_holdout(registry.holdout_pool(), new_holdout,
+                                                   max_rows=holdout_rows,
+                                                   timestamp_column=timestamp_column))
 
 
 def _restore(serve_on_cluster: Callable[[str], dict], version: str) -> None:

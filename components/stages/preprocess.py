@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import ChunkWriter, FrameTable, as_table, first_occurrences, row_hashes
+from components.data.roles import holdout_mask, model_salt, role_columns
 from components.data.schema import (
     SOURCE_FILE_COLUMN,
     coerce_rows,
@@ -23,14 +24,22 @@ from components.data.schema import (
 
 @dataclass
 class PreprocessResult:
-    """How many rows went to training, validation and cleaned history, and how many were
-    dropped."""
+    """How many rows went to training, validation, evaluation (holdout) and cleaned history,
+    how many were dropped, and the run's seed."""
 
     train_rows: int
     validation_rows: int
     history_rows: int
     dropped_duplicates: int
     dropped_unlabelled: int
+    evaluation_rows: int = 0
+    history_holdout_rows: int = 0  # history rows left out of training: they are holdout
+    seed: int = 0
+
+    def counts(self) -> dict[str, int]:
+        from dataclasses import asdict
+
+        return {key: int(value) for key, value in asdict(self).items()}
 
 
 def clean(
@@ -98,30 +107,53 @@ def preprocess(
     train_path: str | Path,
     validation_path: str | Path,
     history_path: str | Path,
+    evaluation_path: str | Path | None = None,
+    model_name: str = "",
+    holdout_fraction: float = 0.0,
+    cutoff: str = "",
 ) -> PreprocessResult:
-    """Clean new rows and history alike, then split the new rows into train and validation.
+    """Clean new rows and history alike; set the holdout rows apart; split the rest of the new
+    rows into train and validation.
 
-    Does what :func:`clean` and :func:`split_by_time` do, a chunk of rows at a time: a first
-    pass finds the rows to keep (labelled, not a repeat: 64-bit row hashes) and where the time
-    cut falls (from the timestamp column alone); a second pass writes each kept row to its
-    file, in the input's order. ``new_data`` and ``history`` are DataFrames, Parquet paths or
-    :class:`components.data.chunks.Table` objects.
+    Holdout rows (:mod:`components.data.roles`) go to ``evaluation_path``, new and history
+    alike are never trained on. Of the other new rows, the newest ``validation_fraction`` are
+    validation. Does what :func:`clean` and :func:`split_by_time` do, a chunk of rows at a time:
+    a first pass finds the rows to keep (labelled, not a repeat: 64-bit row hashes), their roles
+    and where the time cut falls; a second pass writes each kept row to its file, in the input's
+    order. ``new_data`` and ``history`` are DataFrames, Parquet paths or
+    :class:`components.data.chunks.Table` objects. The seed is drawn from the kept rows'
+    hashes and ``cutoff``: the same data gives the same seed, run after run.
     """
     new_table, history_table = as_table(new_data), as_table(history)
+    roles = (model_salt(model_name), holdout_fraction, timestamp_column)
     plan = _clean_plan(new_table, label_column=label_column, feature_kinds=feature_kinds,
-                       order_column=timestamp_column or SOURCE_FILE_COLUMN)
+                       order_column=timestamp_column or SOURCE_FILE_COLUMN, roles=roles)
+    training = plan.keep & ~plan.holdout
     is_validation = np.zeros(len(plan.keep), dtype=bool)
-    is_validation[plan.keep] = newest_rows(plan.order, validation_fraction)
-    routes = {"train": plan.keep & ~is_validation, "validation": is_validation}
-    rows = _write_clean(new_table, feature_kinds, label_column, routes,
-                        {"train": train_path, "validation": validation_path})
+    is_validation[training] = newest_rows(plan.order[~plan.holdout[plan.keep]],
+                                          validation_fraction)
+    routes = {"train": training & ~is_validation, "validation": is_validation,
+              "evaluation": plan.keep & plan.holdout}
+    paths = {"train": train_path, "validation": validation_path,
+             "evaluation": evaluation_path or Path(train_path).with_name("evaluation.parquet")}
+    rows = _write_clean(new_table, feature_kinds, label_column, routes, paths)
     history_plan = _clean_plan(history_table, label_column=label_column,
-                               feature_kinds=feature_kinds, order_column="")
+                               feature_kinds=feature_kinds, order_column="", roles=roles)
     history_rows = _write_clean(history_table, feature_kinds, label_column,
-                                {"history": history_plan.keep},
+                                {"history": history_plan.keep & ~history_plan.holdout},
                                 {"history": history_path})
-    return PreprocessResult(rows["train"], rows["validation"], history_rows["history"],
-                            plan.duplicates, plan.unlabelled)
+    return PreprocessResult(
+        rows["train"], rows["validation"], history_rows["history"], plan.duplicates,
+        plan.unlabelled, evaluation_rows=rows["evaluation"],
+        history_holdout_rows=int((history_plan.keep & history_plan.holdout).sum()),
+        seed=run_seed(plan.digest, cutoff))
+
+
+def run_seed(digest: int, cutoff: str) -> int:
+    """A 32-bit seed from the data's digest and the run's cutoff."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{digest}:{cutoff}".encode()).digest()[:4], "big")
 
 
 @dataclass
@@ -130,16 +162,21 @@ class _CleanPlan:
     order: np.ndarray  # the sort key of each kept row
     duplicates: int
     unlabelled: int
+    holdout: np.ndarray  # per input row: evaluation-only
+    digest: int = 0  # of the kept rows' hashes: what the run's seed is drawn from
 
 
 def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
-                order_column: str) -> _CleanPlan:
-    """Which rows :func:`clean` keeps, and the kept rows' ``order_column`` values as a key.
+                order_column: str, roles: tuple = (np.uint64(0), 0.0, "")) -> _CleanPlan:
+    """Which rows :func:`clean` keeps, their roles, and the kept rows' ``order_column`` values
+    as a key. ``roles``: the model's salt, the holdout fraction and the timestamp column.
 
-    Per row it keeps 17 bytes (a hash, a timestamp, a flag), in arrays sized once up front.
+    Per row it keeps 18 bytes (a hash, a timestamp, two flags), in arrays sized once up front.
     """
+    salt, holdout_fraction, timestamp_column = roles
     rows = table.rows
     labelled = np.zeros(rows, dtype=bool)
+    holdout = np.zeros(rows, dtype=bool)
     hashes = np.zeros(rows, dtype=np.uint64)
     keys = None
     offset = 0
@@ -150,6 +187,10 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
             labelled[offset:end] = coerced[label_column].notna().to_numpy()
         content = [c for c in coerced.columns if c != SOURCE_FILE_COLUMN]
         hashes[offset:end] = row_hashes(coerced, content)
+        if holdout_fraction:
+            holdout[offset:end] = holdout_mask(
+                coerced, role_columns(coerced.columns, feature_kinds, label_column,
+                                      timestamp_column), salt, holdout_fraction)
         if order_column:
             key = _order_key(coerced, order_column)
             if keys is None:
@@ -160,12 +201,13 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
     labelled_hashes = hashes[labelled_rows]
     del hashes
     is_first = first_occurrences(labelled_hashes)
+    digest = int(np.bitwise_xor.reduce(labelled_hashes[is_first])) if is_first.any() else 0
     del labelled_hashes
     keep = np.zeros(rows, dtype=bool)
     keep[labelled_rows] = is_first
     order = keys[keep] if keys is not None else np.zeros(int(keep.sum()))
     return _CleanPlan(keep, order, duplicates=len(labelled_rows) - int(is_first.sum()),
-                      unlabelled=rows - len(labelled_rows))
+                      unlabelled=rows - len(labelled_rows), holdout=holdout, digest=digest)
 
 
 def _write_clean(table, feature_kinds: dict[str, str], label_column: str,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from components.data.chunks import as_table
+from components.data.chunks import FrameTable, as_table
 from components.data.schema import SOURCE_FILE_COLUMN
 from components.ml.features import build_feature_transformer, features_and_labels
 from components.ml.metrics import LossAndAccuracy, score_model
@@ -27,6 +27,7 @@ from components.ml.models import (
     RANDOM_STATE,
     model_type_of,
     new_classifier,
+    with_decision_threshold,
 )
 from components.ml.threads import limited_threads
 from components.records import TrainingSummary
@@ -167,7 +168,7 @@ def _trace_hgb(classifier, X, y, X_val, y_val, epochs: int, first_iteration: int
 
 def fit_fresh(
     rows: pd.DataFrame, validation: pd.DataFrame, *, label_column: str,
-    feature_kinds: dict[str, str], model_type: str, epochs: int,
+    feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int = RANDOM_STATE,
 ):
     """Fit a new Pipeline on ``rows``; returns it and its epoch-by-epoch trace."""
     from sklearn.pipeline import Pipeline
@@ -177,11 +178,10 @@ def fit_fresh(
     transformer = build_feature_transformer(feature_kinds)
     X = np.asarray(transformer.fit_transform(features), dtype=float)
     X_val = np.asarray(transformer.transform(val_features), dtype=float)
-    classifier = new_classifier(model_type)
+    classifier = new_classifier(model_type, random_state=seed)
     if model_type == "sgd":
         classes = np.unique(np.concatenate([y, y_val]))
-        trace = _fit_sgd_epochs(classifier, [(X, y)], [(X_val, y_val)], classes, epochs,
-                                RANDOM_STATE)
+        trace = _fit_sgd_epochs(classifier, [(X, y)], [(X_val, y_val)], classes, epochs, seed)
     else:
         classifier.fit(X, y)
         trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs)
@@ -218,7 +218,8 @@ def finetune_blocker(champion, champion_meta: dict, *, model_type: str,
     return None
 
 
-def fit_finetune(champion, train, validation, *, label_column: str, epochs: int):
+def fit_finetune(champion, train, validation, *, label_column: str, epochs: int,
+                 seed: int = RANDOM_STATE):
     """Continue a copy of the champion on ``train``: more boosting stages, or more SGD epochs.
 
     ``train`` and ``validation``: DataFrames, Parquet paths or Tables. SGD streams them: each
@@ -228,7 +229,7 @@ def fit_finetune(champion, train, validation, *, label_column: str, epochs: int)
     """
     import tempfile
 
-    model = copy.deepcopy(champion)
+    model = with_decision_threshold(copy.deepcopy(champion), None)  # retrain sets it anew
     transformer, classifier = model.named_steps["features"], model.named_steps["classifier"]
     if model_type_of(model) == "sgd":
         with tempfile.TemporaryDirectory(prefix="finetune-") as folder:
@@ -237,7 +238,7 @@ def fit_finetune(champion, train, validation, *, label_column: str, epochs: int)
             validation_parts = _TransformedChunks(transformer, validation, label_column, folder,
                                                   "validation")
             trace = _fit_sgd_epochs(classifier, train_parts, validation_parts,
-                                    classifier.classes_, epochs, RANDOM_STATE + 1)
+                                    classifier.classes_, epochs, seed + 1)
         return model, trace
     features, y = features_and_labels(as_table(train).read(), label_column)
     val_features, y_val = features_and_labels(as_table(validation).read(), label_column)
@@ -264,6 +265,9 @@ def window_rows(rows: pd.DataFrame, *, timestamp_column: str, window_days: int,
     return rows[rows[SOURCE_FILE_COLUMN].isin(newest)]
 
 
+REFIT_LIMIT = 100_000  # below this many training rows the chosen candidate is refitted on all
+
+
 def retrain(
     *,
     strategy: str,
@@ -280,15 +284,25 @@ def retrain(
     window_files: int,
     champion=None,
     champion_meta: dict | None = None,
+    seed: int = RANDOM_STATE,
+    decision_threshold: str = "0.5",
 ) -> RetrainResult:
     """Fit the challenger with the requested strategy (``auto``: the best of those that apply).
+
+    Candidates are fitted on ``train`` (and the history their strategy uses) and compared on
+    ``validation``, rows the deploy gate never sees: the gate judges only the chosen one, on its
+    own holdout rows, so the choice cannot flatter it. The chosen candidate is then refitted on
+    its rows and the validation rows together (below :data:`REFIT_LIMIT` training rows, where
+    they are a real share of what there is to learn from). For binary labels the decision
+    threshold is set last (``decision_threshold``: a probability, or ``tuned`` on the validation
+    rows for the gate metric).
 
     Args:
         strategy: ``auto``, ``finetune``, ``full`` or ``window``.
         model_type: ``hgb`` or ``sgd``.
-        train: New rows to learn from (validation rows excluded).
-        history: Rows the champion line consumed before.
-        validation: The held-out newest rows; ``auto`` picks the candidate that scores best here.
+        train: New rows to learn from (validation and holdout rows excluded).
+        history: Rows the champion line consumed before (holdout rows excluded).
+        validation: The newest new training rows, held out to choose, tune and trace.
             Each of the three is a DataFrame, a Parquet path or a Table.
         label_column: Target column.
         timestamp_column: Event-time column (empty in batch mode).
@@ -299,6 +313,8 @@ def retrain(
         window_files: Number of newest files in the window (batch mode).
         champion: The champion Pipeline, or None on a cold start.
         champion_meta: The champion's registry metadata.
+        seed: Seed of every random choice (drawn from the run's data and cutoff).
+        decision_threshold: ``0.5`` (argmax), another probability, or ``tuned``.
 
     Returns:
         The chosen model, every candidate, and the trace.
@@ -310,24 +326,91 @@ def retrain(
     wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows)
     candidate_rows = _candidate_rows(wanted, train, history, timestamp_column=timestamp_column,
                                      window_days=window_days, window_files=window_files)
+    fit = dict(champion=champion, label_column=label_column, feature_kinds=feature_kinds,
+               model_type=model_type, epochs=epochs, seed=seed)
     with limited_threads(history.rows + train.rows, len(feature_kinds)):
-        candidates = [
-            _fit_candidate(name, candidate_rows, blocker=blocker, auto=strategy == "auto",
-                           champion=champion, validation=validation, label_column=label_column,
-                           feature_kinds=feature_kinds, model_type=model_type, metric=metric,
-                           epochs=epochs)
-            for name in wanted]
-    fitted = [c for c in candidates if c.status == "fitted"]
-    if not fitted:
-        raise RetrainError("no strategy could be fitted: " + "; ".join(
-            f"{c.strategy}: {c.note}" for c in candidates))
-    best = max(fitted, key=lambda c: (_comparable(c.score), -CANDIDATE_ORDER.index(c.strategy)))
-    if strategy == "auto":
-        notes.append(f"auto chose {best.strategy} ({metric} {_comparable(best.score):.4f} on the "
-                     "validation rows)")
-    return RetrainResult(model=best.model, strategy=best.strategy, requested_strategy=strategy,
+        candidates = [_fit_candidate(name, candidate_rows, blocker=blocker,
+                                     auto=strategy == "auto", validation=validation,
+                                     metric=metric, **fit) for name in wanted]
+        fitted = [c for c in candidates if c.status == "fitted"]
+        if not fitted:
+            raise RetrainError("no strategy could be fitted: " + "; ".join(
+                f"{c.strategy}: {c.note}" for c in candidates))
+        best = max(fitted, key=lambda c: (_comparable(c.score),
+                                          -CANDIDATE_ORDER.index(c.strategy)))
+        if strategy == "auto":
+            notes.append(f"auto chose {best.strategy} ({metric} {_comparable(best.score):.4f} "
+                         "on the validation rows, which the gate does not use)")
+        # The threshold is tuned on the candidate, for which the validation rows are unseen.
+        threshold, threshold_note = _decision_threshold(best.model, decision_threshold,
+                                                        validation, label_column, metric)
+        model, training_data = best.model, candidate_rows[best.strategy]
+        if best.rows < REFIT_LIMIT and validation.rows:
+            training_data = _with_rows(training_data, validation)
+            model, _ = _fit(best.strategy, training_data, validation, **fit)
+            notes.append(f"refitted {best.strategy} on its {best.rows} rows and the "
+                         f"{validation.rows} validation rows")
+    from components.ml.models import with_decision_threshold
+
+    model = with_decision_threshold(model, threshold)
+    if threshold_note:
+        notes.append(threshold_note)
+    return RetrainResult(model=model, strategy=best.strategy, requested_strategy=strategy,
                          model_type=model_type, candidates=candidates, trace=best.trace,
-                         notes=notes, training_data=candidate_rows[best.strategy])
+                         notes=notes, training_data=training_data)
+
+
+def _with_rows(rows, validation):
+    """A strategy's rows and the validation rows, in the form the strategy fits on."""
+    if isinstance(rows, pd.DataFrame):
+        return pd.concat([rows, validation.read()], ignore_index=True)
+    return FrameTable(pd.concat([as_table(rows).read(), validation.read()], ignore_index=True))
+
+
+def _fit(name: str, rows, validation, *, champion, label_column: str,
+         feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int):
+    if name == "finetune":
+        return fit_finetune(champion, rows, validation, label_column=label_column,
+                            epochs=epochs, seed=seed)
+    return fit_fresh(as_table(rows).read(), validation.read(), label_column=label_column,
+                     feature_kinds=feature_kinds, model_type=model_type, epochs=epochs,
+                     seed=seed)
+
+
+TUNING_SCORING = {"accuracy": "accuracy", "f1": "f1_macro",
+                  "roc_auc": "balanced_accuracy"}  # ROC AUC does not depend on a threshold
+MIN_CLASS_ROWS_TO_TUNE = 10
+
+
+def _decision_threshold(model, decision_threshold: str, validation, label_column: str,
+                        metric: str) -> tuple[float | None, str]:
+    """The decision threshold (None: argmax) and a note of how it was set, or why not."""
+    if len(model.classes_) != 2:
+        return None, ("" if decision_threshold == "0.5" else
+                      f"decision_threshold {decision_threshold} applies to binary labels only: "
+                      "argmax")
+    if decision_threshold != "tuned":
+        threshold = float(decision_threshold)
+        return (None, "") if threshold == 0.5 else (threshold,
+                                                    f"decision threshold {threshold:g}")
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import TunedThresholdClassifierCV
+
+    from components.ml.models import with_decision_threshold
+
+    features, y = features_and_labels(validation.read(), label_column)
+    counts = pd.Series(y).value_counts()
+    if len(counts) < 2 or counts.min() < MIN_CLASS_ROWS_TO_TUNE:
+        return None, (f"decision threshold not tuned: the validation rows hold fewer than "
+                      f"{MIN_CLASS_ROWS_TO_TUNE} of a class; 0.5")
+    tuner = TunedThresholdClassifierCV(FrozenEstimator(with_decision_threshold(model, None)),
+                                       scoring=TUNING_SCORING[metric],
+                                       response_method="predict_proba",
+                                       cv=min(5, int(counts.min())), random_state=0)
+    tuner.fit(features, y)
+    threshold = float(tuner.best_threshold_)
+    return threshold, (f"decision threshold tuned to {threshold:.3f} on the {len(y)} "
+                       f"validation rows for {TUNING_SCORING[metric]}")
 
 
 def _strategies_to_try(strategy: str, blocker: str | None,
@@ -357,8 +440,7 @@ def _candidate_rows(wanted: list[str], train, history, *, timestamp_column: str,
 
 
 def _fit_candidate(name: str, candidate_rows: dict, *, blocker: str | None, auto: bool,
-                   champion, validation, label_column: str, feature_kinds: dict[str, str],
-                   model_type: str, metric: str, epochs: int) -> Candidate:
+                   validation, metric: str, **fit) -> Candidate:
     """Fit one strategy and score it on the validation rows, or say why it was skipped."""
     if name == "finetune" and blocker:
         return Candidate(name, "skipped", blocker)
@@ -367,16 +449,10 @@ def _fit_candidate(name: str, candidate_rows: dict, *, blocker: str | None, auto
         return Candidate(name, "skipped", "the window holds every row: same as full",
                          rows=len(rows))
     row_count = as_table(rows).rows
-    if len(label_values(rows, label_column)) < 2:
+    if len(label_values(rows, fit["label_column"])) < 2:
         return Candidate(name, "skipped", "fewer than two classes in its rows", rows=row_count)
-    if name == "finetune":
-        model, trace = fit_finetune(champion, rows, validation, label_column=label_column,
-                                    epochs=epochs)
-    else:
-        model, trace = fit_fresh(rows, validation.read(), label_column=label_column,
-                                 feature_kinds=feature_kinds, model_type=model_type,
-                                 epochs=epochs)
-    scores = score_model(model, validation, label_column)
+    model, trace = _fit(name, rows, validation, **fit)
+    scores = score_model(model, validation, fit["label_column"])
     return Candidate(name, "fitted", rows=row_count, score=scores.get(metric), metrics=scores,
                      model=model, trace=trace)
 

@@ -36,6 +36,7 @@ def chain(tmp_path_factory, demo_folder, stages):
         ("new_data", Dataset), ("history", Dataset), ("ingest_report", Artifact),
         ("validation_report", Artifact), ("report", Markdown), ("drift_report", HTML),
         ("schema", Artifact), ("train_data", Dataset), ("validation_data", Dataset),
+        ("evaluation_data", Dataset),
         ("clean_history", Dataset), ("challenger", Model), ("training_metrics", Metrics),
         ("training_trace", Markdown), ("metrics", Metrics),
         ("classification_metrics", ClassificationMetrics), ("comparison", Markdown),
@@ -52,27 +53,31 @@ def chain(tmp_path_factory, demo_folder, stages):
         run_id="run-1", validation_report=a["validation_report"], report=a["report"],
         drift_report=a["drift_report"], schema=a["schema"], **COLUMNS, **common)
     out["preprocess"] = stages.preprocess.python_func(
-        new_data=a["new_data"], history=a["history"], schema=a["schema"], run_id="run-1",
-        validation_fraction=0.2, train_data=a["train_data"],
-        validation_data=a["validation_data"], clean_history=a["clean_history"], **COLUMNS,
+        new_data=a["new_data"], history=a["history"], schema=a["schema"],
+        ingest_report=a["ingest_report"], run_id="run-1", validation_fraction=0.2,
+        holdout_fraction=0.2, train_data=a["train_data"], validation_data=a["validation_data"],
+        evaluation_data=a["evaluation_data"], clean_history=a["clean_history"], **COLUMNS,
         **common)
     stages.retrain.python_func(
         train_data=a["train_data"], validation_data=a["validation_data"],
         clean_history=a["clean_history"], schema=a["schema"], champion_version="",
         strategy="auto", model_type="hgb", metric="accuracy", epochs=3, window_days=90,
-        window_files=3, run_id="run-1", challenger=a["challenger"], training_metrics=a["training_metrics"],
+        window_files=3, decision_threshold="0.5", seed=out["preprocess"][1], run_id="run-1",
+        challenger=a["challenger"], training_metrics=a["training_metrics"],
         training_trace=a["training_trace"], **COLUMNS, **common)
     out["evaluate"] = stages.evaluate.python_func(
-        challenger=a["challenger"], validation_data=a["validation_data"],
+        challenger=a["challenger"], evaluation_data=a["evaluation_data"],
         ingest_report=a["ingest_report"], validation_report=a["validation_report"],
         preprocess_counts=out["preprocess"][0], champion_version="", strategy="auto",
         model_type="hgb", metric="accuracy", threshold=0.8, min_improvement=0.0,
-        run_id="run-1", metrics=a["metrics"], classification_metrics=a["classification_metrics"],
+        confidence=0.95, min_evaluation_rows=300, max_evaluation_rows=5000, run_id="run-1",
+        metrics=a["metrics"], classification_metrics=a["classification_metrics"],
         comparison=a["comparison"], decision_record=a["decision_record"],
         prediction_sample=a["prediction_sample"], **COLUMNS, **common)
     out["deploy"] = stages.deploy.python_func(
         challenger=a["challenger"], decision_record=a["decision_record"],
-        prediction_sample=a["prediction_sample"], run_id="run-1", serving_namespace="",
+        prediction_sample=a["prediction_sample"], evaluation_data=a["evaluation_data"],
+        max_evaluation_rows=5000, run_id="run-1", serving_namespace="",
         canary_traffic_percent=100, serving_timeout_seconds=600, serving_image="unused:1",
         serving_service_account="", serving_resources="", **COLUMNS, **common)
     return out
@@ -100,10 +105,16 @@ def test_validate_passes_the_schema_it_checked_against(chain):
 
 
 def test_preprocess_counts_add_up(chain):
-    """Check that training and validation rows are the new rows, split 80/20."""
-    [counts] = chain["preprocess"]
-    assert (counts["train_rows"], counts["validation_rows"]) == (800, 200)
-    assert chain["artifacts"]["validation_data"].metadata["rows"] == 200
+    """Check that the new rows are split into holdout (about 20%, never trained on), then the
+    rest 80/20 into training and selection rows, and that the seed comes with the counts."""
+    counts, seed = chain["preprocess"]
+    assert counts["train_rows"] + counts["validation_rows"] + counts["evaluation_rows"] == 1000
+    assert 160 <= counts["evaluation_rows"] <= 240
+    assert counts["validation_rows"] == round(0.2 * (1000 - counts["evaluation_rows"]))
+    for name in ("train_data", "validation_data", "evaluation_data"):
+        key = name.replace("_data", "_rows")
+        assert chain["artifacts"][name].metadata["rows"] == counts[key]
+    assert seed == counts["seed"] and isinstance(seed, int)
 
 
 def test_retrain_writes_the_model_folder_and_logs_the_trace(chain):
@@ -123,7 +134,8 @@ def test_evaluate_logs_metrics_and_decides_a_cold_start(chain):
     assert decision == GateDecision.DEPLOY and reason.startswith("cold start")
     assert chain["artifacts"]["metrics"].metadata["challenger_accuracy"] >= 0.8
     matrix = chain["artifacts"]["classification_metrics"].metadata["confusionMatrix"]
-    assert sum(sum(row["row"]) for row in matrix["rows"]) == 200
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == chain["preprocess"][0][
+        "evaluation_rows"]
 
 
 def test_deploy_promotes_v0001(chain):

@@ -1,46 +1,112 @@
 """Policies: the deploy gate and the trigger policy decide, and say why."""
 
+import numpy as np
 import pytest
 
+from components.ml.comparison import compare
 from components.outcomes import GateDecision, ValidateDecision
-from components.policies import gate_decision, trigger_decision
+from components.policies import NON_INFERIORITY_MARGIN, gate_decision, trigger_decision
 from components.records import Finding, ValidationReport
 
 DEPLOY, REJECT = GateDecision.DEPLOY, GateDecision.REJECT
 
 
-@pytest.mark.parametrize(
-    "challenger, champion, expected, reason",
-    [
-        (0.85, None, DEPLOY, "cold start: no champion yet; challenger accuracy 0.8500 >= "
-                             "threshold 0.8000"),
-        (0.79, None, REJECT, "challenger accuracy 0.7900 is below the threshold 0.8000"),
-        (0.85, 0.80, DEPLOY, "beats champion v0001 (0.8000) by 0.0500"),
-        (0.85, 0.85, REJECT, "does not beat champion v0001 (0.8500) by more than 0.0000"),
-        (0.84, 0.86, REJECT, "does not beat champion"),
-        (0.78, 0.60, REJECT, "below the threshold"),
-    ],
-    ids=["seed-gate-cold-start", "below-threshold", "beats-champion", "tie-keeps-champion",
-         "worse-than-champion", "better-but-below-threshold"],
-)
-def test_gate(challenger, champion, expected, reason):
-    """Check the deploy decision and its reason for each case of the gate."""
-    decision = gate_decision({"accuracy": challenger},
-                      None if champion is None else {"accuracy": champion},
-                      metric="accuracy", threshold=0.80, min_improvement=0.0,
-                      champion_version="v0001")
-    assert decision.decision == expected
-    assert reason in decision.reason
-    assert decision.cold_start is (champion is None)
+def _paired(rows: int, champion_right: int, challenger_right: int, both_right: int,
+            seed: int = 0):
+    """A paired comparison of two classifiers on ``rows`` binary rows: the champion right on
+    ``champion_right`` of them, the challenger on ``challenger_right``, both on ``both_right``."""
+    y = np.zeros(rows, dtype=int)
+    champion = np.ones(rows, dtype=int)  # wrong unless set right below
+    challenger = np.ones(rows, dtype=int)
+    order = np.random.default_rng(seed).permutation(rows)
+    only_champion = champion_right - both_right
+    only_challenger = challenger_right - both_right
+    champion[order[:both_right + only_champion]] = 0
+    challenger[order[:both_right]] = 0
+    challenger[order[both_right + only_champion:both_right + only_champion
+                     + only_challenger]] = 0
+    probabilities = np.eye(2)
+    return compare("accuracy", y, champion_predicted=champion,
+                   champion_probabilities=probabilities[champion],
+                   challenger_predicted=challenger,
+                   challenger_probabilities=probabilities[challenger],
+                   classes=np.array([0, 1]), confidence=0.95, seed=7)
 
 
-def test_min_improvement_is_required():
-    """Check that a gain not above min_improvement keeps the champion."""
-    decision = gate_decision({"f1": 0.86}, {"f1": 0.85}, metric="f1", threshold=0.8,
-                      min_improvement=0.02, champion_version="v0003")
-    assert decision.decision == REJECT
+def _gate(comparison, *, threshold=0.80, min_improvement=0.0):
+    return gate_decision(comparison, comparison.challenger, metric="accuracy",
+                         threshold=threshold, min_improvement=min_improvement,
+                         rows=comparison.rows, champion_version="v0001")
 
 
+def test_a_clear_gain_deploys_and_the_reason_names_the_interval():
+    """Check that 0.872 against 0.801 on 412 rows deploys, and the reason reads as the issue's."""
+    comparison = _paired(412, champion_right=330, challenger_right=359, both_right=320)
+    verdict = _gate(comparison)
+    assert verdict.decision == DEPLOY
+    assert verdict.reason.startswith("challenger accuracy 0.871 vs champion v0001 0.801 on "
+                                     "412 rows: +0.070 (95% CI +0."), verdict.reason
+    assert comparison.ci_low > 0.03 and comparison.ci_high < 0.11
+    assert comparison.p_value < 1e-4
+    assert "exact McNemar" in comparison.method
+
+
+def test_the_seed_gate_on_40_rows_no_longer_deploys_a_noisy_gain():
+    """Check that one more right answer in 40 (0.725 against 0.700) is not called better."""
+    verdict = _gate(_paired(40, champion_right=28, challenger_right=29, both_right=24),
+                    threshold=0.6)
+    assert verdict.decision == REJECT
+    assert "does not beat the champion by more than 0 with 95% confidence" in verdict.reason
+
+
+def test_the_interval_must_clear_min_improvement():
+    """Check that a gain whose lower bound is above 0 but not above min_improvement is kept."""
+    comparison = _paired(2000, champion_right=1700, challenger_right=1760, both_right=1680)
+    assert 0 < comparison.ci_low < 0.05
+    assert _gate(comparison).decision == DEPLOY
+    assert _gate(comparison, min_improvement=0.05).decision == REJECT
+
+
+def test_a_decaying_champion_is_replaced_by_a_challenger_that_is_not_worse():
+    """Check that a champion below the threshold gives way to an equal challenger above it,
+    and not to one that may be more than the margin worse."""
+    equal = _paired(400, champion_right=316, challenger_right=324, both_right=300)
+    assert equal.champion < 0.8 <= equal.challenger and equal.ci_low < 0
+    verdict = _gate(equal)
+    assert verdict.decision == DEPLOY and "the champion is below the threshold" in verdict.reason
+    worse = _paired(60, champion_right=46, challenger_right=46, both_right=36)
+    assert worse.ci_low < -NON_INFERIORITY_MARGIN
+    assert _gate(worse, threshold=0.9).decision == REJECT
+
+
+def test_below_the_threshold_a_challenger_needs_a_champion_below_it_too():
+    """Check that a challenger under the threshold never replaces a champion above it, and does
+    replace a champion further below it (serving the less bad model)."""
+    worse = _gate(_paired(500, champion_right=420, challenger_right=380, both_right=370))
+    assert worse.decision == REJECT
+    assert "the challenger is below the threshold 0.800" in worse.reason
+    both_low = _gate(_paired(500, champion_right=300, challenger_right=380, both_right=290))
+    assert both_low.decision == DEPLOY
+    assert "the champion is below the threshold" in both_low.reason
+
+
+def test_cold_start_uses_the_threshold_and_reports_the_interval():
+    """Check the cold-start gate: the threshold alone decides; the reason carries the rows."""
+    verdict = gate_decision(None, 0.85, metric="accuracy", threshold=0.8, min_improvement=0.0,
+                            rows=300, cold_interval=(0.81, 0.89))
+    assert verdict.decision == DEPLOY and verdict.cold_start
+    assert verdict.reason == ("cold start: no champion yet; challenger accuracy 0.850 >= "
+                              "threshold 0.800 on 300 rows (95% CI 0.810 to 0.890)")
+    below = gate_decision(None, 0.7, metric="accuracy", threshold=0.8, min_improvement=0.0,
+                          rows=300)
+    assert below.decision == REJECT and "below the threshold" in below.reason
+
+
+def test_an_undefined_challenger_score_is_rejected():
+    """Check that a metric undefined on the rows (one class only, ROC AUC) never deploys."""
+    verdict = gate_decision(None, float("nan"), metric="roc_auc", threshold=0.5,
+                            min_improvement=0.0, rows=12)
+    assert verdict.decision == REJECT and "undefined on the 12 evaluation rows" in verdict.reason
 
 
 class _Drift:
@@ -51,6 +117,9 @@ class _Drift:
 
     def strongest(self):
         return "largest PSI 0.300 (x1, drift at 0.25)"
+
+    def drifted_text(self):
+        return ", ".join(self.drifted)
 
 
 VALID = ValidationReport([], rows=200, labelled_rows=200)

@@ -21,7 +21,7 @@ def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
     work.mkdir(parents=True, exist_ok=True)
     p = {name: str(work / name) for name in (
         "new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
-        "schema.json", "train", "validation", "clean_history", "model", "trace.md",
+        "schema.json", "train", "validation", "evaluation", "clean_history", "model", "trace.md",
         "decision.json", "comparison.md", "prediction_sample")}
     common = dict(registry_uri=registry_uri, model_name="customers")
     ingest = steps.ingest_step(source_uri=str(source), cutoff=cutoff, scheduled_time="",
@@ -36,21 +36,26 @@ def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
                         markdown_path=p["validation.md"], html_path=p["drift.html"],
                         schema_path=p["schema.json"], **COLUMNS, **common)
     counts = steps.preprocess_step(new_data_path=p["new"], history_path=p["history"],
-                                   schema_path=p["schema.json"], validation_fraction=0.2,
-                                   train_path=p["train"], validation_path=p["validation"],
-                                   history_out_path=p["clean_history"], **COLUMNS)
+                                   schema_path=p["schema.json"],
+                                   ingest_report_path=p["ingest.json"], validation_fraction=0.2,
+                                   holdout_fraction=0.2, train_path=p["train"],
+                                   validation_path=p["validation"],
+                                   evaluation_path=p["evaluation"],
+                                   history_out_path=p["clean_history"], run_id=run_id,
+                                   **COLUMNS, **common)
     p["training"] = steps.retrain_step(
         train_path=p["train"], validation_path=p["validation"], history_path=p["clean_history"],
         schema_path=p["schema.json"], champion_version=ingest["champion_version"],
         strategy=strategy, model_type="hgb", metric="accuracy", epochs=3, window_days=90,
-        window_files=3, model_dir=p["model"], trace_markdown_path=p["trace.md"], **COLUMNS,
-        **common)
-    p["evaluation"] = steps.evaluate_step(
-        challenger_dir=p["model"], validation_path=p["validation"],
+        window_files=3, model_dir=p["model"], trace_markdown_path=p["trace.md"],
+        seed=counts["seed"], **COLUMNS, **common)
+    p["outcome"] = steps.evaluate_step(
+        challenger_dir=p["model"], evaluation_path=p["evaluation"],
         ingest_report_path=p["ingest.json"], validation_report_path=p["validation.json"],
         preprocess_counts=counts, champion_version=ingest["champion_version"],
         strategy=strategy, model_type="hgb", metric="accuracy", threshold=0.5,
-        min_improvement=0.0, run_id=run_id, decision_record_path=p["decision.json"],
+        min_improvement=0.0, confidence=0.95, min_evaluation_rows=300,
+        max_evaluation_rows=5000, run_id=run_id, decision_record_path=p["decision.json"],
         comparison_path=p["comparison.md"], prediction_sample_path=p["prediction_sample"],
         **COLUMNS, **common)
     return p
@@ -62,7 +67,8 @@ def _deploy(p, registry_uri, run_id, *, infra_validation=True, **serving):
     return steps.deploy_step(registry_uri=registry_uri, model_name="customers",
                              challenger_dir=p["model"], decision_record_path=p["decision.json"],
                              prediction_sample_path=p["prediction_sample"] if infra_validation
-                             else "", run_id=run_id, **COLUMNS, **serving)
+                             else "", evaluation_path=p["evaluation"], run_id=run_id,
+                             **COLUMNS, **serving)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +106,10 @@ def test_retrain_continues_the_champion_and_keeps_its_schema(month):
     assert len(training["trace"]) == 3 and training["classes"] == [0, 1]
     schema = json.loads((month["root"] / "second" / "model" / "schema.json").read_text())
     parent = Registry(month["registry_uri"], "customers").version_json("v0001", "schema.json")
-    assert schema["rows"] == parent["rows"] + 320  # 80% of the 400 new rows
+    counts = json.loads((month["root"] / "second" / "decision.json").read_text())["data"]
+    assert counts["train_rows"] + counts["validation_rows"] + counts["evaluation_rows"] == 400
+    # refitted on its training and selection rows; the holdout rows are never trained on
+    assert schema["rows"] == parent["rows"] + counts["train_rows"] + counts["validation_rows"]
     web = {c["name"]: c for c in schema["columns"]}["web_visits_last_month"]
     old = {c["name"]: c for c in parent["columns"]}["web_visits_last_month"]
     assert web["max"] >= old["max"] and web["min"] <= old["min"]
@@ -112,15 +121,24 @@ def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
     record = DecisionRecord.from_dict(json.loads((month["root"] / "second" /
                                                   "decision.json").read_text()))
     assert record.champion.version == "v0001"
-    assert record.decision == p["evaluation"]["decision"]
-    assert record.champion.metrics == p["evaluation"]["champion"]
-    assert record.challenger.metrics == p["evaluation"]["challenger"]
-    assert (record.data["new_rows"], record.data["validation_rows"]) == (400, 80)
+    assert record.decision == p["outcome"]["decision"]
+    assert record.champion.metrics == p["outcome"]["champion"]
+    assert record.challenger.metrics == p["outcome"]["challenger"]
+    assert record.data["new_rows"] == 400
+    gate = record.gate
+    assert gate["rows"] == record.data["evaluation_rows"] == gate["evaluation"]["rows"]
+    assert all(type(record.data[key]) is int for key in (
+        "new_rows", "train_rows", "validation_rows", "evaluation_rows", "history_rows"))
+    assert gate["ci_low"] <= gate["delta"] <= gate["ci_high"] and 0 <= gate["p_value"] <= 1
+    assert "exact McNemar" in gate["method"]
+    assert f"on {gate['rows']} rows: {gate['delta']:+.3f} (95% CI" in record.reason
     assert record.data["watermark_before"].startswith("2025-03-31")
     comparison = (month["root"] / "second" / "comparison.md").read_text()
     assert "| metric | champion v0001 | challenger (finetune, hgb) |" in comparison
-    expected = (GateDecision.DEPLOY if record.challenger.metrics["accuracy"]
-                > record.champion.metrics["accuracy"] else GateDecision.REJECT)
+    assert f"Evaluation rows: {gate['rows']} holdout rows" in comparison
+    assert "(95% CI" in comparison
+    # deploy only when the interval's lower bound is above min_improvement (0 here)
+    expected = GateDecision.DEPLOY if gate["ci_low"] > 0 else GateDecision.REJECT
     assert record.decision == expected
 
 
@@ -185,7 +203,7 @@ def test_a_retried_deploy_promotes_once(month, registry, tmp_path, monkeypatch, 
         _deploy(month["paths"], registry, "run-2", infra_validation=False)
     result = _deploy(month["paths"], registry, "run-2", infra_validation=False)  # the retry
     assert (result["result"], result["reason"]) == (DeployResult.DEPLOYED,
-                                                    month["paths"]["evaluation"]["reason"])
+                                                    month["paths"]["outcome"]["reason"])
     store = Registry(registry, "customers")
     pointer = store.champion()
     assert (pointer.version, pointer.previous) == (result["version"], "v0001")

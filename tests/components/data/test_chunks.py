@@ -116,7 +116,7 @@ def test_preprocess_splits_the_same_rows_whatever_the_chunk_size(tmp_path, monke
 def test_sgd_finetune_streams_its_chunks(tmp_path, monkeypatch):
     """Check an SGD fine-tune over 50-row chunks continues the champion, one trace row per epoch,
     and lands near the same accuracy as one over the rows held whole."""
-    from components.stages.evaluate import score_model
+    from components.ml.metrics import score_model
     from components.stages.retrain import fit_finetune, fit_fresh
 
     champion, _ = fit_fresh(make_rows(400, seed=4), make_rows(100, seed=5), label_column="label",

@@ -7,12 +7,13 @@ import pytest
 from app import demo_data
 from components.data.drift import (
     DRIFT,
+    MIN_BATCH_ROWS,
     OK,
     detect_drift,
     population_stability_index,
     reference_statistics,
 )
-from components.data.schema import infer_schema
+from components.data.schema import SOURCE_FILE_COLUMN, infer_schema
 from components.outcomes import ValidateDecision
 from components.params import DEFAULT_THRESHOLDS
 from components.policies import trigger_decision
@@ -128,3 +129,58 @@ def test_trigger_policies(demo_folder, reference):
                  "(retrain_when=min_rows)")
     assert trigger_decision(_report(labelled=600), calm, retrain_when="min_rows", min_rows=500)[0] == RETRAIN
     assert trigger_decision(_report(errors=1), drifted, retrain_when="drift", min_rows=100)[0] == INVALID
+
+
+def _calm_then_moved(seed: int, *, one_file: bool):
+    """A calm month left pending by a skipped run, then a month whose age and income moved."""
+    rng = np.random.default_rng(seed)
+    calm = demo_data.customers(200, demo_data.month_start(3), demo_data.month_start(4), 0.0, rng)
+    moved = demo_data.customers(200, demo_data.month_start(4), demo_data.month_start(5), 0.0,
+                                rng)
+    moved["age"] += 9
+    moved["income"] *= 1.25
+    calm[SOURCE_FILE_COLUMN] = "pending.csv" if not one_file else "export.csv"
+    moved[SOURCE_FILE_COLUMN] = "new.csv" if not one_file else "export.csv"
+    return pd.concat([calm, moved], ignore_index=True)
+
+
+@pytest.mark.parametrize("one_file", [False, True], ids=["two-files", "one-file-two-months"])
+def test_a_drifted_batch_pooled_with_a_calm_one_is_found(reference, one_file):
+    """Check that a shift the pooled PSI hides (under 0.25) is found in its own batch: each file,
+    or each calendar month of a file that spans several."""
+    new = _calm_then_moved(0, one_file=one_file)
+    report = detect_drift(new, reference, DEFAULT_THRESHOLDS, timestamp_column=TIME)
+    pooled = {f.feature: f for f in report.features}
+    assert pooled["age"].verdict != DRIFT and pooled["income"].verdict != DRIFT
+    moved = "export.csv 2025-05" if one_file else "new.csv 2025-05"
+    assert set(report.drifted) == {"age", "income"}
+    assert report.drifted_batches("age") == [moved]
+    assert [b.rows for b in report.batches] == [200, 200]
+    decision, reason = trigger_decision(_report(), report, retrain_when="drift", min_rows=100)
+    assert decision == RETRAIN
+    assert reason == f"drift detected in age (in {moved}), income (in {moved})"
+    markdown = drift_markdown(report, 0.05)
+    assert f"| {moved} | 200 | age, income |" in markdown
+    assert report.to_dict()["batches"][1]["drifted"] == ["age", "income"]
+
+
+def test_small_batches_are_shown_but_not_judged(reference):
+    """Check that a batch under MIN_BATCH_ROWS rows never decides drift on its own."""
+    new = _calm_then_moved(1, one_file=False)
+    small = new[new[SOURCE_FILE_COLUMN] == "new.csv"].head(MIN_BATCH_ROWS - 1)
+    rows = pd.concat([new[new[SOURCE_FILE_COLUMN] == "pending.csv"], small], ignore_index=True)
+    report = detect_drift(rows, reference, DEFAULT_THRESHOLDS, timestamp_column=TIME)
+    assert [b.judged for b in report.batches] == [True, False]
+    assert report.drifted == []
+    assert "not judged (under 100 rows)" in drift_markdown(report, 0.05)
+
+
+def test_calm_batches_rarely_drift_by_chance(reference):
+    """Check the chance check: 40 calm 200-row files drift nowhere, pooled or alone."""
+    frames = []
+    for seed in range(40):
+        month = _same_distribution_month(100 + seed, rows=200)
+        month[SOURCE_FILE_COLUMN] = f"month-{seed:02d}.csv"
+        frames.append(month)
+    report = detect_drift(pd.concat(frames, ignore_index=True), reference, DEFAULT_THRESHOLDS)
+    assert len(report.batches) == 40 and report.drifted == []

@@ -64,7 +64,8 @@ def test_finetune_continues_the_champion(drift, model_type):
                             model_type=model_type, epochs=3)
     before = champion.predict_proba(validation).copy()
     result = _run("finetune", train, history, validation, champion, model_type=model_type)
-    assert result.strategy == "finetune" and result.notes == []
+    assert result.strategy == "finetune"
+    assert result.notes == ["refitted finetune on its 450 rows and the 150 validation rows"]
     assert (champion.predict_proba(validation) == before).all()
     assert result.candidates[0].score > 0.6
 
@@ -111,3 +112,53 @@ def test_no_fittable_candidate_is_an_error():
     with pytest.raises(RetrainError, match="fewer than two classes"):
         _run("full", frame, frame.iloc[:0], frame, None)
 
+
+
+def _rare_positives(n: int, seed: int) -> pd.DataFrame:
+    """Rows whose positive class is rare (about 10%) and noisy: F1 is best below 0.5."""
+    import numpy as np
+
+    frame = make_rows(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    logit = 1.5 * frame["x1"] + frame["x2"] - 3.2
+    frame["label"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return _prepare(frame)
+
+
+def test_a_tuned_decision_threshold_is_saved_in_the_model_file(tmp_path):
+    """Check decision_threshold=tuned: TunedThresholdClassifierCV sets it on the selection rows
+    for the gate metric (F1 here), it travels inside model.skops, and predict applies it."""
+    from components.ml.metrics import score_model
+    from components.ml.models import decision_threshold_of, load_model, save_model
+
+    train, validation = _rare_positives(2000, 1), _rare_positives(600, 2)
+    plain = _run("full", train, train.iloc[:0], validation, metric="f1")
+    tuned = _run("full", train, train.iloc[:0], validation, metric="f1",
+                 decision_threshold="tuned")
+    threshold = decision_threshold_of(tuned.model)
+    assert decision_threshold_of(plain.model) is None
+    assert 0.05 < threshold < 0.5
+    assert f"decision threshold tuned to {threshold:.3f} on the 600 validation rows" in \
+        " ".join(tuned.notes)
+    save_model(tuned.model, tmp_path / "model.skops")
+    loaded = load_model(tmp_path / "model.skops")
+    fresh = _rare_positives(20_000, 3)
+    probabilities = loaded.predict_proba(fresh)
+    assert (loaded.predict(fresh) == (probabilities[:, 1] >= threshold)).all()
+    # on 20,000 fresh rows the tuned threshold gives the better F1
+    assert score_model(loaded, fresh, "label")["f1"] > \
+        score_model(plain.model, fresh, "label")["f1"] + 0.01
+
+
+def test_a_fixed_decision_threshold_and_multiclass_labels():
+    """Check a fixed threshold is applied as given, and that multiclass labels keep argmax."""
+    from components.ml.models import decision_threshold_of
+
+    rows = _rare_positives(800, 4)
+    fixed = _run("full", rows, rows.iloc[:0], rows.tail(200), decision_threshold="0.3")
+    assert decision_threshold_of(fixed.model) == 0.3
+    assert "decision threshold 0.3" in fixed.notes
+    three = _prepare(make_rows(600, seed=5, labels=("a", "b", "c")))
+    multi = _run("full", three, three.iloc[:0], three.tail(150), decision_threshold="tuned")
+    assert decision_threshold_of(multi.model) is None
+    assert "decision_threshold tuned applies to binary labels only: argmax" in multi.notes

@@ -1,0 +1,52 @@
+"""Which rows are evaluation-only: decided once, from each row's content and the model's name.
+
+A row is a holdout row when a 64-bit hash of its values (features, label and event time, as the
+schema reads them), mixed with a hash of the model's name, falls in the lowest
+``holdout_fraction`` of the range. The same row gets the same role in every run, read from any
+file, under every strategy; so no version is ever trained on a holdout row, and a champion and
+its challenger are compared on rows neither has seen. Another model name draws another set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from components.data.chunks import row_hashes
+
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def model_salt(model_name: str) -> np.uint64:
+    """A 64-bit number of the model's name."""
+    return np.uint64(int.from_bytes(hashlib.sha256(model_name.encode()).digest()[:8], "big"))
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: spreads every input bit over the output (so the low hashes of
+    similar rows do not fall together)."""
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def role_columns(frame_columns, feature_kinds: dict[str, str], label_column: str,
+                 timestamp_column: str) -> list[str]:
+    """The columns a row's role is drawn from, in a fixed order: what the schema reads (extra
+    columns come and go between files, and must not change a row's role)."""
+    wanted = sorted(feature_kinds) + [label_column] + ([timestamp_column] if timestamp_column
+                                                       else [])
+    return [column for column in wanted if column in frame_columns]
+
+
+def holdout_mask(frame: pd.DataFrame, columns: list[str], salt: np.uint64,
+                 holdout_fraction: float) -> np.ndarray:
+    """True for the rows of ``frame`` (coerced as the schema reads them) that are holdout."""
+    if not len(frame):
+        return np.zeros(0, dtype=bool)
+    mixed = _mix(row_hashes(frame, columns) ^ salt)
+    return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53) < holdout_fraction

@@ -1,0 +1,92 @@
+"""The paired comparison: scipy's statistics on both models' answers for the same rows."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score, roc_auc_score
+
+from components.ml.comparison import _metric, compare, interval_of
+
+CLASSES = np.array([0, 1])
+
+
+def _answers(rows: int, accuracy: float, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, rows)
+    right = rng.random(rows) < accuracy
+    predicted = np.where(right, y, 1 - y)
+    confidence = rng.uniform(0.5, 1.0, rows)
+    positive = np.where(predicted == 1, confidence, 1 - confidence)
+    return y, predicted, np.column_stack([1 - positive, positive])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_fast_metrics_equal_scikit_learns(seed):
+    """Check the resampled F1 and ROC AUC against scikit-learn's on the same answers."""
+    y, predicted, probabilities = _answers(300, 0.8, seed)
+    assert _metric("f1", y, predicted, probabilities, CLASSES) == pytest.approx(
+        f1_score(y, predicted, average="macro"))
+    assert _metric("roc_auc", y, predicted, probabilities, CLASSES) == pytest.approx(
+        roc_auc_score(y, probabilities[:, 1]))
+
+
+def test_the_interval_covers_the_true_difference_at_the_stated_rate():
+    """Check the 95% paired interval of an accuracy difference covers the true one about 95%
+    of the time over many independent evaluation sets (true accuracies 0.85 and 0.80)."""
+    covered, trials = 0, 60
+    for seed in range(trials):
+        rng = np.random.default_rng(seed)
+        y = rng.integers(0, 2, 400)
+        latent = rng.random(400)  # shared difficulty: the models err on overlapping rows
+        champion = np.where(latent < 0.80, y, 1 - y)
+        challenger = np.where(latent < 0.85, y, 1 - y)
+        eye = np.eye(2)
+        result = compare("accuracy", y, champion_predicted=champion,
+                         champion_probabilities=eye[champion], challenger_predicted=challenger,
+                         challenger_probabilities=eye[challenger], classes=CLASSES,
+                         confidence=0.95, seed=seed)
+        covered += result.ci_low <= 0.05 <= result.ci_high
+    assert covered >= 54  # 57 expected; fewer than 54 has probability 0.03 at 95%
+
+
+def test_identical_models_have_a_p_value_of_one_and_a_zero_interval():
+    """Check that two models giving the same answers differ by exactly nothing."""
+    y, predicted, probabilities = _answers(200, 0.8, 1)
+    result = compare("accuracy", y, champion_predicted=predicted,
+                     champion_probabilities=probabilities, challenger_predicted=predicted,
+                     challenger_probabilities=probabilities, classes=CLASSES,
+                     confidence=0.95, seed=0)
+    assert (result.delta, result.ci_low, result.ci_high, result.p_value) == (0, 0, 0, 1.0)
+
+
+@pytest.mark.parametrize("metric", ["f1", "roc_auc"])
+def test_other_metrics_get_a_bootstrap_interval_and_a_permutation_p_value(metric):
+    """Check F1 and ROC AUC comparisons: a real gain has an interval above zero."""
+    y, champion, champion_probabilities = _answers(400, 0.70, 3)
+    latent = np.random.default_rng(4).random(400)
+    challenger = np.where(latent < 0.95, y, 1 - y)
+    eye = np.eye(2) * 0.8 + 0.1
+    result = compare(metric, y, champion_predicted=champion,
+                     champion_probabilities=champion_probabilities,
+                     challenger_predicted=challenger, challenger_probabilities=eye[challenger],
+                     classes=CLASSES, confidence=0.95, seed=0)
+    assert result.ci_low > 0 and result.p_value < 0.01
+    assert "permutation" in result.method
+
+
+def test_the_same_seed_gives_the_same_interval():
+    """Check the comparison is reproducible: seeded resampling, no process state."""
+    y, predicted, probabilities = _answers(300, 0.8, 5)
+    other = np.where(np.random.default_rng(6).random(300) < 0.9, y, 1 - y)
+    runs = [compare("accuracy", y, champion_predicted=predicted,
+                    champion_probabilities=probabilities, challenger_predicted=other,
+                    challenger_probabilities=np.eye(2)[other], classes=CLASSES,
+                    confidence=0.95, seed=11) for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_a_cold_start_interval_brackets_the_score():
+    """Check the one-model interval used when there is no champion."""
+    y, predicted, probabilities = _answers(300, 0.8, 7)
+    low, high = interval_of("accuracy", y, predicted, probabilities, CLASSES, confidence=0.95,
+                            seed=0)
+    assert low < np.mean(predicted == y) < high and high - low < 0.12
