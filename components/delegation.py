@@ -128,14 +128,18 @@ def _call(connection: socket.socket, folder: str, module: str, name: str, kwargs
 
 
 def receive(connection: socket.socket, first: bytes = b"") -> bytes | None:
-    """One length-prefixed message, or None when the peer closed first."""
+    """One length-prefixed message, or None when the peer closed first. Reads no byte past the
+    message: the child's announcement and its reply can arrive together, and the reply is the
+    next call's to read."""
     data = bytearray(first)
-    while len(data) < HEADER.size or len(data) < HEADER.size + HEADER.unpack_from(data)[0]:
-        chunk = connection.recv(1 << 16)
+    while True:
+        needed = HEADER.size + (HEADER.unpack_from(data)[0] if len(data) >= HEADER.size else 0)
+        if len(data) >= needed and len(data) >= HEADER.size:
+            return bytes(data[HEADER.size:needed])
+        chunk = connection.recv(min(needed - len(data), 1 << 16))
         if not chunk:
             return None
         data += chunk
-    return bytes(data[HEADER.size:])
 
 
 def _reply_watching(connection: socket.socket, pid: int | None) -> tuple[bytes | None, float]:

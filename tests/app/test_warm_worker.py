@@ -115,3 +115,22 @@ def test_stage_lines_read_back_as_written(capsys):
     assert stage_figures(capsys.readouterr().err) == {
         "retrain": {"seconds": 1.23, "peak_rss_mib": 457},
         "deploy": {"seconds": 0.02, "peak_rss_mib": 74}}
+
+
+def test_an_announcement_and_a_reply_that_arrive_together_are_both_read():
+    """Check that reading the child's announcement leaves its reply, sent straight after (a step
+    that ends at once, a caller slow to read), for the next read: it was once discarded, and
+    the stage failed as if the child had died."""
+    import pickle
+    import socket
+
+    from components.delegation import HEADER, receive
+
+    caller, child = socket.socketpair()
+    with caller, child:
+        messages = [pickle.dumps(4242), pickle.dumps(("ok", {"rows": 1}, 0.1, 80.0, ""))]
+        child.sendall(b"".join(HEADER.pack(len(m)) + m for m in messages))
+        child.close()
+        assert [pickle.loads(receive(caller)) for _ in messages] == [
+            4242, ("ok", {"rows": 1}, 0.1, 80.0, "")]
+        assert receive(caller) is None
