@@ -21,7 +21,7 @@ MONTHLY_ROWS = 200
 START = pd.Timestamp("2025-01-01", tz="UTC")
 INITIAL_MONTHS = 3
 # Months after the initial quarter until the drift is complete.
-DRIFT_MONTHS = 9
+DRIFT_MONTHS = 6
 
 
 def month_start(index: int) -> pd.Timestamp:

@@ -120,7 +120,7 @@ def preprocess(
         history_out_path=clean_history.path, registry_uri=registry_uri,
         model_name=model_name, run_id=run_id)
     for artifact, key in ((train_data, "train_rows"), (validation_data, "validation_rows"),
-                          (evaluation_data, "evaluation_rows")):
+                          (evaluation_data, "holdout_rows")):
         artifact.metadata["rows"] = counts[key]
     return (counts, counts["seed"])
 

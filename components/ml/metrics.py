@@ -92,6 +92,10 @@ class Predictions:
     classes: np.ndarray
     predicted: np.ndarray  # the classes predicted (the model's decision threshold applied)
 
+    def right(self) -> np.ndarray:
+        """Per row: whether the predicted class is the label."""
+        return self.predicted == self.labels
+
     def scores(self) -> dict[str, float | None]:
         return score_predictions(self.labels, self.probabilities, self.classes, self.predicted)
 

@@ -32,7 +32,7 @@ class PreprocessResult:
     history_rows: int
     dropped_duplicates: int
     dropped_unlabelled: int
-    evaluation_rows: int = 0
+    holdout_rows: int = 0  # new rows set apart as holdout: evaluation only
     history_holdout_rows: int = 0  # history rows left out of training: they are holdout
     seed: int = 0
 
@@ -144,7 +144,7 @@ def preprocess(
                                 {"history": history_path})
     return PreprocessResult(
         rows["train"], rows["validation"], history_rows["history"], plan.duplicates,
-        plan.unlabelled, evaluation_rows=rows["evaluation"],
+        plan.unlabelled, holdout_rows=rows["evaluation"],
         history_holdout_rows=int((history_plan.keep & history_plan.holdout).sum()),
         seed=run_seed(plan.digest, cutoff))
 

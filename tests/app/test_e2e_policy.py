@@ -102,3 +102,22 @@ def test_drifted_month_retrains_on_both_months(after_calm_month, tmp_path):
     assert "web_visits_last_month" in result["drift"]
     assert result["status"] in ("deployed", "rejected"), result["reason"]
     assert result["challenger"]["metrics"] is not None
+
+
+def test_a_drift_the_pooled_rows_hide_is_found_in_its_batch(after_calm_month, tmp_path):
+    """Check the case the pooled PSI missed: a small drifted month after a skipped calm one. The
+    1200 pooled rows stay under the PSI verdict (0.25); May's 200 rows alone are far over it."""
+    world = after_calm_month[0].copy(tmp_path)
+    world.add_month(MAY, rows=200, drift=1.0, seed=103)
+    result = world.run(CUTOFFS[2])
+    assert result["new_rows"] == 1200
+    assert "web_visits_last_month" in result["drift"]
+    [report_path] = [p for p in (world.root / "pipeline_root").rglob("validation_report")
+                     if "month_4.csv" in p.read_text()]
+    details = json.loads(report_path.read_text())["drift_details"]
+    pooled = {f["feature"]: f for f in details["features"]}["web_visits_last_month"]
+    assert 0.1 < pooled["statistic"] < 0.25 and pooled["verdict"] == "warn"
+    may = next(b for b in details["batches"] if b["batch"].startswith("month_4.csv"))
+    assert may["rows"] == 200 and "web_visits_last_month" in may["drifted"]
+    assert may["statistics"]["web_visits_last_month"] > 0.25
+    assert result["status"] in ("deployed", "rejected"), result["reason"]

@@ -108,11 +108,11 @@ def test_preprocess_counts_add_up(chain):
     """Check that the new rows are split into holdout (about 20%, never trained on), then the
     rest 80/20 into training and selection rows, and that the seed comes with the counts."""
     counts, seed = chain["preprocess"]
-    assert counts["train_rows"] + counts["validation_rows"] + counts["evaluation_rows"] == 1000
-    assert 160 <= counts["evaluation_rows"] <= 240
-    assert counts["validation_rows"] == round(0.2 * (1000 - counts["evaluation_rows"]))
-    for name in ("train_data", "validation_data", "evaluation_data"):
-        key = name.replace("_data", "_rows")
+    assert counts["train_rows"] + counts["validation_rows"] + counts["holdout_rows"] == 1000
+    assert 160 <= counts["holdout_rows"] <= 240
+    assert counts["validation_rows"] == round(0.2 * (1000 - counts["holdout_rows"]))
+    for name, key in (("train_data", "train_rows"), ("validation_data", "validation_rows"),
+                      ("evaluation_data", "holdout_rows")):
         assert chain["artifacts"][name].metadata["rows"] == counts[key]
     assert seed == counts["seed"] and isinstance(seed, int)
 
@@ -135,7 +135,7 @@ def test_evaluate_logs_metrics_and_decides_a_cold_start(chain):
     assert chain["artifacts"]["metrics"].metadata["challenger_accuracy"] >= 0.8
     matrix = chain["artifacts"]["classification_metrics"].metadata["confusionMatrix"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == chain["preprocess"][0][
-        "evaluation_rows"]
+        "holdout_rows"]
 
 
 def test_deploy_promotes_v0001(chain):

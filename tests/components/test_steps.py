@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from app import demo_data
+from app.inprocess import parameters, run_stages
 from components import steps
 from components.outcomes import DeployResult, GateDecision
 from components.records import DecisionRecord
@@ -17,48 +18,14 @@ CUTOFFS = demo_data.demo_cutoffs()
 
 
 def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
-    """ingest, validate, preprocess, retrain and evaluate into ``work``; returns the paths."""
-    work.mkdir(parents=True, exist_ok=True)
-    p = {name: str(work / name) for name in (
-        "new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
-        "schema.json", "train", "validation", "evaluation", "clean_history", "model", "trace.md",
-        "decision.json", "comparison.md", "prediction_sample")}
-    common = dict(registry_uri=registry_uri, model_name="customers")
-    ingest = steps.ingest_step(source_uri=str(source), cutoff=cutoff, scheduled_time="",
-                               run_id=run_id, strategy=strategy, window_days=90,
-                               new_data_path=p["new"], history_path=p["history"],
-                               report_path=p["ingest.json"],
-                               timestamp_column=COLUMNS["timestamp_column"], **common)
-    steps.validate_step(new_data_path=p["new"], ingest_report_path=p["ingest.json"],
-                        champion_version=ingest["champion_version"], min_rows=100,
-                        retrain_when="always", schema_uri="", validation_thresholds={},
-                        run_id=run_id, report_path=p["validation.json"],
-                        markdown_path=p["validation.md"], html_path=p["drift.html"],
-                        schema_path=p["schema.json"], **COLUMNS, **common)
-    counts = steps.preprocess_step(new_data_path=p["new"], history_path=p["history"],
-                                   schema_path=p["schema.json"],
-                                   ingest_report_path=p["ingest.json"], validation_fraction=0.2,
-                                   holdout_fraction=0.2, train_path=p["train"],
-                                   validation_path=p["validation"],
-                                   evaluation_path=p["evaluation"],
-                                   history_out_path=p["clean_history"], run_id=run_id,
-                                   **COLUMNS, **common)
-    p["training"] = steps.retrain_step(
-        train_path=p["train"], validation_path=p["validation"], history_path=p["clean_history"],
-        schema_path=p["schema.json"], champion_version=ingest["champion_version"],
-        strategy=strategy, model_type="hgb", metric="accuracy", epochs=3, window_days=90,
-        window_files=3, model_dir=p["model"], trace_markdown_path=p["trace.md"],
-        seed=counts["seed"], **COLUMNS, **common)
-    p["outcome"] = steps.evaluate_step(
-        challenger_dir=p["model"], evaluation_path=p["evaluation"],
-        ingest_report_path=p["ingest.json"], validation_report_path=p["validation.json"],
-        preprocess_counts=counts, champion_version=ingest["champion_version"],
-        strategy=strategy, model_type="hgb", metric="accuracy", threshold=0.5,
-        min_improvement=0.0, confidence=0.95, min_evaluation_rows=300,
-        max_evaluation_rows=5000, run_id=run_id, decision_record_path=p["decision.json"],
-        comparison_path=p["comparison.md"], prediction_sample_path=p["prediction_sample"],
-        **COLUMNS, **common)
-    return p
+    """ingest, validate, preprocess, retrain and evaluate into ``work``; returns the paths,
+    with what retrain (``training``) and evaluate (``outcome``) returned."""
+    run = run_stages(parameters(source_uri=str(source), registry_uri=registry_uri,
+                                model_name="customers", cutoff=cutoff, strategy=strategy,
+                                threshold=0.5, epochs=3, **COLUMNS), work, run_id,
+                     deploy=False, quiet=False)
+    return {**run.paths, "training": run.outcomes["retrain"],
+            "outcome": run.outcomes["evaluate"]}
 
 
 def _deploy(p, registry_uri, run_id, *, infra_validation=True, **serving):
@@ -107,7 +74,7 @@ def test_retrain_continues_the_champion_and_keeps_its_schema(month):
     schema = json.loads((month["root"] / "second" / "model" / "schema.json").read_text())
     parent = Registry(month["registry_uri"], "customers").version_json("v0001", "schema.json")
     counts = json.loads((month["root"] / "second" / "decision.json").read_text())["data"]
-    assert counts["train_rows"] + counts["validation_rows"] + counts["evaluation_rows"] == 400
+    assert counts["train_rows"] + counts["validation_rows"] + counts["holdout_rows"] == 400
     # refitted on its training and selection rows; the holdout rows are never trained on
     assert schema["rows"] == parent["rows"] + counts["train_rows"] + counts["validation_rows"]
     web = {c["name"]: c for c in schema["columns"]}["web_visits_last_month"]
@@ -128,7 +95,8 @@ def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
     gate = record.gate
     assert gate["rows"] == record.data["evaluation_rows"] == gate["evaluation"]["rows"]
     assert all(type(record.data[key]) is int for key in (
-        "new_rows", "train_rows", "validation_rows", "evaluation_rows", "history_rows"))
+        "new_rows", "train_rows", "validation_rows", "holdout_rows", "evaluation_rows",
+        "history_rows"))
     assert gate["ci_low"] <= gate["delta"] <= gate["ci_high"] and 0 <= gate["p_value"] <= 1
     assert "exact McNemar" in gate["method"]
     assert f"on {gate['rows']} rows: {gate['delta']:+.3f} (95% CI" in record.reason

@@ -120,7 +120,7 @@ def test_trigger_policies(demo_folder, reference):
     calm = detect_drift(_same_distribution_month(11), reference, DEFAULT_THRESHOLDS)
     assert trigger_decision(_report(), calm, retrain_when="always", min_rows=100)[0] == RETRAIN
     assert trigger_decision(_report(), drifted, retrain_when="drift", min_rows=100) == (
-        RETRAIN, "drift detected in web_visits_last_month")
+        RETRAIN, "drift detected in web_visits_last_month, will_buy")
     decision, reason = trigger_decision(_report(), calm, retrain_when="drift", min_rows=100)
     assert decision == SKIPPED and reason.startswith("no drift detected (retrain_when=drift)")
     assert trigger_decision(_report(), None, retrain_when="drift", min_rows=100)[0] == RETRAIN
