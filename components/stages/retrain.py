@@ -346,10 +346,19 @@ def retrain(
                                                         validation, label_column, metric)
         model, training_data = best.model, candidate_rows[best.strategy]
         if best.rows < REFIT_LIMIT and validation.rows:
-            training_data = _with_rows(training_data, validation)
+            if best.strategy == "window":  # the window moves on to end at the newest rows
+                training_data = window_rows(
+                    _with_rows(candidate_rows["full"], validation),
+                    timestamp_column=timestamp_column, window_days=window_days,
+                    window_files=window_files)
+                refit_note = (f"refitted window on its {len(training_data)} rows, the "
+                              f"window moved on over the {validation.rows} validation rows")
+            else:
+                training_data = _with_rows(training_data, validation)
+                refit_note = (f"refitted {best.strategy} on its {best.rows} rows and the "
+                              f"{validation.rows} validation rows")
             model, _ = _fit(best.strategy, training_data, validation, **fit)
-            notes.append(f"refitted {best.strategy} on its {best.rows} rows and the "
-                         f"{validation.rows} validation rows")
+            notes.append(refit_note)
     from components.ml.models import with_decision_threshold
 
     model = with_decision_threshold(model, threshold)

@@ -56,6 +56,18 @@ def test_explicit_strategies_fit_what_they_say(drift):
     assert window.candidates[0].rows < len(history)
 
 
+def test_the_chosen_window_moves_on_over_the_validation_rows_when_refitted(drift):
+    """Check that the refit of a window ends at the newest validation row, not where the
+    candidate's window ended: after a change the rows it drops are the old concept's."""
+    history, train, validation, champion = drift
+    result = _run("window", train, history, validation, champion, window_days=10)
+    newest = validation["ts"].max()
+    kept = result.training_data["ts"]
+    assert kept.min() > newest - pd.Timedelta(days=10) and kept.max() == newest
+    assert result.notes == [f"refitted window on its {len(kept)} rows, the window moved on "
+                            f"over the {len(validation)} validation rows"]
+
+
 @pytest.mark.parametrize("model_type", ["hgb", "sgd"])
 def test_finetune_continues_the_champion(drift, model_type):
     """Check that finetune starts from the champion and leaves the champion itself untouched."""
