@@ -42,9 +42,11 @@ def trigger_decision(report: ValidationReport, drift: DriftReport | None, *, ret
     return ValidateDecision.RETRAIN, report.summary()
 
 
-# Deploy over a champion that has fallen below the threshold when the challenger is at least as
-# good, and at the interval's lower bound at most this much worse: a decaying champion must not be
-# kept for lack of rows, and a truly worse model (by more than a point or two) must not replace it.
+# Deploy over a champion that has fallen below the threshold, on fewer than min_evaluation_rows,
+# when the challenger is at least as good and at the interval's lower bound at most this much
+# worse: a decaying champion must not be kept for lack of rows, and a truly worse model (by more
+# than a point or two) must not replace it. With enough rows, better with confidence is asked:
+# a month of wrong labels makes any champion look decayed, and there the rows do not lack.
 NON_INFERIORITY_MARGIN = 0.02
 
 
@@ -59,12 +61,13 @@ class GateVerdict:
 
 def gate_decision(comparison: PairedComparison | None, challenger_score: float | None, *,
                   metric: str, threshold: float, min_improvement: float, rows: int,
-                  champion_version: str = "",
+                  min_rows: int, champion_version: str = "",
                   cold_interval: tuple[float, float] | None = None,
                   confidence: float = 0.95) -> GateVerdict:
     """Deploy when the challenger reaches ``threshold`` and the lower bound of the interval of
     (challenger - champion) is above ``min_improvement``; or when the champion itself is below
-    the threshold and the challenger is not worse (at least as good, and no more than
+    the threshold and the challenger, whatever its own score, is better with confidence on at
+    least ``min_rows`` rows, or not worse on fewer (at least as good, and no more than
     :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a champion, the
     threshold alone decides (a cold start)."""
     deploy, reject = GateDecision.DEPLOY, GateDecision.REJECT
@@ -95,11 +98,17 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
     if comparison.challenger >= threshold and comparison.ci_low > min_improvement:
         return GateVerdict(deploy, f"{base}: better by more than {min_improvement:g} with "
                                    f"{level} confidence", False)
-    if comparison.champion < threshold and comparison.delta >= 0 and \
-            comparison.ci_low > -NON_INFERIORITY_MARGIN:
+    if comparison.champion < threshold and comparison.rows >= min_rows and \
+            comparison.ci_low > min_improvement:
         return GateVerdict(deploy, f"{base}: the champion is below the threshold "
-                                   f"{threshold:.3f} and the challenger is not worse (by more "
-                                   f"than {NON_INFERIORITY_MARGIN:g} with {level} confidence)",
+                                   f"{threshold:.3f} and the challenger is better by more than "
+                                   f"{min_improvement:g} with {level} confidence", False)
+    if comparison.champion < threshold and comparison.rows < min_rows and \
+            comparison.delta >= 0 and comparison.ci_low > -NON_INFERIORITY_MARGIN:
+        return GateVerdict(deploy, f"{base}: the champion is below the threshold "
+                                   f"{threshold:.3f} and, on fewer than min_evaluation_rows "
+                                   f"{min_rows}, the challenger is not worse (by more than "
+                                   f"{NON_INFERIORITY_MARGIN:g} with {level} confidence)",
                            False)
     if comparison.challenger < threshold:
         return GateVerdict(reject, f"{base}: the challenger is below the threshold "

@@ -222,7 +222,8 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
                                     seed=seed)
     verdict = gate_decision(comparison, challenger_scores.get(metric), metric=metric,
                             threshold=threshold, min_improvement=min_improvement,
-                            rows=len(rows.frame), champion_version=champion_version,
+                            rows=len(rows.frame), min_rows=min_rows,
+                            champion_version=champion_version,
                             cold_interval=cold_interval, confidence=confidence)
     return Evaluation(challenger_predictions, challenger_scores, champion_scores, comparison,
                       verdict, rows)

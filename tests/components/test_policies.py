@@ -33,10 +33,10 @@ def _paired(rows: int, champion_right: int, challenger_right: int, both_right: i
                    classes=np.array([0, 1]), confidence=0.95, seed=7)
 
 
-def _gate(comparison, *, threshold=0.80, min_improvement=0.0):
+def _gate(comparison, *, threshold=0.80, min_improvement=0.0, min_rows=300):
     return gate_decision(comparison, comparison.challenger, metric="accuracy",
                          threshold=threshold, min_improvement=min_improvement,
-                         rows=comparison.rows, champion_version="v0001")
+                         rows=comparison.rows, min_rows=min_rows, champion_version="v0001")
 
 
 def test_a_clear_gain_deploys_and_the_reason_names_the_interval():
@@ -67,13 +67,17 @@ def test_the_interval_must_clear_min_improvement():
     assert _gate(comparison, min_improvement=0.05).decision == REJECT
 
 
-def test_a_decaying_champion_is_replaced_by_a_challenger_that_is_not_worse():
-    """Check that a champion below the threshold gives way to an equal challenger above it,
-    and not to one that may be more than the margin worse."""
-    equal = _paired(400, champion_right=316, challenger_right=324, both_right=300)
-    assert equal.champion < 0.8 <= equal.challenger and equal.ci_low < 0
+def test_a_decaying_champion_is_replaced_by_a_challenger_that_is_not_worse_for_lack_of_rows():
+    """Check that on fewer than min_evaluation_rows a champion below the threshold gives way to
+    an equal challenger above it, and not to one that may be more than the margin worse; and
+    that on enough rows the challenger must be better with confidence (a month of wrong labels
+    makes any champion look decayed, and there the rows do not lack)."""
+    equal = _paired(200, champion_right=158, challenger_right=164, both_right=154)
+    assert equal.champion < 0.8 <= equal.challenger and -NON_INFERIORITY_MARGIN < equal.ci_low < 0
     verdict = _gate(equal)
     assert verdict.decision == DEPLOY and "the champion is below the threshold" in verdict.reason
+    assert "on fewer than min_evaluation_rows 300, the challenger is not worse" in verdict.reason
+    assert _gate(equal, min_rows=200).decision == REJECT
     worse = _paired(60, champion_right=46, challenger_right=46, both_right=36)
     assert worse.ci_low < -NON_INFERIORITY_MARGIN
     assert _gate(worse, threshold=0.9).decision == REJECT
@@ -87,25 +91,26 @@ def test_below_the_threshold_a_challenger_needs_a_champion_below_it_too():
     assert "the challenger is below the threshold 0.800" in worse.reason
     both_low = _gate(_paired(500, champion_right=300, challenger_right=380, both_right=290))
     assert both_low.decision == DEPLOY
-    assert "the champion is below the threshold" in both_low.reason
+    assert "the champion is below the threshold 0.800 and the challenger is better by more " \
+           "than 0 with 95% confidence" in both_low.reason
 
 
 def test_cold_start_uses_the_threshold_and_reports_the_interval():
     """Check the cold-start gate: the threshold alone decides; the reason carries the rows."""
     verdict = gate_decision(None, 0.85, metric="accuracy", threshold=0.8, min_improvement=0.0,
-                            rows=300, cold_interval=(0.81, 0.89))
+                            rows=300, min_rows=300, cold_interval=(0.81, 0.89))
     assert verdict.decision == DEPLOY and verdict.cold_start
     assert verdict.reason == ("cold start: no champion yet; challenger accuracy 0.850 >= "
                               "threshold 0.800 on 300 rows (95% CI 0.810 to 0.890)")
     below = gate_decision(None, 0.7, metric="accuracy", threshold=0.8, min_improvement=0.0,
-                          rows=300)
+                          rows=300, min_rows=300)
     assert below.decision == REJECT and "below the threshold" in below.reason
 
 
 def test_an_undefined_challenger_score_is_rejected():
     """Check that a metric undefined on the rows (one class only, ROC AUC) never deploys."""
     verdict = gate_decision(None, float("nan"), metric="roc_auc", threshold=0.5,
-                            min_improvement=0.0, rows=12)
+                            min_improvement=0.0, rows=12, min_rows=300)
     assert verdict.decision == REJECT and "undefined on the 12 evaluation rows" in verdict.reason
 
 
