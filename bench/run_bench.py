@@ -13,6 +13,8 @@ machine is noisy. Parts:
    time and the largest peak RSS of a stage (as the process that did its work reports it).
 3. and 4. are in :mod:`bench.scaling`: cost against history size; 10M rows.
 5. Data handling: ingest and validate throughput for CSV and Parquet; artifact sizes.
+6. and 7. are in :mod:`bench.reliability` and :mod:`bench.serving`.
+8. Decision quality, in :mod:`bench.decisions`: the deploy gate on ground-truth streams.
 """
 
 from __future__ import annotations
@@ -57,56 +59,16 @@ def fmt(stats: dict, unit: str = "s") -> str:
 # -- 1. overhead against the floor ---------------------------------------------------------------
 def bare_run(source: Path, registry: Path, work: Path, label: str, timestamp: str,
              model_type: str = "hgb") -> str:
-    """The stage functions called in one process, exactly as the components call them."""
-    import contextlib
-    import io
+    """The stage functions called in one process, exactly as the components call them
+    (:mod:`app.inprocess`)."""
+    from app.inprocess import parameters, run_stages
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return _bare_stages(source, registry, work, label, timestamp, model_type)
-
-
-def _bare_stages(source: Path, registry: Path, work: Path, label: str, timestamp: str,
-                 model_type: str) -> str:
-    from components import steps
-
-    work.mkdir(parents=True, exist_ok=True)
-    p = {name: str(work / name) for name in (
-        "new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
-        "schema.json", "train", "validation", "clean_history", "model", "trace.md",
-        "decision.json", "comparison.md")}
-    common = dict(registry_uri=str(registry), model_name="bench")
-    columns = dict(label_column=label, timestamp_column=timestamp)
-    ingest = steps.ingest_step(source_uri=str(source), timestamp_column=timestamp,
-                               cutoff=CUTOFF if timestamp else "", scheduled_time="",
-                               run_id="bare", new_data_path=p["new"], history_path=p["history"],
-                               report_path=p["ingest.json"], strategy="auto", window_days=90,
-                               **common)
-    steps.validate_step(new_data_path=p["new"], ingest_report_path=p["ingest.json"],
-                        champion_version="", min_rows=100, retrain_when="always", schema_uri="",
-                        validation_thresholds={}, run_id="bare", report_path=p["validation.json"],
-                        markdown_path=p["validation.md"], html_path=p["drift.html"],
-                        schema_path=p["schema.json"], **columns, **common)
-    counts = steps.preprocess_step(new_data_path=p["new"], history_path=p["history"],
-                                   schema_path=p["schema.json"], validation_fraction=0.2,
-                                   train_path=p["train"], validation_path=p["validation"],
-                                   history_out_path=p["clean_history"], **columns)
-    steps.retrain_step(train_path=p["train"], validation_path=p["validation"],
-                       history_path=p["clean_history"], schema_path=p["schema.json"],
-                       champion_version="", strategy="auto", model_type=model_type,
-                       metric="accuracy", epochs=5, window_days=90, window_files=3,
-                       model_dir=p["model"], trace_markdown_path=p["trace.md"], **columns,
-                       **common)
-    decision = steps.evaluate_step(challenger_dir=p["model"], validation_path=p["validation"],
-                                   ingest_report_path=p["ingest.json"],
-                                   validation_report_path=p["validation.json"],
-                                   preprocess_counts=counts, champion_version="",
-                                   strategy="auto", model_type=model_type, metric="accuracy",
-                                   threshold=0.0, min_improvement=0.0, run_id="bare",
-                                   decision_record_path=p["decision.json"],
-                                   comparison_path=p["comparison.md"], **columns, **common)
-    assert ingest["outcome"] == "new-data" and decision["decision"] == "deploy"
-    return steps.deploy_step(challenger_dir=p["model"], decision_record_path=p["decision.json"],
-                             run_id="bare", **columns, **common)["result"]
+    run = run_stages(parameters(source_uri=str(source), registry_uri=str(registry),
+                                model_name="bench", label_column=label,
+                                timestamp_column=timestamp, cutoff=CUTOFF if timestamp else "",
+                                model_type=model_type, threshold=0.0), work, "bare")
+    assert run.status == "deployed", run.reason
+    return run.status
 
 
 def pipeline_run(source: Path, registry: Path, root: Path, label: str, timestamp: str,
@@ -322,6 +284,10 @@ def write_report(out: Path, results: dict) -> None:
         from bench import serving
 
         lines += serving.report_lines(results["serving"], results["dates"]["7"])
+    if "decisions" in results:
+        from bench import decisions
+
+        lines += ["", *decisions.markdown(results["decisions"], results["dates"]["8"])]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _plot(out / "results.png", results)
@@ -417,11 +383,11 @@ def _plot(path: Path, results: dict) -> None:
     figure.savefig(path, dpi=100)
 
 
-ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7")
+ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7", "8")
 
 
 def main() -> None:
-    from bench import reliability, scaling, serving
+    from bench import decisions, reliability, scaling, serving
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default=",".join(ALL_PARTS),
@@ -467,6 +433,8 @@ def main() -> None:
                 results["reliability"] = reliability.run(scratch, args.repeats, pipeline_run)
             elif part == "7":
                 results["serving"] = serving.run(scratch, args.repeats, pipeline_run)
+            elif part == "8":
+                results["decisions"] = decisions.decision_quality()
             write_report(out, results)  # after each part, so a long run shows progress
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 

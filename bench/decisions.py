@@ -1,0 +1,148 @@
+"""``make bench`` part 8, decision quality: the deploy gate on streams whose concept is known.
+
+    python -m bench.decisions [--kinds stationary,abrupt] [--batches 200,2000] [--seeds 0]
+
+For each ground-truth stream (:mod:`app.concept_streams`: stationary, abrupt, gradual, label
+noise) and monthly batch size, a year of monthly runs of the pipeline's stages
+(:func:`app.concept_streams.replay`, default parameters), and in the same run three naive
+schedules with the same model type and no gate: never retrain; refit on all rows each month; refit
+on the last three months each month. Every model's accuracy is its true accuracy on 20,000 fresh
+rows of the month it serves (a month with no model served counts as always answering the
+majority class). Counted: deploys; harmful deploys (truly worse than the champion
+they replaced by more than 1 point); better challengers rejected (truly better by more than 2
+points); the served model's mean true accuracy over the year against each schedule's.
+Targets: no harmful deploy; served accuracy at least the best naive schedule's minus 0.5 point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app.concept_streams import (
+    FEATURE_KINDS,
+    KINDS,
+    LABEL_COLUMN,
+    MONTHS,
+    TIMESTAMP_COLUMN,
+    Stream,
+    replay,
+)
+
+NAIVE = ("never", "refit_all", "refit_last_3")
+TARGET_MARGIN = 0.005
+
+
+def naive_schedules(stream: Stream, model_type: str = "hgb", months: int = MONTHS) -> dict:
+    """Each naive schedule's served true accuracy per month (index m: the model after run m)."""
+    from components.stages.retrain import fit_fresh
+
+    def fit(frames: list[pd.DataFrame]):
+        rows = pd.concat(frames, ignore_index=True)
+        rows[TIMESTAMP_COLUMN] = pd.to_datetime(rows[TIMESTAMP_COLUMN], utc=True)
+        model, _ = fit_fresh(rows, rows.tail(50), label_column=LABEL_COLUMN,
+                             feature_kinds=FEATURE_KINDS, model_type=model_type, epochs=5)
+        return model
+
+    initial = stream.initial()
+    monthly = [initial] + [stream.month(m) for m in range(1, months + 1)]
+    first = fit([initial])
+    served = {name: [] for name in NAIVE}
+    for month in range(months + 1):
+        served["never"].append(stream.true_accuracy(first, month + 1))
+        if month == 0:
+            for name in ("refit_all", "refit_last_3"):
+                served[name].append(served["never"][0])
+            continue
+        served["refit_all"].append(stream.true_accuracy(fit(monthly[:month + 1]), month + 1))
+        recent = monthly[max(1, month - 2):month + 1]
+        if month < 3:  # fewer than three months since the initial file: its newest ones too
+            recent = [initial.tail(stream.batch_rows * (3 - month)), *recent]
+        served["refit_last_3"].append(stream.true_accuracy(fit(recent), month + 1))
+    return served
+
+
+def measure(kind: str, batch_rows: int, seed: int = 0) -> dict:
+    """One stream: the pipeline's year against the naive schedules'."""
+    stream = Stream(kind, batch_rows, seed)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-decisions-") as root:
+        months = replay(stream, root)
+    seconds = time.perf_counter() - start
+    naive = naive_schedules(stream)
+    # A month with no model served (a cold start the gate refused) answers the majority class.
+    served = [m.served if m.served is not None else stream.no_model_accuracy(m.month + 1)
+              for m in months]
+    result = {
+        "kind": kind, "batch_rows": batch_rows, "seed": seed, "seconds": seconds,
+        "deploys": sum(m.deployed for m in months),
+        "harmful": sum(m.harmful for m in months),
+        "better_rejected": sum(m.better_rejected for m in months),
+        "served": float(np.mean(served)),
+        "naive": {name: float(np.mean(values)) for name, values in naive.items()},
+        "naive_months": naive,
+        "months": [{"month": m.month, "status": m.status, "champion_before": m.champion_before,
+                    "challenger": m.challenger, "served": m.served,
+                    "rows": (m.gate or {}).get("rows"), "ci_low": (m.gate or {}).get("ci_low"),
+                    "harmful": m.harmful, "better_rejected": m.better_rejected}
+                   for m in months],
+    }
+    best = max(result["naive"], key=result["naive"].get)
+    result["best_naive"] = best
+    result["meets_target"] = (result["harmful"] == 0 and result["served"]
+                              >= result["naive"][best] - TARGET_MARGIN)
+    return result
+
+
+def decision_quality(kinds=KINDS, batches=(200, 2000), seeds=(0,)) -> list[dict]:
+    return [measure(kind, batch, seed) for kind in kinds for batch in batches for seed in seeds]
+
+
+def markdown(results: list[dict], date: str = "") -> list[str]:
+    """The part's table for ``bench/results.md``."""
+    lines = [f"## 8. Decision quality{f' ({date})' if date else ''}", "",
+             f"A year of monthly runs ({MONTHS} after the cold start) over ground-truth streams "
+             "(`app/concept_streams.py`), default parameters; true accuracy on 20,000 fresh "
+             "rows of the month each model serves (no model served: the majority class). "
+             "Naive schedules, same model type, no gate: "
+             "never retrain; refit on all rows monthly; refit on the last three months monthly. "
+             "Harmful: a deploy truly worse than the champion it replaced by > 1 point. Better "
+             "rejected: a challenger truly better by > 2 points not deployed. Target: no harmful "
+             "deploy, served accuracy >= best naive - 0.5 point.", "",
+             "| stream | rows/month | deploys | harmful | better rejected | served accuracy | "
+             "never | refit all | refit last 3 | served - best naive | target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        naive = r["naive"]
+        gap = r["served"] - naive[r["best_naive"]]
+        lines.append(
+            f"| {r['kind']} | {r['batch_rows']} | {r['deploys']} | {r['harmful']} | "
+            f"{r['better_rejected']} | {r['served']:.4f} | {naive['never']:.4f} | "
+            f"{naive['refit_all']:.4f} | {naive['refit_last_3']:.4f} | {gap * 100:+.2f} pt | "
+            f"{'met' if r['meets_target'] else 'MISSED'} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--batches", default="200,2000")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    results = decision_quality(args.kinds.split(","),
+                               [int(b) for b in args.batches.split(",")],
+                               [int(s) for s in args.seeds.split(",")])
+    print("\n".join(markdown(results)))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
