@@ -8,6 +8,15 @@ from components.stages.ingest import IngestError, ingest, resolve_cutoff, to_utc
 from tests.conftest import make_rows
 
 
+@pytest.fixture(autouse=True)
+def outputs_in_tmp_path(tmp_path, monkeypatch):
+    """ingest() called without output paths writes into a folder of its own, which is the
+    caller's to keep; here it goes under the test's tmp_path rather than /tmp."""
+    folder = tmp_path / "outputs"
+    folder.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(folder))
+
+
 @pytest.fixture
 def source(tmp_path):
     folder = tmp_path / "source"
