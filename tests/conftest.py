@@ -111,26 +111,20 @@ def outcome(completed) -> dict:
 @pytest.fixture(scope="session")
 def gcs():
     """gcp-storage-emulator behind the precondition-enforcing proxy, as STORAGE_EMULATOR_HOST."""
-    import os
-
     from components.storage import gcs as gcs_backend
     from tests.gcs_emulator import Emulator, PreconditionProxy
 
     emulator = Emulator()
     proxy = PreconditionProxy(emulator.port)
-    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "RETRAIN_GCS_RETRY_SECONDS")}
-    os.environ["STORAGE_EMULATOR_HOST"] = proxy.url
-    os.environ["RETRAIN_GCS_RETRY_SECONDS"] = "3"  # a stopped server fails a test in seconds
-    gcs_backend._client.cache_clear()
-    yield {"bucket": emulator.bucket, "emulator": emulator, "proxy": proxy}
-    proxy.close()
-    emulator.stop()
-    gcs_backend._client.cache_clear()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        # A stopped server fails a test in seconds.
+        environment.setenv("RETRAIN_GCS_RETRY_SECONDS", "3")
+        gcs_backend._client.cache_clear()
+        yield {"bucket": emulator.bucket, "emulator": emulator, "proxy": proxy}
+        proxy.close()
+        emulator.stop()
+        gcs_backend._client.cache_clear()
 
 
 @pytest.fixture

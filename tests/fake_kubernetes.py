@@ -7,8 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.fake_http import JsonServer
 
 PATH = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/([^/]+)/inferenceservices"
                   r"(?:/([^/?]+))?")
@@ -36,49 +36,19 @@ class FakeKubernetes:
         self.calls: list[tuple[str, str, dict | None]] = []
         self.ready_after, self.fail_next = ready_after, {}
         self._gets_since_change: dict[tuple[str, str], int] = {}
-        fake = self
+        self._http = JsonServer(self._respond, ("GET", "POST", "PATCH"))
+        self.url = self._http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def _reply(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                fake.calls.append((method, self.path, body,
-                                   self.headers.get("Content-Type", "")))
-                match = PATH.match(self.path)
-                if not match:
-                    return self._reply(404, {"kind": "Status", "code": 404})
-                if method in fake.fail_next:
-                    status = fake.fail_next.pop(method)
-                    return self._reply(status, {"kind": "Status", "code": status,
-                                                "reason": "InternalError"})
-                namespace, name = match.group(1), match.group(2)
-                status, payload = fake.handle(method, namespace, name, body)
-                self._reply(status, payload)
-
-            def do_GET(self):  # noqa: N802 (http.server's naming)
-                self._handle("GET")
-
-            def do_POST(self):  # noqa: N802
-                self._handle("POST")
-
-            def do_PATCH(self):  # noqa: N802
-                self._handle("PATCH")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def _respond(self, method, path, raw_body, headers):
+        body = json.loads(raw_body) if raw_body else None
+        self.calls.append((method, path, body, headers.get("content-type", "")))
+        match = PATH.match(path)
+        if not match:
+            return 404, {"kind": "Status", "code": 404}
+        if method in self.fail_next:
+            status = self.fail_next.pop(method)
+            return status, {"kind": "Status", "code": status, "reason": "InternalError"}
+        return self.handle(method, match.group(1), match.group(2), body)
 
     def handle(self, method, namespace, name, body):
         if method == "POST":
@@ -120,5 +90,4 @@ class FakeKubernetes:
         return str(path)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._http.close()
