@@ -359,8 +359,6 @@ def retrain(
                               f"{validation.rows} validation rows")
             model, _ = _fit(best.strategy, training_data, validation, **fit)
             notes.append(refit_note)
-    from components.ml.models import with_decision_threshold
-
     model = with_decision_threshold(model, threshold)
     if threshold_note:
         notes.append(threshold_note)
@@ -404,8 +402,6 @@ def _decision_threshold(model, decision_threshold: str, validation, label_column
                                                     f"decision threshold {threshold:g}")
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import TunedThresholdClassifierCV
-
-    from components.ml.models import with_decision_threshold
 
     features, y = features_and_labels(validation.read(), label_column)
     counts = pd.Series(y).value_counts()
