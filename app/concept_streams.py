@@ -17,8 +17,7 @@ Used by the tests of the deploy gate and by ``make bench`` part 8 (:mod:`bench.d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +90,8 @@ class Stream:
     kind: str
     batch_rows: int
     seed: int = 0
+    _true_samples: dict[int, pd.DataFrame] = field(default_factory=dict, init=False,
+                                                   repr=False, compare=False)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -142,10 +143,6 @@ class Stream:
     def cutoff(self, month: int) -> str:
         """The cutoff of run ``month``: the last second of that month."""
         return (month_start(month + 1) - pd.Timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    @cached_property
-    def _true_samples(self) -> dict[int, pd.DataFrame]:
-        return {}
 
     def true_rows(self, month: int) -> pd.DataFrame:
         """A big fresh sample of month ``month``'s concept with clean labels."""

@@ -111,24 +111,32 @@ def since_concept_change(frame: pd.DataFrame, champion_right: np.ndarray,
     tests = 2 * len(boundaries)
     only_challenger = challenger_right & ~champion_right
     only_champion = champion_right & ~challenger_right
-    stories = []  # (p-value, boundary, what the rows say)
-    for end in boundaries:
-        newer, older = champion_right[end:], champion_right[:end]
-        stories.append((_two_by_two(int(newer.sum()), int((~newer).sum()), int(older.sum()),
-                                    int((~older).sum())), end,
-                        f"the champion is right on {newer.mean():.3f} of the {len(newer)} rows "
-                        f"from {names[end]} on and on {older.mean():.3f} of the {len(older)} "
-                        f"older rows"))
-        wins = [int(only_challenger[end:].sum()), int(only_champion[end:].sum()),
-                int(only_challenger[:end].sum()), int(only_champion[:end].sum())]
-        stories.append((_two_by_two(*wins), end,
-                        f"of the rows where one model alone is right, the challenger is on "
-                        f"{wins[0]} of {wins[0] + wins[1]} from {names[end]} on and on "
-                        f"{wins[2]} of {wins[2] + wins[3]} of the {end} older rows"))
-    p_value, end, story = min(stories, key=lambda s: (s[0], -s[1]))
+
+    def counts(story: str, end: int) -> list[int]:
+        """After the boundary (yes, no), then before it (yes, no)."""
+        if story == "champion":
+            yes, no = champion_right, ~champion_right
+        else:
+            yes, no = only_challenger, only_champion
+        return [int(yes[end:].sum()), int(no[end:].sum()), int(yes[:end].sum()),
+                int(no[:end].sum())]
+
+    p_value, end, story = min(((_two_by_two(*counts(story, end)), end, story)
+                               for end in boundaries for story in ("champion", "comparison")),
+                              key=lambda found: (found[0], -found[1]))
     if p_value >= (1 - confidence) / tests:
         return 0, ""
-    return end, (f"concept change: {story} (Fisher's exact test p={p_value:.2g}, below "
+    newer_yes, newer_no, older_yes, older_no = counts(story, end)
+    if story == "champion":
+        said = (f"the champion is right on {newer_yes / (newer_yes + newer_no):.3f} of the "
+                f"{newer_yes + newer_no} rows from {names[end]} on and on "
+                f"{older_yes / (older_yes + older_no):.3f} of the {older_yes + older_no} "
+                f"older rows")
+    else:
+        said = (f"of the rows where one model alone is right, the challenger is on {newer_yes} "
+                f"of {newer_yes + newer_no} from {names[end]} on and on {older_yes} of "
+                f"{older_yes + older_no} of the {end} older rows")
+    return end, (f"concept change: {said} (Fisher's exact test p={p_value:.2g}, below "
                  f"{1 - confidence:g} over {tests} tests); they are left out")
 
 
