@@ -330,13 +330,12 @@ def command_inferenceservice(args: argparse.Namespace) -> int:
                                             "retrain inferenceservice")
     version_number(args.version)
     check_image_tag(args.image)
-    cpu, _, memory = args.resources.partition(",")
     manifest = inference_service(
         registry_uri=args.registry_uri, model_name=args.model_name, version=args.version,
-        target=ServingTarget(namespace=args.namespace, image=args.image,
-                             canary_traffic_percent=args.canary_traffic_percent,
-                             service_account=args.service_account, cpu=cpu.strip(),
-                             memory=memory.strip()))
+        target=ServingTarget.with_resources(
+            args.resources, namespace=args.namespace, image=args.image,
+            canary_traffic_percent=args.canary_traffic_percent,
+            service_account=args.service_account))
     print(yaml.safe_dump(manifest, sort_keys=False), end="")
     return 0
 

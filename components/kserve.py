@@ -53,6 +53,13 @@ class ServingTarget:
     memory: str = ""
     timeout_seconds: float = 600.0
 
+    @classmethod
+    def with_resources(cls, resources: str, **fields) -> ServingTarget:
+        """A target whose cpu and memory are ``resources`` read as ``CPU,MEMORY`` (``1,2Gi``;
+        an empty part sets nothing)."""
+        cpu, _, memory = resources.partition(",")
+        return cls(cpu=cpu.strip(), memory=memory.strip(), **fields)
+
 
 def inference_service(*, registry_uri: str, model_name: str, version: str,
                       target: ServingTarget) -> dict:

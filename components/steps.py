@@ -353,10 +353,10 @@ def _serving_target(namespace: str, canary: int, timeout: int, image: str,
         return None
     from components.kserve import ServingTarget
 
-    cpu, _, memory = resources.partition(",")
-    return ServingTarget(namespace=namespace, image=image, canary_traffic_percent=canary,
-                         service_account=service_account, cpu=cpu.strip(),
-                         memory=memory.strip(), timeout_seconds=timeout)
+    return ServingTarget.with_resources(resources, namespace=namespace, image=image,
+                                        canary_traffic_percent=canary,
+                                        service_account=service_account,
+                                        timeout_seconds=timeout)
 
 
 def serve_on_cluster(registry: Registry, version: str, target) -> dict:
