@@ -219,11 +219,11 @@ def replay(stream: Stream, root: str | Path, *, months: int = MONTHS,
             label_column=LABEL_COLUMN, timestamp_column=TIMESTAMP_COLUMN,
             cutoff=stream.cutoff(month), **params), root / "runs" / f"{month:02d}",
             f"run-{month:02d}")
-        challenger_file = Path(run.paths["model"]) / "model.skops"
+        challenger_file = Path(run.paths["challenger"]) / "model.skops"
         challenger = load_model(challenger_file) if challenger_file.exists() else None
         after = registry.champion()
         served = registry.load_model(after.version) if after else None
-        decision = Path(run.paths["decision.json"])
+        decision = Path(run.paths["decision_record"])
         gate = json.loads(decision.read_text())["gate"] if decision.exists() else None
         results.append(MonthResult(
             month, run.status, run.reason,

@@ -1,25 +1,24 @@
-"""The pipeline's stages called in one process, for simulations and as the bench's floor.
+"""The pipeline's graph run in one process, for simulations and as the bench's floor.
 
-The product is the compiled YAML (``retrain run`` runs it through kfp.local); this calls the same
-step functions the components call, in the pipeline's order and on its conditions, without a
-process per stage: what a year of monthly runs over a ground-truth stream needs to be cheap
-(:mod:`app.concept_streams`, ``make bench`` part 8). A test checks that both give the same
-decisions. No alert is sent: the outcome that would alert is returned.
+The product is the compiled YAML (``retrain run`` runs it through kfp.local); this walks the same
+graph (:data:`components.contracts.GRAPH`) and calls the same step functions the components
+call, without a process per stage: what a year of monthly runs over a ground-truth stream needs
+to be cheap (:mod:`app.concept_streams`, ``make bench`` part 8). The conditions are the graph's,
+so both decide alike by construction (a test checks it on a real run too). No alert is sent:
+the outcome that would alert is returned.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.outcomes import DeployResult, GateDecision, IngestOutcome, ValidateDecision
+from components.contracts import CONTRACTS, GRAPH, StageContract, Switch, Task, task_inputs
+from components.outcomes import GateDecision
 from components.params import PARAMETERS
-
-ARTIFACTS = ("new", "history", "ingest.json", "validation.json", "validation.md", "drift.html",
-             "schema.json", "train", "validation", "evaluation", "clean_history", "model",
-             "trace.md", "decision.json", "comparison.md", "prediction_sample")
 
 
 @dataclass
@@ -27,10 +26,23 @@ class StageRun:
     """Where one run's artifacts are, what each stage returned, and how the run ended."""
 
     paths: dict[str, str]
-    outcomes: dict[str, dict] = field(default_factory=dict)
+    outcomes: dict[str, object] = field(default_factory=dict)  # stage -> the step's result
     status: str = ""
     reason: str = ""
-    version: str = ""
+
+    @property
+    def version(self) -> str:
+        """The version deploy published, if it ran."""
+        deploy = self.outcomes.get("deploy")
+        return deploy.version if deploy else ""
+
+
+class _RunEnded(Exception):  # noqa: N818 - control flow, not an error
+    """The walk reached the run's end: an alert, a case-less branch or a stop."""
+
+    def __init__(self, status: str, reason: str = ""):
+        super().__init__(status)
+        self.status, self.reason = status, reason
 
 
 def parameters(**given) -> dict:
@@ -41,81 +53,75 @@ def parameters(**given) -> dict:
     return {p.name: given.get(p.name, p.default) for p in PARAMETERS}
 
 
+def call_step(contract: StageContract, inputs: dict, paths: dict):
+    """Run a stage as its step function, here (metadata-only artifacts are the components')."""
+    return contract.step(**inputs, **{name: paths[name] for name in contract.writes})
+
+
 def run_stages(params: dict, work: str | Path, run_id: str, *, deploy: bool = True,
-               infra_validation: bool = False, quiet: bool = True) -> StageRun:
+               infra_validation: bool = False, quiet: bool = True,
+               call: Callable = call_step) -> StageRun:
     """One run of the pipeline's stages over ``params`` (see :func:`parameters`), artifacts in
     ``work``. ``deploy=False`` stops after evaluate; ``infra_validation`` starts the model
-    server on the published version as deploy does in the pipeline (about a second)."""
+    server on the published version as deploy does in the pipeline (about a second). ``call``
+    runs one stage given its inputs and output paths, and returns what it returned (its named
+    outputs as attributes): the step by default; the component tests call the components."""
     output = contextlib.ExitStack()
     if quiet:
         output.enter_context(contextlib.redirect_stdout(io.StringIO()))
         output.enter_context(contextlib.redirect_stderr(io.StringIO()))
     with output:
-        return _run(params, Path(work), run_id, deploy, infra_validation)
+        walk = _Walk(params, Path(work), run_id, call, deploy=deploy,
+                     infra_validation=infra_validation)
+        try:
+            walk.nodes(GRAPH)
+        except _RunEnded as end:
+            walk.run.status, walk.run.reason = end.status, end.reason
+        return walk.run
 
 
-def _run(p: dict, work: Path, run_id: str, deploy: bool, infra_validation: bool) -> StageRun:
-    from components import steps
+class _Walk:
+    """The graph walked once: each task called as its step, each switch taking its one case."""
 
-    work.mkdir(parents=True, exist_ok=True)
-    run = StageRun({name: str(work / name) for name in ARTIFACTS})
-    path = run.paths
-    common = dict(registry_uri=p["registry_uri"], model_name=p["model_name"], run_id=run_id)
-    columns = dict(label_column=p["label_column"], timestamp_column=p["timestamp_column"])
-    ingest = run.outcomes["ingest"] = steps.ingest_step(
-        source_uri=p["source_uri"], timestamp_column=p["timestamp_column"], cutoff=p["cutoff"],
-        scheduled_time="", strategy=p["strategy"], window_days=p["window_days"],
-        new_data_path=path["new"], history_path=path["history"],
-        report_path=path["ingest.json"], **common)
-    if ingest["outcome"] != IngestOutcome.NEW_DATA:
-        run.status = ingest["outcome"]
-        return run
-    champion = ingest["champion_version"]
-    validate = run.outcomes["validate"] = steps.validate_step(
-        new_data_path=path["new"], ingest_report_path=path["ingest.json"],
-        champion_version=champion, min_rows=p["min_rows"], retrain_when=p["retrain_when"],
-        schema_uri=p["schema_uri"], validation_thresholds=p["validation_thresholds"],
-        report_path=path["validation.json"], markdown_path=path["validation.md"],
-        html_path=path["drift.html"], schema_path=path["schema.json"], **columns, **common)
-    if validate["decision"] != ValidateDecision.RETRAIN:
-        run.status, run.reason = validate["decision"], validate["reason"]
-        return run
-    counts = run.outcomes["preprocess"] = steps.preprocess_step(
-        new_data_path=path["new"], history_path=path["history"],
-        schema_path=path["schema.json"], ingest_report_path=path["ingest.json"],
-        validation_fraction=p["validation_fraction"], holdout_fraction=p["holdout_fraction"],
-        train_path=path["train"], validation_path=path["validation"],
-        evaluation_path=path["evaluation"], history_out_path=path["clean_history"], **columns,
-        **common)
-    run.outcomes["retrain"] = steps.retrain_step(
-        train_path=path["train"], validation_path=path["validation"],
-        history_path=path["clean_history"], schema_path=path["schema.json"],
-        champion_version=champion, strategy=p["strategy"], model_type=p["model_type"],
-        metric=p["metric"], epochs=p["epochs"], window_days=p["window_days"],
-        window_files=p["window_files"], decision_threshold=p["decision_threshold"],
-        seed=counts["seed"], model_dir=path["model"], trace_markdown_path=path["trace.md"],
-        **columns, **common)
-    evaluation = run.outcomes["evaluate"] = steps.evaluate_step(
-        challenger_dir=path["model"], evaluation_path=path["evaluation"],
-        ingest_report_path=path["ingest.json"], validation_report_path=path["validation.json"],
-        preprocess_counts=counts, champion_version=champion, strategy=p["strategy"],
-        model_type=p["model_type"], metric=p["metric"], threshold=p["threshold"],
-        min_improvement=p["min_improvement"], confidence=p["confidence"],
-        min_evaluation_rows=p["min_evaluation_rows"],
-        max_evaluation_rows=p["max_evaluation_rows"], decision_record_path=path["decision.json"],
-        comparison_path=path["comparison.md"], prediction_sample_path=path["prediction_sample"],
-        **columns, **common)
-    run.reason = evaluation["reason"]
-    if evaluation["decision"] != GateDecision.DEPLOY:
-        run.status = DeployResult.REJECTED
-        return run
-    if not deploy:
-        run.status = GateDecision.DEPLOY
-        return run
-    result = run.outcomes["deploy"] = steps.deploy_step(
-        challenger_dir=path["model"], decision_record_path=path["decision.json"],
-        prediction_sample_path=path["prediction_sample"] if infra_validation else "",
-        evaluation_path=path["evaluation"], max_evaluation_rows=p["max_evaluation_rows"],
-        registry_uri=p["registry_uri"], model_name=p["model_name"], run_id=run_id, **columns)
-    run.status, run.reason, run.version = result["result"], result["reason"], result["version"]
-    return run
+    def __init__(self, params: dict, work: Path, run_id: str, call: Callable, *, deploy: bool,
+                 infra_validation: bool):
+        work.mkdir(parents=True, exist_ok=True)
+        artifacts = [name for contract in CONTRACTS.values()
+                     for name in (*contract.writes, *contract.logs)]
+        self.run = StageRun({name: str(work / name) for name in artifacts})
+        self.params, self.call = params, call
+        self.deploy, self.infra_validation = deploy, infra_validation
+        self.run_values = {"run_id": run_id, "scheduled_time": "", "serving_image": "",
+                           "serving_service_account": "", "serving_resources": ""}
+        self.done: dict[str, dict] = {}
+
+    def nodes(self, nodes: tuple) -> None:
+        for node in nodes:
+            if isinstance(node, Task):
+                self.task(node)
+            else:
+                self.switch(node)
+
+    def task(self, node: Task) -> None:
+        contract = node.contract
+        inputs = task_inputs(node, parameters=self.params, run_values=self.run_values,
+                             done=self.done)
+        if contract.name == "alert":
+            raise _RunEnded(inputs["status"], inputs["reason"])
+        if contract.name == "deploy":
+            if not self.deploy:
+                raise _RunEnded(GateDecision.DEPLOY, self.run.reason)
+            if not self.infra_validation:
+                inputs["prediction_sample"] = ""
+        paths = {name: self.run.paths[name] for name in (*contract.writes, *contract.logs)}
+        result = self.run.outcomes[contract.name] = self.call(contract, inputs, paths)
+        self.run.reason = getattr(result, "reason", self.run.reason)
+        self.done[contract.name] = {
+            **paths, **{name: getattr(result, name) for name in contract.named_outputs}}
+
+    def switch(self, switch: Switch) -> None:
+        value = self.done[switch.on.stage][switch.on.output]
+        case = next((case for case in switch.cases if case.value == value), switch.otherwise)
+        if case is None:
+            raise _RunEnded(value, self.run.reason)
+        self.nodes(case.body)

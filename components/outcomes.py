@@ -8,6 +8,16 @@ and CLI output that scripts match on), grouped by who decides them.
 from __future__ import annotations
 
 
+class Strategy:
+    """How retrain makes the challenger (the ``strategy`` parameter)."""
+
+    AUTO = "auto"  # the best of the others on the selection rows
+    FINETUNE = "finetune"  # continue the champion on the new rows
+    FULL = "full"  # refit on every row
+    WINDOW = "window"  # refit on the newest rows
+    ALL = (AUTO, FINETUNE, FULL, WINDOW)
+
+
 class IngestOutcome:
     """Whether ingest found anything to validate."""
 

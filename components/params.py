@@ -19,7 +19,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-STRATEGIES = ("auto", "finetune", "full", "window")
+from components.outcomes import Strategy
+
+STRATEGIES = Strategy.ALL
 MODEL_TYPES = ("hgb", "sgd")
 # Metrics where higher is better, so one threshold in 0..1 gates them all.
 GATE_METRICS = ("accuracy", "f1", "roc_auc")
@@ -296,7 +298,7 @@ PARAMETERS: tuple[Parameter, ...] = (
               "batch.", AnyText()),
     Parameter("cutoff", str, "", "Latest event time to consume (ISO 8601); empty means the "
               "scheduled time, or now.", Timestamp()),
-    Parameter("strategy", str, "auto", "auto, finetune, full or window.", Options(STRATEGIES)),
+    Parameter("strategy", str, Strategy.AUTO, "auto, finetune, full or window.", Options(STRATEGIES)),
     Parameter("model_type", str, "hgb", "hgb (HistGradientBoosting) or sgd (SGD, epochs of "
               "partial_fit).", Options(MODEL_TYPES)),
     Parameter("metric", str, "accuracy", "Deploy gate metric: accuracy, f1 or roc_auc.",

@@ -30,6 +30,25 @@ def bounded(text: str, limit: int) -> str:
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
+NAMED_OUTPUT = "named_output"
+
+
+def named_output():
+    """A field of a step's result that is one of the stage's named outputs, which the pipeline
+    branches on and later stages take (:mod:`components.contracts`)."""
+    return field(metadata={NAMED_OUTPUT: True})
+
+
+class StepResult:
+    """What a step returns: a dataclass of named outputs and what its artifacts' metadata says."""
+
+    def artifact_metadata(self) -> dict[str, dict]:
+        """Metadata per output artifact: plain keys, or for a ``Metrics`` artifact the metrics
+        by name; for ``ClassificationMetrics``, ``confusion_matrix`` (labels, rows) and ``roc``
+        (fpr, tpr, thresholds) or None."""
+        return {}
+
+
 def _known_fields(cls, payload: dict) -> dict:
     """The keys of ``payload`` that are fields of ``cls`` (older files may hold more or fewer)."""
     names = {f.name for f in fields(cls)}

@@ -15,17 +15,27 @@ runs in a worker that imported them once (:mod:`app.warm_worker`).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.ml.models import MODEL_FILE
-from components.outcomes import DeployResult, IngestOutcome, RunStatus, ValidateDecision
+from components.outcomes import (
+    AlertDelivery,
+    DeployResult,
+    IngestOutcome,
+    RunStatus,
+    Strategy,
+    ValidateDecision,
+)
 from components.params import thresholds_with
 from components.records import (
     DecisionRecord,
     IngestReport,
     RunRecord,
+    StepResult,
     TrainingSummary,
     ValidationSummary,
+    named_output,
 )
 from components.registry import SCHEMA_FILE, STATISTICS_FILE, Registry
 from components.stage_runner import stage_step
@@ -62,10 +72,20 @@ def _champion(registry: Registry, champion_version: str):
 
 
 # -- 1. ingest ---------------------------------------------------------------------------------
+@dataclass
+class IngestOutputs(StepResult):
+    outcome: str = named_output()
+    new_rows: int = named_output()
+    champion_version: str = named_output()
+
+    def artifact_metadata(self) -> dict[str, dict]:
+        return {"new_data": {"rows": self.new_rows}}
+
+
 @stage_step
 def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestamp_column: str,
                 cutoff: str, scheduled_time: str, run_id: str, strategy: str, window_days: int,
-                new_data_path: str, history_path: str, report_path: str) -> dict:
+                new_data: str, history: str, ingest_report: str) -> IngestOutputs:
     """Split the source into new rows and the history the strategy needs; a run with nothing
     new ends here."""
     from components.stages import ingest as ingest_stage
@@ -80,11 +100,11 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
         watermark=pointer.watermark if pointer else None,
         consumed_files=pointer.consumed_files if pointer else None,
         history_days=history_days,
-        new_data_path=new_data_path,
-        history_path=history_path,
+        new_data_path=new_data,
+        history_path=history,
     )
     champion_version = pointer.version if pointer else ""
-    write_json(report_path, result.report(
+    write_json(ingest_report, result.report(
         champion_version=champion_version, source_uri=source_uri,
         history_read=ingest_stage.history_read(history_days)).to_dict())
     if result.outcome == IngestOutcome.NO_NEW_DATA:
@@ -93,17 +113,33 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
             status=RunStatus.NO_NEW_DATA, reason=reason, run_id=run_id, model_name=model_name,
             new_rows=0, champion_version=champion_version))
         print(f"{RunStatus.NO_NEW_DATA}: {reason}")
-    return {"outcome": result.outcome, "new_rows": result.new_rows,
-            "champion_version": champion_version}
+    return IngestOutputs(result.outcome, result.new_rows, champion_version)
 
 
 # -- 2. validate -------------------------------------------------------------------------------
+@dataclass
+class ValidateOutputs(StepResult):
+    decision: str = named_output()
+    summary: str = named_output()  # the reason for the decision
+    errors: int = 0
+    warnings: int = 0
+    drift: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return self.summary
+
+    def artifact_metadata(self) -> dict[str, dict]:
+        return {"validation_report": {"errors": self.errors, "warnings": self.warnings,
+                                      "drift": self.drift[:50]}}
+
+
 @stage_step(scientific=lambda champion_version, **_: bool(champion_version))  # drift: scipy
-def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: str,
-                  model_name: str, champion_version: str, label_column: str,
-                  timestamp_column: str, min_rows: int, retrain_when: str, schema_uri: str,
-                  validation_thresholds: dict, run_id: str, report_path: str,
-                  markdown_path: str, html_path: str, schema_path: str) -> dict:
+def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model_name: str,
+                  champion_version: str, label_column: str, timestamp_column: str,
+                  min_rows: int, retrain_when: str, schema_uri: str, validation_thresholds: dict,
+                  run_id: str, validation_report: str, report: str, drift_report: str,
+                  schema: str) -> ValidateOutputs:
     """Check the new rows and measure drift; returns the ``decision`` and its ``reason``.
 
     The decision is ``retrain``, ``invalid-data`` or ``skipped``; a skipped run is recorded here,
@@ -117,50 +153,61 @@ def validate_step(*, new_data_path: str, ingest_report_path: str, registry_uri: 
     from components.stages import validate as validate_stage
 
     thresholds = thresholds_with(validation_thresholds, "the validate stage")
-    ingest_report = IngestReport.from_dict(read_json(ingest_report_path))
+    ingested = IngestReport.from_dict(read_json(ingest_report))
     registry = Registry(registry_uri, model_name)
-    new_data = Table(new_data_path)  # read a chunk at a time by each check
-    schema, schema_source = validate_stage.resolve_schema(
-        registry, champion_version, schema_uri, new_data, label_column, timestamp_column)
-    report = validate_stage.validate(
-        new_data, schema=schema, timestamp_column=timestamp_column, min_rows=min_rows,
-        thresholds=thresholds, file_columns=ingest_report.file_columns,
-        ingest_problems=ingest_report.problems, label_column=label_column,
+    rows = Table(new_data)  # read a chunk at a time by each check
+    resolved, schema_source = validate_stage.resolve_schema(
+        registry, champion_version, schema_uri, rows, label_column, timestamp_column)
+    checked = validate_stage.validate(
+        rows, schema=resolved, timestamp_column=timestamp_column, min_rows=min_rows,
+        thresholds=thresholds, file_columns=ingested.file_columns,
+        ingest_problems=ingested.problems, label_column=label_column,
         too_few_rows="warning" if retrain_when == "min_rows" else "error")
     statistics = (registry.version_json(champion_version, STATISTICS_FILE)
                   if champion_version else None)
-    drift = (detect_drift(new_data, statistics, thresholds, timestamp_column)
+    drift = (detect_drift(rows, statistics, thresholds, timestamp_column)
              if statistics else None)
-    decision, reason = trigger_decision(report, drift, retrain_when=retrain_when,
+    decision, reason = trigger_decision(checked, drift, retrain_when=retrain_when,
                                         min_rows=min_rows)
-    validation = ValidationSummary(drift.drifted if drift else [], report.findings_list())
-    write_json(report_path, {**report.to_dict(), "drift": validation.drift,
+    validation = ValidationSummary(drift.drifted if drift else [], checked.findings_list())
+    write_json(validation_report, {**checked.to_dict(), "drift": validation.drift,
                              "findings": validation.findings, "decision": decision,
                              "reason": reason, "schema_source": schema_source,
                              "drift_details": drift.to_dict() if drift else None})
-    write_json(schema_path, schema)
-    write_text(markdown_path, reports.validate_markdown(
-        report, drift, schema_source=schema_source, decision=decision, reason=reason,
+    write_json(schema, resolved)
+    write_text(report, reports.validate_markdown(
+        checked, drift, schema_source=schema_source, decision=decision, reason=reason,
         ks_alpha=thresholds["ks_alpha"]))
-    write_text(html_path, reports.drift_html(drift))
+    write_text(drift_report, reports.drift_html(drift))
     if decision == ValidateDecision.SKIPPED:
         registry.write_run_record(run_id, RunRecord.of(
             status=RunStatus.SKIPPED, reason=reason, run_id=run_id, model_name=model_name,
-            new_rows=new_data.rows, champion_version=champion_version, validation=validation))
+            new_rows=rows.rows, champion_version=champion_version, validation=validation))
     print(f"{decision}: {reason}")
     if drift:
         print(f"drift: {', '.join(drift.drifted) or 'none'} ({drift.strongest()})")
-    return {"decision": decision, "reason": reason, "errors": len(report.errors),
-            "warnings": len(report.warnings), "drift": validation.drift}
+    return ValidateOutputs(decision, reason, errors=len(checked.errors),
+                           warnings=len(checked.warnings), drift=validation.drift)
 
 
 # -- 3. preprocess -----------------------------------------------------------------------------
+@dataclass
+class PreprocessOutputs(StepResult):
+    counts: dict = named_output()  # rows for training, selection, holdout and history; the seed
+    seed: int = named_output()
+
+    def artifact_metadata(self) -> dict[str, dict]:
+        return {artifact: {"rows": self.counts[key]} for artifact, key in (
+            ("train_data", "train_rows"), ("validation_data", "validation_rows"),
+            ("evaluation_data", "holdout_rows"))}
+
+
 @stage_step
-def preprocess_step(*, new_data_path: str, history_path: str, schema_path: str,
-                    ingest_report_path: str, label_column: str, timestamp_column: str,
-                    validation_fraction: float, holdout_fraction: float, train_path: str,
-                    validation_path: str, evaluation_path: str, history_out_path: str,
-                    registry_uri: str, model_name: str, run_id: str = "") -> dict:
+def preprocess_step(*, new_data: str, history: str, schema: str, ingest_report: str,
+                    label_column: str, timestamp_column: str, validation_fraction: float,
+                    holdout_fraction: float, train_data: str, validation_data: str,
+                    evaluation_data: str, clean_history: str, registry_uri: str,
+                    model_name: str, run_id: str) -> PreprocessOutputs:
     """Clean, set the holdout rows apart, and split, with the feature kinds of the schema
     validate used; returns row counts and the run's seed."""
     from components.data.chunks import Table
@@ -168,27 +215,42 @@ def preprocess_step(*, new_data_path: str, history_path: str, schema_path: str,
     from components.stages import preprocess as preprocess_stage
 
     result = preprocess_stage.preprocess(
-        Table(new_data_path), Table(history_path), label_column=label_column,
+        Table(new_data), Table(history), label_column=label_column,
         timestamp_column=timestamp_column,
-        feature_kinds=schema_feature_kinds(read_json(schema_path)),
-        validation_fraction=validation_fraction, train_path=train_path,
-        validation_path=validation_path, history_path=history_out_path,
-        evaluation_path=evaluation_path, model_name=model_name,
+        feature_kinds=schema_feature_kinds(read_json(schema)),
+        validation_fraction=validation_fraction, train_path=train_data,
+        validation_path=validation_data, history_path=clean_history,
+        evaluation_path=evaluation_data, model_name=model_name,
         holdout_fraction=holdout_fraction,
-        cutoff=IngestReport.from_dict(read_json(ingest_report_path)).cutoff)
+        cutoff=IngestReport.from_dict(read_json(ingest_report)).cutoff)
     counts = result.counts()
     print(json.dumps(counts))
-    return counts
+    return PreprocessOutputs(counts, counts["seed"])
 
 
 # -- 4. retrain --------------------------------------------------------------------------------
+TRACE_METRICS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
+
+
+@dataclass
+class RetrainOutputs(StepResult):
+    training: TrainingSummary
+
+    def artifact_metadata(self) -> dict[str, dict]:
+        logged = {f"epoch_{row['epoch']}_{key}": row[key] for row in self.training.trace
+                  for key in TRACE_METRICS if row[key] is not None}
+        return {"challenger": {"framework": "scikit-learn", "strategy": self.training.strategy,
+                               "model_type": self.training.model_type},
+                "training_metrics": logged}
+
+
 @stage_step(scientific=True)
-def retrain_step(*, train_path: str, validation_path: str, history_path: str, schema_path: str,
+def retrain_step(*, train_data: str, validation_data: str, clean_history: str, schema: str,
                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
                  timestamp_column: str, strategy: str, model_type: str, metric: str,
-                 epochs: int, window_days: int, window_files: int, model_dir: str,
-                 trace_markdown_path: str, run_id: str = "", seed: int = 0,
-                 decision_threshold: str = "0.5") -> dict:
+                 epochs: int, window_days: int, window_files: int, decision_threshold: str,
+                 seed: int, run_id: str, challenger: str,
+                 training_trace: str) -> RetrainOutputs:
     """Fit the challenger and save it as ``<model_dir>/model.skops`` with ``training.json``,
     and the schema and statistics of the rows it learned from."""
     from components import reports
@@ -204,44 +266,65 @@ def retrain_step(*, train_path: str, validation_path: str, history_path: str, sc
     from components.stages import retrain as retrain_stage
 
     registry = Registry(registry_uri, model_name)
-    feature_kinds = schema_feature_kinds(read_json(schema_path))
+    feature_kinds = schema_feature_kinds(read_json(schema))
     champion, meta = _champion(registry, champion_version)
     result = retrain_stage.retrain(
-        strategy=strategy, model_type=model_type, train=Table(train_path),
-        history=Table(history_path), validation=Table(validation_path),
+        strategy=strategy, model_type=model_type, train=Table(train_data),
+        history=Table(clean_history), validation=Table(validation_data),
         label_column=label_column, timestamp_column=timestamp_column,
         feature_kinds=feature_kinds, metric=metric, epochs=epochs, window_days=window_days,
         window_files=window_files, champion=champion, champion_meta=meta, seed=seed,
         decision_threshold=decision_threshold)
-    Path(model_dir).mkdir(parents=True, exist_ok=True)
-    save_model(result.model, Path(model_dir) / MODEL_FILE)
+    folder = Path(challenger)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(result.model, folder / MODEL_FILE)
     training = result.summary(feature_kinds, [plain_value(c) for c in result.model.classes_],
                               library_versions())
-    write_json(Path(model_dir) / TRAINING_FILE, training.to_dict())
-    schema = infer_schema(result.training_data, label_column=label_column,
-                          timestamp_column=timestamp_column, feature_kinds=feature_kinds)
-    write_json(Path(model_dir) / STATISTICS_FILE,
-               reference_statistics(result.training_data, schema), compact=True)
+    write_json(folder / TRAINING_FILE, training.to_dict())
+    learned = infer_schema(result.training_data, label_column=label_column,
+                           timestamp_column=timestamp_column, feature_kinds=feature_kinds)
+    write_json(folder / STATISTICS_FILE, reference_statistics(result.training_data, learned),
+               compact=True)
     parent_schema = (registry.version_json(champion_version, SCHEMA_FILE)
-                     if result.strategy == "finetune" else None)
-    write_json(Path(model_dir) / SCHEMA_FILE,
-               merge_schemas(parent_schema, schema) if parent_schema else schema)
+                     if result.strategy == Strategy.FINETUNE else None)
+    write_json(folder / SCHEMA_FILE,
+               merge_schemas(parent_schema, learned) if parent_schema else learned)
     markdown = reports.trace_markdown(training)
-    write_text(trace_markdown_path, markdown)
+    write_text(training_trace, markdown)
     print(markdown)
-    return training.to_dict()
+    return RetrainOutputs(training)
 
 
 # -- 5. evaluate -------------------------------------------------------------------------------
+@dataclass
+class EvaluateOutputs(StepResult):
+    decision: str = named_output()
+    reason: str = named_output()
+    challenger: dict = field(default_factory=dict)  # the challenger's scores by metric
+    champion: dict = field(default_factory=dict)
+    confusion_labels: list = field(default_factory=list)
+    confusion_matrix: list = field(default_factory=list)
+    roc: tuple | None = None  # (fpr, tpr, thresholds) of a binary challenger
+
+    def artifact_metadata(self) -> dict[str, dict]:
+        scores = {f"{role}_{name}": value
+                  for role, metrics in (("challenger", self.challenger),
+                                        ("champion", self.champion))
+                  for name, value in metrics.items() if value is not None}
+        return {"metrics": scores,
+                "classification_metrics": {"confusion_matrix": (self.confusion_labels,
+                                                                self.confusion_matrix),
+                                           "roc": self.roc}}
+
+
 @stage_step(scientific=True)
-def evaluate_step(*, challenger_dir: str, evaluation_path: str, ingest_report_path: str,
-                  validation_report_path: str, preprocess_counts: dict, registry_uri: str,
+def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
+                  validation_report: str, preprocess_counts: dict, registry_uri: str,
                   model_name: str, champion_version: str, label_column: str,
-                  timestamp_column: str, strategy: str, model_type: str, metric: str,
-                  threshold: float, min_improvement: float, confidence: float,
-                  min_evaluation_rows: int, max_evaluation_rows: int, run_id: str,
-                  decision_record_path: str, comparison_path: str,
-                  prediction_sample_path: str = "") -> dict:
+                  timestamp_column: str, metric: str, threshold: float, min_improvement: float,
+                  confidence: float, min_evaluation_rows: int, max_evaluation_rows: int,
+                  run_id: str, decision_record: str, comparison: str,
+                  prediction_sample: str) -> EvaluateOutputs:
     """Compare both models on the same holdout rows (this run's, then the newest earlier ones),
     decide, and write the decision record."""
 
@@ -254,76 +337,85 @@ def evaluate_step(*, challenger_dir: str, evaluation_path: str, ingest_report_pa
     registry = Registry(registry_uri, model_name)
     champion, _ = _champion(registry, champion_version)
     pool = registry.holdout_pool()
-    training = TrainingSummary.from_dict(read_json(Path(challenger_dir) / TRAINING_FILE))
+    training = TrainingSummary.from_dict(read_json(Path(challenger) / TRAINING_FILE))
     preprocess_counts = {key: int(value) for key, value in preprocess_counts.items()}
     evaluation = evaluate(
-        load_model(Path(challenger_dir) / MODEL_FILE, libraries=training.libraries), champion,
-        Table(evaluation_path), Table(pool) if pool else None,
+        load_model(Path(challenger) / MODEL_FILE, libraries=training.libraries), champion,
+        Table(evaluation_data), Table(pool) if pool else None,
         label_column=label_column, timestamp_column=timestamp_column, metric=metric,
         threshold=threshold, min_improvement=min_improvement,
         min_rows=min_evaluation_rows, max_rows=max_evaluation_rows, confidence=confidence,
         seed=preprocess_counts.get("seed", 0), champion_version=champion_version)
-    ingest_report = IngestReport.from_dict(read_json(ingest_report_path))
+    ingested = IngestReport.from_dict(read_json(ingest_report))
     verdict = evaluation.verdict
     record = DecisionRecord(
         run_id=run_id, model_name=model_name, decision=verdict.decision, reason=verdict.reason,
         cold_start=verdict.cold_start, metric=metric, threshold=threshold,
         min_improvement=min_improvement,
         params=dict(label_column=label_column, timestamp_column=timestamp_column,
-                    strategy=strategy, model_type=model_type, metric=metric,
+                    strategy=training.requested_strategy, model_type=training.model_type,
+                    metric=metric,
                     threshold=threshold, min_improvement=min_improvement,
                     confidence=confidence, min_evaluation_rows=min_evaluation_rows,
                     max_evaluation_rows=max_evaluation_rows),
         champion=(ChampionScores(champion_version, evaluation.champion_scores)
                   if champion is not None else None),
         challenger=ChallengerScores.of(training, evaluation.challenger_scores),
-        data={**ingest_report.data_window(), **preprocess_counts,
+        data={**ingested.data_window(), **preprocess_counts,
               "evaluation_rows": len(evaluation.rows.frame)},
-        validation=validation_summary(validation_report_path), gate=evaluation.gate())
-    write_json(decision_record_path, record.to_dict())
-    write_text(comparison_path, reports.comparison_markdown(record))
-    if prediction_sample_path:
-        from components.infra_validation import SAMPLE_ROWS, prediction_sample
-
-        predictions = evaluation.challenger
-        head = evaluation.rows.frame.head(SAMPLE_ROWS)
-        write_json(prediction_sample_path, prediction_sample(
-            head, training.feature_kinds, predictions.predicted[:len(head)],
-            predictions.probabilities[:len(head)]), compact=True)
+        validation=validation_summary(validation_report), gate=evaluation.gate())
+    write_json(decision_record, record.to_dict())
+    write_text(comparison, reports.comparison_markdown(record))
+    _write_prediction_sample(prediction_sample, evaluation, training.feature_kinds)
     print(f"decision: {verdict.decision}: {verdict.reason}")
     labels, matrix = evaluation.challenger.confusion()
-    return {"decision": verdict.decision, "reason": verdict.reason,
-            "challenger": evaluation.challenger_scores,
-            "champion": evaluation.champion_scores or {},
-            "confusion_labels": labels, "confusion_matrix": matrix,
-            "roc": evaluation.challenger.roc_points()}
+    return EvaluateOutputs(verdict.decision, verdict.reason,
+                           challenger=evaluation.challenger_scores,
+                           champion=evaluation.champion_scores or {}, confusion_labels=labels,
+                           confusion_matrix=matrix, roc=evaluation.challenger.roc_points())
+
+
+def _write_prediction_sample(path: str, evaluation, feature_kinds: dict) -> None:
+    """The first evaluation rows as a V2 request with the challenger's predictions: what infra
+    validation requires the published version to answer."""
+    from components.infra_validation import SAMPLE_ROWS, prediction_sample
+
+    predictions = evaluation.challenger
+    head = evaluation.rows.frame.head(SAMPLE_ROWS)
+    write_json(path, prediction_sample(head, feature_kinds, predictions.predicted[:len(head)],
+                                       predictions.probabilities[:len(head)]), compact=True)
 
 
 # -- 6. deploy ---------------------------------------------------------------------------------
+@dataclass
+class DeployOutputs(StepResult):
+    result: str = named_output()
+    reason: str = named_output()
+    version: str = named_output()
+
+
 @stage_step(scientific=True)  # infra validation forks the server from scikit-learn's tier
-def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
-                decision_record_path: str, run_id: str, label_column: str,
-                timestamp_column: str, prediction_sample_path: str = "",
-                evaluation_path: str = "", max_evaluation_rows: int = 5000,
-                serving_namespace: str = "", canary_traffic_percent: int = 100,
-                serving_timeout_seconds: int = 600, serving_image: str = "",
-                serving_service_account: str = "", serving_resources: str = "") -> dict:
+def deploy_step(*, registry_uri: str, model_name: str, challenger: str, decision_record: str,
+                run_id: str, label_column: str, timestamp_column: str, prediction_sample: str,
+                evaluation_data: str, max_evaluation_rows: int, serving_namespace: str,
+                canary_traffic_percent: int, serving_timeout_seconds: int, serving_image: str,
+                serving_service_account: str, serving_resources: str) -> DeployOutputs:
     """Publish, check the published version serves evaluate's predictions, serve it on the
     cluster when a namespace is set, and promote; a failure or a lost race ends as ``rejected``
-    (the alert step then reports it)."""
+    (the alert step then reports it). An empty ``prediction_sample`` skips infra validation."""
     from components.infra_validation import validate_serving
     from components.stages.deploy import deploy
 
-    record = DecisionRecord.from_dict(read_json(decision_record_path))
+    record = DecisionRecord.from_dict(read_json(decision_record))
     registry = Registry(registry_uri, model_name)
-    extra_files = {name: (Path(challenger_dir) / name).read_bytes()
-                   for name in (SCHEMA_FILE, STATISTICS_FILE)
-                   if (Path(challenger_dir) / name).exists()}
-    sample = read_json(prediction_sample_path) if prediction_sample_path else None
+    folder = Path(challenger)
+    extra_files = {name: (folder / name).read_bytes() for name in (SCHEMA_FILE, STATISTICS_FILE)
+                   if (folder / name).exists()}
+    sample = read_json(prediction_sample) if prediction_sample else None
     target = _serving_target(serving_namespace, canary_traffic_percent, serving_timeout_seconds,
                              serving_image, serving_service_account, serving_resources)
     deployment = deploy(
-        registry, model=(Path(challenger_dir) / MODEL_FILE).read_bytes(), record=record,
+        registry, model=(folder / MODEL_FILE).read_bytes(), record=record,
         run_id=run_id, label_column=label_column, timestamp_column=timestamp_column,
         extra_files=extra_files,
         check_serving=(lambda version: validate_serving(
@@ -331,7 +423,7 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
             sample=sample)) if sample else None,
         serve_on_cluster=(lambda version: serve_on_cluster(registry, version, target))
         if target else None,
-        new_holdout=evaluation_path or None, holdout_rows=max_evaluation_rows)
+        new_holdout=evaluation_data or None, holdout_rows=max_evaluation_rows)
     for name, detail in deployment.details.items():
         print(f"{name}: {json.dumps(detail)}")
     if deployment.result == DeployResult.DEPLOYED:
@@ -342,8 +434,7 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger_dir: str,
         print(f"deployed {model_name} {deployment.version}: {deployment.reason}")
     else:
         print(f"not deployed: {deployment.reason} ({deployment.version} stays unpromoted)")
-    return {"result": deployment.result, "reason": deployment.reason,
-            "version": deployment.version}
+    return DeployOutputs(deployment.result, deployment.reason, deployment.version)
 
 
 def _serving_target(namespace: str, canary: int, timeout: int, image: str,
@@ -372,53 +463,59 @@ def serve_on_cluster(registry: Registry, version: str, target) -> dict:
 
 
 # -- 7. alert ----------------------------------------------------------------------------------
+@dataclass
+class AlertOutputs(StepResult):
+    alert_delivery: str
+
+
 @stage_step
 def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, run_id: str,
-               alert_webhook_url: str, new_rows: int, decision_record_path: str | None,
-               markdown_path: str, validation_report_path: str | None = None,
-               unpromoted_version: str = "") -> dict:
+               alert_webhook_url: str, new_rows: int, alert_report: str,
+               decision_record: str | None = None, validation_report: str | None = None,
+               unpromoted_version: str = "") -> AlertOutputs:
     """Log, write and (if a webhook is set) POST the alert, then record the run's outcome with
     what became of the alert. A delivery failure is recorded, never raised."""
     from components import reports
     from components.stages import alert as alert_stage
 
-    record = (DecisionRecord.from_dict(read_json(decision_record_path))
-              if decision_record_path else None)
+    record = DecisionRecord.from_dict(read_json(decision_record)) if decision_record else None
     run_record = RunRecord.of(
         status=status, reason=reason, run_id=run_id, model_name=model_name, new_rows=new_rows,
         decision=record, unpromoted_version=unpromoted_version,
-        validation=validation_summary(validation_report_path) if validation_report_path else None)
+        validation=validation_summary(validation_report) if validation_report else None)
     payload = alert_stage.build_alert(
         status=status, reason=reason, model_name=model_name, run_id=run_id,
         details={"champion": run_record.champion, "challenger": run_record.challenger,
                  "new_rows": new_rows, "drift": run_record.drift,
                  "errors": [f for f in run_record.findings if f["severity"] == "error"]})
     delivery = alert_stage.send_alert(payload, alert_webhook_url)
-    write_text(markdown_path, reports.alert_markdown(payload))
+    write_text(alert_report, reports.alert_markdown(payload))
     run_record.alert_delivery, run_record.alert_delivery_reason = delivery.status, delivery.reason
     Registry(registry_uri, model_name).write_run_record(run_id, run_record)
-    return {"alert_delivery": delivery.status}
+    return AlertOutputs(delivery.status)
 
 
 @stage_step
-def failure_alert_step(*, state: str, error_message: str, registry_uri: str, model_name: str,
-                       run_id: str, alert_webhook_url: str, markdown_path: str) -> dict:
+def failure_alert_step(*, run_status: dict, registry_uri: str, model_name: str, run_id: str,
+                       alert_webhook_url: str, failure_report: str) -> AlertOutputs:
     """Exit handler: alert when the run failed outright, naming the stage and the cause from the
-    run's journal; a finished run stays quiet."""
+    run's journal; a finished run stays quiet. ``run_status`` is KFP's final status of the run
+    as ``state`` and ``error_message``."""
     from components import reports
     from components.stages import alert as alert_stage
 
+    state = run_status.get("state") or ""
     if state in ("SUCCEEDED", ""):
-        write_text(markdown_path, f"Run {run_id} finished: {state or 'unknown'}; no alert.\n")
-        return {"alert_delivery": "none"}
+        write_text(failure_report, f"Run {run_id} finished: {state or 'unknown'}; no alert.\n")
+        return AlertOutputs(AlertDelivery.NONE)
     failure = run_failure(registry_uri, model_name, run_id, kfp_state=state,
-                          kfp_message=error_message)
+                          kfp_message=run_status.get("error_message") or "")
     payload = alert_stage.build_alert(status=RunStatus.FAILED, reason=failure["reason"],
                                       model_name=model_name, run_id=run_id,
                                       details={"failure": failure})
     delivery = alert_stage.send_alert(payload, alert_webhook_url)
-    write_text(markdown_path, reports.alert_markdown(payload))
-    return {"alert_delivery": delivery.status}
+    write_text(failure_report, reports.alert_markdown(payload))
+    return AlertOutputs(delivery.status)
 
 
 def run_failure(registry_uri: str, model_name: str, run_id: str, *, kfp_state: str = "",

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from components.contracts import CONTRACTS
 from components.params import InvalidParameterError
 from components.stages.alert import WEBHOOK_ENV
 
 DEFAULT_IMAGE = "kfp-retrain:0.1.0"
-STAGES = ("ingest", "validate", "preprocess", "retrain", "evaluate", "deploy", "alert",
-          "alert_on_failure")
+STAGES = tuple(CONTRACTS)
 # Stages that touch storage at their start or end: a transient failure is worth a retry.
 RETRIED_STAGES = {"ingest": 3, "deploy": 3}
 WEBHOOK_SECRET_KEY = "webhook-url"

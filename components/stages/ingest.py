@@ -24,7 +24,7 @@ import pandas as pd
 
 from components.data.chunks import ChunkSchemaError, ChunkWriter, Table, replace_columns
 from components.data.schema import SOURCE_FILE_COLUMN, as_category_strings
-from components.outcomes import IngestOutcome
+from components.outcomes import IngestOutcome, Strategy
 from components.params import Timestamp, refuse
 from components.records import IngestReport, bounded
 from components.storage import FileInfo, sha256_bytes, storage_for
@@ -116,7 +116,7 @@ def history_days_needed(strategy: str, window_days: int) -> float | None:
 
     A fine-tune whose champion turns out not to fit falls back to ``full`` on the new rows only.
     """
-    return {"finetune": 0, "window": window_days}.get(strategy)
+    return {Strategy.FINETUNE: 0, Strategy.WINDOW: window_days}.get(strategy)
 
 
 def history_read(history_days: float | None) -> str:

@@ -30,10 +30,11 @@ from components.ml.models import (
     with_decision_threshold,
 )
 from components.ml.threads import limited_threads
+from components.outcomes import Strategy
 from components.records import TrainingSummary
 
 # Order of preference when candidates tie: the cheapest, least disruptive change first.
-CANDIDATE_ORDER = ("finetune", "window", "full")
+CANDIDATE_ORDER = (Strategy.FINETUNE, Strategy.WINDOW, Strategy.FULL)
 
 
 class RetrainError(Exception):
@@ -330,7 +331,7 @@ def retrain(
                model_type=model_type, epochs=epochs, seed=seed)
     with limited_threads(history.rows + train.rows, len(feature_kinds)):
         candidates = [_fit_candidate(name, candidate_rows, blocker=blocker,
-                                     auto=strategy == "auto", validation=validation,
+                                     auto=strategy == Strategy.AUTO, validation=validation,
                                      metric=metric, **fit) for name in wanted]
         fitted = [c for c in candidates if c.status == "fitted"]
         if not fitted:
@@ -338,7 +339,7 @@ def retrain(
                 f"{c.strategy}: {c.note}" for c in candidates))
         best = max(fitted, key=lambda c: (_comparable(c.score),
                                           -CANDIDATE_ORDER.index(c.strategy)))
-        if strategy == "auto":
+        if strategy == Strategy.AUTO:
             notes.append(f"auto chose {best.strategy} ({metric} {_comparable(best.score):.4f} "
                          "on the validation rows, which the gate does not use)")
         # The threshold is tuned on the candidate, for which the validation rows are unseen.
@@ -346,9 +347,9 @@ def retrain(
                                                         validation, label_column, metric)
         model, training_data = best.model, candidate_rows[best.strategy]
         if best.rows < REFIT_LIMIT and validation.rows:
-            if best.strategy == "window":  # the window moves on to end at the newest rows
+            if best.strategy == Strategy.WINDOW:  # the window moves on to end at the newest rows
                 training_data = window_rows(
-                    _with_rows(candidate_rows["full"], validation),
+                    _with_rows(candidate_rows[Strategy.FULL], validation),
                     timestamp_column=timestamp_column, window_days=window_days,
                     window_files=window_files)
                 refit_note = (f"refitted window on its {len(training_data)} rows, the "
@@ -376,7 +377,7 @@ def _with_rows(rows, validation):
 
 def _fit(name: str, rows, validation, *, champion, label_column: str,
          feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int):
-    if name == "finetune":
+    if name == Strategy.FINETUNE:
         return fit_finetune(champion, rows, validation, label_column=label_column,
                             epochs=epochs, seed=seed)
     return fit_fresh(as_table(rows).read(), validation.read(), label_column=label_column,
@@ -421,10 +422,10 @@ def _decision_threshold(model, decision_threshold: str, validation, label_column
 def _strategies_to_try(strategy: str, blocker: str | None,
                        rows_given: int) -> tuple[list[str], list[str]]:
     """The candidates to fit, and a note when an explicit finetune falls back to full."""
-    if strategy == "auto":
+    if strategy == Strategy.AUTO:
         return list(CANDIDATE_ORDER), []
-    if strategy == "finetune" and blocker:
-        return ["full"], [f"finetune is not possible ({blocker}); fell back to full over the "
+    if strategy == Strategy.FINETUNE and blocker:
+        return [Strategy.FULL], [f"finetune is not possible ({blocker}); fell back to full over the "
                           f"{rows_given} rows given (in the pipeline a finetune run reads no "
                           "history)"]
     return [strategy], []
@@ -434,12 +435,12 @@ def _candidate_rows(wanted: list[str], train, history, *, timestamp_column: str,
                     window_days: int, window_files: int) -> dict[str, object]:
     """The rows each strategy learns from. A fine-tune streams its rows (a Table); the others
     fit on every row they use at once (a DataFrame)."""
-    rows: dict[str, object] = {"finetune": train}
-    if set(wanted) - {"finetune"}:
+    rows: dict[str, object] = {Strategy.FINETUNE: train}
+    if set(wanted) - {Strategy.FINETUNE}:
         combined = (pd.concat([history.read(), train.read()], ignore_index=True)
                     if history.rows else train.read())
-        rows["full"] = combined
-        rows["window"] = window_rows(combined, timestamp_column=timestamp_column,
+        rows[Strategy.FULL] = combined
+        rows[Strategy.WINDOW] = window_rows(combined, timestamp_column=timestamp_column,
                                      window_days=window_days, window_files=window_files)
     return rows
 
@@ -447,10 +448,10 @@ def _candidate_rows(wanted: list[str], train, history, *, timestamp_column: str,
 def _fit_candidate(name: str, candidate_rows: dict, *, blocker: str | None, auto: bool,
                    validation, metric: str, **fit) -> Candidate:
     """Fit one strategy and score it on the validation rows, or say why it was skipped."""
-    if name == "finetune" and blocker:
+    if name == Strategy.FINETUNE and blocker:
         return Candidate(name, "skipped", blocker)
     rows = candidate_rows[name]
-    if name == "window" and auto and len(rows) == len(candidate_rows["full"]):
+    if name == Strategy.WINDOW and auto and len(rows) == len(candidate_rows[Strategy.FULL]):
         return Candidate(name, "skipped", "the window holds every row: same as full",
                          rows=len(rows))
     row_count = as_table(rows).rows

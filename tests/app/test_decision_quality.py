@@ -86,7 +86,7 @@ def test_the_same_stream_twice_gives_the_same_decisions(abrupt, tmp_path):
     assert [m.challenger for m in first] == [m.challenger for m in second]
     rows = Stream("abrupt", 200).true_rows(CHANGE_MONTH).drop(columns=[LABEL_COLUMN]).head(2000)
     for month in range(len(first)):
-        model = Path("runs") / f"{month:02d}" / "model" / "model.skops"
+        model = Path("runs") / f"{month:02d}" / "challenger" / "model.skops"
         assert np.array_equal(load_model(root / model).predict_proba(rows),
                               load_model(tmp_path / model).predict_proba(rows))
 

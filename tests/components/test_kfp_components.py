@@ -5,10 +5,10 @@ import json
 import shutil
 
 import pytest
-from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Markdown, Metrics, Model
 
 from app import demo_data
-from components.kfp_components import STAGE_FUNCTIONS, interface, make_components
+from app.inprocess import parameters, run_stages
+from components.kfp_components import ARTIFACT_KINDS, STAGE_FUNCTIONS, interface, make_components
 from components.outcomes import DeployResult, GateDecision, IngestOutcome, ValidateDecision
 from components.registry import Registry
 
@@ -20,67 +20,42 @@ def stages():
     return make_components("kfp-retrain:test")
 
 
-def _artifact(kind, folder, name):
-    return kind(name=name, uri=str(folder / name), metadata={})
+class ComponentCalls:
+    """Runs each stage as KFP's executor would: its component's ``python_func`` with real
+    artifacts at the paths the walk gives; keeps every artifact to check its metadata."""
+
+    def __init__(self, stages):
+        self.stages, self.artifacts = stages, {}
+
+    def artifact(self, kind: str, name: str, path: str):
+        return self.artifacts.setdefault(name, ARTIFACT_KINDS[kind](name=name, uri=path,
+                                                                    metadata={}))
+
+    def __call__(self, contract, inputs, paths):
+        arguments = dict(inputs)
+        for name, kind in contract.reads.items():
+            if name in inputs:
+                arguments[name] = self.artifact(kind, name, inputs[name])
+        for name, kind in {**contract.writes, **contract.logs}.items():
+            arguments[name] = self.artifact(kind, name, paths[name])
+        return getattr(self.stages, contract.name).python_func(**arguments)
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, demo_folder, stages):
-    """One cold-start run through every component body, each output artifact a real file."""
+    """One cold-start run through every component body, walked along the pipeline's graph,
+    each output artifact a real file."""
     root = tmp_path_factory.mktemp("components")
     source = root / "source"
     source.mkdir()
     shutil.copy(demo_folder / "customers_2025-01_initial.csv", source)
-    common = dict(registry_uri=str(root / "registry"), model_name="customers")
-    a = {name: _artifact(kind, root, name) for name, kind in (
-        ("new_data", Dataset), ("history", Dataset), ("ingest_report", Artifact),
-        ("validation_report", Artifact), ("report", Markdown), ("drift_report", HTML),
-        ("schema", Artifact), ("train_data", Dataset), ("validation_data", Dataset),
-        ("evaluation_data", Dataset),
-        ("clean_history", Dataset), ("challenger", Model), ("training_metrics", Metrics),
-        ("training_trace", Markdown), ("metrics", Metrics),
-        ("classification_metrics", ClassificationMetrics), ("comparison", Markdown),
-        ("decision_record", Artifact), ("prediction_sample", Artifact))}
-    out = {"artifacts": a, "root": root}
-    out["ingest"] = stages.ingest.python_func(
-        source_uri=str(source), cutoff=demo_data.demo_cutoffs()[0], scheduled_time="",
-        run_id="run-1", strategy="auto", window_days=90, new_data=a["new_data"],
-        history=a["history"], ingest_report=a["ingest_report"],
-        timestamp_column=COLUMNS["timestamp_column"], **common)
-    out["validate"] = stages.validate.python_func(
-        new_data=a["new_data"], ingest_report=a["ingest_report"], champion_version="",
-        min_rows=100, retrain_when="always", schema_uri="", validation_thresholds={},
-        run_id="run-1", validation_report=a["validation_report"], report=a["report"],
-        drift_report=a["drift_report"], schema=a["schema"], **COLUMNS, **common)
-    out["preprocess"] = stages.preprocess.python_func(
-        new_data=a["new_data"], history=a["history"], schema=a["schema"],
-        ingest_report=a["ingest_report"], run_id="run-1", validation_fraction=0.2,
-        holdout_fraction=0.2, train_data=a["train_data"], validation_data=a["validation_data"],
-        evaluation_data=a["evaluation_data"], clean_history=a["clean_history"], **COLUMNS,
-        **common)
-    stages.retrain.python_func(
-        train_data=a["train_data"], validation_data=a["validation_data"],
-        clean_history=a["clean_history"], schema=a["schema"], champion_version="",
-        strategy="auto", model_type="hgb", metric="accuracy", epochs=3, window_days=90,
-        window_files=3, decision_threshold="0.5", seed=out["preprocess"][1], run_id="run-1",
-        challenger=a["challenger"], training_metrics=a["training_metrics"],
-        training_trace=a["training_trace"], **COLUMNS, **common)
-    out["evaluate"] = stages.evaluate.python_func(
-        challenger=a["challenger"], evaluation_data=a["evaluation_data"],
-        ingest_report=a["ingest_report"], validation_report=a["validation_report"],
-        preprocess_counts=out["preprocess"][0], champion_version="", strategy="auto",
-        model_type="hgb", metric="accuracy", threshold=0.8, min_improvement=0.0,
-        confidence=0.95, min_evaluation_rows=300, max_evaluation_rows=5000, run_id="run-1",
-        metrics=a["metrics"], classification_metrics=a["classification_metrics"],
-        comparison=a["comparison"], decision_record=a["decision_record"],
-        prediction_sample=a["prediction_sample"], **COLUMNS, **common)
-    out["deploy"] = stages.deploy.python_func(
-        challenger=a["challenger"], decision_record=a["decision_record"],
-        prediction_sample=a["prediction_sample"], evaluation_data=a["evaluation_data"],
-        max_evaluation_rows=5000, run_id="run-1", serving_namespace="",
-        canary_traffic_percent=100, serving_timeout_seconds=600, serving_image="unused:1",
-        serving_service_account="", serving_resources="", **COLUMNS, **common)
-    return out
+    calls = ComponentCalls(stages)
+    run = run_stages(parameters(
+        source_uri=str(source), registry_uri=str(root / "registry"), model_name="customers",
+        cutoff=demo_data.demo_cutoffs()[0], min_rows=100, epochs=3, **COLUMNS),
+        root / "work", "run-1", infra_validation=True, quiet=False, call=calls)
+    return {"artifacts": calls.artifacts, "root": root / "work", "registry": root / "registry",
+            "run": run, **run.outcomes}
 
 
 def test_ingest_returns_its_named_outcome_and_writes_its_datasets(chain):
@@ -89,13 +64,15 @@ def test_ingest_returns_its_named_outcome_and_writes_its_datasets(chain):
     assert (outcome, new_rows, champion_version) == (IngestOutcome.NEW_DATA, 1000, "")
     assert chain["artifacts"]["new_data"].metadata["rows"] == 1000
     report = json.loads((chain["root"] / "ingest_report").read_text())
-    assert report["new_rows"] == 1000 and report["history_read"] == "all"
+    assert report["new_rows"] == 1000
+    assert report["history_read"] == "all"
 
 
 def test_validate_passes_the_schema_it_checked_against(chain):
     """Check validate's decision and that the schema artifact holds the columns it checked."""
     decision, summary = chain["validate"]
-    assert decision == ValidateDecision.RETRAIN and summary.startswith("ok: 1000 new rows")
+    assert decision == ValidateDecision.RETRAIN
+    assert summary.startswith("ok: 1000 new rows")
     schema = json.loads((chain["root"] / "schema").read_text())
     assert schema["label"] == {"name": "will_buy", "classes": [0, 1]}
     assert len(schema["columns"]) == 8
@@ -131,7 +108,8 @@ def test_retrain_writes_the_model_folder_and_logs_the_trace(chain):
 def test_evaluate_logs_metrics_and_decides_a_cold_start(chain):
     """Check evaluate's decision, its logged metrics and its confusion matrix."""
     decision, reason = chain["evaluate"]
-    assert decision == GateDecision.DEPLOY and reason.startswith("cold start")
+    assert decision == GateDecision.DEPLOY
+    assert reason.startswith("cold start")
     assert chain["artifacts"]["metrics"].metadata["challenger_accuracy"] >= 0.8
     matrix = chain["artifacts"]["classification_metrics"].metadata["confusionMatrix"]
     assert sum(sum(row["row"]) for row in matrix["rows"]) == chain["preprocess"][0][
@@ -144,13 +122,13 @@ def test_deploy_promotes_v0001(chain):
     sample = json.loads((chain["root"] / "prediction_sample").read_text())
     assert len(sample["predict"]) == 50 and len(sample["request"]["inputs"]) == 8
     assert tuple(chain["deploy"]) == (DeployResult.DEPLOYED, chain["evaluate"][1], "v0001")
-    model = chain["root"] / "registry" / "customers"
+    model = chain["registry"] / "customers"
     assert json.loads((model / "champion.json").read_text())["version"] == "v0001"
     record = json.loads((model / "runs" / "run-1.json").read_text())
     assert (record["status"], record["challenger"]["version"]) == ("deployed", "v0001")
     metadata = json.loads((model / "versions" / "v0001" / "metadata.json").read_text())
     assert (metadata["label_column"], metadata["timestamp_column"]) == ("will_buy", "event_time")
-    [move] = Registry(str(chain["root"] / "registry"), "customers").history()
+    [move] = Registry(str(chain["registry"]), "customers").history()
     assert (move["action"], move["from"], move["to"], move["run_id"]) == (
         "deploy", None, "v0001", "run-1")
 

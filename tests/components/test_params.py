@@ -111,8 +111,8 @@ def test_a_step_refuses_a_bad_parameter_before_it_reads_anything(tmp_path):
         ingest_step(source_uri=str(tmp_path / "nowhere"), registry_uri=str(tmp_path / "reg"),
                     model_name="m", timestamp_column="ts", cutoff="", scheduled_time="",
                     run_id="r", strategy="window", window_days=0,
-                    new_data_path=str(tmp_path / "n"), history_path=str(tmp_path / "h"),
-                    report_path=str(tmp_path / "r.json"))
+                    new_data=str(tmp_path / "n"), history=str(tmp_path / "h"),
+                    ingest_report=str(tmp_path / "r.json"))
     assert str(error.value) == ("The 'window_days' parameter of the ingest stage must be an int "
                                 "in the range [1, 100000]. Got 0 instead.")
     assert not (tmp_path / "r.json").exists()

@@ -15,6 +15,11 @@ from components.registry import ChampionPointer, Registry
 
 COLUMNS = dict(label_column=demo_data.LABEL_COLUMN, timestamp_column=demo_data.TIMESTAMP_COLUMN)
 CUTOFFS = demo_data.demo_cutoffs()
+# The deploy step's pipeline parameters and run values where a test does not set them.
+DEPLOY_DEFAULTS = {**{name: parameters()[name] for name in (
+    "max_evaluation_rows", "serving_namespace", "canary_traffic_percent",
+    "serving_timeout_seconds")}, "serving_image": "", "serving_service_account": "",
+    "serving_resources": ""}
 
 
 def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
@@ -24,18 +29,20 @@ def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
                                 model_name="customers", cutoff=cutoff, strategy=strategy,
                                 threshold=0.5, epochs=3, **COLUMNS), work, run_id,
                      deploy=False, quiet=False)
-    return {**run.paths, "training": run.outcomes["retrain"],
+    return {**run.paths, "training": run.outcomes["retrain"].training,
             "outcome": run.outcomes["evaluate"]}
 
 
-def _deploy(p, registry_uri, run_id, *, infra_validation=True, **serving):
-    """deploy_step on a run's paths; without the infra validation where a test is about
-    something else (it starts a server, about two seconds in a test process)."""
-    return steps.deploy_step(registry_uri=registry_uri, model_name="customers",
-                             challenger_dir=p["model"], decision_record_path=p["decision.json"],
-                             prediction_sample_path=p["prediction_sample"] if infra_validation
-                             else "", evaluation_path=p["evaluation"], run_id=run_id,
-                             **COLUMNS, **serving)
+def _deploy(p, registry_uri, run_id, *, infra_validation=True, **given):
+    """deploy_step on a run's paths; ``given`` replaces any of its arguments. Without the infra
+    validation where a test is about something else (it starts a server, about two seconds in a
+    test process)."""
+    arguments = {**DEPLOY_DEFAULTS, **COLUMNS, "registry_uri": registry_uri,
+                 "model_name": "customers", "challenger": p["challenger"],
+                 "decision_record": p["decision_record"],
+                 "prediction_sample": p["prediction_sample"] if infra_validation else "",
+                 "evaluation_data": p["evaluation_data"], "run_id": run_id}
+    return steps.deploy_step(**{**arguments, **given})
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +57,7 @@ def month(tmp_path_factory, demo_folder):
         shutil.copy(demo_folder / name, source)
     registry_uri = str(root / "registry")
     first = _run_steps(source, registry_uri, root / "first", CUTOFFS[0], "run-1")
-    assert _deploy(first, registry_uri, "run-1")["version"] == "v0001"
+    assert _deploy(first, registry_uri, "run-1").version == "v0001"
     second = _run_steps(source, registry_uri, root / "second", CUTOFFS[2], "run-2",
                         strategy="finetune")
     return {"root": root, "registry_uri": registry_uri, "paths": second}
@@ -67,13 +74,13 @@ def registry(month, tmp_path):
 def test_retrain_continues_the_champion_and_keeps_its_schema(month):
     """Check that a fine-tune is recorded as such and its schema is the union with v0001's."""
     p = month["paths"]
-    training = json.loads((month["root"] / "second" / "model" / "training.json").read_text())
-    assert training == p["training"]
+    training = json.loads((month["root"] / "second" / "challenger" / "training.json").read_text())
+    assert training == p["training"].to_dict()
     assert (training["strategy"], training["requested_strategy"]) == ("finetune", "finetune")
     assert len(training["trace"]) == 3 and training["classes"] == [0, 1]
-    schema = json.loads((month["root"] / "second" / "model" / "schema.json").read_text())
+    schema = json.loads((month["root"] / "second" / "challenger" / "schema.json").read_text())
     parent = Registry(month["registry_uri"], "customers").version_json("v0001", "schema.json")
-    counts = json.loads((month["root"] / "second" / "decision.json").read_text())["data"]
+    counts = json.loads((month["root"] / "second" / "decision_record").read_text())["data"]
     assert counts["train_rows"] + counts["validation_rows"] + counts["holdout_rows"] == 400
     # refitted on its training and selection rows; the holdout rows are never trained on
     assert schema["rows"] == parent["rows"] + counts["train_rows"] + counts["validation_rows"]
@@ -86,11 +93,11 @@ def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
     """Check the decision record: both models scored, the data window, and the verdict."""
     p = month["paths"]
     record = DecisionRecord.from_dict(json.loads((month["root"] / "second" /
-                                                  "decision.json").read_text()))
+                                                  "decision_record").read_text()))
     assert record.champion.version == "v0001"
-    assert record.decision == p["outcome"]["decision"]
-    assert record.champion.metrics == p["outcome"]["champion"]
-    assert record.challenger.metrics == p["outcome"]["challenger"]
+    assert record.decision == p["outcome"].decision
+    assert record.champion.metrics == p["outcome"].champion
+    assert record.challenger.metrics == p["outcome"].challenger
     assert record.data["new_rows"] == 400
     gate = record.gate
     assert gate["rows"] == record.data["evaluation_rows"] == gate["evaluation"]["rows"]
@@ -101,7 +108,7 @@ def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
     assert "exact McNemar" in gate["method"]
     assert f"on {gate['rows']} rows: {gate['delta']:+.3f} (95% CI" in record.reason
     assert record.data["watermark_before"].startswith("2025-03-31")
-    comparison = (month["root"] / "second" / "comparison.md").read_text()
+    comparison = (month["root"] / "second" / "comparison").read_text()
     assert "| metric | champion v0001 | challenger (finetune, hgb) |" in comparison
     assert f"Evaluation rows: {gate['rows']} holdout rows" in comparison
     assert "(95% CI" in comparison
@@ -113,7 +120,7 @@ def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
 def test_deploy_promotes_over_the_champion_it_compared(month, registry):
     """Check that deploy publishes v0002, moves pointer and watermark, and records the run."""
     result = _deploy(month["paths"], registry, "run-2")
-    assert (result["result"], result["version"]) == (DeployResult.DEPLOYED, "v0002")
+    assert (result.result, result.version) == (DeployResult.DEPLOYED, "v0002")
     pointer = Registry(registry, "customers").champion()
     assert (pointer.version, pointer.previous) == ("v0002", "v0001")
     assert pointer.watermark.startswith("2025-05-31")
@@ -131,9 +138,9 @@ def test_deploy_that_lost_the_race_changes_nothing(month, registry):
     store.move_champion(ChampionPointer(rival, previous="v0001"), "v0001")
     moved = open(before, "rb").read()
     result = _deploy(month["paths"], registry, "run-2", infra_validation=False)
-    assert result["result"] == DeployResult.REJECTED
-    assert result["reason"] == "champion changed during the run"
-    assert result["version"] == "v0003"  # published, not promoted
+    assert result.result == DeployResult.REJECTED
+    assert result.reason == "champion changed during the run"
+    assert result.version == "v0003"  # published, not promoted
     assert open(before, "rb").read() == moved != before_bytes
     assert store.run_record("run-2") is None  # the alert step records a rejected run
 
@@ -170,11 +177,11 @@ def test_a_retried_deploy_promotes_once(month, registry, tmp_path, monkeypatch, 
     with pytest.raises(ConnectionError):
         _deploy(month["paths"], registry, "run-2", infra_validation=False)
     result = _deploy(month["paths"], registry, "run-2", infra_validation=False)  # the retry
-    assert (result["result"], result["reason"]) == (DeployResult.DEPLOYED,
-                                                    month["paths"]["outcome"]["reason"])
+    assert (result.result, result.reason) == (DeployResult.DEPLOYED,
+                                                    month["paths"]["outcome"].reason)
     store = Registry(registry, "customers")
     pointer = store.champion()
-    assert (pointer.version, pointer.previous) == (result["version"], "v0001")
+    assert (pointer.version, pointer.previous) == (result.version, "v0001")
     published = [v for v in store.versions() if store.metadata(v)["run_id"] == "run-2"]
     expected = 2 if (method, after) == ("record_publication", False) else 1
     assert len(published) == expected  # only a crash before the version was noted repeats it
@@ -202,30 +209,25 @@ def test_a_version_that_does_not_serve_evaluates_predictions_is_not_promoted(
     """Check infra validation: when the served answers differ from evaluate's, the deploy ends
     rejected with the reason, and the pointer stays on the champion."""
     before = Registry(registry, "customers").champion()
-    result = steps.deploy_step(
-        registry_uri=registry, model_name="customers",
-        challenger_dir=month["paths"]["model"], decision_record_path=month["paths"][
-            "decision.json"], run_id="run-2", prediction_sample_path=_tampered_sample(
-            month, tmp_path, change), **COLUMNS)
-    assert result["result"] == DeployResult.REJECTED and result["reason"].startswith(reason)
+    result = _deploy(month["paths"], registry, "run-2",
+                     prediction_sample=_tampered_sample(month, tmp_path, change))
+    assert result.result == DeployResult.REJECTED
+    assert result.reason.startswith(reason)
     assert Registry(registry, "customers").champion() == before
-    assert result["version"] in Registry(registry, "customers").versions()  # published only
+    assert result.version in Registry(registry, "customers").versions()  # published only
 
 
 def test_a_version_the_server_cannot_load_is_not_promoted(month, registry, tmp_path):
     """Check infra validation of a model saved by another scikit-learn minor: the fresh server
     refuses it, and the deploy says why."""
-    record = json.loads(open(month["paths"]["decision.json"]).read())
+    record = json.loads(open(month["paths"]["decision_record"]).read())
     record["challenger"]["libraries"]["scikit-learn"] = "1.5.2"
     path = tmp_path / "decision.json"
     path.write_text(json.dumps(record))
-    result = steps.deploy_step(
-        registry_uri=registry, model_name="customers", challenger_dir=month["paths"]["model"],
-        decision_record_path=str(path), run_id="run-2",
-        prediction_sample_path=str(month["root"] / "second" / "prediction_sample"), **COLUMNS)
-    assert result["result"] == DeployResult.REJECTED
-    assert "infra validation failed: the server exited" in result["reason"]
-    assert "saved with scikit-learn 1.5.2" in result["reason"]
+    result = _deploy(month["paths"], registry, "run-2", decision_record=str(path))
+    assert result.result == DeployResult.REJECTED
+    assert "infra validation failed: the server exited" in result.reason
+    assert "saved with scikit-learn 1.5.2" in result.reason
     assert Registry(registry, "customers").champion().version == "v0001"
 
 
@@ -241,7 +243,7 @@ def test_deploy_serves_on_the_cluster_before_the_pointer_moves(month, registry, 
     from tests.components.test_kserve import crd_validator
 
     result = _deploy(month["paths"], registry, "run-2", **SERVING)
-    assert (result["result"], result["version"]) == (DeployResult.DEPLOYED, "v0002")
+    assert (result.result, result.version) == (DeployResult.DEPLOYED, "v0002")
     calls = [(method, body) for method, _, body, _ in kubernetes.calls]
     assert [method for method, _ in calls][:2] == ["GET", "POST"]
     created = calls[1][1]
@@ -274,7 +276,7 @@ def test_a_cluster_that_does_not_serve_it_leaves_the_champion(month, registry, k
         expected = "not served: InferenceService ml/customers was not Ready with v0002 after 1 s"
         serving = {**SERVING, "serving_timeout_seconds": 1}
     result = _deploy(month["paths"], registry, "run-2", infra_validation=False, **serving)
-    assert result["result"] == DeployResult.REJECTED and result["reason"].startswith(expected)
+    assert result.result == DeployResult.REJECTED and result.reason.startswith(expected)
     store = Registry(registry, "customers")
     assert store.champion().version == "v0001"
     assert [m["to"] for m in store.history()] == ["v0001"]  # the bootstrap's deploy only

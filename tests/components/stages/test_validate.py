@@ -185,14 +185,14 @@ def _step_inputs(tmp_path, frame):
         outcome="new-data", cutoff="2026-01-01T00:00:00Z", watermark_before=None,
         new_watermark=None, new_rows=len(frame), history_rows=0, new_files={},
         consumed_files={}, file_columns={}, problems=[]).to_dict())
-    return dict(new_data_path=str(tmp_path / "new.parquet"),
-                ingest_report_path=str(tmp_path / "ingest.json"),
+    return dict(new_data=str(tmp_path / "new.parquet"),
+                ingest_report=str(tmp_path / "ingest.json"),
                 registry_uri=str(tmp_path / "registry"), model_name="m", champion_version="",
                 label_column="label", timestamp_column="ts", min_rows=100,
                 retrain_when="always", validation_thresholds={}, run_id="run-1",
-                report_path=str(tmp_path / "report.json"),
-                markdown_path=str(tmp_path / "report.md"), html_path=str(tmp_path / "drift.html"),
-                schema_path=str(tmp_path / "resolved_schema.json"))
+                validation_report=str(tmp_path / "report.json"),
+                report=str(tmp_path / "report.md"), drift_report=str(tmp_path / "drift.html"),
+                schema=str(tmp_path / "resolved_schema.json"))
 
 
 def test_user_schema_file_is_enforced(tmp_path):
@@ -204,7 +204,7 @@ def test_user_schema_file_is_enforced(tmp_path):
     (tmp_path / "schema.json").write_text(json.dumps(narrowed))
     result = validate_step(schema_uri=str(tmp_path / "schema.json"),
                            **_step_inputs(tmp_path, make_rows(300, seed=3)))
-    assert result["decision"] == "invalid-data"
+    assert result.decision == "invalid-data"
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["schema_source"] == str(tmp_path / "schema.json")
     # The schema the rows were checked against is what training gets.
