@@ -19,25 +19,14 @@ refused, and 3 when the run decided but its alert was not delivered (said on std
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from app import summary
-from components.outcomes import AlertDelivery
-from components.params import (
-    DEFAULT_THRESHOLDS,
-    PARAMETERS,
-    SECRET_PARAMETERS,
-    InvalidParameterError,
-    check_parameters,
-)
+from app import commands
+from components.params import DEFAULT_THRESHOLDS, PARAMETERS, InvalidParameterError
 from pipelines import COMPILED_PIPELINE
 
 DEFAULT_WORKDIR = Path(".retrain")
-# `retrain run` exit codes: 0 the pipeline decided (any status), 1 the run failed outright,
-# 2 a parameter was refused, 3 the run decided but its alert was not delivered.
-EXIT_ALERT_NOT_DELIVERED = 3
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -82,7 +71,8 @@ def _add_registry_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", required=True,
+    # --kfp-host: `serve` has a --host of its own (the address it listens on); --host stays.
+    parser.add_argument("--kfp-host", "--host", dest="host", required=True,
                         help="KFP API endpoint, e.g. http://localhost:8080 (token: $KFP_TOKEN)")
     parser.add_argument("--experiment", default="retrain", help="created if missing")
     parser.add_argument("--pipeline-name", default="retrain-pipeline",
@@ -222,259 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pipeline_arguments(args: argparse.Namespace) -> dict:
-    """The pipeline parameters named by the run flags, checked as the stages check them."""
-    arguments = {p.name: dict(getattr(args, p.name)) if p.cli_pairs else getattr(args, p.name)
-                 for p in PARAMETERS}
-    check_parameters(arguments, f"retrain {args.command}")
-    return arguments
-
-
-def _print_json_last(payload: dict, enabled: bool) -> None:
-    if enabled:
-        sys.stdout.flush()
-        print(json.dumps(payload, sort_keys=True, default=str))
-
-
-# -- commands ----------------------------------------------------------------------------------
-def command_run(args: argparse.Namespace) -> int:
-    from app.local_runner import run_compiled_pipeline
-
-    arguments = pipeline_arguments(args)
-    record = run_compiled_pipeline(args.pipeline, arguments, pipeline_root=args.pipeline_root,
-                                   stream_logs=args.verbose,
-                                   warm_worker=not args.no_warm_worker)
-    if not args.json:
-        print("\n".join(summary.run_lines(record)))
-    _print_json_last(record, args.json)
-    if record.get("alert_delivery") == AlertDelivery.FAILED:
-        print(f"error: the run ended {record['status']}, but its alert was not delivered: "
-              f"{record.get('alert_delivery_reason')}", file=sys.stderr)
-        return EXIT_ALERT_NOT_DELIVERED
-    return 0
-
-
-def _warn_about_secret_parameters(arguments: dict) -> None:
-    """A secret passed as a run parameter is stored in the clear by the KFP backend."""
-    for name in SECRET_PARAMETERS:
-        if arguments.get(name):
-            print(f"warning: --{name.replace('_', '-')} becomes a run parameter the KFP UI and "
-                  "API show to anyone who can see the run; compile with --webhook-secret and "
-                  "leave it empty instead", file=sys.stderr)
-
-
-def command_registry(args: argparse.Namespace) -> int:
-    from components.registry import Registry
-
-    registry = Registry(args.registry_uri, args.model_name)
-    if args.registry_command == "rollback":
-        serving = registry.model_json("serving.json")
-        pointer = registry.rollback(args.to, before_move=(
-            lambda version: _serve_rollback(registry, version, serving)) if serving else None)
-        print(f"{args.model_name}: champion is now {pointer.version} ({pointer.reason})")
-        return 0
-    if args.registry_command == "history":
-        moves = registry.history()
-        _print_json_last({"model_name": args.model_name, "history": moves}, args.json)
-        if not args.json:
-            print("\n".join(summary.history_lines(moves)) or f"{args.model_name}: no moves yet")
-        return 0
-    pointer = registry.champion()
-    if args.registry_command == "show":
-        metadata = registry.metadata(pointer.version) if pointer else None
-        payload = {"model_name": args.model_name, "champion": None}
-        if pointer is not None:
-            payload = {"model_name": args.model_name, "champion": pointer.__dict__,
-                       "metadata": metadata}
-        _print_json_last(payload, args.json)
-        if not args.json:
-            print("\n".join(summary.champion_lines(args.model_name, pointer, metadata)))
-        return 0
-    versions = registry.version_list()
-    _print_json_last({"model_name": args.model_name, "versions": versions}, args.json)
-    if not args.json:
-        print("\n".join(summary.version_lines(versions)))
-    return 0
-
-
-def _serve_rollback(registry, version: str, serving: dict) -> None:
-    """Move the InferenceService back before the pointer (a rollback's ``before_move``)."""
-    from components.steps import serve_on_cluster
-
-    target = _target_from(serving)
-    served = serve_on_cluster(registry, version, target)
-    print(f"InferenceService {served['namespace']}/{served['name']} serves {version} "
-          f"(Ready after {served['seconds_to_ready']} s)")
-
-
-def _target_from(serving: dict):
-    from dataclasses import fields
-
-    from components.kserve import ServingTarget
-
-    return ServingTarget(**{f.name: serving[f.name] for f in fields(ServingTarget)
-                            if f.name in serving})
-
-
-def command_inferenceservice(args: argparse.Namespace) -> int:
-    import yaml
-
-    from components.kserve import ServingTarget, inference_service
-    from components.params import BY_NAME
-    from components.registry import version_number
-    from pipelines.cluster import check_image_tag
-
-    BY_NAME["model_name"].check(args.model_name, "retrain inferenceservice")
-    BY_NAME["serving_namespace"].check(args.namespace, "retrain inferenceservice")
-    BY_NAME["canary_traffic_percent"].check(args.canary_traffic_percent,
-                                            "retrain inferenceservice")
-    version_number(args.version)
-    check_image_tag(args.image)
-    manifest = inference_service(
-        registry_uri=args.registry_uri, model_name=args.model_name, version=args.version,
-        target=ServingTarget.with_resources(
-            args.resources, namespace=args.namespace, image=args.image,
-            canary_traffic_percent=args.canary_traffic_percent,
-            service_account=args.service_account))
-    print(yaml.safe_dump(manifest, sort_keys=False), end="")
-    return 0
-
-
-def command_submit(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
-
-    from app.remote import submit
-
-    arguments = pipeline_arguments(args)
-    _warn_about_secret_parameters(arguments)
-    run_name = args.run_name or f"{args.model_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    result = submit(args.host, pipeline_file=args.pipeline, pipeline_name=args.pipeline_name,
-                    experiment=args.experiment, run_name=run_name, params=arguments,
-                    version_name=args.version_name or None)
-    print(f"run {result['run_id']} started: {result['url']}")
-    return 0
-
-
-def command_schedule(args: argparse.Namespace) -> int:
-    from app import remote
-
-    if args.list:
-        schedules = remote.list_schedules(args.host, args.experiment)
-        for item in schedules:
-            print(f"{item['name']}  {item['status']}  cron '{item['cron']}'  "
-                  f"max concurrency {item['max_concurrency']}  id {item['recurring_run_id']}")
-        if not schedules:
-            print(f"no recurring runs in experiment {args.experiment!r}")
-        return 0
-    if args.disable or args.delete:
-        action, name = ("disable", args.disable) if args.disable else ("delete", args.delete)
-        ids = remote.change_schedule(args.host, args.experiment, name, action)
-        print(f"{action}d recurring run {name!r} ({', '.join(ids)})")
-        return 0
-    missing = [flag for flag, value in (("--cron", args.cron), ("--source-uri", args.source_uri),
-                                        ("--registry-uri", args.registry_uri),
-                                        ("--model-name", args.model_name),
-                                        ("--label-column", args.label_column)) if not value]
-    if missing:
-        raise InvalidParameterError(f"retrain schedule needs {', '.join(missing)} to create a "
-                                    "recurring run")
-    from app.cron import CronError, next_run_times, to_kfp_cron
-
-    try:
-        kfp_cron = to_kfp_cron(args.cron)
-    except CronError as error:
-        raise InvalidParameterError(str(error)) from None
-    arguments = pipeline_arguments(args)
-    _warn_about_secret_parameters(arguments)
-    print(f"KFP cron: '{kfp_cron}' (seconds first); next runs (UTC): "
-          + ", ".join(t.strftime("%Y-%m-%d %H:%M:%S") for t in next_run_times(kfp_cron)))
-    result = remote.schedule(
-        args.host, name=args.name or f"{args.model_name}-retrain", cron=args.cron,
-        pipeline_file=args.pipeline, pipeline_name=args.pipeline_name,
-        experiment=args.experiment, params=arguments,
-        max_concurrency=args.max_concurrency, catchup=args.catchup,
-        version_name=args.version_name or None)
-    if result["replaced"]:
-        print(f"replaced {len(result['replaced'])} recurring run(s) of the same name")
-    print(f"recurring run {result['recurring_run_id']} created: {result['url']}")
-    return 0
-
-
-def command_serve(args: argparse.Namespace) -> int:
-    from app.serving.server import ServeOptions, serve
-    from components.params import BY_NAME
-
-    BY_NAME["model_name"].check(args.model_name, "retrain serve")
-    for flag, value, low in (("--port", args.port, 0), ("--max-batch-rows", args.max_batch_rows, 1),
-                             ("--max-request-mb", args.max_request_mb, 0.001),
-                             ("--reload-seconds", args.reload_seconds, 0)):
-        if value < low:
-            raise InvalidParameterError(f"{flag} of retrain serve must be at least {low}. Got "
-                                        f"{value!r} instead.")
-    serve(ServeOptions(registry_uri=args.registry_uri, model_name=args.model_name,
-                       version=args.version, host=args.host, port=args.port,
-                       reload_seconds=args.reload_seconds,
-                       allow_version_skew=args.allow_version_skew,
-                       max_request_mb=args.max_request_mb, max_batch_rows=args.max_batch_rows,
-                       ready_file=args.ready_file))
-    return 0
-
-
-def command_schema(args: argparse.Namespace) -> int:
-    from components.steps import source_schema
-
-    print(json.dumps(source_schema(source_uri=args.source_uri, label_column=args.label_column,
-                                   timestamp_column=args.timestamp_column), indent=2))
-    return 0
-
-
-def command_compile(args: argparse.Namespace) -> int:
-    from pipelines.cluster import DEFAULT_IMAGE, ClusterOptions, check_image_tag
-
-    image = args.image or DEFAULT_IMAGE
-    check_image_tag(image)
-    options = ClusterOptions(
-        webhook_secret=args.webhook_secret, gcs_secret=args.gcs_secret,
-        serving_service_account=args.serving_service_account,
-        resources={stage: {"cpu": cpu, "memory": memory}
-                   for stage, cpu, memory in args.resources})
-    from pipelines.retrain_pipeline import compile_pipeline
-
-    print(f"compiled {compile_pipeline(args.output, image=image, options=options)}")
-    return 0
-
-
-def command_demo_data(args: argparse.Namespace) -> int:
-    from app.demo_data import write_demo_data
-
-    paths = write_demo_data(args.output)
-    print(f"wrote {len(paths)} files to {args.output}")
-    return 0
-
-
-def command_demo(args: argparse.Namespace) -> int:
-    """One step of the demo: the first run bootstraps v1, each next run takes one more month."""
-    from app import demo
-    from app.local_runner import run_compiled_pipeline
-
-    step = demo.next_demo_run(args.workdir)
-    if step is None:
-        print("the demo has used all its months; `make clean` starts it over")
-        return 0
-    arguments, number, total = step
-    print(f"demo run {number}/{total}: data up to {arguments['cutoff']}")
-    record = run_compiled_pipeline(args.pipeline, arguments,
-                                   pipeline_root=Path(args.workdir) / "pipeline_root")
-    demo.record_demo_run(args.workdir)
-    print("\n".join(summary.run_lines(record)))
-    print(f"registry: {arguments['registry_uri']}; logs: {record['log']}")
-    return 0
-
-
-COMMANDS = {"run": command_run, "submit": command_submit, "schedule": command_schedule,
-            "registry": command_registry, "schema": command_schema, "serve": command_serve,
-            "inferenceservice": command_inferenceservice,
-            "compile": command_compile, "demo-data": command_demo_data, "demo": command_demo}
+COMMANDS = {"run": commands.command_run, "submit": commands.command_submit,
+            "schedule": commands.command_schedule, "registry": commands.command_registry,
+            "schema": commands.command_schema, "serve": commands.command_serve,
+            "inferenceservice": commands.command_inferenceservice,
+            "compile": commands.command_compile, "demo-data": commands.command_demo_data,
+            "demo": commands.command_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

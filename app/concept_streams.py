@@ -197,12 +197,12 @@ class MonthResult:
 
 def replay(stream: Stream, root: str | Path, *, months: int = MONTHS,
            **params) -> list[MonthResult]:
-    """Run the pipeline's stages (:mod:`app.inprocess`) once a month over ``stream``: run 0 is
+    """Run the pipeline's stages (:mod:`components.runtime.inprocess`) once a month over ``stream``: run 0 is
     the cold start on the initial file, run ``m`` reads month ``m``'s file, which arrives just
     before it. ``params`` are pipeline parameters (the table's defaults otherwise)."""
-    from app.inprocess import parameters, run_stages
     from components.ml.models import load_model
     from components.registry import Registry
+    from components.runtime.inprocess import parameters, run_stages
 
     root = Path(root)
     source, registry_uri = root / "source", str(root / "registry")

@@ -18,8 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from app.run_scope import Redacting, run_scope
-from app.warm_worker import running_worker
 from components.registry import Registry
+from components.runtime.warm_worker import running_worker
+from components.steps import WARM_IMPORTS
 from components.storage import StorageError, copy_folder
 
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
@@ -121,7 +122,7 @@ def run_compiled_pipeline(
         log_path: Where the stages' logs go (default: ``<pipeline_root>/logs/<run_id>.log``).
         stream_logs: Also echo the logs to the terminal.
         warm_worker: Run the stages' work in a worker that imports the libraries once
-            (:mod:`app.warm_worker`); False runs each stage wholly in its own process.
+            (:mod:`components.runtime.warm_worker`); False runs each stage wholly in its own process.
 
     Returns:
         The run record (``status``, ``reason``, ``new_rows``, champion and challenger, ...).
@@ -139,7 +140,8 @@ def run_compiled_pipeline(
     log_path = Path(log_path or pipeline_root / "logs" / f"{run_id}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with run_scope(arguments) as (temporary_root, given, secrets), \
-            running_worker(warm_worker, under=temporary_root):  # it imports while kfp starts
+            running_worker(warm_worker, under=temporary_root, imports=WARM_IMPORTS):
+        # the worker imports while kfp starts
         _execute(pipeline_path, given, pipeline_root=pipeline_root, run_id=run_id,
                  scheduled_time=scheduled_time, log_path=log_path, stream_logs=stream_logs,
                  secrets=secrets)
@@ -200,7 +202,7 @@ def _run_record(arguments: dict, run_id: str, log_path: Path) -> dict:
     except StorageError:  # the registry is unreachable: the stage's own error says more
         record = None
     if record is None:
-        from components.steps import run_failure
+        from components.runtime.stage_runner import run_failure
 
         reason = run_failure(arguments["registry_uri"], arguments["model_name"], run_id,
                              kfp_message="a stage failed")["reason"]

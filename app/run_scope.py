@@ -6,7 +6,7 @@
   run ends; a run killed before it could remove it leaves an
   ``owner`` file, and the next run removes every root whose owner is gone.
 - **An owner to end with**: ``RETRAIN_RUN_OWNER`` names this process, so the warm worker and the
-  stage processes end as soon as it is gone (:mod:`components.lifeline`).
+  stage processes end as soon as it is gone (:mod:`components.runtime.lifeline`).
 - **Secrets outside the task inputs**: kfp.local logs every task's inputs, so a secret parameter
   (the webhook URL) reaches the stages in its environment variable instead, and the log is
   written through a filter that blanks the secret wherever it would appear anyway.
@@ -22,9 +22,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from components.lifeline import OWNER_ENV, alive, owner_token
 from components.ml.threads import SPIN_COUNT
 from components.params import BY_NAME, SECRET_PARAMETERS, redacted_url
+from components.runtime.lifeline import OWNER_ENV, alive, owner_token
 
 ROOT_PREFIX = "retrain-run-"
 OWNER_FILE = "owner"

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 
 from components.outcomes import Severity
-
-
-def _number(value) -> str:
-    return "-" if value is None else f"{value:.4f}"
+from components.reports import number
 
 
 def run_lines(record: dict) -> list[str]:
@@ -21,8 +18,8 @@ def run_lines(record: dict) -> list[str]:
     after = (challenger.get("metrics") or {}).get(metric)
     if before is not None or after is not None:
         lines.append(f"{metric}: champion {champion.get('version') or '(none)'} "
-                     f"{_number(before)} -> challenger ({challenger.get('strategy')}) "
-                     f"{_number(after)}")
+                     f"{number(before)} -> challenger ({challenger.get('strategy')}) "
+                     f"{number(after)}")
     if record.get("drift"):
         lines.append(f"drift: {', '.join(record['drift'])}")
     findings = record.get("findings") or []
@@ -37,14 +34,14 @@ def run_lines(record: dict) -> list[str]:
     return lines
 
 
-def champion_lines(model_name: str, pointer, metadata: dict | None) -> list[str]:
+def champion_lines(model_name: str, pointer, metadata) -> list[str]:
     """``retrain registry show``."""
     if pointer is None:
         return [f"{model_name}: no champion yet"]
     return [f"{model_name}: champion {pointer.version} (previous {pointer.previous}), "
             f"watermark {pointer.watermark}",
-            f"  strategy {metadata['strategy']}, model {metadata['model_type']}, "
-            f"metrics {json.dumps(metadata['metrics'])}"]
+            f"  strategy {metadata.strategy}, model {metadata.model_type}, "
+            f"metrics {json.dumps(metadata.metrics)}"]
 
 
 def history_lines(moves: list[dict]) -> list[str]:
@@ -57,5 +54,5 @@ def history_lines(moves: list[dict]) -> list[str]:
 def version_lines(versions: list[dict]) -> list[str]:
     """``retrain registry list``: one line per version, the champion starred."""
     return [f"{'*' if row['champion'] else ' '} {row['version']}  {row['created_at']}  "
-            f"{row['strategy']:<8} accuracy {_number(row['metrics'].get('accuracy'))}"
+            f"{row['strategy']:<8} accuracy {number(row['metrics'].get('accuracy'))}"
             for row in versions]

@@ -141,7 +141,7 @@ def killed_run_cleanup(scratch: Path, trials: int = 3) -> list[float]:
     """Seconds from `kill -9` of a bootstrap `retrain run` (2 s in) until none of its processes
     is left."""
     from app import demo_data
-    from components.lifeline import OWNER_ENV, owner_token
+    from components.runtime.lifeline import OWNER_ENV, owner_token
 
     source = scratch / "kill-source"
     source.mkdir(parents=True, exist_ok=True)

@@ -60,8 +60,8 @@ def fmt(stats: dict, unit: str = "s") -> str:
 def bare_run(source: Path, registry: Path, work: Path, label: str, timestamp: str,
              model_type: str = "hgb") -> str:
     """The stage functions called in one process, exactly as the components call them
-    (:mod:`app.inprocess`)."""
-    from app.inprocess import parameters, run_stages
+    (:mod:`components.runtime.inprocess`)."""
+    from components.runtime.inprocess import parameters, run_stages
 
     run = run_stages(parameters(source_uri=str(source), registry_uri=str(registry),
                                 model_name="bench", label_column=label,
@@ -168,7 +168,7 @@ def overhead(sizes: list[int], repeats: int, scratch: Path) -> list[dict]:
 
 # -- 2. peer: penguins ---------------------------------------------------------------------------
 def penguins(repeats: int, scratch: Path) -> dict:
-    from components.delegation import stage_figures
+    from components.runtime.delegation import stage_figures
 
     source = scratch / "penguins"
     source.mkdir(parents=True, exist_ok=True)

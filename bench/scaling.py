@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from app import demo_data
-from components.delegation import stage_figures
+from components.runtime.delegation import stage_figures
 
 MONTHLY_ROWS = 100_000
 NEW_ROWS = 10_000

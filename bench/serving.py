@@ -123,7 +123,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def _requests(frame, feature_kinds: dict[str, str], rows: int) -> dict[str, bytes]:
-    from components.inference import plain, v2_request
+    from components.serving.inference import plain, v2_request
 
     head = frame.head(rows)
     ours_v2 = v2_request(head, feature_kinds)
@@ -162,8 +162,8 @@ def run(scratch: Path, repeats: int, pipeline_run) -> dict:
     import numpy as np
 
     from app import demo_data
-    from app.serving.model import ServedModel
     from components.registry import Registry
+    from components.serving.model import ServedModel
 
     source = scratch / "serving-source"
     source.mkdir(parents=True, exist_ok=True)

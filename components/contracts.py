@@ -16,8 +16,9 @@ keyword parameters are artifacts. Everything else is derived:
 :data:`GRAPH` is the pipeline: the order of the stages and the conditions between them. An input
 is wired by name: a pipeline parameter, a value of the run (:data:`RUN_VALUES`), or the output of
 an earlier stage of the same name; anything else is given explicitly with :class:`From`. The KFP
-pipeline (:mod:`pipelines.retrain_pipeline`), the in-process runner (:mod:`app.inprocess`) and the
-component tests all walk this one graph, so none of them can decide differently by construction.
+pipeline (:mod:`pipelines.retrain_pipeline`), the in-process runner
+(:mod:`components.runtime.inprocess`) and the component tests all walk this one graph, so none of
+them can decide differently by construction.
 
 Nothing here imports KFP: :mod:`components.kfp_components` makes components of the contracts.
 """

@@ -18,6 +18,24 @@ class Strategy:
     ALL = (AUTO, FINETUNE, FULL, WINDOW)
 
 
+class GateMetric:
+    """What the deploy gate compares (the ``metric`` parameter): higher is better for each."""
+
+    ACCURACY = "accuracy"
+    F1 = "f1"  # macro F1
+    ROC_AUC = "roc_auc"  # one-vs-rest, macro, for more than two classes
+    ALL = (ACCURACY, F1, ROC_AUC)
+
+
+class RetrainWhen:
+    """When a run with valid new data retrains (the ``retrain_when`` parameter)."""
+
+    ALWAYS = "always"
+    DRIFT = "drift"  # only when a feature or the label drifted
+    MIN_ROWS = "min_rows"  # once enough labelled new rows wait (skipped until then)
+    ALL = (ALWAYS, DRIFT, MIN_ROWS)
+
+
 class IngestOutcome:
     """Whether ingest found anything to validate."""
 

@@ -19,14 +19,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from components.outcomes import Strategy
+from components.outcomes import GateMetric, RetrainWhen, Strategy
 
 STRATEGIES = Strategy.ALL
 MODEL_TYPES = ("hgb", "sgd")
 # Metrics where higher is better, so one threshold in 0..1 gates them all.
-GATE_METRICS = ("accuracy", "f1", "roc_auc")
+GATE_METRICS = GateMetric.ALL
 # When a run with valid new data retrains: every time, only on drift, or once enough rows wait.
-RETRAIN_POLICIES = ("always", "drift", "min_rows")
+RETRAIN_POLICIES = RetrainWhen.ALL
 
 # Validation and drift thresholds (``validation_thresholds`` overrides any of them). Ratios are
 # shares of the new rows; a ``*_warn`` ratio reports a warning, a ``*_error`` one blocks the run.
@@ -301,7 +301,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("strategy", str, Strategy.AUTO, "auto, finetune, full or window.", Options(STRATEGIES)),
     Parameter("model_type", str, "hgb", "hgb (HistGradientBoosting) or sgd (SGD, epochs of "
               "partial_fit).", Options(MODEL_TYPES)),
-    Parameter("metric", str, "accuracy", "Deploy gate metric: accuracy, f1 or roc_auc.",
+    Parameter("metric", str, GateMetric.ACCURACY, "Deploy gate metric: accuracy, f1 or roc_auc.",
               Options(GATE_METRICS)),
     Parameter("threshold", float, 0.80, "The challenger's metric must be at least this (0..1).",
               Interval(float, 0, 1)),
@@ -334,7 +334,7 @@ PARAMETERS: tuple[Parameter, ...] = (
               Interval(int, 1, 10_000)),
     Parameter("min_rows", int, 100, "Fewest labelled new rows worth retraining on.",
               Interval(int, 2, 10**12)),
-    Parameter("retrain_when", str, "always", "always, drift (only when a feature or the label "
+    Parameter("retrain_when", str, RetrainWhen.ALWAYS, "always, drift (only when a feature or the label "
               "drifted) or min_rows (wait, as skipped, until min_rows labelled new rows have "
               "accumulated).", Options(RETRAIN_POLICIES)),
     Parameter("schema_uri", str, "", "schema.json the new data must meet; empty means the "

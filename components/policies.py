@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from components.data.drift import DriftReport
 from components.ml.comparison import PairedComparison
-from components.outcomes import GateDecision, ValidateDecision
+from components.outcomes import GateDecision, RetrainWhen, ValidateDecision
 from components.records import ValidationReport
 
 
@@ -27,11 +27,11 @@ def trigger_decision(report: ValidationReport, drift: DriftReport | None, *, ret
     """
     if not report.valid:
         return ValidateDecision.INVALID_DATA, report.summary()
-    if retrain_when == "min_rows" and report.labelled_rows < min_rows:
+    if retrain_when == RetrainWhen.MIN_ROWS and report.labelled_rows < min_rows:
         return ValidateDecision.SKIPPED, (
             f"waiting for more rows: {report.labelled_rows} labelled new row(s), retraining "
             f"from {min_rows} (retrain_when=min_rows)")
-    if retrain_when == "drift":
+    if retrain_when == RetrainWhen.DRIFT:
         if drift is None:
             return (ValidateDecision.RETRAIN,
                     "no reference statistics to measure drift against; retraining")
@@ -61,13 +61,13 @@ class GateVerdict:
 
 def gate_decision(comparison: PairedComparison | None, challenger_score: float | None, *,
                   metric: str, threshold: float, min_improvement: float, rows: int,
-                  min_rows: int, champion_version: str = "",
+                  min_evaluation_rows: int, champion_version: str = "",
                   cold_interval: tuple[float, float] | None = None,
                   confidence: float = 0.95) -> GateVerdict:
     """Deploy when the challenger reaches ``threshold`` and the lower bound of the interval of
     (challenger - champion) is above ``min_improvement``; or when the champion itself is below
     the threshold and the challenger, whatever its own score, is better with confidence on at
-    least ``min_rows`` rows, or not worse on fewer (at least as good, and no more than
+    least ``min_evaluation_rows`` rows, or not worse on fewer (at least as good, and no more than
     :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a champion, the
     threshold alone decides (a cold start)."""
     deploy, reject = GateDecision.DEPLOY, GateDecision.REJECT
@@ -98,16 +98,16 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
     if comparison.challenger >= threshold and comparison.ci_low > min_improvement:
         return GateVerdict(deploy, f"{base}: better by more than {min_improvement:g} with "
                                    f"{level} confidence", False)
-    if comparison.champion < threshold and comparison.rows >= min_rows and \
+    if comparison.champion < threshold and comparison.rows >= min_evaluation_rows and \
             comparison.ci_low > min_improvement:
         return GateVerdict(deploy, f"{base}: the champion is below the threshold "
                                    f"{threshold:.3f} and the challenger is better by more than "
                                    f"{min_improvement:g} with {level} confidence", False)
-    if comparison.champion < threshold and comparison.rows < min_rows and \
+    if comparison.champion < threshold and comparison.rows < min_evaluation_rows and \
             comparison.delta >= 0 and comparison.ci_low > -NON_INFERIORITY_MARGIN:
         return GateVerdict(deploy, f"{base}: the champion is below the threshold "
                                    f"{threshold:.3f} and, on fewer than min_evaluation_rows "
-                                   f"{min_rows}, the challenger is not worse (by more than "
+                                   f"{min_evaluation_rows}, the challenger is not worse (by more than "
                                    f"{NON_INFERIORITY_MARGIN:g} with {level} confidence)",
                            False)
     if comparison.challenger < threshold:

@@ -13,9 +13,15 @@ from datetime import datetime, timezone
 from components.outcomes import AlertDelivery, Severity
 
 
+def utc_iso(moment: datetime) -> str:
+    """A time-zone-aware moment (a datetime or a pandas Timestamp) as UTC ISO 8601 with
+    microseconds and a ``Z`` suffix: how every time in a record is written."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def utc_now_iso() -> str:
-    """The current UTC time as ISO 8601 with a ``Z`` suffix."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The current UTC time, as :func:`utc_iso` writes it."""
+    return utc_iso(datetime.now(timezone.utc))
 
 
 SUMMARY_LIMIT = 2000  # characters of a one-line summary, which travels as a task parameter
@@ -195,23 +201,20 @@ class ChampionScores:
 
 @dataclass
 class ChallengerScores:
-    """The challenger as the gate saw it: how it was trained, and its scores."""
+    """The challenger as the gate saw it: how it was trained (without the epoch trace), and its
+    scores. Written flat, as ``training.json``'s fields beside ``metrics``."""
 
-    strategy: str
-    requested_strategy: str
-    model_type: str
-    candidates: list[dict]
-    notes: list[str]
-    feature_kinds: dict[str, str]
-    classes: list
+    training: TrainingSummary
     metrics: dict
-    libraries: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        summary = self.training.to_dict()
+        summary.pop("trace")
+        return {**summary, "metrics": self.metrics}
 
     @classmethod
-    def of(cls, training: TrainingSummary, metrics: dict) -> ChallengerScores:
-        summary = training.to_dict()
-        summary.pop("trace")
-        return cls(**summary, metrics=metrics)
+    def from_dict(cls, payload: dict) -> ChallengerScores:
+        return cls(TrainingSummary.from_dict({"trace": [], **payload}), dict(payload["metrics"]))
 
 
 @dataclass
@@ -234,20 +237,93 @@ class DecisionRecord:
     gate: dict = field(default_factory=dict)  # rows, delta, ci_low, ci_high, p_value, method
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        record["challenger"] = self.challenger.to_dict()
+        return record
 
     @classmethod
     def from_dict(cls, payload: dict) -> DecisionRecord:
         values = _known_fields(cls, payload)
         values["champion"] = ChampionScores(**payload["champion"]) if payload.get("champion") \
             else None
-        values["challenger"] = ChallengerScores(**_known_fields(ChallengerScores,
-                                                                payload["challenger"]))
+        values["challenger"] = ChallengerScores.from_dict(payload["challenger"])
         values["validation"] = ValidationSummary.from_dict(payload.get("validation"))
         return cls(**values)
 
 
+@dataclass
+class VersionMetadata:
+    """What a version's ``metadata.json`` says of it: where it came from, how it was trained,
+    what it scored; the registry adds ``version`` and ``model_sha256`` when it publishes."""
+
+    model_name: str = ""
+    run_id: str = ""
+    created_at: str = ""
+    parent_version: str | None = None
+    metrics: dict = field(default_factory=dict)
+    champion_metrics_at_deploy: dict | None = None
+    decision_reason: str = ""
+    data_window: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    strategy: str = ""
+    model_type: str = ""
+    feature_kinds: dict = field(default_factory=dict)
+    classes: list = field(default_factory=list)
+    label_column: str = ""
+    timestamp_column: str = ""
+    libraries: dict = field(default_factory=dict)
+    version: str = ""
+    model_sha256: str = ""
+
+    @classmethod
+    def of(cls, record: DecisionRecord, *, model_name: str, run_id: str, label_column: str,
+           timestamp_column: str) -> VersionMetadata:
+        """The metadata of the challenger a decision record promotes."""
+        training, champion = record.challenger.training, record.champion
+        return cls(
+            model_name=model_name, run_id=run_id, created_at=utc_now_iso(),
+            parent_version=champion.version if champion else None,
+            metrics=record.challenger.metrics,
+            champion_metrics_at_deploy=champion.metrics if champion else None,
+            decision_reason=record.reason, data_window=record.data, params=record.params,
+            strategy=training.strategy, model_type=training.model_type,
+            feature_kinds=training.feature_kinds, classes=training.classes,
+            label_column=label_column, timestamp_column=timestamp_column,
+            libraries=training.libraries)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> VersionMetadata:
+        return cls(**_known_fields(cls, payload))
+
+
 # -- the run -----------------------------------------------------------------------------------
+@dataclass
+class JournalEntry:
+    """Where one stage of a run is (``runs/<run_id>/stages/<stage>.json``): running, then
+    succeeded or failed, with its time and memory, and for a failure the exception's type, its
+    message and the file or object it concerns. Fields a stage has not reached are absent."""
+
+    stage: str
+    state: str
+    started_at: str
+    finished_at: str | None = None
+    seconds: float | None = None
+    peak_rss_mib: int | None = None
+    error_type: str | None = None
+    message: str | None = None
+    concerns: str | None = None
+
+    def to_dict(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, payload: dict) -> JournalEntry:
+        return cls(**_known_fields(cls, payload))
+
+
 @dataclass
 class RunRecord:
     """One run's outcome (``runs/<run_id>.json``): what ``retrain run --json`` prints, and the
@@ -294,8 +370,8 @@ class RunRecord:
                       or None, "metrics": champion.metrics if champion else None},
             challenger={"version": deployed_version or None,
                         "unpromoted_version": unpromoted_version or None,
-                        "strategy": challenger.strategy if challenger else None,
-                        "model_type": challenger.model_type if challenger else None,
+                        "strategy": challenger.training.strategy if challenger else None,
+                        "model_type": challenger.training.model_type if challenger else None,
                         "metrics": challenger.metrics if challenger else None},
             metric=decision.metric if decision else None,
             threshold=decision.threshold if decision else None,

@@ -21,6 +21,7 @@ changes only by compare-and-swap against the version the run started from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 
 from components.ml.models import LEGACY_MODEL_FILE, MODEL_FILE, ModelFileError, load_model_bytes
 from components.params import BY_NAME
-from components.records import RunRecord, utc_now_iso
+from components.records import JournalEntry, RunRecord, VersionMetadata, utc_now_iso
 from components.storage import Storage, join_uri, sha256_bytes, storage_for
 
 METADATA_FILE = "metadata.json"
@@ -113,11 +114,12 @@ class Registry:
             return None, None
         return ChampionPointer.from_json(data), token
 
-    def metadata(self, version: str) -> dict:
+    def metadata(self, version: str) -> VersionMetadata:
         """The ``metadata.json`` of a complete version."""
         version_number(version)
         try:
-            return json.loads(self.storage.read_bytes(self.version_uri(version, METADATA_FILE)))
+            return VersionMetadata.from_dict(json.loads(
+                self.storage.read_bytes(self.version_uri(version, METADATA_FILE))))
         except FileNotFoundError as error:
             raise RegistryError(
                 f"version {version} of model {self.model_name!r} does not exist in "
@@ -149,9 +151,9 @@ class Registry:
             meta = self.metadata(version)
             listed.append({"version": version,
                            "champion": bool(pointer and pointer.version == version),
-                           "created_at": meta["created_at"], "strategy": meta["strategy"],
-                           "model_type": meta["model_type"], "metrics": meta["metrics"],
-                           "parent_version": meta["parent_version"], "run_id": meta["run_id"]})
+                           "created_at": meta.created_at, "strategy": meta.strategy,
+                           "model_type": meta.model_type, "metrics": meta.metrics,
+                           "parent_version": meta.parent_version, "run_id": meta.run_id})
         return listed
 
     def load_model(self, version: str, *, allow_version_skew: bool = False):
@@ -169,15 +171,16 @@ class Registry:
                     f"{MODEL_FILE} version") from None
             raise
         actual = sha256_bytes(data)
-        if actual != metadata["model_sha256"]:
+        if actual != metadata.model_sha256:
             raise ModelIntegrityError(
                 f"{uri} has SHA-256 {actual}, but its {METADATA_FILE} records "
-                f"{metadata['model_sha256']}: refusing to load a torn or altered model")
-        return load_model_bytes(data, uri, libraries=metadata.get("libraries"),
+                f"{metadata.model_sha256}: refusing to load a torn or altered model")
+        return load_model_bytes(data, uri, libraries=metadata.libraries,
                                 allow_version_skew=allow_version_skew)
 
     # -- writing -------------------------------------------------------------------------------
-    def publish(self, model_bytes: bytes, metadata: dict, extra_files: dict | None = None) -> str:
+    def publish(self, model_bytes: bytes, metadata: VersionMetadata,
+                extra_files: dict | None = None) -> str:
         """Store a new version and return its name; the pointer is not touched.
 
         The version number is claimed with an exclusive create, the model and extra files are
@@ -185,7 +188,7 @@ class Registry:
         """
         existing = [version_number(v) for v in self.versions()]
         number = max(existing, default=0) + 1
-        claim = f"{metadata.get('run_id', '')} {uuid.uuid4().hex}".encode()  # unique per claim
+        claim = f"{metadata.run_id} {uuid.uuid4().hex}".encode()  # unique per claim
         while not self.storage.create_exclusive(self.version_uri(version_name(number), ".claim"),
                                                 claim):
             number += 1
@@ -193,10 +196,11 @@ class Registry:
         self.storage.write_bytes(self.version_uri(version, MODEL_FILE), model_bytes)
         for name, data in (extra_files or {}).items():
             self.storage.write_bytes(self.version_uri(version, name), data)
-        complete = dict(metadata, version=version, model_sha256=sha256_bytes(model_bytes))
+        complete = dataclasses.replace(metadata, version=version,
+                                       model_sha256=sha256_bytes(model_bytes))
         self.storage.write_bytes(
             self.version_uri(version, METADATA_FILE),
-            json.dumps(complete, indent=2, sort_keys=True, default=str).encode(),
+            json.dumps(complete.to_dict(), indent=2, sort_keys=True, default=str).encode(),
         )
         return version
 
@@ -261,18 +265,19 @@ class Registry:
                                                  default=str).encode())
         return uri
 
-    def write_stage_entry(self, run_id: str, stage: str, entry: dict) -> None:
-        """Store where one stage of a run is (its journal entry; see components.stage_runner)."""
-        self.storage.write_bytes(join_uri(self.root, "runs", run_id, "stages", f"{stage}.json"),
-                                 json.dumps(entry, indent=2, sort_keys=True).encode())
+    def write_stage_entry(self, run_id: str, entry: JournalEntry) -> None:
+        """Store where one stage of a run is (its journal entry)."""
+        self.storage.write_bytes(
+            join_uri(self.root, "runs", run_id, "stages", f"{entry.stage}.json"),
+            json.dumps(entry.to_dict(), indent=2, sort_keys=True).encode())
 
-    def stage_entries(self, run_id: str) -> dict[str, dict]:
+    def stage_entries(self, run_id: str) -> dict[str, JournalEntry]:
         """Every stage's journal entry of a run, by stage (empty when there are none)."""
         prefix = join_uri(self.root, "runs", run_id, "stages")
         if not self.storage.exists(prefix):
             return {}
         return {info.relative_path.removesuffix(".json"):
-                json.loads(self.storage.read_bytes(info.uri))
+                JournalEntry.from_dict(json.loads(self.storage.read_bytes(info.uri)))
                 for info in self.storage.list_files(prefix) if info.relative_path.endswith(".json")}
 
     def record_publication(self, run_id: str, version: str, model_sha256: str) -> None:

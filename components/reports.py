@@ -13,7 +13,8 @@ from components.ml.metrics import METRIC_NAMES
 from components.records import DecisionRecord, TrainingSummary, ValidationReport
 
 
-def _number(value) -> str:
+def number(value) -> str:
+    """A score as every report shows it: four decimals, ``-`` when there is none."""
     return "-" if value is None else f"{value:.4f}"
 
 
@@ -135,12 +136,12 @@ def trace_markdown(training: TrainingSummary) -> str:
     ]
     for row in training.trace:
         lines.append(
-            f"| {row['epoch']} | {row['iterations']} | {_number(row['train_loss'])} | "
-            f"{_number(row['train_accuracy'])} | {_number(row['validation_loss'])} | "
-            f"{_number(row['validation_accuracy'])} |")
+            f"| {row['epoch']} | {row['iterations']} | {number(row['train_loss'])} | "
+            f"{number(row['train_accuracy'])} | {number(row['validation_loss'])} | "
+            f"{number(row['validation_accuracy'])} |")
     lines += ["", "| strategy | status | rows | score | note |", "|---|---|---|---|---|"]
     for c in training.candidates:
-        lines.append(f"| {c['strategy']} | {c['status']} | {c['rows']} | {_number(c['score'])} "
+        lines.append(f"| {c['strategy']} | {c['status']} | {c['rows']} | {number(c['score'])} "
                      f"| {c['note']} |")
     return "\n".join(lines) + "\n"
 
@@ -158,20 +159,20 @@ def comparison_markdown(record: DecisionRecord) -> str:
         *_gate_lines(record),
         "",
         f"| metric | champion {champion.version if champion else '(none)'} | challenger "
-        f"({challenger.strategy}, {challenger.model_type}) |",
+        f"({challenger.training.strategy}, {challenger.training.model_type}) |",
         "|---|---|---|",
     ]
     for name in METRIC_NAMES:
-        lines.append(f"| {name} | {_number(champion_metrics.get(name))} | "
-                     f"{_number(challenger.metrics.get(name))} |")
-    if challenger.candidates:
+        lines.append(f"| {name} | {number(champion_metrics.get(name))} | "
+                     f"{number(challenger.metrics.get(name))} |")
+    if challenger.training.candidates:
         lines += ["", "## Candidates", "", "Fitted on the training rows and compared on the "
                   "validation rows, which the gate does not use.", "",
                   f"| strategy | status | rows | {record.metric} | note |",
                   "|---|---|---|---|---|"]
-        for c in challenger.candidates:
+        for c in challenger.training.candidates:
             lines.append(f"| {c['strategy']} | {c['status']} | {c.get('rows', '-')} | "
-                         f"{_number(c.get('score'))} | {c.get('note', '')} |")
+                         f"{number(c.get('score'))} | {c.get('note', '')} |")
     return "\n".join(lines) + "\n"
 
 

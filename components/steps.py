@@ -4,16 +4,17 @@ The KFP components in :mod:`components.kfp_components` are one call into a funct
 a component does can be run and tested with plain paths, without KFP. Data travels between stages
 as Parquet; reports and records as JSON and Markdown.
 
-Every step runs in :func:`components.stage_runner.stage_step`: it checks the pipeline parameters
+Every step runs in :func:`components.runtime.stage_runner.stage_step`: it checks the pipeline parameters
 it is given before anything else (so a run started from the KFP UI fails as fast as the CLI
 would, with the same message), and journals the step's start, end or failure in the registry.
 Stage modules (and pandas, sklearn, pandera, scipy) are imported inside the step that needs them:
 each stage runs in its own process, and imports are most of a small run's time. Locally, a step
-runs in a worker that imported them once (:mod:`app.warm_worker`).
+runs in a worker that imported them once (:data:`WARM_IMPORTS`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,9 @@ from components.outcomes import (
     AlertDelivery,
     DeployResult,
     IngestOutcome,
+    RetrainWhen,
     RunStatus,
+    Severity,
     Strategy,
     ValidateDecision,
 )
@@ -38,9 +41,25 @@ from components.records import (
     named_output,
 )
 from components.registry import SCHEMA_FILE, STATISTICS_FILE, Registry
-from components.stage_runner import stage_step
+from components.runtime.delegation import FULL, LIGHT
+from components.runtime.stage_runner import stage_step
 
 TRAINING_FILE = "training.json"
+# What a warm worker imports once (:mod:`components.runtime.warm_worker`): these modules before
+# its two tiers part, then each tier's, in the order its steps need them. The stages needing
+# scipy and scikit-learn (slow to import) are apart, so they never hold up the others; the full
+# tier leaves pandera to a validate that comes its way, so its import never competes with
+# retrain's OpenMP threads, nor delays scikit-learn's import before the two part.
+WARM_IMPORTS = {
+    "shared": (__name__,),
+    LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate",
+            "components.data.drift", "components.policies", "components.reports",
+            "components.stages.preprocess", "components.stages.deploy", "components.stages.alert"),
+    FULL: ("skops.io", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
+           "sklearn.impute", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics",
+           "components.data.drift", "components.stages.retrain", "components.stages.evaluate",
+           "components.reports", "scipy.stats", "scipy.spatial.distance"),
+}
 
 
 def write_json(path: str | Path, payload: dict, *, compact: bool = False) -> None:
@@ -65,9 +84,9 @@ def validation_summary(validation_report_path: str) -> ValidationSummary:
 
 
 def _champion(registry: Registry, champion_version: str):
-    """The champion model and metadata this run started from, or (None, {})."""
+    """The champion model and metadata this run started from, or (None, None)."""
     if not champion_version:
-        return None, {}
+        return None, None
     return registry.load_model(champion_version), registry.metadata(champion_version)
 
 
@@ -104,16 +123,17 @@ def ingest_step(*, source_uri: str, registry_uri: str, model_name: str, timestam
         history_path=history,
     )
     champion_version = pointer.version if pointer else ""
-    write_json(ingest_report, result.report(
-        champion_version=champion_version, source_uri=source_uri,
-        history_read=ingest_stage.history_read(history_days)).to_dict())
-    if result.outcome == IngestOutcome.NO_NEW_DATA:
-        reason = ingest_stage.no_new_data_reason(result, timestamp_column)
+    report = dataclasses.replace(result.report, champion_version=champion_version,
+                                 source_uri=source_uri,
+                                 history_read=ingest_stage.history_read(history_days))
+    write_json(ingest_report, report.to_dict())
+    if report.outcome == IngestOutcome.NO_NEW_DATA:
+        reason = ingest_stage.no_new_data_reason(report, timestamp_column)
         registry.write_run_record(run_id, RunRecord.of(
             status=RunStatus.NO_NEW_DATA, reason=reason, run_id=run_id, model_name=model_name,
             new_rows=0, champion_version=champion_version))
         print(f"{RunStatus.NO_NEW_DATA}: {reason}")
-    return IngestOutputs(result.outcome, result.new_rows, champion_version)
+    return IngestOutputs(report.outcome, report.new_rows, champion_version)
 
 
 # -- 2. validate -------------------------------------------------------------------------------
@@ -162,7 +182,7 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
         rows, schema=resolved, timestamp_column=timestamp_column, min_rows=min_rows,
         thresholds=thresholds, file_columns=ingested.file_columns,
         ingest_problems=ingested.problems, label_column=label_column,
-        too_few_rows="warning" if retrain_when == "min_rows" else "error")
+        too_few_rows=Severity.WARNING if retrain_when == RetrainWhen.MIN_ROWS else Severity.ERROR)
     statistics = (registry.version_json(champion_version, STATISTICS_FILE)
                   if champion_version else None)
     drift = (detect_drift(rows, statistics, thresholds, timestamp_column)
@@ -360,7 +380,7 @@ def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
                     max_evaluation_rows=max_evaluation_rows),
         champion=(ChampionScores(champion_version, evaluation.champion_scores)
                   if champion is not None else None),
-        challenger=ChallengerScores.of(training, evaluation.challenger_scores),
+        challenger=ChallengerScores(training, evaluation.challenger_scores),
         data={**ingested.data_window(), **preprocess_counts,
               "evaluation_rows": len(evaluation.rows.frame)},
         validation=validation_summary(validation_report), gate=evaluation.gate())
@@ -378,7 +398,7 @@ def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
 def _write_prediction_sample(path: str, evaluation, feature_kinds: dict) -> None:
     """The first evaluation rows as a V2 request with the challenger's predictions: what infra
     validation requires the published version to answer."""
-    from components.infra_validation import SAMPLE_ROWS, prediction_sample
+    from components.serving.infra_validation import SAMPLE_ROWS, prediction_sample
 
     predictions = evaluation.challenger
     head = evaluation.rows.frame.head(SAMPLE_ROWS)
@@ -403,7 +423,8 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger: str, decision
     """Publish, check the published version serves evaluate's predictions, serve it on the
     cluster when a namespace is set, and promote; a failure or a lost race ends as ``rejected``
     (the alert step then reports it). An empty ``prediction_sample`` skips infra validation."""
-    from components.infra_validation import validate_serving
+    from components.serving.infra_validation import validate_serving
+    from components.serving.kserve import serve_on_cluster
     from components.stages.deploy import deploy
 
     record = DecisionRecord.from_dict(read_json(decision_record))
@@ -442,24 +463,12 @@ def _serving_target(namespace: str, canary: int, timeout: int, image: str,
     """Where deploy serves the champion on the cluster, or None (the registry only)."""
     if not namespace:
         return None
-    from components.kserve import ServingTarget
+    from components.serving.kserve import ServingTarget
 
     return ServingTarget.with_resources(resources, namespace=namespace, image=image,
                                         canary_traffic_percent=canary,
                                         service_account=service_account,
                                         timeout_seconds=timeout)
-
-
-def serve_on_cluster(registry: Registry, version: str, target) -> dict:
-    """Put ``version`` on the cluster (Ready), and note where, for a later rollback."""
-    from dataclasses import asdict
-
-    from components.kserve import serve_version
-
-    served = serve_version(registry_uri=registry.registry_uri, model_name=registry.model_name,
-                           version=version, target=target)
-    registry.write_model_json("serving.json", {**asdict(target), "name": served["name"]})
-    return served
 
 
 # -- 7. alert ----------------------------------------------------------------------------------
@@ -487,7 +496,7 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
         status=status, reason=reason, model_name=model_name, run_id=run_id,
         details={"champion": run_record.champion, "challenger": run_record.challenger,
                  "new_rows": new_rows, "drift": run_record.drift,
-                 "errors": [f for f in run_record.findings if f["severity"] == "error"]})
+                 "errors": [f for f in run_record.findings if f["severity"] == Severity.ERROR]})
     delivery = alert_stage.send_alert(payload, alert_webhook_url)
     write_text(alert_report, reports.alert_markdown(payload))
     run_record.alert_delivery, run_record.alert_delivery_reason = delivery.status, delivery.reason
@@ -502,6 +511,7 @@ def failure_alert_step(*, run_status: dict, registry_uri: str, model_name: str, 
     run's journal; a finished run stays quiet. ``run_status`` is KFP's final status of the run
     as ``state`` and ``error_message``."""
     from components import reports
+    from components.runtime.stage_runner import run_failure
     from components.stages import alert as alert_stage
 
     state = run_status.get("state") or ""
@@ -516,59 +526,3 @@ def failure_alert_step(*, run_status: dict, registry_uri: str, model_name: str, 
     delivery = alert_stage.send_alert(payload, alert_webhook_url)
     write_text(failure_report, reports.alert_markdown(payload))
     return AlertOutputs(delivery.status)
-
-
-def run_failure(registry_uri: str, model_name: str, run_id: str, *, kfp_state: str = "",
-                kfp_message: str = "") -> dict:
-    """Why a run failed, from its journal: the stage, the exception and what it concerns, or
-    the stage that was killed without a traceback; KFP's own words when the journal is silent."""
-    from components.stage_runner import StageState
-
-    try:
-        entries = Registry(registry_uri, model_name).stage_entries(run_id)
-    except Exception as error:  # noqa: BLE001 - the registry may be what failed
-        entries, unreadable = {}, f"{type(error).__name__}: {error}"
-    else:
-        unreadable = ""
-    failed = sorted((e for e in entries.values() if e.get("state") == StageState.FAILED),
-                    key=lambda e: e.get("finished_at", ""))
-    running = [e for e in entries.values() if e.get("state") == StageState.RUNNING]
-    if failed:
-        first = failed[0]
-        concerns = first.get("concerns") or ""
-        where = f" ({concerns})" if concerns and concerns not in first["message"] else ""
-        reason = f"{first['stage']} failed: {first['error_type']}: {first['message']}{where}"
-        return {**first, "reason": reason}
-    if running:
-        stage = running[0]
-        from datetime import datetime
-
-        started = datetime.fromisoformat(stage["started_at"].replace("Z", "+00:00"))
-        seconds = (datetime.now(started.tzinfo) - started).total_seconds()
-        return {**stage, "seconds": round(seconds, 1),
-                "reason": f"{stage['stage']} was killed without a traceback after about "
-                          f"{seconds:.0f} s (out of memory, or a signal)"}
-    reason = f"the run ended {kfp_state or 'FAILED'}: {kfp_message or 'no stage said why'}"
-    if unreadable:
-        reason += f" (the run's journal could not be read: {unreadable})"
-    return {"reason": reason}
-
-
-# -- outside the pipeline ----------------------------------------------------------------------
-def source_schema(*, source_uri: str, label_column: str, timestamp_column: str) -> dict:
-    """The schema inferred from every row of a source (``retrain schema``), to edit and pass as
-    ``schema_uri``."""
-    import tempfile
-
-    import pandas as pd
-
-    from components.data.schema import infer_schema
-    from components.stages.ingest import ingest
-
-    with tempfile.TemporaryDirectory(prefix="retrain-schema-") as folder:
-        result = ingest(source_uri, timestamp_column=timestamp_column,
-                        cutoff=pd.Timestamp.max.tz_localize("UTC"), watermark=None,
-                        new_data_path=f"{folder}/new.parquet",
-                        history_path=f"{folder}/history.parquet")
-        return infer_schema(result.new_data_path, label_column=label_column,
-                            timestamp_column=timestamp_column)

@@ -1,10 +1,13 @@
-"""A map of the code: lines per file, the longest functions, and the import graph's floors and circles.
+"""A map of the code: lines per file, the longest functions, the import graph's floors and
+circles, and any import that goes up the layers.
 
-    python scripts/code_map.py [--top 10] [packages...]
+    python scripts/code_map.py [--top 10] [--check] [packages...]
 
 Imports count wherever they stand (module level or inside a function), since both tie one module
-to another. A module's floor is 0 when it imports no project module, else one more than the
-highest floor it imports; modules in a circle share one floor and are listed as a circle.
+to another, and so does a string that names a project module (``python -m app.cli``, ``runpy``).
+A module's floor is 0 when it imports no project module, else one more than the highest floor it
+imports; modules in a circle share one floor and are listed as a circle. ``--check`` exits 1
+when a module imports one of a higher layer (:data:`LAYERS`) or a stage imports another stage.
 """
 
 from __future__ import annotations
@@ -16,6 +19,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PACKAGES = ("components", "pipelines", "app")
+# The layers, lowest first: a module imports only from its own layer or those below. A module
+# belongs to the layer of its longest matching prefix.
+LAYERS = (
+    ("components.outcomes", "components.params", "components.records", "components.data",
+     "components.ml", "components.storage"),
+    ("components.registry", "components.policies", "components.reports"),
+    ("components.stages", "components.serving", "components.runtime"),
+    ("components.steps",),
+    ("components.contracts", "components.runtime.inprocess", "components.kfp_components"),
+    ("pipelines",),
+    ("app",),
+)
 
 
 def modules(packages) -> dict[str, Path]:
@@ -42,6 +57,9 @@ def imports_of(path: Path, known: set[str], name: str) -> set[str]:
                 base = ".".join([*anchor, base] if base else anchor)
             for alias in node.names:  # a submodule when it is one, else the module itself
                 targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value in known:  # a module run or imported by its name
+            targets.add(node.value)
     edges = set()
     for target in targets:
         while target and target not in known:
@@ -98,6 +116,26 @@ def floors(graph, components) -> dict[str, int]:
     return {member: floor_of(owner[member]) for member in graph}
 
 
+def layer_of(module: str) -> int:
+    """The index in :data:`LAYERS` of the longest prefix naming ``module``."""
+    matches = [(len(prefix), index) for index, prefixes in enumerate(LAYERS)
+               for prefix in prefixes if module == prefix or module.startswith(prefix + ".")]
+    return max(matches)[1] if matches else len(LAYERS)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a higher layer, and of one stage by another."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            if layer_of(target) > layer_of(module):
+                found.append(f"{module} -> {target} (a higher layer)")
+            elif module.startswith("components.stages.") and \
+                    target.startswith("components.stages."):
+                found.append(f"{module} -> {target} (a stage imports another)")
+    return found
+
+
 def functions(path: Path):
     tree = ast.parse(path.read_text())
     for node in ast.walk(tree):
@@ -109,6 +147,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("packages", nargs="*", default=list(DEFAULT_PACKAGES))
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--check", action="store_true", help="exit 1 on an upward import")
     args = parser.parse_args(argv)
     found = modules([p for p in args.packages if (ROOT / p).is_dir()])
     graph = {name: imports_of(path, set(found), name) for name, path in found.items()}
@@ -131,7 +170,10 @@ def main(argv=None) -> int:
     circles = [c for c in components if len(c) > 1]
     print("\n## Circles")
     print("\n".join(" <-> ".join(c) for c in circles) if circles else "none")
-    return 0
+    upward = upward_imports(graph)
+    print("\n## Upward imports")
+    print("\n".join(upward) if upward else "none")
+    return 1 if args.check and (upward or circles) else 0
 
 
 if __name__ == "__main__":

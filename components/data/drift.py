@@ -348,67 +348,86 @@ def detect_drift(new_data, statistics: dict, thresholds: dict,
     values.
     """
     table = as_table(new_data)
-    label = statistics["label"]
-    features = {name: ref for name, ref in statistics["features"].items()
-                if name in table.columns}  # validate reports a missing column
-    edges = {name: np.asarray(ref["edges"], dtype=float) for name, ref in features.items()
-             if ref["kind"] == NUMERIC}
-    has_label = label["name"] in table.columns
-    categorical = [name for name in [*features, *([label["name"]] if has_label else [])]
-                   if name not in edges]
-    pooled = _Counts(edges, categorical)
-    batches: dict[str, _Counts] = {}
-    samples = {name: Sample() for name in edges}
-    batch_columns = [c for c in (SOURCE_FILE_COLUMN, timestamp_column)
-                     if c and c in table.columns]
-    read = list(dict.fromkeys([*features, *categorical, *batch_columns]))
-    for chunk in table.chunks(columns=read):
-        names = batch_names(chunk, timestamp_column)
+    counts = _DriftCounts(statistics, table.columns, timestamp_column)
+    for chunk in table.chunks(columns=counts.columns_read(table.columns)):
+        counts.add(chunk)
+    batch_reports = [] if len(counts.batches) < 2 else [
+        BatchDrift(key, batch.rows,
+                   [_beyond_chance(f, batch) for f in counts.verdicts(batch, None, thresholds)],
+                   batch.rows >= MIN_BATCH_ROWS)
+        for key, batch in counts.batches.items()]
+    return DriftReport(counts.verdicts(counts.pooled, counts.samples, thresholds),
+                       reference_rows=int(statistics["rows"]), new_rows=int(table.rows),
+                       batches=batch_reports)
+
+
+class _DriftCounts:
+    """Bin and category counts of the new rows, pooled and per batch, and a sample of each
+    numeric feature, added up chunk by chunk."""
+
+    def __init__(self, statistics: dict, columns: list[str], timestamp_column: str):
+        self.label = statistics["label"]
+        self.features = {name: ref for name, ref in statistics["features"].items()
+                         if name in columns}  # validate reports a missing column
+        self.edges = {name: np.asarray(ref["edges"], dtype=float)
+                      for name, ref in self.features.items() if ref["kind"] == NUMERIC}
+        self.has_label = self.label["name"] in columns
+        self.categorical = [name for name in [*self.features,
+                                              *([self.label["name"]] if self.has_label else [])]
+                            if name not in self.edges]
+        self.timestamp_column = timestamp_column
+        self.pooled = _Counts(self.edges, self.categorical)
+        self.batches: dict[str, _Counts] = {}
+        self.samples = {name: Sample() for name in self.edges}
+
+    def columns_read(self, columns: list[str]) -> list[str]:
+        batch_columns = [c for c in (SOURCE_FILE_COLUMN, self.timestamp_column)
+                         if c and c in columns]
+        return list(dict.fromkeys([*self.features, *self.categorical, *batch_columns]))
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        names = batch_names(chunk, self.timestamp_column)
         batch_keys, first_rows, batch_of_row = np.unique(names, return_index=True,
                                                          return_inverse=True)
         for key in batch_keys[np.argsort(first_rows)]:  # batches in the order rows arrived
-            batches.setdefault(key, _Counts(edges, categorical))
-        groups = [batches[key] for key in batch_keys]
-        pooled.rows += len(chunk)
+            self.batches.setdefault(key, _Counts(self.edges, self.categorical))
+        groups = [self.batches[key] for key in batch_keys]
+        self.pooled.rows += len(chunk)
         for index, group in enumerate(groups):
             group.rows += int(np.sum(batch_of_row == index))
-        for name, name_edges in edges.items():
+        for name, name_edges in self.edges.items():
             numbers = parse_numbers(chunk[name]).to_numpy(dtype=float, na_value=np.nan)
             present = np.isfinite(numbers)
-            samples[name].add(numbers[present])
+            self.samples[name].add(numbers[present])
             width = len(name_edges) + 1
             slots = np.bincount(batch_of_row[present] * width
                                 + np.searchsorted(name_edges, numbers[present]),
                                 minlength=len(groups) * width).reshape(len(groups), width)
-            pooled.bins[name] += slots.sum(axis=0)
+            self.pooled.bins[name] += slots.sum(axis=0)
             for index, group in enumerate(groups):
                 group.bins[name] += slots[index]
-        for name in categorical:
-            values = label_values(chunk[name]) if name == label["name"] else chunk[name]
-            pooled.values[name] = _add_counts(pooled.values[name], values)
+        for name in self.categorical:
+            values = label_values(chunk[name]) if name == self.label["name"] else chunk[name]
+            self.pooled.values[name] = _add_counts(self.pooled.values[name], values)
             for index, group in enumerate(groups):
                 group.values[name] = _add_counts(group.values[name],
                                                  values[batch_of_row == index])
 
-    def verdicts(counts: _Counts, pooled_samples: dict | None) -> list[FeatureDrift]:
+    def verdicts(self, counts: _Counts, pooled_samples: dict | None,
+                 thresholds: dict) -> list[FeatureDrift]:
+        """Each feature's drift (and the label's) in ``counts``; the KS test only with
+        samples (pooled)."""
         results = []
-        for name, ref in features.items():
-            if name in edges:
+        for name, ref in self.features.items():
+            if name in self.edges:
                 results.append(_numeric_drift(
                     name, counts.bins[name],
                     pooled_samples[name].values if pooled_samples else None, ref, thresholds))
             else:
                 results.append(_categorical_drift(name, ref["kind"], counts.values[name],
                                                   ref["shares"], thresholds))
-        if has_label and label["shares"]:
-            results.append(_categorical_drift(label["name"], "label",
-                                              counts.values[label["name"]], label["shares"],
-                                              thresholds, is_label=True))
+        if self.has_label and self.label["shares"]:
+            results.append(_categorical_drift(self.label["name"], "label",
+                                              counts.values[self.label["name"]],
+                                              self.label["shares"], thresholds, is_label=True))
         return results
-
-    batch_reports = [] if len(batches) < 2 else [
-        BatchDrift(key, counts.rows, [_beyond_chance(f, counts) for f in verdicts(counts, None)],
-                   counts.rows >= MIN_BATCH_ROWS)
-        for key, counts in batches.items()]
-    return DriftReport(verdicts(pooled, samples), reference_rows=int(statistics["rows"]),
-                       new_rows=int(table.rows), batches=batch_reports)

@@ -24,7 +24,7 @@ SLOW_RESAMPLES = 1999  # F1 and ROC AUC: one metric computation per resample
 class PairedComparison:
     """The gate's statistics: both scores, their difference and its interval, on ``rows``."""
 
-    metric: str
+    metric: str | None  # None: a cold start, nothing compared
     rows: int
     challenger: float | None
     champion: float | None
@@ -34,6 +34,12 @@ class PairedComparison:
     p_value: float | None
     method: str
     confidence: float
+
+    @classmethod
+    def threshold_only(cls, rows: int, confidence: float) -> PairedComparison:
+        """A cold start's statistics: no champion to compare with, the threshold alone."""
+        return cls(None, rows, None, None, None, None, None, None,
+                   "cold start: the threshold alone", confidence)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,8 +102,6 @@ def compare(metric: str, y: np.ndarray, *, champion_predicted, champion_probabil
             challenger_predicted, challenger_probabilities, classes, confidence: float,
             seed: int) -> PairedComparison:
     """The paired comparison of two models' answers for the same labelled rows."""
-    from scipy.stats import binomtest, bootstrap, permutation_test
-
     y = np.asarray(y)
     classes = np.asarray(classes)
     rows = len(y)
@@ -111,60 +115,78 @@ def compare(metric: str, y: np.ndarray, *, champion_predicted, champion_probabil
     if metric == "accuracy":
         right_new = (challenger_predicted == y).astype(float)
         right_old = (champion_predicted == y).astype(float)
-
-        def difference(new, old, axis=-1):
-            return np.mean(new, axis=axis) - np.mean(old, axis=axis)
-
-        def run(method):
-            return bootstrap((right_new, right_old), difference, paired=True, vectorized=True,
-                             confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
-                             method=method, random_state=rng)
-
         only_new = int(np.sum((right_new == 1) & (right_old == 0)))
         only_old = int(np.sum((right_new == 0) & (right_old == 1)))
         if not only_new + only_old:  # the same rows right: no difference to resample
             return PairedComparison(metric, rows, challenger, champion, 0.0, 0.0, 0.0, 1.0,
                                     "no row where only one model is right", confidence)
-        low, high = _interval(run, "BCa")
-        p_value = binomtest(only_new, only_new + only_old, 0.5).pvalue
-        method = (f"paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples, BCa); exact McNemar "
-                  f"test on the {only_new + only_old} rows where only one model is right")
+        low, high, p_value, method = _accuracy_test(right_new, right_old, only_new, only_old,
+                                                    confidence, rng)
     else:
-        index = np.arange(rows)
-
-        def difference(rows_drawn, axis=-1):
-            rows_drawn = rows_drawn.astype(int)
-            return (_metric(metric, y[rows_drawn], challenger_predicted[rows_drawn],
-                            challenger_probabilities[rows_drawn], classes)
-                    - _metric(metric, y[rows_drawn], champion_predicted[rows_drawn],
-                              champion_probabilities[rows_drawn], classes))
-
-        def run(method):
-            return bootstrap((index,), difference, vectorized=False, confidence_level=confidence,
-                             n_resamples=SLOW_RESAMPLES, method=method, random_state=rng)
-
-        low, high = _interval(run, "percentile")
-        # Each row's two answers swap together: the permuted samples are indices into both
-        # models' answers stacked (row i of the challenger is i, of the champion rows + i).
-        stacked_predicted = np.concatenate([challenger_predicted, champion_predicted])
-        stacked_probabilities = np.concatenate([challenger_probabilities,
-                                                champion_probabilities])
-        labels = np.concatenate([y, y])
-
-        def swapped(new, old):
-            new, old = new.astype(int), old.astype(int)
-            return (_metric(metric, labels[new], stacked_predicted[new],
-                            stacked_probabilities[new], classes)
-                    - _metric(metric, labels[old], stacked_predicted[old],
-                              stacked_probabilities[old], classes))
-
-        p_value = float(permutation_test((index, index + rows), swapped,
-                                         permutation_type="samples", vectorized=False,
-                                         n_resamples=SLOW_RESAMPLES, random_state=rng).pvalue)
-        method = (f"paired bootstrap ({SLOW_RESAMPLES} resamples, percentile); paired "
-                  f"permutation test ({SLOW_RESAMPLES} permutations)")
+        low, high, p_value, method = _resampled_test(
+            metric, y, (challenger_predicted, challenger_probabilities),
+            (champion_predicted, champion_probabilities), classes, confidence, rng)
     return PairedComparison(metric, rows, challenger, champion, challenger - champion, low,
                             high, float(p_value), method, confidence)
+
+
+def _accuracy_test(right_new: np.ndarray, right_old: np.ndarray, only_new: int, only_old: int,
+                   confidence: float, rng) -> tuple[float, float, float, str]:
+    """The BCa interval of the accuracy difference, and the exact McNemar test."""
+    from scipy.stats import binomtest, bootstrap
+
+    def difference(new, old, axis=-1):
+        return np.mean(new, axis=axis) - np.mean(old, axis=axis)
+
+    def run(method):
+        return bootstrap((right_new, right_old), difference, paired=True, vectorized=True,
+                         confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                         method=method, random_state=rng)
+
+    low, high = _interval(run, "BCa")
+    p_value = binomtest(only_new, only_new + only_old, 0.5).pvalue
+    return low, high, p_value, (
+        f"paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples, BCa); exact McNemar test on the "
+        f"{only_new + only_old} rows where only one model is right")
+
+
+def _resampled_test(metric: str, y: np.ndarray, new: tuple, old: tuple, classes, confidence: float,
+                    rng) -> tuple[float, float, float, str]:
+    """A percentile interval of the difference by resampling rows, and a paired permutation
+    test; ``new`` and ``old`` are each model's (predicted, probabilities)."""
+    from scipy.stats import bootstrap, permutation_test
+
+    rows, index = len(y), np.arange(len(y))
+
+    def difference(rows_drawn, axis=-1):
+        rows_drawn = rows_drawn.astype(int)
+        return (_metric(metric, y[rows_drawn], new[0][rows_drawn], new[1][rows_drawn], classes)
+                - _metric(metric, y[rows_drawn], old[0][rows_drawn], old[1][rows_drawn],
+                          classes))
+
+    def run(method):
+        return bootstrap((index,), difference, vectorized=False, confidence_level=confidence,
+                         n_resamples=SLOW_RESAMPLES, method=method, random_state=rng)
+
+    low, high = _interval(run, "percentile")
+    # Each row's two answers swap together: the permuted samples are indices into both
+    # models' answers stacked (row i of the challenger is i, of the champion rows + i).
+    stacked_predicted = np.concatenate([new[0], old[0]])
+    stacked_probabilities = np.concatenate([new[1], old[1]])
+    labels = np.concatenate([y, y])
+
+    def swapped(first, second):
+        first, second = first.astype(int), second.astype(int)
+        return (_metric(metric, labels[first], stacked_predicted[first],
+                        stacked_probabilities[first], classes)
+                - _metric(metric, labels[second], stacked_predicted[second],
+                          stacked_probabilities[second], classes))
+
+    p_value = float(permutation_test((index, index + rows), swapped,
+                                     permutation_type="samples", vectorized=False,
+                                     n_resamples=SLOW_RESAMPLES, random_state=rng).pvalue)
+    return low, high, p_value, (f"paired bootstrap ({SLOW_RESAMPLES} resamples, percentile); "
+                                f"paired permutation test ({SLOW_RESAMPLES} permutations)")
 
 
 def interval_of(metric: str, y: np.ndarray, predicted, probabilities, classes, *,

@@ -13,8 +13,9 @@ import numpy as np
 
 from components.data.chunks import as_table
 from components.ml.features import split_features
+from components.outcomes import GateMetric
 
-METRIC_NAMES = ("accuracy", "f1", "roc_auc", "log_loss")
+METRIC_NAMES = (*GateMetric.ALL, "log_loss")
 
 
 class LossAndAccuracy:

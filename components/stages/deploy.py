@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from components.infra_validation import InfraValidationError
-from components.kserve import ServingError
 from components.outcomes import DeployResult
-from components.records import DecisionRecord, utc_now_iso
+from components.records import DecisionRecord, VersionMetadata, utc_now_iso
 from components.registry import ChampionPointer, Registry
+from components.serving.infra_validation import InfraValidationError
+from components.serving.kserve import ServingError
 from components.storage import sha256_bytes
 
 CHAMPION_CHANGED = "champion changed during the run"
@@ -36,30 +36,6 @@ class Deployment:
     reason: str
     version: str
     details: dict = field(default_factory=dict)
-
-
-def version_metadata(record: DecisionRecord, *, model_name: str, run_id: str, label_column: str,
-                     timestamp_column: str) -> dict:
-    """What ``metadata.json`` says of the version (the registry adds its number and digest)."""
-    challenger = record.challenger
-    return {
-        "model_name": model_name,
-        "run_id": run_id,
-        "created_at": utc_now_iso(),
-        "parent_version": record.champion.version if record.champion else None,
-        "metrics": challenger.metrics,
-        "champion_metrics_at_deploy": record.champion.metrics if record.champion else None,
-        "decision_reason": record.reason,
-        "data_window": record.data,
-        "params": record.params,
-        "strategy": challenger.strategy,
-        "model_type": challenger.model_type,
-        "feature_kinds": challenger.feature_kinds,
-        "classes": challenger.classes,
-        "label_column": label_column,
-        "timestamp_column": timestamp_column,
-        "libraries": challenger.libraries,
-    }
 
 
 def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
@@ -105,8 +81,9 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
     digest = sha256_bytes(model)
     version = registry.published_by(run_id, digest)  # a retried deploy publishes nothing twice
     if version is None:
-        metadata = version_metadata(record, model_name=registry.model_name, run_id=run_id,
-                                    label_column=label_column, timestamp_column=timestamp_column)
+        metadata = VersionMetadata.of(record, model_name=registry.model_name, run_id=run_id,
+                                      label_column=label_column,
+                                      timestamp_column=timestamp_column)
         version = registry.publish(model, metadata, extra_files)
         registry.record_publication(run_id, version, digest)
     current = registry.champion()

@@ -173,13 +173,13 @@ class Evaluation:
     comparison: PairedComparison | None
     verdict: GateVerdict
     rows: EvaluationRows
+    confidence: float
 
     def gate(self) -> dict:
         """What the decision record and ``retrain run --json`` say of the gate."""
-        stats = self.comparison.to_dict() if self.comparison else {
-            "metric": None, "rows": len(self.rows.frame), "delta": None, "ci_low": None,
-            "ci_high": None, "p_value": None, "method": "cold start: the threshold alone"}
-        return {**stats, "evaluation": self.rows.summary()}
+        comparison = self.comparison or PairedComparison.threshold_only(
+            len(self.rows.frame), self.confidence)
+        return {**comparison.to_dict(), "evaluation": self.rows.summary()}
 
 
 def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
@@ -230,11 +230,11 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
                                     seed=seed)
     verdict = gate_decision(comparison, challenger_scores.get(metric), metric=metric,
                             threshold=threshold, min_improvement=min_improvement,
-                            rows=len(rows.frame), min_rows=min_rows,
+                            rows=len(rows.frame), min_evaluation_rows=min_rows,
                             champion_version=champion_version,
                             cold_interval=cold_interval, confidence=confidence)
     return Evaluation(challenger_predictions, challenger_scores, champion_scores, comparison,
-                      verdict, rows)
+                      verdict, rows, confidence)
 
 
 def _tail(predictions: Predictions, dropped: int) -> Predictions:

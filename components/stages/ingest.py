@@ -11,8 +11,6 @@ timestamp) do not crash the stage: they are reported, so that validate ends the 
 
 from __future__ import annotations
 
-import io
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,11 +20,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.data.chunks import ChunkSchemaError, ChunkWriter, Table, replace_columns
-from components.data.schema import SOURCE_FILE_COLUMN, as_category_strings
+from components.data.chunks import ChunkSchemaError, ChunkWriter
+from components.data.schema import SOURCE_FILE_COLUMN
+from components.data.sources import (
+    FileOverLimit,
+    file_format,
+    merge_parts,
+    object_columns_as_text,
+    parse_timestamps,
+    read_chunks,
+)
 from components.outcomes import IngestOutcome, Strategy
 from components.params import Timestamp, refuse
-from components.records import IngestReport, bounded
+from components.records import IngestReport, bounded, utc_iso
 from components.storage import FileInfo, sha256_bytes, storage_for
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
@@ -40,27 +46,12 @@ class IngestError(Exception):
 
 @dataclass
 class IngestResult:
-    """Where new rows and history went, with what is needed to move the watermark after a
-    deploy."""
+    """Where new rows and history went, and the report of what was read (with what is needed
+    to move the watermark after a deploy)."""
 
     new_data_path: Path
     history_path: Path
-    new_rows: int
-    history_rows: int
-    cutoff: str
-    watermark_before: str | None
-    new_watermark: str | None
-    new_files: dict[str, dict]
-    consumed_files: dict[str, dict]
-    file_columns: dict[str, list[str]]
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def outcome(self) -> str:
-        """``new-data`` when there is anything to validate (rows or problems), else ``no-new-data``."""
-        if self.new_rows or self.problems:
-            return IngestOutcome.NEW_DATA
-        return IngestOutcome.NO_NEW_DATA
+    report: IngestReport
 
     @property
     def new_data(self) -> pd.DataFrame:
@@ -71,26 +62,11 @@ class IngestResult:
     def history(self) -> pd.DataFrame:
         return pd.read_parquet(self.history_path)
 
-    def report(self, **context) -> IngestReport:
-        """The summary that travels with the data to the decision record; ``context`` adds the
-        step's ``champion_version``, ``source_uri`` and ``history_read``."""
-        return IngestReport(
-            outcome=self.outcome, cutoff=self.cutoff, watermark_before=self.watermark_before,
-            new_watermark=self.new_watermark, new_rows=self.new_rows,
-            history_rows=self.history_rows, new_files=self.new_files,
-            consumed_files=self.consumed_files, file_columns=self.file_columns,
-            problems=self.problems, **context)
-
 
 def to_utc_timestamp(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
     """Parse an ISO 8601 value as a UTC timestamp (naive values are taken as UTC)."""
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def iso(stamp: pd.Timestamp) -> str:
-    """A UTC timestamp as ISO 8601 with a ``Z`` suffix."""
-    return stamp.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def resolve_cutoff(cutoff: str, scheduled_time: str, now: datetime | None = None) -> pd.Timestamp:
@@ -126,11 +102,11 @@ def history_read(history_days: float | None) -> str:
     return "none" if history_days == 0 else f"the {history_days} days before the watermark"
 
 
-def no_new_data_reason(result: IngestResult, timestamp_column: str) -> str:
+def no_new_data_reason(report: IngestReport, timestamp_column: str) -> str:
     """Why a run with nothing new ends where it is."""
     if timestamp_column:
-        return (f"no rows after the watermark {result.watermark_before} up to the cutoff "
-                f"{result.cutoff}")
+        return (f"no rows after the watermark {report.watermark_before} up to the cutoff "
+                f"{report.cutoff}")
     return "no files that the champion has not consumed"
 
 
@@ -146,112 +122,6 @@ def list_data_files(source_uri: str) -> list[FileInfo]:
             f"no CSV or Parquet files under {source_uri} (looked for {', '.join(DATA_SUFFIXES)})"
         )
     return files
-
-
-def read_chunks(data: bytes, name: str, *, timestamp_column: str = "",
-                rows_after: pd.Timestamp | None = None) -> tuple[list[str], Iterator[pd.DataFrame]]:
-    """A file's columns, and its rows chunk by chunk; ``name`` picks the format.
-
-    A Parquet file is read a chunk of rows at a time (see :mod:`components.data.chunks`). With
-    ``rows_after``, and a timestamp column stored as a timestamp, only rows after it are read:
-    row groups that end earlier are skipped unread (their statistics say so). A CSV file is one
-    chunk, and other files are read whole; the caller drops the rows it does not need.
-    """
-    if name.lower().endswith((".parquet", ".pq")):
-        table = Table(data)
-        check_column_names(table.columns)
-        bound = _parquet_bound(table.arrow_schema, timestamp_column, rows_after)
-        if bound is None:
-            return table.columns, table.chunks()
-        # Rows without a timestamp stay in, so that they are reported, not silently lost.
-        return table.columns, table.chunks(newer_than=(timestamp_column, bound))
-    text = _decompressed(data) if name.lower().endswith(".gz") else data
-    names = csv_header(text)
-    # The names are given (checked, made unique): pandas' own de-duplication of a header is
-    # quadratic in its width (40k empty names: 12.8 s).
-    frame = pd.read_csv(io.BytesIO(text), header=0, names=names, index_col=False)
-    return names, iter([frame])
-
-
-class FileOverLimit(Exception):
-    """A source file exceeds a limit on what is read (the message names the limit)."""
-
-
-MAX_HEADER_BYTES = 1 << 20  # a CSV header line
-MAX_COLUMNS = 10_000
-MAX_COLUMN_NAME = 1_000  # characters
-MAX_EXPANSION = 100  # how many times its size a .csv.gz may expand to
-MIN_EXPANDED_LIMIT = 1 << 30
-
-
-def check_column_names(names: list[str]) -> None:
-    """Refuse more than :data:`MAX_COLUMNS` columns or a name over :data:`MAX_COLUMN_NAME`."""
-    if len(names) > MAX_COLUMNS:
-        raise FileOverLimit(f"it has {len(names)} columns; at most {MAX_COLUMNS} are read")
-    longest = max((len(str(n)) for n in names), default=0)
-    if longest > MAX_COLUMN_NAME:
-        raise FileOverLimit(f"a column name has {longest} characters; at most "
-                            f"{MAX_COLUMN_NAME} are read")
-
-
-def csv_header(text: bytes) -> list[str]:
-    """The column names of a CSV file, read from its first line only, within the limits, made
-    unique as pandas would (``Unnamed: 3`` for an empty name, ``x.1`` for a second ``x``)."""
-    import csv
-
-    end = text.find(b"\n", 0, MAX_HEADER_BYTES + 1)
-    if end < 0 and len(text) > MAX_HEADER_BYTES:
-        raise FileOverLimit(f"its first line (the header) is longer than {MAX_HEADER_BYTES} "
-                            "bytes, the most read")
-    line = text[: end if end >= 0 else len(text)].decode("utf-8", errors="replace")
-    try:
-        csv.field_size_limit(MAX_HEADER_BYTES)
-        names = next(csv.reader([line.rstrip("\r")]), [])
-    except csv.Error as error:
-        raise FileOverLimit(f"its header cannot be read ({error})") from None
-    check_column_names(names)
-    unique, seen = [], {}
-    for index, raw in enumerate(names):
-        base = raw.strip() or f"Unnamed: {index}"
-        name, count = base, seen.get(base, 0)
-        while name in seen:
-            count += 1
-            name = f"{base}.{count}"
-        seen[base], seen[name] = count, 0
-        unique.append(name)
-    return unique
-
-
-def _decompressed(data: bytes) -> bytes:
-    """A .csv.gz file's content, refusing one that expands past :data:`MAX_EXPANSION` times its
-    size (at least :data:`MIN_EXPANDED_LIMIT`): a small file must not fill the memory."""
-    import gzip
-
-    limit = max(MIN_EXPANDED_LIMIT, MAX_EXPANSION * len(data))
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-        content = stream.read(limit + 1)
-    if len(content) > limit:
-        raise FileOverLimit(f"it expands to more than {limit} bytes ({MAX_EXPANSION} times its "
-                            "size), the most read")
-    return content
-
-
-def _parquet_bound(schema, column: str, after: pd.Timestamp | None):
-    """``after`` in the form a filter on ``column`` needs, or None when it cannot filter."""
-    if after is None or not column:
-        return None
-    import pyarrow as pa
-
-    if column not in schema.names or not pa.types.is_timestamp(schema.field(column).type):
-        return None
-    stored_tz = schema.field(column).type.tz
-    return after.tz_convert(stored_tz) if stored_tz else after.tz_convert("UTC").tz_localize(None)
-
-
-def _object_columns_as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Object columns holding mixed Python types become text so Parquet can store them."""
-    return replace_columns(frame, {column: as_category_strings(values)
-                                   for column, values in frame.items() if values.dtype == object})
 
 
 @dataclass
@@ -314,47 +184,55 @@ def ingest(
         new_data_path, history_path = folder / "new_data.parquet", folder / "history.parquet"
     new_data_path, history_path = Path(new_data_path), Path(history_path)
     split = _TimeSplit(timestamp_column, cutoff, watermark, history_days)
-    parts = new_data_path.parent / f".{new_data_path.name}.parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    storage = storage_for(source_uri)
-    new_parts, history_parts, problems = [], [], []
-    new_files: dict[str, dict] = {}
-    file_columns: dict[str, list[str]] = {}
+    parts = _Parts(new_data_path.parent / f".{new_data_path.name}.parts")
     try:  # the per-file parts are removed whatever happens
         for number, info in enumerate(list_data_files(source_uri)):
-            data = storage.read_bytes(info.uri)
-            fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
-            consumed = not timestamp_column and consumed_files.get(info.relative_path) == \
-                fingerprint
-            if consumed and history_days == 0:
-                continue  # a batch the run does not need
-            part = _split_file(data, info.relative_path, split, consumed=consumed,
-                               new_path=parts / f"new-{number:05d}.parquet",
-                               history_path=parts / f"history-{number:05d}.parquet")
-            problems += part.problems
-            if part.columns is not None:
-                file_columns[info.relative_path] = part.columns
-            new_parts += [part.new_path] if part.new_path else []
-            history_parts += [part.history_path] if part.history_path else []
-            if part.new_path:
-                new_files[info.relative_path] = fingerprint
-        new_rows = merge_parts(new_parts, new_data_path)
-        history_rows = merge_parts(history_parts, history_path)
+            parts.add(number, info, split, consumed_files, history_days)
+        new_rows = merge_parts(parts.new, new_data_path)
+        history_rows = merge_parts(parts.history, history_path)
     finally:
-        shutil.rmtree(parts, ignore_errors=True)
-    return IngestResult(
-        new_data_path=new_data_path,
-        history_path=history_path,
-        new_rows=new_rows,
-        history_rows=history_rows,
-        cutoff=iso(cutoff),
-        watermark_before=watermark,
-        new_watermark=split.new_watermark(),
-        new_files=new_files,
-        consumed_files={**consumed_files, **new_files},
-        file_columns=file_columns,
-        problems=problems,
-    )
+        shutil.rmtree(parts.folder, ignore_errors=True)
+    return IngestResult(new_data_path, history_path, IngestReport(
+        outcome=IngestOutcome.NEW_DATA if new_rows or parts.problems else
+        IngestOutcome.NO_NEW_DATA,  # anything to validate: rows, or problems to report
+        cutoff=utc_iso(cutoff), watermark_before=watermark,
+        new_watermark=split.new_watermark(), new_rows=new_rows, history_rows=history_rows,
+        new_files=parts.new_files, consumed_files={**consumed_files, **parts.new_files},
+        file_columns=parts.file_columns, problems=parts.problems))
+
+
+@dataclass
+class _Parts:
+    """The source files' shares of the split so far: their part files, the files that gave new
+    rows (with their fingerprints), each file's columns, and the problems found."""
+
+    folder: Path
+    new: list[Path] = field(default_factory=list)
+    history: list[Path] = field(default_factory=list)
+    new_files: dict[str, dict] = field(default_factory=dict)
+    file_columns: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, number: int, info: FileInfo, split: _TimeSplit, consumed_files: dict,
+            history_days: float | None) -> None:
+        """Split one source file into its part files (a consumed batch nobody needs: skipped)."""
+        data = storage_for(info.uri).read_bytes(info.uri)
+        fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
+        consumed = not split.column and consumed_files.get(info.relative_path) == fingerprint
+        if consumed and history_days == 0:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        part = _split_file(data, info.relative_path, split, consumed=consumed,
+                           new_path=self.folder / f"new-{number:05d}.parquet",
+                           history_path=self.folder / f"history-{number:05d}.parquet")
+        self.problems += part.problems
+        if part.columns is not None:
+            self.file_columns[info.relative_path] = part.columns
+        if part.history_path:
+            self.history.append(part.history_path)
+        if part.new_path:
+            self.new.append(part.new_path)
+            self.new_files[info.relative_path] = fingerprint
 
 
 class _TimeSplit:
@@ -390,7 +268,7 @@ class _TimeSplit:
     def new_watermark(self) -> str | None:
         if not self.column:
             return None
-        return iso(self.newest) if self.newest is not None else self.watermark
+        return utc_iso(self.newest) if self.newest is not None else self.watermark
 
 
 @dataclass
@@ -444,7 +322,7 @@ def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, ne
         for frame in _parsed(chunks):
             frame = pd.concat([frame, pd.Series(name, index=frame.index,
                                                 name=SOURCE_FILE_COLUMN)], axis=1)
-            frame = _object_columns_as_text(frame)
+            frame = object_columns_as_text(frame)
             if not split.column:
                 (history_part if consumed else new_part).write(frame)
                 continue
@@ -466,7 +344,7 @@ def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, ne
         new_part.discard()
         history_part.discard()
         return _FilePart(None, None, None,
-                         [f"file {name}: cannot be read as {_format(name)} "
+                         [f"file {name}: cannot be read as {file_format(name)} "
                           f"({bounded(str(error), 300)})"])
     except BaseException:
         new_part.discard()
@@ -485,82 +363,17 @@ def _kept(writer: ChunkWriter) -> Path | None:
     return None
 
 
-def parse_timestamps(raw: pd.Series) -> pd.Series:
-    """Timestamps as UTC; anything unparseable becomes NaT.
+def source_schema(*, source_uri: str, label_column: str, timestamp_column: str) -> dict:
+    """The schema inferred from every row of a source (``retrain schema``), to edit and pass as
+    ``schema_uri``."""
+    import tempfile
 
-    ISO 8601 first (vectorised), then pandas' per-value "mixed"
-    parser for whatever else is left (e.g. ``01/03/2025``), so both give the same result.
-    """
-    stamps = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")
-    retry = stamps.isna() & raw.notna()
-    if retry.any():
-        stamps[retry] = pd.to_datetime(raw[retry], utc=True, errors="coerce", format="mixed")
-    return stamps
+    from components.data.schema import infer_schema
 
-
-def merge_parts(parts: list[Path], path: Path) -> int:
-    """Concatenate the per-file Parquet parts into ``path`` chunk by chunk; returns the rows.
-
-    Columns may differ between files. A column that is numbers in one file and text in another
-    becomes text in all (one file's typo, ``income = "lots"``, must not make Parquet refuse the
-    batch; validate parses the text and reports the typo); integers meet floats as floats; a
-    column some files lack is empty there.
-    """
-    if not parts:
-        ChunkWriter(path).close()  # an empty table, as a writer that got no rows leaves
-        return 0
-    if len(parts) == 1:  # one file's part: already one consistent table
-        rows = Table(parts[0]).rows
-        os.replace(parts[0], path)
-        return rows
-    schema, as_text = _merged_schema([Table(part).arrow_schema for part in parts])
-    with ChunkWriter(path, schema=schema) as writer:
-        for part in parts:
-            for frame in Table(part).chunks():
-                missing = pd.Series(None, index=frame.index, dtype=object)  # typed nulls
-                writer.write(pd.DataFrame(
-                    {column: missing if column not in frame else
-                     as_category_strings(frame[column]) if column in as_text else frame[column]
-                     for column in schema.names}, index=frame.index))
-    return writer.rows
-
-
-def _merged_schema(schemas: list) -> tuple[object, list[str]]:
-    """One schema every part fits, and the columns that must become text to get there."""
-    import pyarrow as pa
-
-    fields: dict[str, list] = {}
-    for schema in schemas:
-        for field_ in schema:
-            fields.setdefault(field_.name, []).append(field_.type)
-    merged, as_text = [], []
-    for name, types in fields.items():
-        families = {_type_family(kind) for kind in types} - {"empty"}
-        if len(families) > 1:
-            as_text.append(name)
-            merged.append(pa.field(name, pa.large_string()))
-            continue
-        kind = pa.unify_schemas([pa.schema([(name, kind)]) for kind in types],
-                                promote_options="permissive").field(name).type
-        if len(types) < len(schemas) and pa.types.is_integer(kind):
-            kind = pa.float64()  # the files without the column give it missing values
-        merged.append(pa.field(name, kind))
-    return pa.schema(merged), as_text
-
-
-def _type_family(kind) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_null(kind):
-        return "empty"
-    if pa.types.is_boolean(kind):
-        return "bool"
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return "number"
-    if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-        return "datetime"
-    return "text"
-
-
-def _format(name: str) -> str:
-    return "Parquet" if name.lower().endswith((".parquet", ".pq")) else "CSV"
+    with tempfile.TemporaryDirectory(prefix="retrain-schema-") as folder:
+        result = ingest(source_uri, timestamp_column=timestamp_column,
+                        cutoff=pd.Timestamp.max.tz_localize("UTC"), watermark=None,
+                        new_data_path=f"{folder}/new.parquet",
+                        history_path=f"{folder}/history.parquet")
+        return infer_schema(result.new_data_path, label_column=label_column,
+                            timestamp_column=timestamp_column)

@@ -1,6 +1,10 @@
-"""Stage 3, preprocess: clean the rows and split off the shared validation set by time.
+"""Stage 3, preprocess: clean the rows, set the holdout rows apart, split off the selection rows.
 
-Cleaning here is row-level (types, duplicates, rows without a label). The column transforms
+Cleaning here is row-level (types, duplicates, rows without a label). Holdout rows are drawn
+from each row's content and the model name (:mod:`components.data.roles`): the same rows in
+every run, never trained on by any version, and the gate's evaluation rows. Of the rest, the
+newest ``validation_fraction`` of the new rows are the selection rows retrain chooses and
+tunes on. The column transforms
 (imputation, scaling, one-hot encoding) are fitted inside the saved model
 (:func:`components.ml.features.build_feature_transformer`), so serving applies exactly what
 training learned.

@@ -5,9 +5,12 @@ champion's trees; fine-tuning an ``sgd`` model continues its ``partial_fit`` epo
 rows (see :mod:`components.ml.models`). Fine-tuning keeps the
 champion's fitted feature transforms, so the continued model reads features exactly as before.
 
-``auto`` fits every strategy that applies and keeps the one that scores best on the validation
-rows the champion is judged on too. Under abrupt drift old history hurts a full refit; ``auto``
-finds that out from the scores rather than from a rule.
+``auto`` fits every strategy that applies and keeps the one that scores best on the selection
+rows (the newest new training rows, which the gate never uses: it judges the chosen model on
+holdout rows, so the choice cannot flatter it). Under abrupt drift old history hurts a full
+refit; ``auto`` finds that out from the scores rather than from a rule. Below
+:data:`REFIT_LIMIT` rows the chosen candidate is then refitted with the selection rows (a window
+moving on to end at the newest rows), and a binary model gets its decision threshold.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from components.ml.models import (
 )
 from components.ml.threads import limited_threads
 from components.outcomes import Strategy
-from components.records import TrainingSummary
+from components.records import TrainingSummary, VersionMetadata
 
 # Order of preference when candidates tie: the cheapest, least disruptive change first.
 CANDIDATE_ORDER = (Strategy.FINETUNE, Strategy.WINDOW, Strategy.FULL)
@@ -198,7 +201,7 @@ def label_values(data, label_column: str) -> set:
     return values
 
 
-def finetune_blocker(champion, champion_meta: dict, *, model_type: str,
+def finetune_blocker(champion, champion_meta: VersionMetadata | None, *, model_type: str,
                      feature_kinds: dict[str, str], train,
                      label_column: str) -> str | None:
     """Why the champion cannot be continued on these rows, or None if it can."""
@@ -207,7 +210,7 @@ def finetune_blocker(champion, champion_meta: dict, *, model_type: str,
     champion_type = model_type_of(champion)
     if champion_type != model_type:
         return f"champion is a {champion_type!r} model; it cannot be continued as {model_type!r}"
-    if champion_meta.get("feature_kinds") != feature_kinds:
+    if champion_meta is None or champion_meta.feature_kinds != feature_kinds:
         return "the features changed since the champion was trained"
     known = {str(c) for c in champion.classes_}
     present = {str(c) for c in label_values(train, label_column)}
@@ -269,25 +272,11 @@ def window_rows(rows: pd.DataFrame, *, timestamp_column: str, window_days: int,
 REFIT_LIMIT = 100_000  # below this many training rows the chosen candidate is refitted on all
 
 
-def retrain(
-    *,
-    strategy: str,
-    model_type: str,
-    train: pd.DataFrame,
-    history: pd.DataFrame,
-    validation: pd.DataFrame,
-    label_column: str,
-    timestamp_column: str,
-    feature_kinds: dict[str, str],
-    metric: str,
-    epochs: int,
-    window_days: int,
-    window_files: int,
-    champion=None,
-    champion_meta: dict | None = None,
-    seed: int = RANDOM_STATE,
-    decision_threshold: str = "0.5",
-) -> RetrainResult:
+def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.DataFrame,
+            validation: pd.DataFrame, label_column: str, timestamp_column: str,
+            feature_kinds: dict[str, str], metric: str, epochs: int, window_days: int,
+            window_files: int, champion=None, champion_meta: VersionMetadata | None = None,
+            seed: int = RANDOM_STATE, decision_threshold: str = "0.5") -> RetrainResult:
     """Fit the challenger with the requested strategy (``auto``: the best of those that apply).
 
     Candidates are fitted on ``train`` (and the history their strategy uses) and compared on
@@ -298,30 +287,15 @@ def retrain(
     threshold is set last (``decision_threshold``: a probability, or ``tuned`` on the validation
     rows for the gate metric).
 
-    Args:
-        strategy: ``auto``, ``finetune``, ``full`` or ``window``.
-        model_type: ``hgb`` or ``sgd``.
-        train: New rows to learn from (validation and holdout rows excluded).
-        history: Rows the champion line consumed before (holdout rows excluded).
-        validation: The newest new training rows, held out to choose, tune and trace.
-            Each of the three is a DataFrame, a Parquet path or a Table.
-        label_column: Target column.
-        timestamp_column: Event-time column (empty in batch mode).
-        feature_kinds: Feature name -> numeric/categorical.
-        metric: Gate metric used to compare candidates.
-        epochs: SGD passes over the data; rows of the training trace for both model types.
-        window_days: Width of the sliding window (timestamp mode).
-        window_files: Number of newest files in the window (batch mode).
-        champion: The champion Pipeline, or None on a cold start.
-        champion_meta: The champion's registry metadata.
-        seed: Seed of every random choice (drawn from the run's data and cutoff).
-        decision_threshold: ``0.5`` (argmax), another probability, or ``tuned``.
-
-    Returns:
-        The chosen model, every candidate, and the trace.
+    ``train`` (new rows: validation and holdout rows excluded), ``history`` (rows the champion
+    line consumed before, holdout rows excluded) and ``validation`` (the newest new training
+    rows) are each a DataFrame, a Parquet path or a Table. The other arguments are the pipeline
+    parameters of the same names; ``champion`` is the champion Pipeline (None on a cold start)
+    with its registry metadata, and ``seed`` seeds every random choice. Returns the chosen
+    model, every candidate, and the trace.
     """
     train, history, validation = as_table(train), as_table(history), as_table(validation)
-    blocker = finetune_blocker(champion, champion_meta or {}, model_type=model_type,
+    blocker = finetune_blocker(champion, champion_meta, model_type=model_type,
                                feature_kinds=feature_kinds, train=train,
                                label_column=label_column)
     wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows)
@@ -333,31 +307,15 @@ def retrain(
         candidates = [_fit_candidate(name, candidate_rows, blocker=blocker,
                                      auto=strategy == Strategy.AUTO, validation=validation,
                                      metric=metric, **fit) for name in wanted]
-        fitted = [c for c in candidates if c.status == "fitted"]
-        if not fitted:
-            raise RetrainError("no strategy could be fitted: " + "; ".join(
-                f"{c.strategy}: {c.note}" for c in candidates))
-        best = max(fitted, key=lambda c: (_comparable(c.score),
-                                          -CANDIDATE_ORDER.index(c.strategy)))
-        if strategy == Strategy.AUTO:
-            notes.append(f"auto chose {best.strategy} ({metric} {_comparable(best.score):.4f} "
-                         "on the validation rows, which the gate does not use)")
+        best = _choose(candidates, metric, notes if strategy == Strategy.AUTO else None)
         # The threshold is tuned on the candidate, for which the validation rows are unseen.
         threshold, threshold_note = _decision_threshold(best.model, decision_threshold,
                                                         validation, label_column, metric)
         model, training_data = best.model, candidate_rows[best.strategy]
         if best.rows < REFIT_LIMIT and validation.rows:
-            if best.strategy == Strategy.WINDOW:  # the window moves on to end at the newest rows
-                training_data = window_rows(
-                    _with_rows(candidate_rows[Strategy.FULL], validation),
-                    timestamp_column=timestamp_column, window_days=window_days,
-                    window_files=window_files)
-                refit_note = (f"refitted window on its {len(training_data)} rows, the "
-                              f"window moved on over the {validation.rows} validation rows")
-            else:
-                training_data = _with_rows(training_data, validation)
-                refit_note = (f"refitted {best.strategy} on its {best.rows} rows and the "
-                              f"{validation.rows} validation rows")
+            window = dict(timestamp_column=timestamp_column, window_days=window_days,
+                          window_files=window_files)
+            training_data, refit_note = _refit_rows(best, candidate_rows, validation, **window)
             model, _ = _fit(best.strategy, training_data, validation, **fit)
             notes.append(refit_note)
     model = with_decision_threshold(model, threshold)
@@ -366,6 +324,35 @@ def retrain(
     return RetrainResult(model=model, strategy=best.strategy, requested_strategy=strategy,
                          model_type=model_type, candidates=candidates, trace=best.trace,
                          notes=notes, training_data=training_data)
+
+
+def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None) -> Candidate:
+    """The fitted candidate with the best score on the validation rows (ties: the cheapest
+    change); with ``notes`` (auto), says which it chose."""
+    fitted = [c for c in candidates if c.status == "fitted"]
+    if not fitted:
+        raise RetrainError("no strategy could be fitted: " + "; ".join(
+            f"{c.strategy}: {c.note}" for c in candidates))
+    best = max(fitted, key=lambda c: (_comparable(c.score), -CANDIDATE_ORDER.index(c.strategy)))
+    if notes is not None:
+        notes.append(f"auto chose {best.strategy} ({metric} {_comparable(best.score):.4f} on the "
+                     "validation rows, which the gate does not use)")
+    return best
+
+
+def _refit_rows(best: Candidate, candidate_rows: dict, validation, *, timestamp_column: str,
+                window_days: int, window_files: int):
+    """The rows the chosen candidate is refitted on, with the validation rows, and a note: a
+    window moves on to end at the newest rows."""
+    if best.strategy != Strategy.WINDOW:
+        return (_with_rows(candidate_rows[best.strategy], validation),
+                f"refitted {best.strategy} on its {best.rows} rows and the {validation.rows} "
+                "validation rows")
+    rows = window_rows(_with_rows(candidate_rows[Strategy.FULL], validation),
+                       timestamp_column=timestamp_column, window_days=window_days,
+                       window_files=window_files)
+    return rows, (f"refitted window on its {len(rows)} rows, the window moved on over the "
+                  f"{validation.rows} validation rows")
 
 
 def _with_rows(rows, validation):

@@ -87,7 +87,20 @@ def validate(
     tally = _Tally()
     for chunk in table.chunks():
         tally.add(chunk, schema, kinds, label_column)
+    findings += _tally_findings(tally, schema, kinds, label_column, thresholds)
+    labelled = int(tally.labels.sum()) if tally.labels is not None else 0
+    if labelled < min_rows:
+        findings.append(Finding(too_few_rows, f"only {labelled} labelled new row(s); at least "
+                                f"{min_rows} are needed to retrain (min_rows)",
+                                check="row_count"))
+    return ValidationReport(findings=findings, rows=tally.rows, labelled_rows=labelled)
 
+
+def _tally_findings(tally: _Tally, schema: dict, kinds: dict[str, str], label_column: str,
+                    thresholds: dict) -> list[Finding]:
+    """What the added-up rows show: types, missing values, values outside the schema,
+    duplicates, and the label's classes."""
+    findings = []
     for column in kinds:
         if column in tally.missing:
             findings += tally.type_findings(column)
@@ -95,15 +108,10 @@ def validate(
                                           thresholds)
     findings += tally.schema_value_findings(schema, thresholds)
     findings += _duplicate_findings(tally.duplicates(), tally.rows, thresholds)
-    labelled = int(tally.labels.sum()) if tally.labels is not None else 0
     if tally.labels is not None:
         findings += _label_findings(tally.labels, tally.missing_labels, label_column, schema,
                                     thresholds)
-    if labelled < min_rows:
-        findings.append(Finding(too_few_rows, f"only {labelled} labelled new row(s); at least "
-                                f"{min_rows} are needed to retrain (min_rows)",
-                                check="row_count"))
-    return ValidationReport(findings=findings, rows=tally.rows, labelled_rows=labelled)
+    return findings
 
 
 class _Tally:
@@ -360,8 +368,8 @@ def resolve_schema(registry: Registry, champion_version: str, schema_uri: str,
         meta = registry.metadata(champion_version)
         inferred = infer_schema(new_data, label_column=label_column,
                                 timestamp_column=timestamp_column,
-                                feature_kinds=meta.get("feature_kinds"))
-        inferred["label"]["classes"] = meta.get("classes") or inferred["label"]["classes"]
+                                feature_kinds=meta.feature_kinds or None)
+        inferred["label"]["classes"] = meta.classes or inferred["label"]["classes"]
         return inferred, f"inferred from the new rows (champion {champion_version} has none)"
     return (infer_schema(new_data, label_column=label_column, timestamp_column=timestamp_column),
             "inferred from the new rows (no champion yet)")

@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from app.cli import build_parser, main, pipeline_arguments
+from app.cli import build_parser, main
+from app.commands import pipeline_arguments
 from components.data.schema import check_schema
 from components.params import PARAMETERS
+from components.records import VersionMetadata
 
 RUN = ["run", "--source-uri", "data", "--registry-uri", "reg", "--model-name", "m",
        "--label-column", "y"]
@@ -42,7 +44,8 @@ def test_refused_parameters_exit_2_before_running(tmp_path, capsys, flags, messa
                  "--pipeline-root", str(tmp_path / "root"), *flags])
     assert code == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "reg").exists() and not (tmp_path / "root").exists()
+    assert not (tmp_path / "reg").exists()
+    assert not (tmp_path / "root").exists()
 
 
 def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
@@ -60,19 +63,18 @@ def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
 
 
 
-def test_inferenceservice_prints_a_manifest_kserve_accepts(capsys):
+def test_inferenceservice_prints_a_manifest_kserve_accepts(capsys, crd_validator):
     """Check `retrain inferenceservice`: YAML that KServe's CRD schema accepts, serving the
     version named, on the image named, in the namespace named."""
     import yaml
 
-    from tests.components.test_kserve import crd_validator
 
     assert main(["inferenceservice", "--registry-uri", "gs://acme/registry", "--model-name",
                  "Customers_EU", "--version", "v0012", "--image", "reg.io/kfp-retrain:2.0.0",
                  "--namespace", "ml", "--canary-traffic-percent", "25", "--service-account",
                  "retrain-serving", "--resources", "1,2Gi"]) == 0
     manifest = yaml.safe_load(capsys.readouterr().out)
-    crd_validator().validate(manifest)
+    crd_validator.validate(manifest)
     assert (manifest["metadata"]["name"], manifest["metadata"]["namespace"]) == (
         "customers-eu", "ml")
     predictor = manifest["spec"]["predictor"]
@@ -81,7 +83,8 @@ def test_inferenceservice_prints_a_manifest_kserve_accepts(capsys):
     [container] = predictor["containers"]
     assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"},
                                       "limits": {"cpu": "1", "memory": "2Gi"}}
-    assert "v0012" in container["args"] and container["image"] == "reg.io/kfp-retrain:2.0.0"
+    assert "v0012" in container["args"]
+    assert container["image"] == "reg.io/kfp-retrain:2.0.0"
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -104,7 +107,7 @@ def test_registry_history_lists_every_pointer_move(tmp_path, capsys):
 
     store = Registry(str(tmp_path), "m")
     for number in (1, 2):
-        store.publish(b"model", {"run_id": f"r{number}", "created_at": "now"})
+        store.publish(b"model", VersionMetadata(run_id=f"r{number}", created_at="now"))
     store.move_champion(ChampionPointer("v0001"), None)
     store.append_history(action="deploy", from_version=None, to_version="v0001",
                          reason="cold start", run_id="r1")

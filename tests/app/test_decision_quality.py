@@ -30,7 +30,8 @@ def abrupt(tmp_path_factory):
 def test_on_a_stationary_stream_no_deploy_is_worse_than_what_it_replaced(stationary):
     """Check 200-row months of one concept: the cold start deploys, and no later deploy is truly
     worse than the champion it replaced (by any margin)."""
-    assert stationary[0].status == "deployed" and stationary[0].served > 0.8
+    assert stationary[0].status == "deployed"
+    assert stationary[0].served > 0.8
     for month in stationary[1:]:
         assert month.status in ("deployed", "rejected"), month.reason
         if month.deployed:
@@ -46,11 +47,12 @@ def test_every_gate_reason_names_its_rows_and_interval(stationary):
         gate = month.gate
         assert f"on {gate['rows']} rows: {gate['delta']:+.3f} (95% CI {gate['ci_low']:+.3f} to " \
                f"{gate['ci_high']:+.3f})" in month.reason
-        assert isinstance(gate["rows"], int) and gate["rows"] >= min(
-            300, gate["evaluation"]["available"])
+        assert isinstance(gate["rows"], int)
+        assert gate["rows"] >= min( 300, gate["evaluation"]["available"])
     last = stationary[-1].gate
     # The newest whole months that reach 300 rows (about 40 holdout rows a month), not all.
-    assert 300 <= last["rows"] < 360 and last["evaluation"]["available"] > 600
+    assert 300 <= last["rows"] < 360
+    assert last["evaluation"]["available"] > 600
 
 
 def test_after_an_abrupt_change_the_pipeline_deploys_within_two_runs(abrupt):
@@ -58,7 +60,8 @@ def test_after_an_abrupt_change_the_pipeline_deploys_within_two_runs(abrupt):
     change's first month, by a truly better model, and that the gate left the older rows out."""
     _, months = abrupt
     before = months[CHANGE_MONTH - 1]
-    assert before.champion_before is not None and before.champion_before < 0.55
+    assert before.champion_before is not None
+    assert before.champion_before < 0.55
     deploys = [m for m in months[CHANGE_MONTH:CHANGE_MONTH + 2] if m.deployed]
     assert deploys, [m.reason for m in months[CHANGE_MONTH:]]
     first = deploys[0]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from app import demo_data
-from tests.conftest import WebhookReceiver, outcome, retrain_cli
+from tests.helpers import WebhookReceiver, outcome, retrain_cli
 
 pytestmark = pytest.mark.slow
 CUTOFFS = demo_data.demo_cutoffs()
@@ -92,7 +92,8 @@ def test_bootstrap_deploys_v1(bootstrapped, webhook):
     model_dir = world.registry / "customers" / "versions" / "v0001"
     assert {"model.skops", "metadata.json", "schema.json", "statistics.json"} <= {
         p.name for p in model_dir.iterdir()}
-    assert result["drift"] == [] and result["findings"] == []  # nothing to compare with yet
+    assert result["drift"] == []
+    assert result["findings"] == []
     assert not [body for body in webhook.bodies if body["run_id"] == result["run_id"]]
 
 
@@ -137,11 +138,15 @@ def test_shuffled_labels_are_rejected_and_alerted(after_bootstrap):
     result = outcome(world.run(CUTOFFS[1], "--no-warm-worker"))
     assert result["status"] == "rejected"
     log = Path(result["log"]).read_text()
-    assert "warm worker" not in log and "stage evaluate_step:" in log and "stage alert_step:" in log
-    assert "below the threshold" in result["reason"] or "does not beat" in result["reason"]
+    assert "warm worker" not in log
+    assert "stage evaluate_step:" in log
+    assert "stage alert_step:" in log
+    # Shuffled labels leave the challenger far below the 0.8 threshold (about 0.5).
+    assert result["reason"].endswith(": the challenger is below the threshold 0.800")
     assert world.pointer_bytes() == before
     [body] = world.webhook.bodies
-    assert body["status"] == "rejected" and body["model_name"] == "customers"
+    assert body["status"] == "rejected"
+    assert body["model_name"] == "customers"
     assert body["text"].startswith("[retrain] customers: rejected:")
 
 
@@ -178,7 +183,8 @@ def test_crashed_run_exits_non_zero_and_the_alert_names_the_stage_and_cause(afte
     cause = f"ingest failed: ObjectNotFoundError: {missing} is neither a file nor a folder"
     assert cause in line
     [body] = world.webhook.bodies
-    assert body["status"] == "failed" and cause in body["text"]
+    assert body["status"] == "failed"
+    assert cause in body["text"]
     failure = body["failure"]
     assert (failure["stage"], failure["error_type"], failure["concerns"]) == (
         "ingest", "ObjectNotFoundError", str(missing))
@@ -211,7 +217,8 @@ def test_finetune_reads_no_history(after_bootstrap):
     assert result["challenger"]["strategy"] == "finetune"
     [report] = (world.root / "pipeline_root").rglob("ingest_report")
     latest = json.loads(report.read_text())
-    assert latest["history_read"] == "none" and latest["history_rows"] == 0
+    assert latest["history_read"] == "none"
+    assert latest["history_rows"] == 0
     assert latest["new_rows"] == result["new_rows"] == 200
 
 
@@ -228,7 +235,8 @@ def test_the_webhook_token_is_in_no_file_and_no_output(after_bootstrap, tmp_path
     completed = world.run(CUTOFFS[1], webhook_url=f"{world.webhook.url}/services/{token}",
                           env={"TMPDIR": str(temporary)})
     result = outcome(completed)
-    assert result["status"] == "rejected" and result["alert_delivery"] == "delivered"
+    assert result["status"] == "rejected"
+    assert result["alert_delivery"] == "delivered"
     assert [body["status"] for body in world.webhook.bodies] == ["rejected"]
     assert token not in completed.stdout + completed.stderr
     files = [p for folder in (world.root / "pipeline_root", world.registry)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from app import demo_data
-from tests.conftest import WebhookReceiver, outcome, retrain_cli
+from tests.helpers import WebhookReceiver, outcome, retrain_cli
 
 pytestmark = pytest.mark.slow
 CUTOFFS = demo_data.demo_cutoffs()
@@ -83,14 +83,16 @@ def test_undrifted_month_is_skipped_quietly(after_calm_month):
     world, result, before, alerts = after_calm_month
     assert result["status"] == "skipped", result["reason"]
     assert result["reason"].startswith("no drift detected (retrain_when=drift): largest PSI")
-    assert result["drift"] == [] and result["new_rows"] == 1000
+    assert result["drift"] == []
+    assert result["new_rows"] == 1000
     assert world.pointer() == before  # the watermark did not move: the rows stay unconsumed
     assert alerts == []
     records = [json.loads(path.read_text())
                for path in (world.registry / "customers" / "runs").glob("*.json")]
     assert [r["status"] for r in records].count("skipped") == 1
     drift_pages = sorted((world.root / "pipeline_root").rglob("drift_report"))
-    assert drift_pages and "<svg" in drift_pages[-1].read_text()
+    assert drift_pages
+    assert "<svg" in drift_pages[-1].read_text()
 
 
 def test_drifted_month_retrains_on_both_months(after_calm_month, tmp_path):
@@ -116,8 +118,10 @@ def test_a_drift_the_pooled_rows_hide_is_found_in_its_batch(after_calm_month, tm
                      if "month_4.csv" in p.read_text()]
     details = json.loads(report_path.read_text())["drift_details"]
     pooled = {f["feature"]: f for f in details["features"]}["web_visits_last_month"]
-    assert 0.1 < pooled["statistic"] < 0.25 and pooled["verdict"] == "warn"
+    assert 0.1 < pooled["statistic"] < 0.25
+    assert pooled["verdict"] == "warn"
     may = next(b for b in details["batches"] if b["batch"].startswith("month_4.csv"))
-    assert may["rows"] == 200 and "web_visits_last_month" in may["drifted"]
+    assert may["rows"] == 200
+    assert "web_visits_last_month" in may["drifted"]
     assert may["statistics"]["web_visits_last_month"] > 0.25
     assert result["status"] in ("deployed", "rejected"), result["reason"]

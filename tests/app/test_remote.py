@@ -83,7 +83,8 @@ def test_submit_uploads_creates_experiment_and_starts_a_run(kfp, capsys, monkeyp
     assert run["pipeline_version_reference"]["pipeline_version_id"] in kfp.versions
     parameters = run["runtime_config"]["parameters"]
     assert parameters["source_uri"] == "gs://data/customers"
-    assert parameters["label_column"] == "will_buy" and parameters["threshold"] == 0.8
+    assert parameters["label_column"] == "will_buy"
+    assert parameters["threshold"] == 0.8
     assert all(r["headers"].get("authorization") == "Bearer s3cret-token" for r in kfp.requests)
 
 
@@ -91,7 +92,8 @@ def test_submit_again_adds_a_version_and_reuses_the_experiment(kfp, capsys):
     """Check that a second submit uploads a new version of the same pipeline."""
     for version in ("v1", "v2"):
         assert main(["submit", "--host", kfp.url, "--version-name", version, *RUN_FLAGS]) == 0
-    assert len(kfp.pipelines) == 1 and len(kfp.experiments) == 1
+    assert len(kfp.pipelines) == 1
+    assert len(kfp.experiments) == 1
     assert sorted(v["display_name"] for v in kfp.versions.values()) == ["v1", "v2"]
     assert len(kfp.runs) == 2
 
@@ -105,7 +107,8 @@ def test_schedule_creates_a_safe_recurring_run_and_replaces_by_name(kfp, capsys)
     assert "KFP cron: '0 0 2 * * *' (seconds first); next runs (UTC): " in first_out
     [first] = kfp.recurring_runs.values()
     assert first["trigger"]["cron_schedule"]["cron"] == "0 0 2 * * *"
-    assert first["max_concurrency"] in (1, "1") and first["no_catchup"] is True
+    assert first["max_concurrency"] in (1, "1")
+    assert first["no_catchup"] is True
     assert first["runtime_config"]["parameters"]["cutoff"] == ""
     assert main(args) == 0
     [second] = kfp.recurring_runs.values()

@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from app import demo_data
-from app.inprocess import parameters, run_stages
 from components.kfp_components import ARTIFACT_KINDS, STAGE_FUNCTIONS, interface, make_components
 from components.outcomes import DeployResult, GateDecision, IngestOutcome, ValidateDecision
 from components.registry import Registry
+from components.runtime.inprocess import parameters, run_stages
 
 COLUMNS = dict(label_column=demo_data.LABEL_COLUMN, timestamp_column=demo_data.TIMESTAMP_COLUMN)
 
@@ -91,7 +91,8 @@ def test_preprocess_counts_add_up(chain):
     for name, key in (("train_data", "train_rows"), ("validation_data", "validation_rows"),
                       ("evaluation_data", "holdout_rows")):
         assert chain["artifacts"][name].metadata["rows"] == counts[key]
-    assert seed == counts["seed"] and isinstance(seed, int)
+    assert seed == counts["seed"]
+    assert isinstance(seed, int)
 
 
 def test_retrain_writes_the_model_folder_and_logs_the_trace(chain):
@@ -120,7 +121,8 @@ def test_deploy_promotes_v0001(chain):
     """Check that deploy publishes v0001, checks it serves evaluate's predictions, moves the
     pointer, records the run and the pointer's history."""
     sample = json.loads((chain["root"] / "prediction_sample").read_text())
-    assert len(sample["predict"]) == 50 and len(sample["request"]["inputs"]) == 8
+    assert len(sample["predict"]) == 50
+    assert len(sample["request"]["inputs"]) == 8
     assert tuple(chain["deploy"]) == (DeployResult.DEPLOYED, chain["evaluate"][1], "v0001")
     model = chain["registry"] / "customers"
     assert json.loads((model / "champion.json").read_text())["version"] == "v0001"

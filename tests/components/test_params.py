@@ -71,7 +71,8 @@ def test_every_parameter_is_described_and_typed_once():
     """Check that names are unique and each row has a description, a type and a valid default."""
     assert len(BY_NAME) == len(PARAMETERS)
     for p in PARAMETERS:
-        assert p.description.strip() and p.kind in (str, int, float, dict)
+        assert p.description.strip()
+        assert p.kind in (str, int, float, dict)
         if p.default is not REQUIRED:
             p.check(p.default, "the table")
             assert isinstance(p.default, p.kind)
@@ -97,7 +98,8 @@ def test_readme_table_is_the_parameter_table():
 def test_thresholds_with_overrides():
     """Check that overrides replace only the named defaults, and bad ones are refused."""
     thresholds = thresholds_with({"psi_drift": 0.3}, "the validate stage")
-    assert thresholds["psi_drift"] == 0.3 and thresholds["js_drift"] == 0.10
+    assert thresholds["psi_drift"] == 0.3
+    assert thresholds["js_drift"] == 0.10
     with pytest.raises(InvalidParameterError, match="of the validate stage must be one of"):
         thresholds_with({"psi_drfit": 0.3}, "the validate stage")
 

@@ -36,7 +36,7 @@ def _paired(rows: int, champion_right: int, challenger_right: int, both_right: i
 def _gate(comparison, *, threshold=0.80, min_improvement=0.0, min_rows=300):
     return gate_decision(comparison, comparison.challenger, metric="accuracy",
                          threshold=threshold, min_improvement=min_improvement,
-                         rows=comparison.rows, min_rows=min_rows, champion_version="v0001")
+                         rows=comparison.rows, min_evaluation_rows=min_rows, champion_version="v0001")
 
 
 def test_a_clear_gain_deploys_and_the_reason_names_the_interval():
@@ -46,7 +46,8 @@ def test_a_clear_gain_deploys_and_the_reason_names_the_interval():
     assert verdict.decision == DEPLOY
     assert verdict.reason.startswith("challenger accuracy 0.871 vs champion v0001 0.801 on "
                                      "412 rows: +0.070 (95% CI +0."), verdict.reason
-    assert comparison.ci_low > 0.03 and comparison.ci_high < 0.11
+    assert comparison.ci_low > 0.03
+    assert comparison.ci_high < 0.11
     assert comparison.p_value < 1e-4
     assert "exact McNemar" in comparison.method
 
@@ -73,9 +74,11 @@ def test_a_decaying_champion_is_replaced_by_a_challenger_that_is_not_worse_for_l
     that on enough rows the challenger must be better with confidence (a month of wrong labels
     makes any champion look decayed, and there the rows do not lack)."""
     equal = _paired(200, champion_right=158, challenger_right=164, both_right=154)
-    assert equal.champion < 0.8 <= equal.challenger and -NON_INFERIORITY_MARGIN < equal.ci_low < 0
+    assert equal.champion < 0.8 <= equal.challenger
+    assert -NON_INFERIORITY_MARGIN < equal.ci_low < 0
     verdict = _gate(equal)
-    assert verdict.decision == DEPLOY and "the champion is below the threshold" in verdict.reason
+    assert verdict.decision == DEPLOY
+    assert "the champion is below the threshold" in verdict.reason
     assert "on fewer than min_evaluation_rows 300, the challenger is not worse" in verdict.reason
     assert _gate(equal, min_rows=200).decision == REJECT
     worse = _paired(60, champion_right=46, challenger_right=46, both_right=36)
@@ -98,20 +101,23 @@ def test_below_the_threshold_a_challenger_needs_a_champion_below_it_too():
 def test_cold_start_uses_the_threshold_and_reports_the_interval():
     """Check the cold-start gate: the threshold alone decides; the reason carries the rows."""
     verdict = gate_decision(None, 0.85, metric="accuracy", threshold=0.8, min_improvement=0.0,
-                            rows=300, min_rows=300, cold_interval=(0.81, 0.89))
-    assert verdict.decision == DEPLOY and verdict.cold_start
+                            rows=300, min_evaluation_rows=300, cold_interval=(0.81, 0.89))
+    assert verdict.decision == DEPLOY
+    assert verdict.cold_start
     assert verdict.reason == ("cold start: no champion yet; challenger accuracy 0.850 >= "
                               "threshold 0.800 on 300 rows (95% CI 0.810 to 0.890)")
     below = gate_decision(None, 0.7, metric="accuracy", threshold=0.8, min_improvement=0.0,
-                          rows=300, min_rows=300)
-    assert below.decision == REJECT and "below the threshold" in below.reason
+                          rows=300, min_evaluation_rows=300)
+    assert below.decision == REJECT
+    assert "below the threshold" in below.reason
 
 
 def test_an_undefined_challenger_score_is_rejected():
     """Check that a metric undefined on the rows (one class only, ROC AUC) never deploys."""
     verdict = gate_decision(None, float("nan"), metric="roc_auc", threshold=0.5,
-                            min_improvement=0.0, rows=12, min_rows=300)
-    assert verdict.decision == REJECT and "undefined on the 12 evaluation rows" in verdict.reason
+                            min_improvement=0.0, rows=12, min_evaluation_rows=300)
+    assert verdict.decision == REJECT
+    assert "undefined on the 12 evaluation rows" in verdict.reason
 
 
 class _Drift:

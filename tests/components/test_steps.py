@@ -7,11 +7,11 @@ import shutil
 import pytest
 
 from app import demo_data
-from app.inprocess import parameters, run_stages
 from components import steps
 from components.outcomes import DeployResult, GateDecision
-from components.records import DecisionRecord
+from components.records import DecisionRecord, VersionMetadata
 from components.registry import ChampionPointer, Registry
+from components.runtime.inprocess import parameters, run_stages
 
 COLUMNS = dict(label_column=demo_data.LABEL_COLUMN, timestamp_column=demo_data.TIMESTAMP_COLUMN)
 CUTOFFS = demo_data.demo_cutoffs()
@@ -77,7 +77,8 @@ def test_retrain_continues_the_champion_and_keeps_its_schema(month):
     training = json.loads((month["root"] / "second" / "challenger" / "training.json").read_text())
     assert training == p["training"].to_dict()
     assert (training["strategy"], training["requested_strategy"]) == ("finetune", "finetune")
-    assert len(training["trace"]) == 3 and training["classes"] == [0, 1]
+    assert len(training["trace"]) == 3
+    assert training["classes"] == [0, 1]
     schema = json.loads((month["root"] / "second" / "challenger" / "schema.json").read_text())
     parent = Registry(month["registry_uri"], "customers").version_json("v0001", "schema.json")
     counts = json.loads((month["root"] / "second" / "decision_record").read_text())["data"]
@@ -86,7 +87,8 @@ def test_retrain_continues_the_champion_and_keeps_its_schema(month):
     assert schema["rows"] == parent["rows"] + counts["train_rows"] + counts["validation_rows"]
     web = {c["name"]: c for c in schema["columns"]}["web_visits_last_month"]
     old = {c["name"]: c for c in parent["columns"]}["web_visits_last_month"]
-    assert web["max"] >= old["max"] and web["min"] <= old["min"]
+    assert web["max"] >= old["max"]
+    assert web["min"] <= old["min"]
 
 
 def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
@@ -104,7 +106,8 @@ def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
     assert all(type(record.data[key]) is int for key in (
         "new_rows", "train_rows", "validation_rows", "holdout_rows", "evaluation_rows",
         "history_rows"))
-    assert gate["ci_low"] <= gate["delta"] <= gate["ci_high"] and 0 <= gate["p_value"] <= 1
+    assert gate["ci_low"] <= gate["delta"] <= gate["ci_high"]
+    assert 0 <= gate["p_value"] <= 1
     assert "exact McNemar" in gate["method"]
     assert f"on {gate['rows']} rows: {gate['delta']:+.3f} (95% CI" in record.reason
     assert record.data["watermark_before"].startswith("2025-03-31")
@@ -134,7 +137,7 @@ def test_deploy_that_lost_the_race_changes_nothing(month, registry):
     store.move_champion(ChampionPointer("v0001", reason="someone else"), "v0001")
     before = (store.root + "/champion.json")
     before_bytes = open(before, "rb").read()
-    rival = store.publish(b"rival", {"run_id": "rival", "created_at": "now", "metrics": {}})
+    rival = store.publish(b"rival", VersionMetadata(run_id="rival", created_at="now"))
     store.move_champion(ChampionPointer(rival, previous="v0001"), "v0001")
     moved = open(before, "rb").read()
     result = _deploy(month["paths"], registry, "run-2", infra_validation=False)
@@ -182,7 +185,7 @@ def test_a_retried_deploy_promotes_once(month, registry, tmp_path, monkeypatch, 
     store = Registry(registry, "customers")
     pointer = store.champion()
     assert (pointer.version, pointer.previous) == (result.version, "v0001")
-    published = [v for v in store.versions() if store.metadata(v)["run_id"] == "run-2"]
+    published = [v for v in store.versions() if store.metadata(v).run_id == "run-2"]
     expected = 2 if (method, after) == ("record_publication", False) else 1
     assert len(published) == expected  # only a crash before the version was noted repeats it
     assert store.run_record("run-2").status == "deployed"
@@ -235,19 +238,19 @@ SERVING = dict(serving_namespace="ml", serving_timeout_seconds=10,
                serving_image="reg.io/kfp-retrain:1.0.0")
 
 
-def test_deploy_serves_on_the_cluster_before_the_pointer_moves(month, registry, kubernetes):
+def test_deploy_serves_on_the_cluster_before_the_pointer_moves(month, registry, kubernetes,
+                                                               crd_validator):
     """Check that with a serving namespace, deploy creates the InferenceService (valid for
     KServe's CRD), waits until it is Ready, and only then moves the pointer; and that a
     rollback moves the InferenceService back, then the pointer, with both in the history."""
     from app.cli import main
-    from tests.components.test_kserve import crd_validator
 
     result = _deploy(month["paths"], registry, "run-2", **SERVING)
     assert (result.result, result.version) == (DeployResult.DEPLOYED, "v0002")
     calls = [(method, body) for method, _, body, _ in kubernetes.calls]
     assert [method for method, _ in calls][:2] == ["GET", "POST"]
     created = calls[1][1]
-    crd_validator().validate(created)
+    crd_validator.validate(created)
     assert created["metadata"]["annotations"]["retrain.kfp/model-version"] == "v0002"
     store = Registry(registry, "customers")
     assert store.champion().version == "v0002"
@@ -276,7 +279,8 @@ def test_a_cluster_that_does_not_serve_it_leaves_the_champion(month, registry, k
         expected = "not served: InferenceService ml/customers was not Ready with v0002 after 1 s"
         serving = {**SERVING, "serving_timeout_seconds": 1}
     result = _deploy(month["paths"], registry, "run-2", infra_validation=False, **serving)
-    assert result.result == DeployResult.REJECTED and result.reason.startswith(expected)
+    assert result.result == DeployResult.REJECTED
+    assert result.reason.startswith(expected)
     store = Registry(registry, "customers")
     assert store.champion().version == "v0001"
     assert [m["to"] for m in store.history()] == ["v0001"]  # the bootstrap's deploy only

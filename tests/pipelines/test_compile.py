@@ -51,7 +51,8 @@ def test_the_environment_is_not_an_input(tmp_path, monkeypatch):
     """Check that the image comes from the argument, whatever the environment says."""
     monkeypatch.setenv("RETRAIN_IMAGE", "elsewhere/other:9.9.9")
     text = compile_pipeline(tmp_path / "a.yaml", image="reg.io/team/kfp-retrain:1.2.3").read_text()
-    assert "reg.io/team/kfp-retrain:1.2.3" in text and "elsewhere" not in text
+    assert "reg.io/team/kfp-retrain:1.2.3" in text
+    assert "elsewhere" not in text
     assert compile_pipeline(tmp_path / "b.yaml").read_text() == COMPILED_PIPELINE.read_text()
 
 
@@ -113,7 +114,8 @@ def test_conditions_compare_named_outcomes():
     conditions = [task.trigger_policy.condition
                   for task in _tasks(load_spec(COMPILED_PIPELINE)).values()
                   if task.trigger_policy.condition]
-    assert conditions and not any("Output" in line for line in conditions)
+    assert conditions
+    assert not any("Output" in line for line in conditions)
     for outcome in ("'new-data'", "'retrain'", "'invalid-data'", "'deploy'", "'rejected'"):
         assert any(outcome in line for line in conditions), outcome
 
@@ -138,7 +140,8 @@ def test_cluster_options_land_in_the_spec_and_no_secret_value_does(tmp_path, mon
                               image="europe-docker.pkg.dev/acme/ml/kfp-retrain:1.4.2",
                               options=options)
     text = output.read_text()
-    assert SECRET_VALUE not in text and "very-secret" not in text
+    assert SECRET_VALUE not in text
+    assert "very-secret" not in text
     spec_doc, platform_doc = yaml.safe_load_all(text)
     spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())
     platform = json_format.ParseDict(platform_doc, pipeline_spec_pb2.PlatformSpec())
@@ -177,7 +180,8 @@ def test_local_runs_drop_the_cluster_retry_policy():
     text = COMPILED_PIPELINE.read_text()
     documents = parse_spec(text)
     stripped = without_retries(documents)
-    assert "retryPolicy" in text and "retryPolicy" not in json.dumps(stripped)
+    assert "retryPolicy" in text
+    assert "retryPolicy" not in json.dumps(stripped)
     assert stripped[0]["deploymentSpec"] == yaml.safe_load(text)["deploymentSpec"]
     assert stripped[1:] == documents[1:]
     pipeline = load_pipeline(stripped, text)

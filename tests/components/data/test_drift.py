@@ -54,7 +54,8 @@ def test_drift_fires_on_drifted_demo_months(demo_folder, reference, month):
     report = detect_drift(new, reference, DEFAULT_THRESHOLDS)
     assert "web_visits_last_month" in report.drifted
     web = next(f for f in report.features if f.feature == "web_visits_last_month")
-    assert web.statistic >= 0.25 and web.ks_pvalue < 1e-6
+    assert web.statistic >= 0.25
+    assert web.ks_pvalue < 1e-6
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -73,7 +74,8 @@ def test_categorical_and_label_drift(reference):
     report = detect_drift(new, reference, DEFAULT_THRESHOLDS)
     assert set(report.drifted) == {"region", LABEL}
     label = next(f for f in report.features if f.is_label)
-    assert label.test == "js" and label.statistic > 0.1
+    assert label.test == "js"
+    assert label.statistic > 0.1
 
 
 def test_unseen_categories_count_as_drift(reference):
@@ -82,7 +84,8 @@ def test_unseen_categories_count_as_drift(reference):
     new["membership"] = "platinum"
     membership = next(f for f in detect_drift(new, reference, DEFAULT_THRESHOLDS).features
                       if f.feature == "membership")
-    assert membership.verdict == DRIFT and membership.new[-1] == pytest.approx(1.0)
+    assert membership.verdict == DRIFT
+    assert membership.new[-1] == pytest.approx(1.0)
     assert membership.bins[-1] == "(unseen)"
 
 
@@ -97,15 +100,18 @@ def test_reports_render_every_feature(demo_folder, reference):
     assert html.count("<svg") == len(report.features) == 9
     assert "web_visits_last_month <span class='drift'>drift" in html
     verdicts = {f.feature: f.verdict for f in report.features}
-    assert verdicts["age"] == OK and verdicts["region"] != DRIFT
+    assert verdicts["age"] == OK
+    assert verdicts["region"] != DRIFT
 
 
 def test_statistics_are_small_and_need_no_raw_rows(reference):
     """Check that the stored reference is a summary (bins, shares, sketch), not the rows."""
     web = reference["features"]["web_visits_last_month"]
     assert sum(web["shares"]) == pytest.approx(1.0)
-    assert len(web["shares"]) == len(web["edges"]) + 1 and len(web["sketch"]) == 500
-    assert reference["rows"] == 1000 and set(reference["label"]["shares"]) == {"0", "1"}
+    assert len(web["shares"]) == len(web["edges"]) + 1
+    assert len(web["sketch"]) == 500
+    assert reference["rows"] == 1000
+    assert set(reference["label"]["shares"]) == {"0", "1"}
 
 
 def _report(errors=0, labelled=300):
@@ -122,7 +128,8 @@ def test_trigger_policies(demo_folder, reference):
     assert trigger_decision(_report(), drifted, retrain_when="drift", min_rows=100) == (
         RETRAIN, "drift detected in web_visits_last_month, will_buy")
     decision, reason = trigger_decision(_report(), calm, retrain_when="drift", min_rows=100)
-    assert decision == SKIPPED and reason.startswith("no drift detected (retrain_when=drift)")
+    assert decision == SKIPPED
+    assert reason.startswith("no drift detected (retrain_when=drift)")
     assert trigger_decision(_report(), None, retrain_when="drift", min_rows=100)[0] == RETRAIN
     assert trigger_decision(_report(labelled=150), calm, retrain_when="min_rows", min_rows=500) == (
         SKIPPED, "waiting for more rows: 150 labelled new row(s), retraining from 500 "
@@ -151,7 +158,8 @@ def test_a_drifted_batch_pooled_with_a_calm_one_is_found(reference, one_file):
     new = _calm_then_moved(0, one_file=one_file)
     report = detect_drift(new, reference, DEFAULT_THRESHOLDS, timestamp_column=TIME)
     pooled = {f.feature: f for f in report.features}
-    assert pooled["age"].verdict != DRIFT and pooled["income"].verdict != DRIFT
+    assert pooled["age"].verdict != DRIFT
+    assert pooled["income"].verdict != DRIFT
     moved = "export.csv 2025-05" if one_file else "new.csv 2025-05"
     assert set(report.drifted) == {"age", "income"}
     assert report.drifted_batches("age") == [moved]
@@ -183,4 +191,5 @@ def test_calm_batches_rarely_drift_by_chance(reference):
         month[SOURCE_FILE_COLUMN] = f"month-{seed:02d}.csv"
         frames.append(month)
     report = detect_drift(pd.concat(frames, ignore_index=True), reference, DEFAULT_THRESHOLDS)
-    assert len(report.batches) == 40 and report.drifted == []
+    assert len(report.batches) == 40
+    assert report.drifted == []

@@ -69,7 +69,8 @@ def test_other_metrics_get_a_bootstrap_interval_and_a_permutation_p_value(metric
                      champion_probabilities=champion_probabilities,
                      challenger_predicted=challenger, challenger_probabilities=eye[challenger],
                      classes=CLASSES, confidence=0.95, seed=0)
-    assert result.ci_low > 0 and result.p_value < 0.01
+    assert result.ci_low > 0
+    assert result.p_value < 0.01
     assert "permutation" in result.method
 
 
@@ -89,4 +90,5 @@ def test_a_cold_start_interval_brackets_the_score():
     y, predicted, probabilities = _answers(300, 0.8, 7)
     low, high = interval_of("accuracy", y, predicted, probabilities, CLASSES, confidence=0.95,
                             seed=0)
-    assert low < np.mean(predicted == y) < high and high - low < 0.12
+    assert low < np.mean(predicted == y) < high
+    assert high - low < 0.12

@@ -3,7 +3,7 @@
 import numpy as np
 
 from components.ml.features import build_feature_transformer
-from tests.conftest import make_rows
+from tests.helpers import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
 
@@ -15,7 +15,8 @@ def test_transformer_imputes_scales_and_encodes():
     frame.loc[1, "color"] = None
     transformer = build_feature_transformer(KINDS)
     out = transformer.fit_transform(frame)
-    assert out.shape == (50, 5) and not np.isnan(out).any()
+    assert out.shape == (50, 5)
+    assert not np.isnan(out).any()
     assert abs(out[:, 0].mean()) < 1e-9
     unseen = make_rows(1)
     unseen.loc[0, "color"] = "purple"

@@ -20,6 +20,7 @@ from components.ml.models import (
     model_types,
     new_classifier,
 )
+from components.records import VersionMetadata
 from components.registry import ModelIntegrityError, Registry
 
 KIND_SETS = {"numeric+categorical": {"a": "numeric", "c": "categorical"},
@@ -67,8 +68,8 @@ class _Payload:
 def _registry_with_v0001(tmp_path):
     model, _ = _fitted("sgd", KIND_SETS["numeric"], [0, 1])
     registry = Registry(str(tmp_path / "registry"), "m")
-    registry.publish(model_bytes(model), {"run_id": "r1", "created_at": "now", "metrics": {},
-                                          "libraries": library_versions()})
+    registry.publish(model_bytes(model), VersionMetadata(run_id="r1", created_at="now",
+                                                         libraries=library_versions()))
     return registry
 
 
@@ -146,7 +147,7 @@ def test_a_model_from_another_scikit_learn_minor_is_refused(tmp_path):
 def test_a_legacy_pickle_version_is_refused_with_what_to_do(tmp_path):
     """Check that a version saved as model.joblib by an earlier release is never loaded."""
     registry = Registry(str(tmp_path / "registry"), "m")
-    version = registry.publish(b"placeholder", {"run_id": "r", "created_at": "now"})
+    version = registry.publish(b"placeholder", VersionMetadata(run_id="r", created_at="now"))
     registry.storage.write_bytes(registry.version_uri(version, "model.joblib"), b"\x80pickle")
     (tmp_path / "registry" / "m" / "versions" / version / "model.skops").unlink()
     with pytest.raises(ModelFileError, match="holds only model.joblib, a pickle, which is never "

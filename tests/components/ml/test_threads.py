@@ -6,7 +6,7 @@ from components.ml import threads
 
 
 def test_small_data_gets_one_thread_and_large_data_every_allowed_cpu(monkeypatch):
-    """Check the thread count on each side of SMALL_ROWS."""
+    """Check the thread count on each side of SMALL_CELLS."""
     monkeypatch.setattr(threads, "available_cpus", lambda: 6)
     monkeypatch.setattr(threads, "idle_cpus", lambda: 6)
     assert threads.threads_for(200) == 1

@@ -5,7 +5,7 @@ import pytest
 
 from components.data.schema import SOURCE_FILE_COLUMN
 from components.stages.ingest import IngestError, ingest, resolve_cutoff, to_utc_timestamp
-from tests.conftest import make_rows
+from tests.helpers import make_rows
 
 
 @pytest.fixture(autouse=True)
@@ -34,16 +34,16 @@ def test_rows_split_by_watermark_and_cutoff(source):
     assert len(result.history) == 24
     assert len(result.new_data) == 24 + 13  # rest of jan.csv, feb.parquet up to 12:00
     assert result.new_data["ts"].min() > to_utc_timestamp("2025-01-01T23:00:00Z")
-    assert result.new_watermark == "2025-02-01T12:00:00.000000Z"
-    assert set(result.new_files) == {"jan.csv", "feb.parquet"}
-    assert result.outcome == "new-data"
+    assert result.report.new_watermark == "2025-02-01T12:00:00.000000Z"
+    assert set(result.report.new_files) == {"jan.csv", "feb.parquet"}
+    assert result.report.outcome == "new-data"
 
 
 def test_nothing_after_the_watermark_is_no_new_data(source):
     """Check that a run whose watermark is at the cutoff ends as no-new-data."""
     result = ingest(str(source), timestamp_column="ts",
                     cutoff=to_utc_timestamp("2025-03-01"), watermark="2025-03-01T00:00:00Z")
-    assert result.outcome == "no-new-data"
+    assert result.report.outcome == "no-new-data"
     assert len(result.history) == 96
 
 
@@ -53,12 +53,14 @@ def test_batch_mode_consumed_files_are_history(source):
                    watermark=None)
     assert len(first.new_data) == 96
     second = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
-                    watermark=None, consumed_files=first.consumed_files)
-    assert second.outcome == "no-new-data" and len(second.history) == 96
+                    watermark=None, consumed_files=first.report.consumed_files)
+    assert second.report.outcome == "no-new-data"
+    assert len(second.history) == 96
     make_rows(10, seed=5).to_csv(source / "jan.csv", index=False)  # changed content: new again
     third = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
-                   watermark=None, consumed_files=first.consumed_files)
-    assert list(third.new_files) == ["jan.csv"] and len(third.new_data) == 10
+                   watermark=None, consumed_files=first.report.consumed_files)
+    assert list(third.report.new_files) == ["jan.csv"]
+    assert len(third.new_data) == 10
 
 
 def test_unparseable_timestamps_are_reported_with_the_file(source):
@@ -69,7 +71,7 @@ def test_unparseable_timestamps_are_reported_with_the_file(source):
     result = ingest(str(source), timestamp_column="ts", cutoff=to_utc_timestamp("2025-03-01"),
                     watermark=None)
     assert any("file bad.csv" in p and "'ts'" in p and "'yesterday'" in p
-               for p in result.problems)
+               for p in result.report.problems)
 
 
 def test_mixed_types_across_files_become_text(source):
@@ -116,7 +118,7 @@ def test_timestamps_parse_iso_fast_and_other_formats_too():
     """Check that ISO 8601, offsets and other common formats parse to UTC; garbage is NaT."""
     import pandas as pd
 
-    from components.stages.ingest import parse_timestamps
+    from components.data.sources import parse_timestamps
 
     raw = pd.Series(["2025-01-01T00:00:00Z", "2025-01-02 10:00", "01/03/2025", "garbage", None,
                      "2025-01-04T00:00:00+02:00"])
@@ -145,20 +147,20 @@ def test_history_is_read_only_as_far_as_the_strategy_needs(tmp_path, history_day
     """Check that all, none, or the last days of history are read, and new rows never change."""
     import pyarrow.parquet as pq
 
-    from components.stages.ingest import _parquet_bound
+    from components.data.sources import parquet_bound
 
     folder = tmp_path / "source"
     folder.mkdir()
     _months_parquet(folder / "months.parquet")
     result = ingest(str(folder), timestamp_column="ts", cutoff=to_utc_timestamp("2025-04-01"),
                     watermark="2025-03-01T00:00:00Z", history_days=history_days)
-    assert len(result.new_data) == 47 and result.new_data["ts"].min() > to_utc_timestamp(
-        "2025-03-01")
+    assert len(result.new_data) == 47
+    assert result.new_data["ts"].min() > to_utc_timestamp( "2025-03-01")
     assert len(result.history) == history_rows
-    assert any("is empty in 1 row(s)" in problem for problem in result.problems)
+    assert any("is empty in 1 row(s)" in problem for problem in result.report.problems)
     schema = pq.read_schema(folder / "months.parquet")  # the filter is a timestamp one
-    assert _parquet_bound(schema, "ts", to_utc_timestamp("2025-03-01")) is not None
-    assert _parquet_bound(schema, "color", to_utc_timestamp("2025-03-01")) is None
+    assert parquet_bound(schema, "ts", to_utc_timestamp("2025-03-01")) is not None
+    assert parquet_bound(schema, "color", to_utc_timestamp("2025-03-01")) is None
 
 
 def test_a_finetune_skips_the_row_groups_it_does_not_need(tmp_path, monkeypatch):
@@ -187,9 +189,10 @@ def test_batch_mode_finetune_does_not_read_consumed_files(source):
                    watermark=None)
     make_rows(10, seed=7).to_csv(source / "mar.csv", index=False)
     second = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
-                    watermark=None, consumed_files=first.consumed_files, history_days=0)
-    assert len(second.new_data) == 10 and len(second.history) == 0
-    assert set(second.consumed_files) == {"jan.csv", "feb.parquet", "mar.csv"}
+                    watermark=None, consumed_files=first.report.consumed_files, history_days=0)
+    assert len(second.new_data) == 10
+    assert len(second.history) == 0
+    assert set(second.report.consumed_files) == {"jan.csv", "feb.parquet", "mar.csv"}
 
 
 @pytest.mark.parametrize("history_days, history_rows", [(0, 0), (1, 24), (None, 72)],
@@ -204,8 +207,8 @@ def test_rows_older_than_the_history_read_are_dropped_not_new(tmp_path, history_
     result = ingest(str(folder), timestamp_column="ts", cutoff=to_utc_timestamp("2025-02-01"),
                     watermark="2025-01-03T23:00:00Z", history_days=history_days,
                     new_data_path=tmp_path / "new.parquet", history_path=tmp_path / "h.parquet")
-    assert result.new_rows == 24  # the fourth day only
-    assert result.history_rows == history_rows
+    assert result.report.new_rows == 24  # the fourth day only
+    assert result.report.history_rows == history_rows
 
 
 def _ingest_one(tmp_path, name: str, content: bytes, timestamp_column: str = "ts"):
@@ -236,28 +239,31 @@ def test_hostile_csv_files_are_reported_with_the_limit_they_break(tmp_path, case
     validate ends the run as invalid-data), never a hang or a crash."""
     content, message = HOSTILE[case]
     result = _ingest_one(tmp_path, "bad.csv", content)
-    [problem] = result.problems
-    assert problem.startswith("file bad.csv: not read: ") and message in problem
-    assert len(problem) < 300 and result.new_rows == 0
+    [problem] = result.report.problems
+    assert problem.startswith("file bad.csv: not read: ")
+    assert message in problem
+    assert len(problem) < 300
+    assert result.report.new_rows == 0
 
 
 def test_a_gzip_bomb_is_refused_by_its_expansion(tmp_path, monkeypatch):
     """Check that a .csv.gz expanding far past its size is refused before it fills memory."""
     import gzip
 
-    from components.stages import ingest as ingest_module
+    from components.data import sources
 
-    monkeypatch.setattr(ingest_module, "MIN_EXPANDED_LIMIT", 1 << 20)
+    monkeypatch.setattr(sources, "MIN_EXPANDED_LIMIT", 1 << 20)
     bomb = gzip.compress(b"x1,ts\n" + b"1,2025-01-01\n" * 2_000_000)
-    assert len(bomb) * ingest_module.MAX_EXPANSION < 26_000_000
-    [problem] = _ingest_one(tmp_path, "bomb.csv.gz", bomb).problems
-    assert "it expands to more than" in problem and "times its size" in problem
+    assert len(bomb) * sources.MAX_EXPANSION < 26_000_000
+    [problem] = _ingest_one(tmp_path, "bomb.csv.gz", bomb).report.problems
+    assert "it expands to more than" in problem
+    assert "times its size" in problem
 
 
 def test_empty_and_repeated_header_names_are_made_unique_as_pandas_would(tmp_path):
     """Check that a header of empty and repeated names is read, named like pandas names them."""
     result = _ingest_one(tmp_path, "names.csv", b"a,,a,ts\n1,2,3,2025-01-01\n")
-    assert result.problems == []
+    assert result.report.problems == []
     assert list(result.new_data.columns[:4]) == ["a", "Unnamed: 1", "a.1", "ts"]
 
 
@@ -268,5 +274,6 @@ def test_thousands_of_extra_columns_are_read(tmp_path):
     extra = pd.DataFrame({f"extra_{i}": range(200) for i in range(3000)})
     content = pd.concat([frame, extra], axis=1).to_csv(index=False).encode()
     result = _ingest_one(tmp_path, "wide.csv", content)
-    assert result.problems == [] and result.new_rows == 200
+    assert result.report.problems == []
+    assert result.report.new_rows == 200
     assert len(result.new_data.columns) == 3000 + 5 + 1  # and the source file column

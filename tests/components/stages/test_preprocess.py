@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from components.stages.preprocess import clean, split_by_time
-from tests.conftest import make_rows
+from tests.helpers import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
 
@@ -32,7 +32,8 @@ def test_validation_is_the_newest_fraction():
     """Check that the validation rows are the most recent ones, whatever the input order."""
     frame = make_rows(100).sample(frac=1, random_state=0)
     train, validation = split_by_time(frame, timestamp_column="ts", validation_fraction=0.2)
-    assert len(validation) == 20 and len(train) == 80
+    assert len(validation) == 20
+    assert len(train) == 80
     assert validation["ts"].min() > train["ts"].max()
 
 

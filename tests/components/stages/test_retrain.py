@@ -3,9 +3,10 @@
 import pandas as pd
 import pytest
 
+from components.records import VersionMetadata
 from components.stages.preprocess import split_by_time
 from components.stages.retrain import RetrainError, fit_fresh, retrain
-from tests.conftest import make_rows
+from tests.helpers import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
 
@@ -21,7 +22,8 @@ def _run(strategy, train, history, validation, champion=None, model_type="hgb", 
                    validation=validation, label_column="label", timestamp_column="ts",
                    feature_kinds=KINDS, metric="accuracy", epochs=5, window_days=30,
                    window_files=2, champion=champion,
-                   champion_meta={"feature_kinds": KINDS} if champion is not None else None)
+                   champion_meta=VersionMetadata(feature_kinds=KINDS) if champion is not None
+                   else None)
     options.update(kw)
     return retrain(**options)
 
@@ -63,7 +65,8 @@ def test_the_chosen_window_moves_on_over_the_validation_rows_when_refitted(drift
     result = _run("window", train, history, validation, champion, window_days=10)
     newest = validation["ts"].max()
     kept = result.training_data["ts"]
-    assert kept.min() > newest - pd.Timedelta(days=10) and kept.max() == newest
+    assert kept.min() > newest - pd.Timedelta(days=10)
+    assert kept.max() == newest
     assert result.notes == [f"refitted window on its {len(kept)} rows, the window moved on "
                             f"over the {len(validation)} validation rows"]
 

@@ -9,7 +9,7 @@ from components.data.schema import SOURCE_FILE_COLUMN, SchemaError, check_schema
 from components.params import DEFAULT_THRESHOLDS, InvalidParameterError, thresholds_with
 from components.records import IngestReport
 from components.stages.validate import ERROR, WARNING, validate
-from tests.conftest import make_rows
+from tests.helpers import make_rows
 
 # The schema a champion trained on 2000 rows would carry.
 REFERENCE = make_rows(2000, seed=1)
@@ -126,7 +126,8 @@ def test_too_few_rows_is_an_error_or_a_warning():
     assert [(f.check, f.severity) for f in report.findings] == [("row_count", ERROR)]
     assert "only 50 labelled new row(s); at least 100" in report.summary()
     waiting = _check(_frame(50), too_few_rows=WARNING)
-    assert waiting.valid and waiting.labelled_rows == 50
+    assert waiting.valid
+    assert waiting.labelled_rows == 50
 
 
 def test_thresholds_move_the_verdict():
@@ -161,7 +162,8 @@ def test_cold_start_schema_from_the_new_rows_still_catches_typos():
 def test_schema_records_types_ranges_domains_and_classes():
     """Check the schema.json contract: column, type, nullable, range, domain, label classes."""
     by_name = {c["name"]: c for c in SCHEMA["columns"]}
-    assert by_name["x1"]["type"] == "numeric" and by_name["x1"]["nullable"] is False
+    assert by_name["x1"]["type"] == "numeric"
+    assert by_name["x1"]["nullable"] is False
     assert by_name["x1"]["min"] == pytest.approx(REFERENCE["x1"].min())
     assert by_name["color"] == {"name": "color", "type": "categorical", "nullable": False,
                                 "domain": ["blue", "green", "red"]}

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
+from components.records import VersionMetadata
 from components.registry import ChampionPointer, ModelIntegrityError, Registry
 from components.storage import ObjectNotFoundError, StorageError, storage_for
 from components.storage.gcs import GCSStorage
-from tests.conftest import decision_record, promote_concurrently
+from tests.helpers import decision_record, promote_concurrently
 
 
 def test_gs_uris_get_the_gcs_backend(gs_prefix):
@@ -22,7 +23,8 @@ def test_gs_uris_get_the_gcs_backend(gs_prefix):
     assert storage.read_bytes(f"{gs_prefix}/a.txt") == b"hello"
     assert [(f.relative_path, f.size) for f in storage.list_files(gs_prefix)] == [
         ("a.txt", 5), ("sub/b.csv", 4)]
-    assert storage.exists(f"{gs_prefix}/sub") and not storage.exists(f"{gs_prefix}/nope")
+    assert storage.exists(f"{gs_prefix}/sub")
+    assert not storage.exists(f"{gs_prefix}/nope")
 
 
 def test_exclusive_create_and_compare_and_swap_carry_preconditions(gcs, gs_prefix):
@@ -31,7 +33,8 @@ def test_exclusive_create_and_compare_and_swap_carry_preconditions(gcs, gs_prefi
     assert storage.create_exclusive(uri, b"v1")
     assert not storage.create_exclusive(uri, b"v1-again")
     data, token = storage.read_with_token(uri)
-    assert data == b"v1" and token.isdigit()
+    assert data == b"v1"
+    assert token.isdigit()
     assert storage.compare_and_swap(uri, b"v2", token)
     assert not storage.compare_and_swap(uri, b"v3", token)  # 412: the generation moved on
     assert storage.read_bytes(uri) == b"v2"
@@ -50,7 +53,8 @@ def test_missing_object_and_forbidden_fail_fast_naming_the_object(gcs, gs_prefix
     with pytest.raises(StorageError, match=f"{gs_prefix}/x.csv: permission denied \\(403\\)"):
         storage.read_bytes(f"{gs_prefix}/x.csv")
     downloads = [r for r in gcs["proxy"].requests if r["path"].startswith("/download/")]
-    assert time.monotonic() - started < 1 and len(downloads) == 1  # not retried
+    assert time.monotonic() - started < 1
+    assert len(downloads) == 1
 
 
 def test_transient_errors_are_retried_with_backoff(gcs, gs_prefix):
@@ -84,7 +88,7 @@ def _registry(prefix):
 
 
 def _publish(registry, payload=b"model-bytes"):
-    return registry.publish(payload, {"run_id": "r", "created_at": "now", "metrics": {}},
+    return registry.publish(payload, VersionMetadata(run_id="r", created_at="now"),
                             {"schema.json": b"{}"})
 
 
@@ -98,9 +102,11 @@ def test_concurrent_promotions_have_exactly_one_winner(gcs, gs_prefix, round_):
     assert sorted(results) == [False] * 5 + [True]
     assert registry.versions() == [f"v{n:04d}" for n in range(1, 8)]  # no number collided
     pointer_writes = gcs["proxy"].writes_to("/champion.json")
-    assert pointer_writes and all("ifGenerationMatch" in w["query"] for w in pointer_writes)
+    assert pointer_writes
+    assert all("ifGenerationMatch" in w["query"] for w in pointer_writes)
     claims = gcs["proxy"].writes_to("/.claim")
-    assert claims and all(w["query"].get("ifGenerationMatch") == "0" for w in claims)
+    assert claims
+    assert all(w["query"].get("ifGenerationMatch") == "0" for w in claims)
 
 
 def test_corrupted_model_object_is_refused(gs_prefix):
@@ -149,7 +155,7 @@ def test_whole_pipeline_with_data_registry_and_root_in_gcs(gcs, gs_prefix, demo_
     import pandas as pd
 
     from app import demo_data
-    from tests.conftest import outcome, retrain_cli
+    from tests.helpers import outcome, retrain_cli
 
     storage = GCSStorage()
     source, registry, root = f"{gs_prefix}/source", f"{gs_prefix}/registry", f"{gs_prefix}/root"
@@ -164,7 +170,8 @@ def test_whole_pipeline_with_data_registry_and_root_in_gcs(gcs, gs_prefix, demo_
     pd.read_csv(demo_folder / "customers_2025-04.csv").to_parquet(parquet, index=False)
     storage.write_bytes(f"{source}/customers_2025-04.parquet", parquet.getvalue())
     second = outcome(retrain_cli(source, registry, _GsPath(root), cutoffs[1]))
-    assert second["new_rows"] == 200 and second["status"] in ("deployed", "rejected")
+    assert second["new_rows"] == 200
+    assert second["status"] in ("deployed", "rejected")
 
     champion = Registry(registry, "customers").champion()
     assert champion.version == ("v0002" if second["status"] == "deployed" else "v0001")
@@ -173,8 +180,8 @@ def test_whole_pipeline_with_data_registry_and_root_in_gcs(gcs, gs_prefix, demo_
     stored = [f.relative_path for f in storage.list_files(pipeline_root)]
     assert any(path.endswith("/validate/drift_report") for path in stored)
     proxy = gcs["proxy"]
-    assert proxy.writes_to("/champion.json") and all(
-        "ifGenerationMatch" in w["query"] for w in proxy.writes_to("/champion.json"))
+    assert proxy.writes_to("/champion.json")
+    assert all( "ifGenerationMatch" in w["query"] for w in proxy.writes_to("/champion.json"))
     assert all(w["query"].get("ifGenerationMatch") == "0" for w in proxy.writes_to("/.claim"))
 
 

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
+from components.records import VersionMetadata
 from components.registry import ChampionPointer, ModelIntegrityError, Registry, RegistryError
 from components.storage import LocalStorage
-from tests.conftest import promote_concurrently
+from tests.helpers import promote_concurrently
 
 
 def test_write_bytes_replaces_atomically_and_leaves_no_temporaries(tmp_path):
@@ -50,7 +51,7 @@ def registry(tmp_path):
 
 
 def _publish(registry, payload=b"model-bytes"):
-    return registry.publish(payload, {"run_id": "r", "created_at": "now", "metrics": {}})
+    return registry.publish(payload, VersionMetadata(run_id="r", created_at="now"))
 
 
 def test_publish_numbers_versions_and_writes_metadata_last(registry):
@@ -58,7 +59,7 @@ def test_publish_numbers_versions_and_writes_metadata_last(registry):
     assert _publish(registry) == "v0001"
     assert _publish(registry, b"other") == "v0002"
     assert registry.versions() == ["v0001", "v0002"]
-    assert len(registry.metadata("v0002")["model_sha256"]) == 64
+    assert len(registry.metadata("v0002").model_sha256) == 64
 
 
 def test_claimed_version_without_metadata_is_invisible(registry):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 GROUP, API_VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 CONTAINER = "kserve-container"
@@ -200,3 +200,30 @@ def serve_version(*, registry_uri: str, model_name: str, version: str,
                               target.timeout_seconds)
     return {"name": manifest["metadata"]["name"], "namespace": target.namespace,
             "action": action, "seconds_to_ready": round(waited, 1)}
+
+
+def serve_on_cluster(registry, version: str, target: ServingTarget) -> dict:
+    """Put ``version`` of ``registry``'s model on the cluster (Ready), and note where in the
+    registry (``serving.json``), for a later rollback."""
+    served = serve_version(registry_uri=registry.registry_uri, model_name=registry.model_name,
+                           version=version, target=target)
+    registry.write_model_json("serving.json", {**asdict(target), "name": served["name"]})
+    return served
+
+
+def cluster_follower(registry, report=print):
+    """What a rollback does before the pointer moves when deploy serves the champion on a
+    cluster (``serving.json``): the same InferenceService serves the version it rolls back to,
+    and ``report`` says so. None when the model is served from the registry only."""
+    serving = registry.model_json("serving.json")
+    if not serving:
+        return None
+    target = ServingTarget(**{f.name: serving[f.name] for f in fields(ServingTarget)
+                              if f.name in serving})
+
+    def serve(version: str) -> None:
+        served = serve_on_cluster(registry, version, target)
+        report(f"InferenceService {served['namespace']}/{served['name']} serves {version} "
+               f"(Ready after {served['seconds_to_ready']} s)")
+
+    return serve

@@ -1,7 +1,8 @@
 """Infra validation before promotion (TFX's InfraValidator, for scikit-learn).
 
 The version deploy just published is served from the registry copy by the real server
-(``retrain serve --version vNNNN``), in a fresh process on a loopback port; a sample of the
+(:func:`components.serving.server.serve`, what ``retrain serve --version vNNNN`` runs), in a
+fresh process on a loopback port; a sample of the
 evaluation rows goes through V2, and the answers must be exactly evaluate's predictions. A model
 that cannot be loaded where it will be served (a torn upload, a type off the allow-list,
 library skew) or that serves other answers than the ones the gate judged never becomes champion.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import runpy
 import signal
 import subprocess
 import sys
@@ -21,13 +21,15 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+from dataclasses import asdict
 from pathlib import Path
 
-from components import delegation
-from components.inference import v2_outputs, v2_request
+from components.data.schema import plain_value
+from components.runtime import delegation
+from components.serving.inference import v2_outputs, v2_request
+from components.serving.server import ServeOptions, serve
 
 SAMPLE_ROWS = 50
-SERVER_MODULE = "app.cli"  # the command `retrain` runs: its contract, not an import
 START_SECONDS = 60.0
 PROBABILITY_TOLERANCE = 1e-9
 
@@ -40,8 +42,7 @@ def prediction_sample(frame, feature_kinds: dict[str, str], predicted, probabili
     """What evaluate hands deploy: a V2 request for the first rows, and its expected answer."""
     rows = frame.head(SAMPLE_ROWS)
     return {"request": v2_request(rows, feature_kinds, request_id="infra-validation"),
-            "predict": [value.item() if hasattr(value, "item") else value
-                        for value in predicted[:len(rows)]],
+            "predict": [plain_value(value) for value in predicted[:len(rows)]],
             "predict_proba": [[float(p) for p in row] for row in probabilities[:len(rows)]]}
 
 
@@ -75,44 +76,52 @@ class _Forked:
         return self.returncode
 
 
-def _start(registry_uri: str, model_name: str, version: str, folder: str):
-    """``retrain serve --version`` in a fresh process: forked when this is a warm worker's child
-    of the scikit-learn tier (it starts in a fraction of a second), else a new interpreter.
-    Either way the model is loaded anew from the registry."""
-    ready = Path(folder) / "port"
-    arguments = ["serve", "--registry-uri", registry_uri, "--model-name", model_name,
-                 "--version", version, "--host", "127.0.0.1", "--port", "0",
-                 "--reload-seconds", "0", "--ready-file", str(ready)]
+def _options(registry_uri: str, model_name: str, version: str, folder: str) -> ServeOptions:
+    """The server pinned to ``version`` on a free loopback port, never following the champion;
+    it writes its port to a file once it listens."""
+    return ServeOptions(registry_uri=registry_uri, model_name=model_name, version=version,
+                        host="127.0.0.1", port=0, reload_seconds=0,
+                        ready_file=str(Path(folder) / "port"))
+
+
+def _start(options: ServeOptions, folder: str):
+    """The server in a fresh process: forked when this is a warm worker's child of the
+    scikit-learn tier (it starts in a fraction of a second), else a new interpreter running this
+    module. Either way the model is loaded anew from the registry."""
     log = open(Path(folder) / "server.log", "w+")  # noqa: SIM115 (closed by the caller)
     # Fork only a warm worker's child: elsewhere a lock another thread holds at the fork (the
     # import lock, OpenMP's pool after a fit) would never be released in the child.
     if not delegation.IN_WORKER_CHILD or "sklearn.ensemble" not in sys.modules:
-        process = subprocess.Popen([sys.executable, "-m", SERVER_MODULE, *arguments],
+        process = subprocess.Popen([sys.executable, "-m", __name__, json.dumps(asdict(options))],
                                    stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=dict(os.environ))
-        return process, ready, log
+        return process, log
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:  # the same command, without a new interpreter's imports
-        status = 1
-        try:
-            os.dup2(log.fileno(), 1)
-            os.dup2(log.fileno(), 2)
-            sys.stdout = sys.stderr = log  # whatever they were (a test's capture, say)
-            sys.argv = [SERVER_MODULE, *arguments]
-            runpy.run_module(SERVER_MODULE, run_name="__main__", alter_sys=True)
-            status = 0
-        except SystemExit as exit_:
-            if isinstance(exit_.code, str):
-                print(exit_.code, file=log)
-            status = exit_.code if isinstance(exit_.code, int) else 1
-        except BaseException:  # noqa: BLE001 - reported in the log the parent reads
-            traceback.print_exc(file=log)
-        finally:
-            log.flush()
-            os._exit(status)
-    return _Forked(pid), ready, log
+    if pid == 0:  # the same server, without a new interpreter's imports
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        sys.stdout = sys.stderr = log  # whatever they were (a test's capture, say)
+        os._exit(_serve_here(options, log))
+    return _Forked(pid), log
+
+
+def _serve_here(options: ServeOptions, log) -> int:
+    """Serve until terminated; the exit status, with any error written to ``log``."""
+    status = 1
+    try:
+        serve(options)
+        status = 0
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            print(exit_.code, file=log)
+        status = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:  # noqa: BLE001 - reported in the log the parent reads
+        traceback.print_exc(file=log)
+    finally:
+        log.flush()
+    return status
 
 
 def _last_line(log) -> str:
@@ -178,9 +187,10 @@ def validate_serving(*, registry_uri: str, model_name: str, version: str,
     """Serve ``version`` from the registry in a fresh process and check its answers."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="retrain-infra-") as folder:
-        process, ready, log = _start(registry_uri, model_name, version, folder)
+        options = _options(registry_uri, model_name, version, folder)
+        process, log = _start(options, folder)
         try:
-            url = _wait_ready(process, ready, log, start + START_SECONDS)
+            url = _wait_ready(process, Path(options.ready_file), log, start + START_SECONDS)
             status, response = _post(f"{url}/v2/models/{model_name}/infer", sample["request"])
             if status != 200:
                 raise InfraValidationError(f"the server answered {status}: "
@@ -198,3 +208,7 @@ def validate_serving(*, registry_uri: str, model_name: str, version: str,
                 process.wait()
             log.close()
     return {"rows": len(sample["predict"]), "seconds": round(time.monotonic() - start, 2)}
+
+
+if __name__ == "__main__":  # the new-interpreter server of _start
+    sys.exit(_serve_here(ServeOptions(**json.loads(sys.argv[1])), sys.stderr))

@@ -1,6 +1,7 @@
 """The model server, a real process on a loopback port, driven by a published V2 client
 (tritonclient) and by plain HTTP for V1 and for the requests a careless client sends."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,8 +14,9 @@ import pytest
 
 from components.ml.features import build_feature_transformer
 from components.ml.models import library_versions, model_bytes, new_classifier
+from components.records import VersionMetadata
 from components.registry import ChampionPointer, Registry
-from tests.conftest import make_rows
+from tests.helpers import make_rows
 
 KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
 NAME = "shop"
@@ -30,10 +32,9 @@ def _fit(seed: int, model_type: str):
 
 
 def _publish(registry: Registry, model, **overrides) -> str:
-    metadata = {"run_id": "test", "created_at": "now", "metrics": {}, "feature_kinds": KINDS,
-                "libraries": library_versions(), "strategy": "full", "model_type": "hgb",
-                "parent_version": None, **overrides}
-    return registry.publish(model_bytes(model), metadata)
+    metadata = VersionMetadata(run_id="test", created_at="now", feature_kinds=KINDS,
+                               libraries=library_versions(), strategy="full", model_type="hgb")
+    return registry.publish(model_bytes(model), dataclasses.replace(metadata, **overrides))
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +118,12 @@ def test_v2_with_a_published_client(server, registry, binary):
 
     store, models = registry
     client = http.InferenceServerClient(url=server.removeprefix("http://"))
-    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_server_live()
+    assert client.is_server_ready()
     assert client.is_model_ready(NAME)
     metadata = client.get_model_metadata(NAME)
-    assert metadata["versions"] == ["v0001"] and metadata["platform"] == "scikit-learn"
+    assert metadata["versions"] == ["v0001"]
+    assert metadata["platform"] == "scikit-learn"
     assert [(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"]] == [
         ("x1", "FP64", [-1]), ("x2", "FP64", [-1]), ("color", "BYTES", [-1])]
     assert [o["name"] for o in metadata["outputs"]] == ["predict", "predict_proba"]
@@ -141,11 +144,12 @@ def test_v2_with_a_published_client(server, registry, binary):
 
 def test_v2_honours_the_outputs_asked_for(server):
     """Check that asking for one output returns only that output."""
-    from components.inference import v2_request
+    from components.serving.inference import v2_request
 
     status, body = call(server, f"/v2/models/{NAME}/infer",
                         v2_request(ROWS, KINDS, outputs=["predict"]))
-    assert status == 200 and [o["name"] for o in body["outputs"]] == ["predict"]
+    assert status == 200
+    assert [o["name"] for o in body["outputs"]] == ["predict"]
     assert body["outputs"][0]["datatype"] == "INT64"
 
 
@@ -199,7 +203,7 @@ BAD = {
 def test_bad_requests_get_a_4xx_naming_the_problem_and_hurt_nothing(server, case):
     """Check each careless request: a 4xx with a JSON error naming the column or the limit; the
     server answers the next good request as before."""
-    from components.inference import v2_request
+    from components.serving.inference import v2_request
 
     path, body, status, message = BAD[case]
     raw = body if isinstance(body, bytes) else None
@@ -223,7 +227,7 @@ def test_the_server_follows_deploys_and_rollbacks_without_a_restart(registry, tm
     """Check that a deploy (pointer to v0002) and a rollback (back to v0001) are served within
     a reload period, every request in between answered by one model or the other, and that a
     version that fails to load leaves the served one serving, counted in /metrics."""
-    from components.inference import v2_outputs, v2_request
+    from components.serving.inference import v2_outputs, v2_request
 
     store, models = registry
     process, url = start_server(store, tmp_path, "--reload-seconds", "0.2")
@@ -258,14 +262,16 @@ def test_the_server_follows_deploys_and_rollbacks_without_a_restart(registry, tm
             assert (f'retrain_serving_model_load_failures_total{{model="{NAME}",'
                     f'version="{version}"}} 1.0') in metrics
         assert f'retrain_serving_model_info{{model="{NAME}",version="v0001"}} 1.0' in metrics
-        assert 'retrain_serving_requests_total{code="200",route="/v2/models/{name}/infer"' \
-            in metrics and "retrain_serving_request_seconds_bucket" in metrics
+        assert ('retrain_serving_requests_total{code="200",route="/v2/models/{name}/infer"'
+                in metrics)
+        assert "retrain_serving_request_seconds_bucket" in metrics
     finally:
         store.move_champion(ChampionPointer("v0001", reason="reset"),
                             store.champion().version)
         process.terminate()
         output, _ = process.communicate(timeout=10)
-    assert "was saved with scikit-learn 1.5.2" in output and "has SHA-256" in output
+    assert "was saved with scikit-learn 1.5.2" in output
+    assert "has SHA-256" in output
 
 
 def test_a_pinned_version_that_cannot_load_stops_the_server_with_the_reason(registry, tmp_path):

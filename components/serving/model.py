@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from app.serving.plan import PredictionPlan, compile_plan
-from components.data.schema import NUMERIC
-from components.inference import FEATURE_DATATYPES, label_datatype
+from components.data.schema import NUMERIC, plain_value
 from components.ml.models import predicted_classes
+from components.serving.inference import FEATURE_DATATYPES, label_datatype
+from components.serving.plan import PredictionPlan, compile_plan
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class ServedModel:
     def load(cls, registry, version: str, *, allow_version_skew: bool = False) -> ServedModel:
         metadata = registry.metadata(version)
         model = registry.load_model(version, allow_version_skew=allow_version_skew)
-        classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
-        kinds = metadata["feature_kinds"]
+        classes = [plain_value(c) for c in model.classes_]
+        kinds = metadata.feature_kinds
         # The model's own column order (what it was fitted on), which a V1 list instance follows.
         order = [str(c) for c in getattr(model, "feature_names_in_", kinds)]
         feature_kinds = {column: kinds[column] for column in order if column in kinds}
@@ -47,7 +47,7 @@ class ServedModel:
 
     def predict(self, columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
         """Classes and class probabilities for the rows a request holds (every feature column:
-        see :mod:`app.serving.protocol`)."""
+        see :mod:`components.serving.protocol`)."""
         probabilities = (self.plan.predict_proba(columns) if self.plan is not None
                          else self.model.predict_proba(self.frame(columns)))
         return predicted_classes(self.model, probabilities), probabilities

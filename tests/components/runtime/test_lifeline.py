@@ -9,8 +9,8 @@ import time
 import pytest
 
 from app import demo_data
-from components.lifeline import OWNER_ENV, alive, end_with_owner, owner_token
-from tests.conftest import outcome, retrain_cli, retrain_command
+from components.runtime.lifeline import OWNER_ENV, alive, end_with_owner, owner_token
+from tests.helpers import outcome, retrain_cli, retrain_command
 
 CUTOFFS = demo_data.demo_cutoffs()
 
@@ -39,7 +39,7 @@ def test_a_process_ends_once_its_owner_is_gone(tmp_path):
     token = owner_token(owner.pid)
     assert alive(token)
     watcher = subprocess.Popen(
-        [os.sys.executable, "-c", "import time\nfrom components.lifeline import end_with_owner,"
+        [os.sys.executable, "-c", "import time\nfrom components.runtime.lifeline import end_with_owner,"
          f" exit_now\nend_with_owner(exit_now, token={token!r})\ntime.sleep(60)"])
     time.sleep(0.5)
     assert watcher.poll() is None

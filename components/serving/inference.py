@@ -2,8 +2,8 @@
 
 One input per feature column, named as the column, shape ``[n]``: ``FP64`` for a numeric
 feature, ``BYTES`` for a categorical one. Two outputs: ``predict`` (the class, as the label's
-type) and ``predict_proba`` (``FP64``, shape ``[n, classes]``). The server (:mod:`app.serving`)
-and deploy's infra validation (:mod:`components.infra_validation`) both read this module, so
+type) and ``predict_proba`` (``FP64``, shape ``[n, classes]``). The server (:mod:`components.serving.server`)
+and deploy's infra validation (:mod:`components.serving.infra_validation`) both read this module, so
 what is served is what is checked before promotion.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from components.data.schema import NUMERIC
+from components.data.schema import NUMERIC, plain_value
 
 PREDICT, PREDICT_PROBA = "predict", "predict_proba"
 OUTPUTS = (PREDICT, PREDICT_PROBA)
@@ -33,7 +33,7 @@ def label_datatype(classes: list) -> str:
 
 def plain(value):
     """A JSON-ready Python value of a numpy scalar (NaN as None, which JSON can carry)."""
-    value = value.item() if hasattr(value, "item") else value
+    value = plain_value(value)
     if isinstance(value, float) and math.isnan(value):
         return None
     return value

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.serving.plan import compile_plan
 from components.ml.features import build_feature_transformer
 from components.ml.models import new_classifier
-from tests.conftest import make_rows
+from components.serving.plan import compile_plan
+from tests.helpers import make_rows
 
 KIND_SETS = {"both": {"x1": "numeric", "x2": "numeric", "color": "categorical"},
              "numeric": {"x1": "numeric", "x2": "numeric"}, "categorical": {"color": "categorical"}}

@@ -4,7 +4,7 @@
 kfp.local starts up. After pandas it splits in two: one process imports what ingest, validate,
 preprocess, deploy and the alerts need; the other adds scipy and scikit-learn for retrain,
 evaluate and a validate that measures drift. So the light stages never wait for scikit-learn.
-Steps reach it through :func:`components.delegation.delegated`.
+Steps reach it through :func:`components.runtime.delegation.delegated`.
 
 For each call the worker forks a child that runs the step with the stage's stdout and stderr (so
 the logs land where they always did), its environment, working directory and import path, and
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import pickle
 import signal
@@ -23,8 +24,8 @@ import sys
 import time
 import traceback
 
-from components import delegation
-from components.delegation import (
+from components.runtime import delegation
+from components.runtime.delegation import (
     FULL,
     HEADER,
     LIGHT,
@@ -36,31 +37,24 @@ from components.delegation import (
     receive,
     socket_path,
 )
-from components.lifeline import OWNER_ENV, end_with_owner, owner_token
+from components.runtime.lifeline import OWNER_ENV, end_with_owner, owner_token
 
-# Two workers, so that the stages needing scipy and scikit-learn (slow to import) do not hold up
-# the others: each imports what its stages need, in the order they come. The second leaves
-# pandera to a validate that comes its way, so its import never competes with retrain's OpenMP
-# threads, nor delays scikit-learn's import before the two part.
-SHARED = ("pandas", "pyarrow.parquet", "components.steps")  # imported once, before they part
-PRELOAD = {
-    LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate",
-            "components.data.drift", "components.policies", "components.reports",
-            "components.stages.preprocess", "components.stages.deploy", "components.stages.alert"),
-    FULL: ("skops.io", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
-           "sklearn.impute", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics",
-           "components.data.drift", "components.stages.retrain", "components.stages.evaluate",
-           "components.reports", "scipy.stats", "scipy.spatial.distance"),
-}
+# What a worker imports before its tiers part, by default: each tier then imports the modules
+# its callers name (:data:`components.steps.WARM_IMPORTS` for a pipeline run).
+SHARED = ("pandas", "pyarrow.parquet")
 
 
 @contextlib.contextmanager
-def running_worker(enabled: bool = True, *, under: str | None = None):
+def running_worker(enabled: bool = True, *, under: str | None = None,
+                   imports: dict[str, tuple[str, ...]] | None = None):
     """Start a worker for the steps this process's children run; stop it afterwards.
+
+    ``imports`` names the modules to import once: ``shared`` before the two tiers part, then
+    each tier's (``light``, ``full``) in the order its steps need them.
 
     It starts importing at once, so its imports overlap with kfp.local's own start-up. Its
     folder goes under ``under`` (the run's temporary root); it watches this process and ends
-    with it (:mod:`components.lifeline`), however this process ends.
+    with it (:mod:`components.runtime.lifeline`), however this process ends.
     """
     if not enabled:
         yield None
@@ -71,7 +65,8 @@ def running_worker(enabled: bool = True, *, under: str | None = None):
     with tempfile.TemporaryDirectory(prefix="retrain-warm-", dir=under) as folder:
         errors = open(os.path.join(folder, "worker.err"), "w")  # noqa: SIM115 (closed below)
         # Its own session, so that stopping it stops both workers and anything they forked.
-        worker = subprocess.Popen([sys.executable, "-m", "app.warm_worker", folder],
+        worker = subprocess.Popen([sys.executable, "-m", __name__, folder,
+                                   json.dumps(imports or {})],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=errors, start_new_session=True,
                                   env={**os.environ, OWNER_ENV: owner_token()})
@@ -99,7 +94,7 @@ def running_worker(enabled: bool = True, *, under: str | None = None):
 
 
 # -- the worker -----------------------------------------------------------------------------------
-def serve(folder: str) -> None:
+def serve(folder: str, imports: dict[str, list[str]]) -> None:
     """Bind both workers' sockets in ``folder``, then fork: each tier imports its modules and
     forks a child per step call, until SIGTERM.
 
@@ -108,7 +103,7 @@ def serve(folder: str) -> None:
     import select
 
     listeners = {}
-    for tier in PRELOAD:
+    for tier in (LIGHT, FULL):
         listeners[tier] = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listeners[tier].bind(socket_path(folder, tier))
         listeners[tier].listen(16)
@@ -116,7 +111,8 @@ def serve(folder: str) -> None:
         pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # stop at once: no teardown of the imports
     os.environ.pop(SOCKET_ENV, None)  # the children run steps here, never forward them again
-    for module in SHARED:  # a call arriving meanwhile waits in its socket's backlog
+    for module in (*SHARED, *imports.get("shared", ())):  # a call arriving meanwhile waits
+
         importlib.import_module(module)
     tier = FULL if os.fork() == 0 else LIGHT
     signal.signal(signal.SIGCHLD, lambda *_: _reap(folder))
@@ -125,7 +121,7 @@ def serve(folder: str) -> None:
     listener = listeners.pop(tier)
     for other in listeners.values():
         other.close()
-    for module in PRELOAD[tier]:
+    for module in imports.get(tier, ()):
         importlib.import_module(module)
         while select.select([listener], [], [], 0)[0]:
             _fork_for(listener)
@@ -208,4 +204,4 @@ def _picklable(error: BaseException) -> BaseException:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], json.loads(sys.argv[2]))

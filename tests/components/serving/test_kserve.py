@@ -1,31 +1,19 @@
 """KServe: the InferenceService manifest (checked against KServe's own CRD schema) and putting it
 in place through a fake Kubernetes API."""
 
-import functools
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from components.kserve import (
+from components.serving.kserve import (
     ServingError,
     ServingTarget,
     inference_service,
     kubernetes_name,
     serve_version,
 )
-
-CRD = Path(__file__).resolve().parents[3] / "shared" / "kserve" / \
-    "serving.kserve.io_inferenceservices.yaml"
-
-
-@functools.cache
-def crd_validator():
-    """A validator for KServe's v1beta1 InferenceService schema (parsed once: it is large)."""
-    crd = yaml.load(CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
 
 
 @pytest.mark.parametrize("model_name, expected", [
@@ -39,7 +27,9 @@ def test_model_names_map_to_kubernetes_names(model_name, expected):
     if model_name == "a" * 60:
         expected = "a" * 36 + "-" + hashlib.sha256(model_name.encode()).hexdigest()[:8]
     name = kubernetes_name(model_name)
-    assert name == expected and len(name) <= 45 and name[0].isalpha()
+    assert name == expected
+    assert len(name) <= 45
+    assert name[0].isalpha()
 
 
 @pytest.mark.parametrize("target", [
@@ -47,13 +37,14 @@ def test_model_names_map_to_kubernetes_names(model_name, expected):
     ServingTarget(namespace="ml", image="reg.io/kfp-retrain:1.2.3", canary_traffic_percent=10,
                   service_account="retrain-serving", cpu="1", memory="2Gi")],
     ids=["plain", "canary-account-resources"])
-def test_the_manifest_is_valid_for_kserve(target):
+def test_the_manifest_is_valid_for_kserve(target, crd_validator):
     """Check the manifest against KServe's CRD schema, and what the predictor runs."""
     manifest = inference_service(registry_uri="gs://models/registry", model_name="customers",
                                  version="v0007", target=target)
-    crd_validator().validate(manifest)
+    crd_validator.validate(manifest)
     [container] = manifest["spec"]["predictor"]["containers"]
-    assert container["name"] == "kserve-container" and container["image"] == target.image
+    assert container["name"] == "kserve-container"
+    assert container["image"] == target.image
     assert container["command"] + container["args"] == [
         "retrain", "serve", "--registry-uri", "gs://models/registry", "--model-name",
         "customers", "--version", "v0007", "--host", "0.0.0.0", "--port", "8080",
@@ -65,13 +56,13 @@ def test_the_manifest_is_valid_for_kserve(target):
         None if target.canary_traffic_percent == 100 else 10)
 
 
-def test_a_manifest_the_crd_refuses_is_caught_by_the_schema():
+def test_a_manifest_the_crd_refuses_is_caught_by_the_schema(crd_validator):
     """Check that the schema check can fail: a canary percentage KServe would refuse."""
     manifest = inference_service(registry_uri="r", model_name="m", version="v0001",
                                  target=ServingTarget(namespace="ml", image="i:1"))
     manifest["spec"]["predictor"]["canaryTrafficPercent"] = "ten"
     with pytest.raises(jsonschema.ValidationError):
-        crd_validator().validate(manifest)
+        crd_validator.validate(manifest)
 
 
 TARGET = ServingTarget(namespace="ml", image="i:1", timeout_seconds=10)
@@ -86,7 +77,8 @@ def test_a_first_deploy_creates_then_waits_until_ready(kubernetes):
                                                 canary_traffic_percent=20, timeout_seconds=10))
     assert (served["name"], served["action"]) == ("customers", "created")
     methods = [method for method, *_ in kubernetes.calls]
-    assert methods[:2] == ["GET", "POST"] and set(methods[2:]) == {"GET"}
+    assert methods[:2] == ["GET", "POST"]
+    assert set(methods[2:]) == {"GET"}
     kubernetes.calls.clear()
     assert serve_version(registry_uri="r", model_name="customers", version="v0002",
                          target=TARGET)["action"] == "patched"
@@ -117,7 +109,7 @@ def test_an_api_error_is_a_serving_error_naming_the_call(kubernetes, method, act
 def test_the_shipped_rbac_grants_exactly_what_deploy_uses(kubernetes):
     """Check manifests/serving-rbac.yaml: a Role on InferenceServices only, with get, create,
     patch and watch, bound in the same namespace; and that deploy's calls need nothing more."""
-    documents = list(yaml.safe_load_all((Path(__file__).resolve().parents[2] / "manifests" /
+    documents = list(yaml.safe_load_all((Path(__file__).resolve().parents[3] / "manifests" /
                                          "serving-rbac.yaml").read_text()))
     role, binding = (next(d for d in documents if d["kind"] == kind)
                      for kind in ("Role", "RoleBinding"))

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from app.warm_worker import running_worker
-from components.delegation import SOCKET_ENV, RemoteTraceback, WarmWorkerError, delegated
+from components.runtime.delegation import SOCKET_ENV, RemoteTraceback, WarmWorkerError, delegated
+from components.runtime.warm_worker import running_worker
 
 
 @delegated
@@ -48,10 +48,13 @@ def test_a_step_runs_in_the_worker_with_the_callers_output_env_and_directory(
     result = report_where(word="hello")
     out, err = capfd.readouterr()
     assert result["pid"] not in (os.getpid(), worker.pid)  # a forked child did the work
-    assert result["cwd"] == str(tmp_path) and result["variable"] == "from the stage"
+    assert result["cwd"] == str(tmp_path)
+    assert result["variable"] == "from the stage"
     assert result["forwarded"] is None  # the child never forwards a step again
-    assert "stdout says hello" in out and "stderr says hello" in err
-    assert "stage report_where:" in err and "peak RSS" in err
+    assert "stdout says hello" in out
+    assert "stderr says hello" in err
+    assert "stage report_where:" in err
+    assert "peak RSS" in err
 
 
 def test_scientific_steps_go_to_the_worker_that_imports_scikit_learn(worker):
@@ -108,7 +111,7 @@ def test_the_worker_stops_with_its_context(tmp_path):
 
 def test_stage_lines_read_back_as_written(capsys):
     """Check the benchmark's reader of stage lines understands what log_stage writes."""
-    from components.delegation import log_stage, stage_figures
+    from components.runtime.delegation import log_stage, stage_figures
 
     log_stage("retrain_step", 1.234, 456.7, waited=0.5)
     log_stage("deploy_step", 0.02, 74.0)
@@ -124,7 +127,7 @@ def test_an_announcement_and_a_reply_that_arrive_together_are_both_read():
     import pickle
     import socket
 
-    from components.delegation import HEADER, receive
+    from components.runtime.delegation import HEADER, receive
 
     caller, child = socket.socketpair()
     with caller, child:

@@ -18,9 +18,9 @@ import struct
 
 import numpy as np
 
-from app.serving.model import ServedModel
 from components.data.schema import NUMERIC
-from components.inference import NUMERIC_DATATYPES, OUTPUTS, PREDICT, PREDICT_PROBA, plain
+from components.serving.inference import NUMERIC_DATATYPES, OUTPUTS, PREDICT, PREDICT_PROBA, plain
+from components.serving.model import ServedModel
 
 BINARY_HEADER = "inference-header-content-length"
 _NUMPY_TYPES = {"FP64": "<f8", "FP32": "<f4", "FP16": "<f2", "INT64": "<i8", "INT32": "<i4",

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.serving.model import ServedModel
-from app.serving.protocol import (
+from components.serving.model import ServedModel
+from components.serving.protocol import (
     BINARY_HEADER,
     RequestError,
     parse_json,
@@ -155,20 +155,19 @@ def _json(payload, status: int = 200, headers: dict | None = None):
                     media_type="application/json", headers=headers)
 
 
-def create_app(holder: ModelHolder, options: ServeOptions):
-    """The ASGI app: routes of both protocols around ``holder``'s model."""
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
+class Routes:
+    """The routes of both protocols around a holder's model, one small handler each."""
 
-    metrics = holder.metrics
-    max_bytes = int(options.max_request_mb * 2**20)
+    def __init__(self, holder: ModelHolder, options: ServeOptions):
+        self.holder, self.options, self.metrics = holder, options, holder.metrics
+        self.max_bytes = int(options.max_request_mb * 2**20)
 
-    def model_for(name: str, version: str = "") -> ServedModel:
-        served = holder.current
-        if name != options.model_name:
+    def model_for(self, name: str, version: str = "") -> ServedModel:
+        """The served model, if it is the one asked for (404), and loaded (503)."""
+        served = self.holder.current
+        if name != self.options.model_name:
             raise RequestError(404, f"no model named {name!r} here; this server serves "
-                                    f"{options.model_name!r}")
+                                    f"{self.options.model_name!r}")
         if served is None:
             raise RequestError(503, f"model {name!r} is not loaded yet")
         if version and version != served.version:
@@ -176,77 +175,76 @@ def create_app(holder: ModelHolder, options: ServeOptions):
                                     f"{served.version} is")
         return served
 
-    async def body_of(request) -> bytes:
+    def _requested_model(self, request) -> ServedModel:
+        return self.model_for(request.path_params["name"], request.path_params.get("version", ""))
+
+    async def body_of(self, request) -> bytes:
+        """The request's body, refused (413) past ``--max-request-mb`` before it is all read."""
+        limit = f"(--max-request-mb {self.options.max_request_mb:g})"
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise RequestError(413, f"the body has {int(declared)} bytes; at most "
-                                    f"{max_bytes} are taken (--max-request-mb "
-                                    f"{options.max_request_mb:g})")
+                                    f"{self.max_bytes} are taken {limit}")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > max_bytes:
-                raise RequestError(413, f"the body is over {max_bytes} bytes (--max-request-mb "
-                                        f"{options.max_request_mb:g})")
+            if size > self.max_bytes:
+                raise RequestError(413, f"the body is over {self.max_bytes} bytes {limit}")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def endpoint(route: str):
-        def wrap(handler):
-            async def run(request):
-                start = time.perf_counter()
-                try:
-                    response = await handler(request)
-                except RequestError as error:
-                    response = _json({"error": str(error)}, error.status)
-                served = holder.current
-                code = str(response.status_code)
-                metrics.requests.labels(route, code, served.version if served else "").inc()
-                if response.status_code >= 400:
-                    metrics.errors.labels(route, code).inc()
-                metrics.latency.labels(route).observe(time.perf_counter() - start)
-                return response
-            return run
-        return wrap
+    def counted(self, route: str, handler):
+        """``handler`` answering a RequestError with its status, every answer counted and
+        timed in /metrics under ``route``."""
+        async def run(request):
+            start = time.perf_counter()
+            try:
+                response = await handler(request)
+            except RequestError as error:
+                response = _json({"error": str(error)}, error.status)
+            served, code = self.holder.current, str(response.status_code)
+            self.metrics.requests.labels(route, code, served.version if served else "").inc()
+            if response.status_code >= 400:
+                self.metrics.errors.labels(route, code).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            return response
+        return run
 
-    @endpoint("/v2/health/live")
-    async def live(request):
+    # -- Open Inference Protocol (V2) -----------------------------------------------------------
+    async def live(self, request):
         return _json({"live": True})
 
-    @endpoint("/v2/health/ready")
-    async def ready(request):
-        loaded = holder.current is not None
+    async def ready(self, request):
+        loaded = self.holder.current is not None
         return _json({"ready": loaded}, 200 if loaded else 503)
 
-    @endpoint("/v2")
-    async def server_metadata(request):
+    async def server_metadata(self, request):
         from importlib.metadata import version
 
         return _json({"name": SERVER_NAME, "version": version("kfp-retrain"),
                       "extensions": ["binary_tensor_data"]})
 
-    @endpoint("/v2/models/{name}")
-    async def model_metadata(request):
-        return _json(model_for(request.path_params["name"],
-                               request.path_params.get("version", "")).v2_metadata())
+    async def model_metadata(self, request):
+        return _json(self._requested_model(request).v2_metadata())
 
-    @endpoint("/v2/models/{name}/ready")
-    async def model_ready(request):
+    async def model_ready(self, request):
+        name = request.path_params["name"]
         try:
-            model_for(request.path_params["name"], request.path_params.get("version", ""))
+            self._requested_model(request)
         except RequestError as error:
             if error.status != 503:
                 raise
-            return _json({"name": request.path_params["name"], "ready": False}, 503)
-        return _json({"name": request.path_params["name"], "ready": True})
+            return _json({"name": name, "ready": False}, 503)
+        return _json({"name": name, "ready": True})
 
-    @endpoint("/v2/models/{name}/infer")
-    async def infer(request):
-        served = model_for(request.path_params["name"], request.path_params.get("version", ""))
-        body, binary = v2_body(await body_of(request), request.headers.get(BINARY_HEADER))
+    async def infer(self, request):
+        from starlette.responses import Response
+
+        served = self._requested_model(request)
+        body, binary = v2_body(await self.body_of(request), request.headers.get(BINARY_HEADER))
         outputs = requested_outputs(body)
         predicted, probabilities = served.predict(
-            v2_columns(body, binary, served, options.max_batch_rows))
+            v2_columns(body, binary, served, self.options.max_batch_rows))
         content, header_length = v2_response(served, predicted, probabilities, outputs,
                                               body.get("id"))
         if header_length is None:
@@ -254,53 +252,74 @@ def create_app(holder: ModelHolder, options: ServeOptions):
         return Response(content, media_type="application/octet-stream",
                         headers={BINARY_HEADER: str(header_length)})
 
-    @endpoint("/v1/models")
-    async def v1_models(request):
-        return _json({"models": [options.model_name]})
+    # -- KServe V1 ------------------------------------------------------------------------------
+    async def v1_models(self, request):
+        return _json({"models": [self.options.model_name]})
 
-    @endpoint("/v1/models/{target}")
-    async def v1_model(request):
-        name, _, verb = request.path_params["target"].partition(":")
+    async def v1_model(self, request):
+        """``GET /v1/models/<name>`` (ready or not) and ``POST /v1/models/<name>:predict``."""
+        target = request.path_params["target"]
+        name, _, verb = target.partition(":")
         if request.method == "GET" and not verb:
-            try:
-                model_for(name)
-            except RequestError as error:
-                if error.status != 503:
-                    raise
-                return _json({"name": name, "ready": False})
-            return _json({"name": name, "ready": True})
+            return self._v1_ready(name)
         if request.method != "POST" or verb != "predict":
             raise RequestError(404 if request.method == "POST" else 405,
-                               f"no such V1 route: {request.method} /v1/models/"
-                               f"{request.path_params['target']}")
-        served = model_for(name)
-        predicted, _ = served.predict(v1_columns(parse_json(await body_of(request)), served,
-                                                 options.max_batch_rows))
+                               f"no such V1 route: {request.method} /v1/models/{target}")
+        return await self._v1_predict(name, request)
+
+    def _v1_ready(self, name: str):
+        try:
+            self.model_for(name)
+        except RequestError as error:
+            if error.status != 503:
+                raise
+            return _json({"name": name, "ready": False})
+        return _json({"name": name, "ready": True})
+
+    async def _v1_predict(self, name: str, request):
+        from starlette.responses import Response
+
+        served = self.model_for(name)
+        predicted, _ = served.predict(v1_columns(parse_json(await self.body_of(request)), served,
+                                                 self.options.max_batch_rows))
         return Response(v1_response(predicted), media_type="application/json")
 
-    async def metrics_route(request):
+    # -- the rest -------------------------------------------------------------------------------
+    async def prometheus(self, request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from starlette.responses import Response
 
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def not_found(request, exc):
+    async def not_found(self, request, exc):
         return _json({"error": f"no such route: {request.method} {request.url.path}"},
                      exc.status_code)
 
-    routes = [
-        Route("/v2/health/live", live), Route("/v2/health/ready", ready),
-        Route("/v2", server_metadata),
-        Route("/v2/models/{name}", model_metadata),
-        Route("/v2/models/{name}/versions/{version}", model_metadata),
-        Route("/v2/models/{name}/ready", model_ready),
-        Route("/v2/models/{name}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{name}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"]),
-        Route("/v1/models", v1_models),
-        Route("/v1/models/{target}", v1_model, methods=["GET", "POST"]),
-        Route("/metrics", metrics_route),
-    ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+def create_app(holder: ModelHolder, options: ServeOptions):
+    """The ASGI app: the routes of both protocols around ``holder``'s model."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    routes = Routes(holder, options)
+    post = ["POST"]
+
+    def route(path: str, handler, counted_as: str = "", methods=None) -> Route:
+        return Route(path, routes.counted(counted_as or path, handler), methods=methods)
+
+    model, version = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
+    return Starlette(routes=[
+        route("/v2/health/live", routes.live), route("/v2/health/ready", routes.ready),
+        route("/v2", routes.server_metadata),
+        route(model, routes.model_metadata), route(version, routes.model_metadata, model),
+        route(f"{model}/ready", routes.model_ready),
+        route(f"{version}/ready", routes.model_ready, f"{model}/ready"),
+        route(f"{model}/infer", routes.infer, methods=post),
+        route(f"{version}/infer", routes.infer, f"{model}/infer", methods=post),
+        route("/v1/models", routes.v1_models),
+        route("/v1/models/{target}", routes.v1_model, methods=["GET", "POST"]),
+        Route("/metrics", routes.prometheus),
+    ], exception_handlers={404: routes.not_found, 405: routes.not_found})
 
 
 def serve(options: ServeOptions) -> None:
@@ -309,7 +328,7 @@ def serve(options: ServeOptions) -> None:
 
     import uvicorn
 
-    from components.lifeline import end_with_owner, exit_now
+    from components.runtime.lifeline import end_with_owner, exit_now
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     end_with_owner(exit_now)  # started by a run (infra validation): it ends with the run

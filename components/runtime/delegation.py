@@ -2,7 +2,7 @@
 
 Under ``kfp.local`` every stage is a fresh Python process, and importing pandas, scikit-learn,
 scipy and pandera costs 1-3 s in each. ``retrain run`` therefore starts a warm worker
-(:mod:`app.warm_worker`) that imports them once, and announces its Unix sockets in
+(:mod:`components.runtime.warm_worker`) that imports them once, and announces its Unix sockets in
 ``RETRAIN_WARM_WORKER``. A step decorated with :func:`delegated` sends its call there with this
 process's stdout and stderr, and gets back the step's return value or its exception. Without the
 variable (on a cluster, or a step called directly) the step runs here: the same function either
