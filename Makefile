@@ -11,7 +11,7 @@ BUILD := build
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test bench compile demo-data lint shellcheck image push cluster cluster-down clean
+.PHONY: help install run report test chromium bench compile demo-data lint shellcheck image push cluster cluster-down clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -27,13 +27,16 @@ install: $(BIN)/retrain ## Make .venv and install the pinned dependencies and th
 run: install ## Run the pipeline on the next month of built-in demo data (first run bootstraps v1)
 	$(BIN)/retrain demo --workdir $(WORKDIR)
 
+report: install ## Write the demo model's life page to .retrain/report.html (after make run)
+	$(BIN)/retrain report --registry-uri $(WORKDIR)/registry --model-name customers --output $(WORKDIR)/report.html
+
 demo-data: install ## Write the deterministic demo data to .retrain/demo-data
 	$(BIN)/retrain demo-data --output $(WORKDIR)/demo-data
 
 compile: install ## Compile the pipeline to pipelines/retrain_pipeline.yaml
 	$(BIN)/retrain compile --output $(PIPELINE_YAML)
 
-test: install shellcheck ## Lint (ruff, shellcheck), then run every test (unit and kfp.local runs)
+test: install shellcheck chromium ## Lint (ruff, shellcheck), then run every test (unit and kfp.local runs)
 	$(BIN)/ruff check components pipelines app tests bench scripts
 	$(BIN)/python -m pytest -q
 
@@ -53,6 +56,9 @@ bench: install $(VENV)/.bench $(MLSERVER_VENV)/.installed ## Measure speed, memo
 
 lint: install shellcheck ## Lint with ruff and shellcheck
 	$(BIN)/ruff check components pipelines app tests bench scripts
+
+chromium: ## Install Debian's headless Chromium if it is missing (the life page is tested in it)
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 shellcheck: ## Check scripts/*.sh (installs Debian's shellcheck if it is missing)
 	@command -v shellcheck >/dev/null 2>&1 || $(SUDO) apt-get install -y -qq shellcheck >/dev/null 2>&1 \

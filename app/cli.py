@@ -5,6 +5,7 @@
     retrain submit --host http://localhost:8080 --source-uri gs://... [run flags]
     retrain schedule --host URL --cron "0 0 * * *" [--name N] [run flags] | --list | --disable N
     retrain registry show|list|rollback --registry-uri registry/ --model-name customers
+    retrain report --registry-uri registry/ --model-name customers [--output FILE] [--last N]
     retrain schema --source-uri data/ --label-column will_buy [--timestamp-column ...] > schema.json
     retrain compile [--output pipelines/retrain_pipeline.yaml] [--image REPO/kfp-retrain:TAG]
     retrain demo-data --output .retrain/demo-data
@@ -19,13 +20,17 @@ refused, and 3 when the run decided but its alert was not delivered (said on std
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from app import commands
+from app.run_scope import DEFAULT_KEEP_RUNS
 from components.params import DEFAULT_THRESHOLDS, PARAMETERS, InvalidParameterError
 from pipelines import COMPILED_PIPELINE
 
+# Where local runs keep their artifacts and logs, and the demo its data and registry, by default:
+# .retrain/ in the folder the command runs in (`--pipeline-root`, `--workdir`).
 DEFAULT_WORKDIR = Path(".retrain")
 
 
@@ -90,7 +95,15 @@ def _add_run(commands) -> None:
                      help="run each stage wholly in its own process, as on a cluster (slower: "
                           "every stage imports its libraries itself)")
     run.add_argument("--json", action="store_true",
-                     help="print the outcome as one JSON object on the last line")
+                     help="print the outcome as one JSON object on the last line, a failed "
+                          "run's too (status failed, the stage and the cause)")
+    run.add_argument("--fail-on", default="", metavar="STATUS[,STATUS]",
+                     help="exit 4 when the run ends in one of these statuses (e.g. "
+                          "invalid-data,rejected), so a scheduler notices; empty: exit 0 on "
+                          "every status the pipeline decides")
+    run.add_argument("--keep-runs", type=int, default=DEFAULT_KEEP_RUNS,
+                     help="runs whose artifacts and logs the local --pipeline-root keeps, the "
+                          "newest (0: all); the registry is never touched")
 
 
 def _add_submit_and_schedule(commands) -> None:
@@ -150,6 +163,17 @@ def _add_serve(commands) -> None:
                        help="load a model saved by another scikit-learn minor version")
     serve.add_argument("--max-request-mb", type=float, default=16.0)
     serve.add_argument("--max-batch-rows", type=int, default=10_000)
+    serve.add_argument("--v1-predict-proba", action="store_true",
+                       default=os.environ.get("PREDICT_PROBA", "").lower() == "true",
+                       help="V1 predictions are each row's class probabilities (in the model's "
+                            "class order, as /v2/models/<name> lists them), as KServe's sklearn "
+                            "server does with PREDICT_PROBA=true, which also sets this")
+    serve.add_argument("--batch-threads", type=int, default=1,
+                       help="threads predicting requests over 64 KiB; smaller ones have a "
+                            "thread of their own, so they never wait behind a batch")
+    serve.add_argument("--max-queued-batches", type=int, default=8,
+                       help="requests over 64 KiB waiting for a thread; beyond that the answer "
+                            "is 503 with Retry-After")
     serve.add_argument("--ready-file", default="",
                        help="write the port here once listening (for scripts and tests)")
 
@@ -165,6 +189,16 @@ def _add_inferenceservice(commands) -> None:
     isvc.add_argument("--service-account", default="")
     isvc.add_argument("--resources", default="", metavar="CPU,MEMORY",
                       help="requests = limits of the serving container, e.g. 1,2Gi")
+
+
+def _add_report(commands) -> None:
+    report = commands.add_parser("report", help="write the model's life as one HTML page: "
+                                                "runs, decisions, versions, drift, stages")
+    _add_registry_flags(report)
+    report.add_argument("--output", default="",
+                        help="the page (default: .retrain/reports/<model-name>.html)")
+    report.add_argument("--last", type=int, default=0,
+                        help="only the newest N runs (default: every run recorded)")
 
 
 def _add_tools(commands) -> None:
@@ -200,14 +234,32 @@ def _add_tools(commands) -> None:
     demo.add_argument("--pipeline", default=str(COMPILED_PIPELINE))
 
 
+class _DefaultsShown(argparse.HelpFormatter):
+    """``--help`` says each flag's default, where it has one worth saying."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, "", [], argparse.SUPPRESS) \
+                and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _DefaultsShown)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retrain", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="retrain", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run(commands)
     _add_submit_and_schedule(commands)
     _add_registry(commands)
     _add_serve(commands)
     _add_inferenceservice(commands)
+    _add_report(commands)
     _add_tools(commands)
     return parser
 
@@ -216,6 +268,7 @@ COMMANDS = {"run": commands.command_run, "submit": commands.command_submit,
             "schedule": commands.command_schedule, "registry": commands.command_registry,
             "schema": commands.command_schema, "serve": commands.command_serve,
             "inferenceservice": commands.command_inferenceservice,
+            "report": commands.command_report,
             "compile": commands.command_compile, "demo-data": commands.command_demo_data,
             "demo": commands.command_demo}
 

@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 from app import summary
-from components.outcomes import AlertDelivery
+from components.outcomes import AlertDelivery, RunStatus
 from components.params import PARAMETERS, SECRET_PARAMETERS, InvalidParameterError, check_parameters
 
 # `retrain run` exit codes: 0 the pipeline decided (any status), 1 the run failed outright,
-# 2 a parameter was refused, 3 the run decided but its alert was not delivered.
+# 2 a parameter was refused, 3 the run decided but its alert was not delivered, 4 it ended in a
+# status named by --fail-on.
 EXIT_ALERT_NOT_DELIVERED = 3
+EXIT_FAIL_ON = 4  # the run ended in a status named by --fail-on
 
 
 def pipeline_arguments(args: argparse.Namespace) -> dict:
@@ -32,12 +34,19 @@ def _print_json_last(payload: dict, enabled: bool) -> None:
 
 # -- commands ----------------------------------------------------------------------------------
 def command_run(args: argparse.Namespace) -> int:
-    from app.local_runner import run_compiled_pipeline
+    from app.local_runner import PipelineRunError, run_compiled_pipeline
 
     arguments = pipeline_arguments(args)
-    record = run_compiled_pipeline(args.pipeline, arguments, pipeline_root=args.pipeline_root,
-                                   stream_logs=args.verbose,
-                                   warm_worker=not args.no_warm_worker)
+    fail_on = fail_on_statuses(args.fail_on)
+    try:
+        record = run_compiled_pipeline(args.pipeline, arguments,
+                                       pipeline_root=args.pipeline_root,
+                                       stream_logs=args.verbose,
+                                       warm_worker=not args.no_warm_worker,
+                                       keep_runs=args.keep_runs)
+    except PipelineRunError as error:
+        _print_json_last(error.record, args.json)  # one object on every outcome
+        raise
     if not args.json:
         print("\n".join(summary.run_lines(record)))
     _print_json_last(record, args.json)
@@ -45,7 +54,23 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"error: the run ended {record['status']}, but its alert was not delivered: "
               f"{record.get('alert_delivery_reason')}", file=sys.stderr)
         return EXIT_ALERT_NOT_DELIVERED
+    if record["status"] in fail_on:
+        print(f"error: the run ended {record['status']} (--fail-on {args.fail_on}): "
+              f"{record['reason']}", file=sys.stderr)
+        return EXIT_FAIL_ON
     return 0
+
+
+def fail_on_statuses(text: str) -> set[str]:
+    """``invalid-data,rejected`` -> the statuses; refuses one a run never ends with."""
+    statuses = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = statuses - set(RunStatus.RECORDED)
+    if unknown:
+        raise InvalidParameterError(
+            f"--fail-on of retrain run must name statuses among "
+            f"{{{', '.join(sorted(RunStatus.RECORDED))}}}. Got {', '.join(sorted(unknown))!r} "
+            "instead.")
+    return statuses
 
 
 def _warn_about_secret_parameters(arguments: dict) -> None:
@@ -62,6 +87,7 @@ def command_registry(args: argparse.Namespace) -> int:
     from components.serving.kserve import cluster_follower
 
     registry = Registry(args.registry_uri, args.model_name)
+    registry.require_model()
     if args.registry_command == "rollback":
         pointer = registry.rollback(args.to, before_move=cluster_follower(registry, print))
         print(f"{args.model_name}: champion is now {pointer.version} ({pointer.reason})")
@@ -75,13 +101,17 @@ def command_registry(args: argparse.Namespace) -> int:
     pointer = registry.champion()
     if args.registry_command == "show":
         metadata = registry.metadata(pointer.version) if pointer else None
-        payload = {"model_name": args.model_name, "champion": None}
+        runs = registry.run_records() if pointer is None else []
+        payload = {"model_name": args.model_name, "champion": None, "runs": len(runs),
+                   "last_run": ({key: getattr(runs[-1], key) for key in
+                                 ("run_id", "status", "reason", "finished_at")}
+                                if runs else None)}
         if pointer is not None:
             payload = {"model_name": args.model_name, "champion": pointer.__dict__,
                        "metadata": metadata.to_dict()}
         _print_json_last(payload, args.json)
         if not args.json:
-            print("\n".join(summary.champion_lines(args.model_name, pointer, metadata)))
+            print("\n".join(summary.champion_lines(args.model_name, pointer, metadata, runs)))
         return 0
     versions = registry.version_list()
     _print_json_last({"model_name": args.model_name, "versions": versions}, args.json)
@@ -181,7 +211,9 @@ def command_serve(args: argparse.Namespace) -> int:
     BY_NAME["model_name"].check(args.model_name, "retrain serve")
     for flag, value, low in (("--port", args.port, 0), ("--max-batch-rows", args.max_batch_rows, 1),
                              ("--max-request-mb", args.max_request_mb, 0.001),
-                             ("--reload-seconds", args.reload_seconds, 0)):
+                             ("--reload-seconds", args.reload_seconds, 0),
+                             ("--batch-threads", args.batch_threads, 1),
+                             ("--max-queued-batches", args.max_queued_batches, 0)):
         if value < low:
             raise InvalidParameterError(f"{flag} of retrain serve must be at least {low}. Got "
                                         f"{value!r} instead.")
@@ -190,7 +222,25 @@ def command_serve(args: argparse.Namespace) -> int:
                        reload_seconds=args.reload_seconds,
                        allow_version_skew=args.allow_version_skew,
                        max_request_mb=args.max_request_mb, max_batch_rows=args.max_batch_rows,
-                       ready_file=args.ready_file))
+                       ready_file=args.ready_file, batch_threads=args.batch_threads,
+                       max_queued_batches=args.max_queued_batches,
+                       v1_predict_proba=args.v1_predict_proba))
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from components.life_report import write_report
+    from components.records import utc_now_iso
+    from components.registry import Registry
+
+    if args.last < 0:
+        raise InvalidParameterError(f"--last of retrain report must be at least 0. Got "
+                                    f"{args.last} instead.")
+    registry = Registry(args.registry_uri, args.model_name)
+    registry.require_model()
+    output = args.output or str(Path(".retrain") / "reports" / f"{args.model_name}.html")
+    size = write_report(registry, output, last=args.last or None, generated_at=utc_now_iso())
+    print(f"wrote {output} ({size / 1024:.0f} KiB)")
     return 0
 
 

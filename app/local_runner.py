@@ -11,17 +11,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
+import shutil
 import tempfile
 import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.run_scope import Redacting, run_scope
+from app.run_scope import DEFAULT_KEEP_RUNS, Redacting, run_scope
+from components.outcomes import RunStatus
 from components.registry import Registry
 from components.runtime.warm_worker import running_worker
 from components.steps import WARM_IMPORTS
 from components.storage import StorageError, copy_folder
+from pipelines.retrain_pipeline import PIPELINE_NAME
 
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
 JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
@@ -30,7 +33,15 @@ _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception)):\s*(.+
 
 
 class PipelineRunError(RuntimeError):
-    """The pipeline run failed outright (a stage crashed); the message is one line."""
+    """The pipeline run failed outright (a stage crashed); the message is one line.
+
+    ``record`` is what ``retrain run --json`` prints for it: ``status: failed``, the run id,
+    the stage and the cause when the journal names them, the reason and the log.
+    """
+
+    def __init__(self, message: str, record: dict | None = None):
+        super().__init__(message)
+        self.record = record or {}
 
 
 def new_run_id() -> str:
@@ -109,6 +120,7 @@ def run_compiled_pipeline(
     log_path: str | Path | None = None,
     stream_logs: bool = False,
     warm_worker: bool = True,
+    keep_runs: int = DEFAULT_KEEP_RUNS,
 ) -> dict:
     """Run the compiled YAML locally and return the run record the pipeline left in the registry.
 
@@ -122,7 +134,10 @@ def run_compiled_pipeline(
         log_path: Where the stages' logs go (default: ``<pipeline_root>/logs/<run_id>.log``).
         stream_logs: Also echo the logs to the terminal.
         warm_worker: Run the stages' work in a worker that imports the libraries once
-            (:mod:`components.runtime.warm_worker`); False runs each stage wholly in its own process.
+            (:mod:`components.runtime.warm_worker`); False runs each stage wholly in its own
+            process.
+        keep_runs: How many runs' artifact folders and logs a local ``pipeline_root`` keeps,
+            the newest (0: all); nothing else there, and never the registry, is touched.
 
     Returns:
         The run record (``status``, ``reason``, ``new_rows``, champion and challenger, ...).
@@ -139,13 +154,48 @@ def run_compiled_pipeline(
     pipeline_root = Path(pipeline_root).absolute()
     log_path = Path(log_path or pipeline_root / "logs" / f"{run_id}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with run_scope(arguments) as (temporary_root, given, secrets), \
-            running_worker(warm_worker, under=temporary_root, imports=WARM_IMPORTS):
-        # the worker imports while kfp starts
-        _execute(pipeline_path, given, pipeline_root=pipeline_root, run_id=run_id,
-                 scheduled_time=scheduled_time, log_path=log_path, stream_logs=stream_logs,
-                 secrets=secrets)
-    return _run_record(arguments, run_id, log_path)
+    earlier = set(run_folders(pipeline_root))
+    try:
+        with run_scope(arguments) as (temporary_root, given, secrets), \
+                running_worker(warm_worker, under=temporary_root, imports=WARM_IMPORTS):
+            # the worker imports while kfp starts
+            _execute(pipeline_path, given, pipeline_root=pipeline_root, run_id=run_id,
+                     scheduled_time=scheduled_time, log_path=log_path,
+                     stream_logs=stream_logs, secrets=secrets)
+        artifacts = _new_folder(pipeline_root, earlier)
+        return _run_record(arguments, run_id, log_path, artifacts)
+    finally:
+        if keep_runs:
+            prune_runs(pipeline_root, keep_runs)
+
+
+def run_folders(pipeline_root: Path) -> list[Path]:
+    """The runs' artifact folders under a local pipeline root, oldest first (kfp.local names
+    each after the pipeline and the time it started)."""
+    if not pipeline_root.is_dir():
+        return []
+    return sorted(p for p in pipeline_root.iterdir()
+                  if p.is_dir() and p.name.startswith(f"{PIPELINE_NAME}-"))
+
+
+def _new_folder(pipeline_root: Path, earlier: set[Path]) -> Path | None:
+    made = [folder for folder in run_folders(pipeline_root) if folder not in earlier]
+    return made[-1] if made else None
+
+
+def prune_runs(pipeline_root: Path, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` runs' artifact folders and logs under a local
+    pipeline root; returns what went. Nothing else is touched (the registry never lives in a
+    run's folder)."""
+    logs = sorted((pipeline_root / "logs").glob("*.log")) if (pipeline_root / "logs").is_dir() \
+        else []
+    gone = run_folders(pipeline_root)[:-keep] + logs[:-keep]
+    for path in gone:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return gone
 
 
 def resolve_named_outputs_in_conditions() -> None:
@@ -195,7 +245,7 @@ def _execute(pipeline_path, arguments: dict, *, pipeline_root: Path, run_id: str
             pipeline(**arguments)
 
 
-def _run_record(arguments: dict, run_id: str, log_path: Path) -> dict:
+def _run_record(arguments: dict, run_id: str, log_path: Path, artifacts: Path | None) -> dict:
     """The record the run left in the registry; a run that left none failed."""
     try:
         record = Registry(arguments["registry_uri"], arguments["model_name"]).run_record(run_id)
@@ -204,12 +254,20 @@ def _run_record(arguments: dict, run_id: str, log_path: Path) -> dict:
     if record is None:
         from components.runtime.stage_runner import run_failure
 
-        reason = run_failure(arguments["registry_uri"], arguments["model_name"], run_id,
-                             kfp_message="a stage failed")["reason"]
+        failure = run_failure(arguments["registry_uri"], arguments["model_name"], run_id,
+                              kfp_message="a stage failed")
+        reason = failure["reason"]
         if reason.startswith("the run ended"):  # the journal is silent: read the log
             reason = last_error(log_path.read_text()) or reason
-        raise PipelineRunError(f"run {run_id} failed: {reason} (log: {log_path})")
-    return dataclasses.replace(record, log=str(log_path)).to_dict()
+        raise PipelineRunError(f"run {run_id} failed: {reason} (log: {log_path})", {
+            "status": RunStatus.FAILED, "reason": reason, "run_id": run_id,
+            "model_name": arguments["model_name"], "stage": failure.get("stage"),
+            "cause": (f"{failure['error_type']}: {failure['message']}"
+                      if failure.get("error_type") else None),
+            "concerns": failure.get("concerns") or None, "log": str(log_path),
+            "artifacts": str(artifacts) if artifacts else None})
+    return dataclasses.replace(record, log=str(log_path),
+                               artifacts=str(artifacts) if artifacts else None).to_dict()
 
 
 def _run_with_remote_root(pipeline_path, arguments: dict, *, remote_root: str, **options) -> dict:
@@ -221,7 +279,9 @@ def _run_with_remote_root(pipeline_path, arguments: dict, *, remote_root: str, *
                                            **options)
         except PipelineRunError as error:
             copy_folder(scratch, remote_root)
-            raise PipelineRunError(str(error).replace(scratch, remote_root)) from error
+            moved = {key: value.replace(scratch, remote_root) if isinstance(value, str) else
+                     value for key, value in error.record.items()}
+            raise PipelineRunError(str(error).replace(scratch, remote_root), moved) from error
         copy_folder(scratch, remote_root)
     record["log"] = record["log"].replace(scratch, remote_root)
     return record

@@ -27,6 +27,9 @@ from components.params import BY_NAME, SECRET_PARAMETERS, redacted_url
 from components.runtime.lifeline import OWNER_ENV, alive, owner_token
 
 ROOT_PREFIX = "retrain-run-"
+# How many runs' artifact folders and logs a local pipeline root keeps by default (about 1.3 MB
+# a run on the demo): `retrain run --keep-runs`.
+DEFAULT_KEEP_RUNS = 20
 OWNER_FILE = "owner"
 WAIT_POLICY = {"GOMP_SPINCOUNT": SPIN_COUNT}
 

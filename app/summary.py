@@ -31,13 +31,24 @@ def run_lines(record: dict) -> list[str]:
         lines.append(f"new champion: {challenger['version']}")
     elif champion.get("version"):
         lines.append(f"champion stays: {champion['version']}")
+    for warning in record.get("warnings") or []:
+        lines.append(f"warning: {warning}")
+    if record.get("log"):
+        lines.append(f"log: {record['log']}")
+    if record.get("artifacts"):
+        lines.append(f"artifacts: {record['artifacts']}")
     return lines
 
 
-def champion_lines(model_name: str, pointer, metadata) -> list[str]:
-    """``retrain registry show``."""
+def champion_lines(model_name: str, pointer, metadata, runs=()) -> list[str]:
+    """``retrain registry show``; without a champion, how many runs there were and how the last
+    one ended."""
     if pointer is None:
-        return [f"{model_name}: no champion yet"]
+        if not runs:
+            return [f"{model_name}: no champion yet, and no run recorded"]
+        last = runs[-1]
+        return [f"{model_name}: no champion yet; {len(runs)} run(s) recorded, the last "
+                f"({last.run_id}, {last.finished_at}) ended {last.status}: {last.reason}"]
     return [f"{model_name}: champion {pointer.version} (previous {pointer.previous}), "
             f"watermark {pointer.watermark}",
             f"  strategy {metadata.strategy}, model {metadata.model_type}, "

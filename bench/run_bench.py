@@ -13,7 +13,8 @@ machine is noisy. Parts:
    time and the largest peak RSS of a stage (as the process that did its work reports it).
 3. and 4. are in :mod:`bench.scaling`: cost against history size; 10M rows.
 5. Data handling: ingest and validate throughput for CSV and Parquet; artifact sizes.
-6. and 7. are in :mod:`bench.reliability` and :mod:`bench.serving`.
+6. and 7. are in :mod:`bench.reliability` and :mod:`bench.serving`, 8. in
+:mod:`bench.decisions`, 9. in :mod:`bench.life_page`.
 8. Decision quality, in :mod:`bench.decisions`: the deploy gate on ground-truth streams.
 """
 
@@ -288,6 +289,10 @@ def write_report(out: Path, results: dict) -> None:
         from bench import decisions
 
         lines += ["", *decisions.markdown(results["decisions"], results["dates"]["8"])]
+    if "life_page" in results:
+        from bench import life_page
+
+        lines += life_page.report_lines(results["life_page"], results["dates"]["9"])
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _plot(out / "results.png", results)
@@ -383,11 +388,11 @@ def _plot(path: Path, results: dict) -> None:
     figure.savefig(path, dpi=100)
 
 
-ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7", "8")
+ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 
 
 def main() -> None:
-    from bench import decisions, reliability, scaling, serving
+    from bench import decisions, life_page, reliability, scaling, serving
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default=",".join(ALL_PARTS),
@@ -435,6 +440,8 @@ def main() -> None:
                 results["serving"] = serving.run(scratch, args.repeats, pipeline_run)
             elif part == "8":
                 results["decisions"] = decisions.decision_quality()
+            elif part == "9":
+                results["life_page"] = life_page.run(scratch, args.repeats)
             write_report(out, results)  # after each part, so a long run shows progress
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 

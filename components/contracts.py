@@ -159,8 +159,8 @@ CONTRACTS: dict[str, StageContract] = {contract.name: contract for contract in (
         writes={"alert_report": "Markdown"}),
     StageContract(
         "alert_on_failure", "Exit handler: alerts when any stage failed outright, naming the "
-        "stage and the cause.", steps.failure_alert_step,
-        writes={"failure_report": "Markdown"}),
+        "stage and the cause; writes the model's life page.", steps.failure_alert_step,
+        writes={"failure_report": "Markdown", "model_report": "HTML"}),
 )}
 
 

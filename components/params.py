@@ -444,6 +444,8 @@ STAGE_VALUES = {
     "alert_report": "The alert as sent (Markdown).",
     "run_status": "KFP's final status of the run (the exit handler's input).",
     "failure_report": "The failure alert, or a note that the run did not fail (Markdown).",
+    "model_report": "The model's life: every run, decision, version and drift, this run "
+                    "included (HTML).",
 }
 
 

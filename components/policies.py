@@ -32,13 +32,17 @@ def trigger_decision(report: ValidationReport, drift: DriftReport | None, *, ret
             f"waiting for more rows: {report.labelled_rows} labelled new row(s), retraining "
             f"from {min_rows} (retrain_when=min_rows)")
     if retrain_when == RetrainWhen.DRIFT:
-        if drift is None:
+        beyond = report.beyond_training()
+        if drift is None and not beyond:
             return (ValidateDecision.RETRAIN,
                     "no reference statistics to measure drift against; retraining")
-        if not drift.drifted:
-            return (ValidateDecision.SKIPPED,
-                    f"no drift detected (retrain_when=drift): {drift.strongest()}")
-        return ValidateDecision.RETRAIN, f"drift detected in {drift.drifted_text()}"
+        if drift is not None and drift.drifted:
+            return ValidateDecision.RETRAIN, f"drift detected in {drift.drifted_text()}"
+        if beyond:
+            return (ValidateDecision.RETRAIN, "drift detected: values beyond the champion's "
+                                              f"training data in {', '.join(beyond)}")
+        return (ValidateDecision.SKIPPED,
+                f"no drift detected (retrain_when=drift): {drift.strongest()}")
     return ValidateDecision.RETRAIN, report.summary()
 
 
@@ -60,10 +64,10 @@ class GateVerdict:
 
 
 def gate_decision(comparison: PairedComparison | None, challenger_score: float | None, *,
-                  metric: str, threshold: float, min_improvement: float, rows: int,
-                  min_evaluation_rows: int, champion_version: str = "",
-                  cold_interval: tuple[float, float] | None = None,
-                  confidence: float = 0.95) -> GateVerdict:
+                   metric: str, threshold: float, min_improvement: float, rows: int,
+                   min_evaluation_rows: int, champion_version: str = "",
+                   cold_interval: tuple[float, float] | None = None,
+                   confidence: float = 0.95) -> GateVerdict:
     """Deploy when the challenger reaches ``threshold`` and the lower bound of the interval of
     (challenger - champion) is above ``min_improvement``; or when the champion itself is below
     the threshold and the challenger, whatever its own score, is better with confidence on at

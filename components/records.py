@@ -55,6 +55,10 @@ class StepResult:
         return {}
 
 
+# Validation checks of values beyond the champion's training data (see components.stages.validate).
+BEYOND_TRAINING_CHECKS = ("beyond_training_range", "unseen_in_training")
+
+
 def _known_fields(cls, payload: dict) -> dict:
     """The keys of ``payload`` that are fields of ``cls`` (older files may hold more or fewer)."""
     names = {f.name for f in fields(cls)}
@@ -104,6 +108,12 @@ class ValidationReport:
     def valid(self) -> bool:
         return not self.errors
 
+    def beyond_training(self) -> list[str]:
+        """Features with values beyond what the champion was trained on (a range or a category
+        set of its own schema): drift, not errors."""
+        return list(dict.fromkeys(f.column for f in self.findings
+                                  if f.check in BEYOND_TRAINING_CHECKS))
+
     def summary(self, limit: int = 5) -> str:
         """One line naming the first errors (or ``ok``), for alerts and the run record."""
         if self.valid:
@@ -123,15 +133,21 @@ class ValidationReport:
 
 @dataclass
 class ValidationSummary:
-    """What a validation passes on to the decision and run records: drifted names, findings."""
+    """What a validation passes on to the decision and run records: drifted names, findings,
+    each feature's pooled drift statistic (``{feature: {test, statistic, drift, verdict}}``)
+    and the label's share of each class in the new rows."""
 
     drift: list[str] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
+    drift_statistics: dict[str, dict] = field(default_factory=dict)
+    label_shares: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, payload: dict | None) -> ValidationSummary:
         payload = payload or {}
-        return cls(list(payload.get("drift") or []), list(payload.get("findings") or []))
+        return cls(list(payload.get("drift") or []), list(payload.get("findings") or []),
+                   dict(payload.get("drift_statistics") or {}),
+                   dict(payload.get("label_shares") or {}))
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -235,6 +251,7 @@ class DecisionRecord:
     data: dict
     validation: ValidationSummary
     gate: dict = field(default_factory=dict)  # rows, delta, ci_low, ci_high, p_value, method
+    warnings: list[str] = field(default_factory=list)  # what the run went on without
 
     def to_dict(self) -> dict:
         record = asdict(self)
@@ -349,7 +366,11 @@ class RunRecord:
     alert_delivery: str = AlertDelivery.NONE
     alert_delivery_reason: str = ""
     gate: dict | None = None  # the deploy gate's statistics, when it ran
+    warnings: list[str] = field(default_factory=list)  # what the run went on without
+    drift_statistics: dict[str, dict] = field(default_factory=dict)  # feature -> its statistic
+    label_shares: dict[str, float] = field(default_factory=dict)  # class -> share of new rows
     log: str | None = None  # where the stages' logs are: set by a local run, not stored
+    artifacts: str | None = None  # where its artifacts are: likewise
 
     @classmethod
     def of(cls, *, status: str, reason: str, run_id: str, model_name: str, new_rows: int,
@@ -380,12 +401,16 @@ class RunRecord:
             findings=list(validation.findings),
             finished_at=utc_now_iso(),
             gate=decision.gate if decision and decision.gate else None,
+            warnings=list(decision.warnings) if decision else [],
+            drift_statistics=dict(validation.drift_statistics),
+            label_shares=dict(validation.label_shares),
         )
 
     def to_dict(self) -> dict:
         record = asdict(self)
-        if record["log"] is None:
-            record.pop("log")
+        for local in ("log", "artifacts"):  # set by a local run only
+            if record[local] is None:
+                record.pop(local)
         return record
 
     @classmethod

@@ -6,6 +6,7 @@ Layout under ``<registry_uri>/<model_name>/``::
     versions/v0001/metadata.json   metrics, data window, params, parent, run id, SHA-256, libraries
     versions/v0001/schema.json     the data contract inferred from its training rows (validate)
     versions/v0001/statistics.json its training rows' distributions, the drift reference
+    versions/v0001/training.json   how it was trained: strategy, candidates, the epoch trace
     versions/v0001/.claim          written first, exclusively: two runs never get the same number
     champion.json                  the pointer: champion version, data watermark, consumed files
     runs/<run_id>.json             one record per pipeline run: status, reason, metrics
@@ -43,6 +44,76 @@ class RegistryError(Exception):
     """The registry is missing something or holds something inconsistent."""
 
 
+RESTORE = "restore it from a backup or from the bucket's object versioning"
+# What to do when a registry object cannot be read, by what it is.
+WAY_OUT = {
+    POINTER_FILE: f"{RESTORE}, or point the champion at a version again with `retrain registry "
+                  "rollback --to vNNNN` (the newest entry of history/ names the version it "
+                  "pointed at)",
+    METADATA_FILE: f"{RESTORE}; while it is damaged the version cannot be loaded or served (if it "
+                   "is the champion, `retrain registry rollback --to` another version)",
+    "version": f"{RESTORE}, or `retrain registry rollback --to` another version if this one is "
+               "the champion",
+    "run": "it records one past run and nothing depends on it: delete it, or " + RESTORE,
+    "model": f"{RESTORE}, or delete it (it is rewritten by the next deploy)",
+    "history": "it records one past move of the pointer and nothing depends on it: delete it "
+               "(the move drops out of `retrain registry history`), or " + RESTORE,
+}
+
+
+class RegistryDamageError(RegistryError):
+    """A registry object exists but cannot be read: the message names it, what is wrong with
+    it, and the way out; ``uri`` holds it."""
+
+    def __init__(self, uri: str, problem: str, way_out: str):
+        super().__init__(f"{uri} is damaged: {problem}; to go on: {way_out}")
+        self.uri = uri
+
+    def __reduce__(self):  # keep ``uri`` across pickling (the warm worker sends errors back)
+        return (_damage_from_message, (str(self), self.uri))
+
+
+def _damage_from_message(message: str, uri: str) -> RegistryDamageError:
+    error = RegistryDamageError.__new__(RegistryDamageError)
+    RegistryError.__init__(error, message)
+    error.uri = uri
+    return error
+
+
+def parsed_json(data: bytes, uri: str, way_out: str, expected: type = dict):
+    """``data`` (the bytes of ``uri``) as JSON of the ``expected`` type, or a
+    :class:`RegistryDamageError` saying what is wrong: not text, cut short, not JSON."""
+    try:
+        value = json.loads(data)
+    except UnicodeDecodeError:
+        raise RegistryDamageError(uri, "it is not text (not UTF-8)", way_out) from None
+    except json.JSONDecodeError as error:
+        if error.pos >= len(error.doc.rstrip()) or error.msg.startswith("Unterminated"):
+            problem = f"it is cut short ({len(data)} bytes, the JSON never closes)"
+        else:
+            problem = f"it is not JSON ({error.msg} at line {error.lineno} column {error.colno})"
+        raise RegistryDamageError(uri, problem, way_out) from None
+    if not isinstance(value, expected):
+        raise RegistryDamageError(uri, f"it holds a JSON {_json_kind(type(value))}, not a JSON "
+                                       f"{_json_kind(expected)}", way_out)
+    return value
+
+
+def _json_kind(kind: type) -> str:
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number",
+            bool: "boolean", type(None): "null"}.get(kind, kind.__name__)
+
+
+def parsed_record(cls, data: bytes, uri: str, way_out: str):
+    """A record dataclass read from ``data``, with damage named as by :func:`parsed_json`."""
+    payload = parsed_json(data, uri, way_out)
+    try:
+        return cls.from_dict(payload)
+    except (TypeError, KeyError, ValueError) as error:
+        raise RegistryDamageError(uri, f"its fields are not those of a {cls.__name__} "
+                                       f"({error})", way_out) from None
+
+
 class ModelIntegrityError(RegistryError):
     """A model file does not match the SHA-256 recorded in its metadata."""
 
@@ -71,8 +142,8 @@ class ChampionPointer:
         return json.dumps(self.__dict__, indent=2, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> ChampionPointer:
-        return cls(**json.loads(data))
+    def from_dict(cls, payload: dict) -> ChampionPointer:
+        return cls(**payload)
 
 
 def version_name(number: int) -> str:
@@ -87,6 +158,15 @@ def version_number(name: str) -> int:
     return int(name[1:])
 
 
+@dataclass(frozen=True)
+class HoldoutPool:
+    """The rolling holdout's Parquet bytes (None when there is none, or it cannot be read), and
+    a warning when it could not be read."""
+
+    data: bytes | None
+    warning: str = ""
+
+
 class Registry:
     """Versions and the champion pointer of one model in one registry."""
 
@@ -98,6 +178,32 @@ class Registry:
         self.storage = storage or storage_for(registry_uri)
 
     # -- reading -------------------------------------------------------------------------------
+    def require_model(self) -> None:
+        """Raise, naming what does exist, unless the registry holds this model (a typo in a
+        registry URI or a model name must not read as an empty registry)."""
+        storage = self.storage
+        if not storage.exists(self.registry_uri):
+            raise RegistryError(f"there is no registry at {self.registry_uri} (nothing is "
+                                "there)")
+        if storage.exists(self.root):
+            return
+        models = sorted({info.relative_path.split("/")[0]
+                         for info in storage.list_files(self.registry_uri)
+                         if "/" in info.relative_path})
+        raise RegistryError(f"the registry {self.registry_uri} has no model "
+                            f"{self.model_name!r}; it has: {', '.join(models) or 'none'}")
+
+    def run_records(self) -> list[RunRecord]:
+        """Every run record (not the stage journals), oldest first."""
+        prefix = join_uri(self.root, "runs")
+        if not self.storage.exists(prefix):
+            return []
+        records = [parsed_record(RunRecord, self.storage.read_bytes(info.uri), info.uri,
+                                 WAY_OUT["run"])
+                   for info in self.storage.list_files(prefix)
+                   if "/" not in info.relative_path and info.relative_path.endswith(".json")]
+        return sorted(records, key=lambda record: record.finished_at)
+
     def version_uri(self, version: str, filename: str = "") -> str:
         parts = ["versions", version] + ([filename] if filename else [])
         return join_uri(self.root, *parts)
@@ -109,17 +215,19 @@ class Registry:
 
     def champion_with_token(self) -> tuple[ChampionPointer | None, str | None]:
         """The pointer and the token a later compare-and-swap must present."""
-        data, token = self.storage.read_with_token(join_uri(self.root, POINTER_FILE))
+        uri = join_uri(self.root, POINTER_FILE)
+        data, token = self.storage.read_with_token(uri)
         if data is None:
             return None, None
-        return ChampionPointer.from_json(data), token
+        return parsed_record(ChampionPointer, data, uri, WAY_OUT[POINTER_FILE]), token
 
     def metadata(self, version: str) -> VersionMetadata:
         """The ``metadata.json`` of a complete version."""
         version_number(version)
         try:
-            return VersionMetadata.from_dict(json.loads(
-                self.storage.read_bytes(self.version_uri(version, METADATA_FILE))))
+            uri = self.version_uri(version, METADATA_FILE)
+            return parsed_record(VersionMetadata, self.storage.read_bytes(uri), uri,
+                                 WAY_OUT[METADATA_FILE])
         except FileNotFoundError as error:
             raise RegistryError(
                 f"version {version} of model {self.model_name!r} does not exist in "
@@ -128,8 +236,9 @@ class Registry:
 
     def version_json(self, version: str, filename: str) -> dict | None:
         """A JSON file stored with a version (e.g. ``schema.json``), or None if it has none."""
-        data, _ = self.storage.read_with_token(self.version_uri(version, filename))
-        return json.loads(data) if data is not None else None
+        uri = self.version_uri(version, filename)
+        data, _ = self.storage.read_with_token(uri)
+        return parsed_json(data, uri, WAY_OUT["version"]) if data is not None else None
 
     def versions(self) -> list[str]:
         """Complete versions, oldest first."""
@@ -228,7 +337,12 @@ class Registry:
         once the target is known and before the pointer moves (the cluster is moved first); if
         it raises, nothing changes.
         """
-        current, token = self.champion_with_token()
+        try:
+            current, token = self.champion_with_token()
+        except RegistryDamageError:
+            if not to_version:
+                raise
+            return self._repair_pointer(to_version, before_move)
         if current is None:
             raise RegistryError(f"model {self.model_name!r} has no champion to roll back")
         target = to_version or current.previous
@@ -257,6 +371,25 @@ class Registry:
                             reason=pointer.reason)
         return pointer
 
+    def _repair_pointer(self, target: str,
+                        before_move: Callable[[str], None] | None) -> ChampionPointer:
+        """Replace a damaged pointer with one at ``target``: its watermark and consumed files
+        are those the version was trained up to (its metadata's data window)."""
+        uri = join_uri(self.root, POINTER_FILE)
+        _, token = self.storage.read_with_token(uri)
+        window = self.metadata(target).data_window or {}
+        if before_move:
+            before_move(target)
+        pointer = ChampionPointer(
+            version=target, watermark=window.get("new_watermark"),
+            consumed_files=window.get("consumed_files") or {}, updated_at=utc_now_iso(),
+            reason=f"rollback to {target}, replacing a damaged {POINTER_FILE}")
+        if not self.storage.compare_and_swap(uri, pointer.to_json(), token):
+            raise RegistryError("the champion changed during the rollback; nothing was changed")
+        self.append_history(action="rollback", from_version=None, to_version=target,
+                            reason=pointer.reason)
+        return pointer
+
     # -- run records ---------------------------------------------------------------------------
     def write_run_record(self, run_id: str, record: RunRecord) -> str:
         """Store the record of one pipeline run; returns its URI."""
@@ -277,7 +410,8 @@ class Registry:
         if not self.storage.exists(prefix):
             return {}
         return {info.relative_path.removesuffix(".json"):
-                JournalEntry.from_dict(json.loads(self.storage.read_bytes(info.uri)))
+                parsed_record(JournalEntry, self.storage.read_bytes(info.uri), info.uri,
+                              WAY_OUT["run"])
                 for info in self.storage.list_files(prefix) if info.relative_path.endswith(".json")}
 
     def record_publication(self, run_id: str, version: str, model_sha256: str) -> None:
@@ -289,11 +423,11 @@ class Registry:
     def published_by(self, run_id: str, model_sha256: str) -> str | None:
         """The complete version an earlier attempt of this run published with these model
         bytes, or None."""
-        data, _ = self.storage.read_with_token(join_uri(self.root, "runs", run_id,
-                                                        "published.json"))
+        uri = join_uri(self.root, "runs", run_id, "published.json")
+        data, _ = self.storage.read_with_token(uri)
         if data is None:
             return None
-        noted = json.loads(data)
+        noted = parsed_json(data, uri, WAY_OUT["run"])
         if noted.get("model_sha256") != model_sha256 or noted.get("version") not in \
                 self.versions():
             return None
@@ -315,14 +449,33 @@ class Registry:
         prefix = join_uri(self.root, "history")
         if not self.storage.exists(prefix):
             return []
-        entries = [json.loads(self.storage.read_bytes(info.uri))
+        entries = [parsed_json(self.storage.read_bytes(info.uri), info.uri, WAY_OUT["history"])
                    for info in self.storage.list_files(prefix)]
         return sorted(entries, key=lambda entry: entry["time"])
 
-    def holdout_pool(self) -> bytes | None:
-        """The rolling holdout (Parquet): the newest holdout rows of the data consumed so far."""
-        data, _ = self.storage.read_with_token(join_uri(self.root, HOLDOUT_FILE))
-        return data
+    def holdout_pool(self) -> HoldoutPool:
+        """The rolling holdout (Parquet): the newest holdout rows of the data consumed so far.
+
+        It is derived (every row in it was a run's holdout row), so one that cannot be read
+        never stops a run: it is left out with a warning, and the next deploy writes it anew
+        from that run's holdout rows.
+        """
+        uri = join_uri(self.root, HOLDOUT_FILE)
+        data, _ = self.storage.read_with_token(uri)
+        if data is None:
+            return HoldoutPool(None)
+        import io
+
+        import pyarrow.parquet as pq
+
+        try:
+            pq.read_table(io.BytesIO(data))  # at most max_evaluation_rows rows: read it all
+        except Exception as error:  # noqa: BLE001 - any reason it cannot be read
+            return HoldoutPool(None, f"the rolling holdout {uri} cannot be read "
+                                     f"({type(error).__name__}: {str(error)[:200]}): the gate "
+                                     "compared on this run's holdout rows only, and the next "
+                                     "deploy writes it anew")
+        return HoldoutPool(data)
 
     def write_holdout_pool(self, data: bytes) -> None:
         self.storage.write_bytes(join_uri(self.root, HOLDOUT_FILE), data)
@@ -333,10 +486,12 @@ class Registry:
                                  json.dumps(payload, indent=2, sort_keys=True).encode())
 
     def model_json(self, filename: str) -> dict | None:
-        data, _ = self.storage.read_with_token(join_uri(self.root, filename))
-        return json.loads(data) if data is not None else None
+        uri = join_uri(self.root, filename)
+        data, _ = self.storage.read_with_token(uri)
+        return parsed_json(data, uri, WAY_OUT["model"]) if data is not None else None
 
     def run_record(self, run_id: str) -> RunRecord | None:
         """The record a run left, or None if it left none (it crashed or is still running)."""
-        data, _ = self.storage.read_with_token(join_uri(self.root, "runs", f"{run_id}.json"))
-        return RunRecord.from_dict(json.loads(data)) if data is not None else None
+        uri = join_uri(self.root, "runs", f"{run_id}.json")
+        data, _ = self.storage.read_with_token(uri)
+        return parsed_record(RunRecord, data, uri, WAY_OUT["run"]) if data is not None else None

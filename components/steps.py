@@ -43,6 +43,7 @@ from components.records import (
 from components.registry import SCHEMA_FILE, STATISTICS_FILE, Registry
 from components.runtime.delegation import FULL, LIGHT
 from components.runtime.stage_runner import stage_step
+from components.storage.base import write_failure
 
 TRAINING_FILE = "training.json"
 # What a warm worker imports once (:mod:`components.runtime.warm_worker`): these modules before
@@ -54,7 +55,8 @@ WARM_IMPORTS = {
     "shared": (__name__,),
     LIGHT: ("components.stages.ingest", "pandera.pandas", "components.stages.validate",
             "components.data.drift", "components.policies", "components.reports",
-            "components.stages.preprocess", "components.stages.deploy", "components.stages.alert"),
+            "components.stages.preprocess", "components.stages.deploy", "components.stages.alert",
+            "matplotlib.pyplot", "components.life_report"),
     FULL: ("skops.io", "sklearn.ensemble", "sklearn.linear_model", "sklearn.compose",
            "sklearn.impute", "sklearn.preprocessing", "sklearn.pipeline", "sklearn.metrics",
            "components.data.drift", "components.stages.retrain", "components.stages.evaluate",
@@ -74,8 +76,11 @@ def read_json(path: str | Path) -> dict:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    except OSError as error:  # a full disk, a permission: name the artifact
+        raise write_failure(str(path), error) from error
 
 
 def validation_summary(validation_report_path: str) -> ValidationSummary:
@@ -182,15 +187,21 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
         rows, schema=resolved, timestamp_column=timestamp_column, min_rows=min_rows,
         thresholds=thresholds, file_columns=ingested.file_columns,
         ingest_problems=ingested.problems, label_column=label_column,
-        too_few_rows=Severity.WARNING if retrain_when == RetrainWhen.MIN_ROWS else Severity.ERROR)
+        too_few_rows=Severity.WARNING if retrain_when == RetrainWhen.MIN_ROWS else Severity.ERROR,
+        contract=bool(schema_uri))  # the user's schema is a contract; the champion's, statistics
     statistics = (registry.version_json(champion_version, STATISTICS_FILE)
                   if champion_version else None)
     drift = (detect_drift(rows, statistics, thresholds, timestamp_column)
              if statistics else None)
     decision, reason = trigger_decision(checked, drift, retrain_when=retrain_when,
                                         min_rows=min_rows)
-    validation = ValidationSummary(drift.drifted if drift else [], checked.findings_list())
+    drifted = list(dict.fromkeys([*(drift.drifted if drift else []),
+                                  *checked.beyond_training()]))
+    validation = ValidationSummary(drifted, checked.findings_list(),
+                                   *_drift_figures(drift) if drift else ({}, {}))
     write_json(validation_report, {**checked.to_dict(), "drift": validation.drift,
+                             "drift_statistics": validation.drift_statistics,
+                             "label_shares": validation.label_shares,
                              "findings": validation.findings, "decision": decision,
                              "reason": reason, "schema_source": schema_source,
                              "drift_details": drift.to_dict() if drift else None})
@@ -208,6 +219,16 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
         print(f"drift: {', '.join(drift.drifted) or 'none'} ({drift.strongest()})")
     return ValidateOutputs(decision, reason, errors=len(checked.errors),
                            warnings=len(checked.warnings), drift=validation.drift)
+
+
+def _drift_figures(drift) -> tuple[dict, dict]:
+    """Each feature's pooled drift statistic, and the label's share of each class, for the
+    run record (what the model's life page draws)."""
+    statistics = {f.feature: {"test": f.test, "statistic": f.statistic, "drift": f.drift,
+                              "verdict": f.verdict} for f in drift.features}
+    label = next((f for f in drift.features if f.is_label), None)
+    shares = dict(zip(label.bins, label.new, strict=False)) if label else {}
+    return statistics, shares
 
 
 # -- 3. preprocess -----------------------------------------------------------------------------
@@ -361,7 +382,7 @@ def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
     preprocess_counts = {key: int(value) for key, value in preprocess_counts.items()}
     evaluation = evaluate(
         load_model(Path(challenger) / MODEL_FILE, libraries=training.libraries), champion,
-        Table(evaluation_data), Table(pool) if pool else None,
+        Table(evaluation_data), Table(pool.data) if pool.data else None,
         label_column=label_column, timestamp_column=timestamp_column, metric=metric,
         threshold=threshold, min_improvement=min_improvement,
         min_rows=min_evaluation_rows, max_rows=max_evaluation_rows, confidence=confidence,
@@ -383,7 +404,10 @@ def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
         challenger=ChallengerScores(training, evaluation.challenger_scores),
         data={**ingested.data_window(), **preprocess_counts,
               "evaluation_rows": len(evaluation.rows.frame)},
-        validation=validation_summary(validation_report), gate=evaluation.gate())
+        validation=validation_summary(validation_report), gate=evaluation.gate(),
+        warnings=[pool.warning] if pool.warning else [])
+    if pool.warning:
+        print(f"warning: {pool.warning}")
     write_json(decision_record, record.to_dict())
     write_text(comparison, reports.comparison_markdown(record))
     _write_prediction_sample(prediction_sample, evaluation, training.feature_kinds)
@@ -430,7 +454,8 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger: str, decision
     record = DecisionRecord.from_dict(read_json(decision_record))
     registry = Registry(registry_uri, model_name)
     folder = Path(challenger)
-    extra_files = {name: (folder / name).read_bytes() for name in (SCHEMA_FILE, STATISTICS_FILE)
+    extra_files = {name: (folder / name).read_bytes()
+                   for name in (SCHEMA_FILE, STATISTICS_FILE, TRAINING_FILE)
                    if (folder / name).exists()}
     sample = read_json(prediction_sample) if prediction_sample else None
     target = _serving_target(serving_namespace, canary_traffic_percent, serving_timeout_seconds,
@@ -471,6 +496,21 @@ def _serving_target(namespace: str, canary: int, timeout: int, image: str,
                                         timeout_seconds=timeout)
 
 
+def _write_life_page(registry_uri: str, model_name: str, path: str) -> None:
+    """The model's life page, for the KFP UI; a registry it cannot read gives a page saying
+    so, never a failed exit handler."""
+    from components.life_report import write_report
+    from components.records import utc_now_iso
+
+    try:
+        write_report(Registry(registry_uri, model_name), path, generated_at=utc_now_iso())
+    except Exception as error:  # noqa: BLE001 - the page must not fail the run's last task
+        import html
+
+        write_text(path, f"<!doctype html><meta charset=utf-8><p>The model's life page could "
+                         f"not be made: {html.escape(f'{type(error).__name__}: {error}')}</p>")
+
+
 # -- 7. alert ----------------------------------------------------------------------------------
 @dataclass
 class AlertOutputs(StepResult):
@@ -496,7 +536,8 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
         status=status, reason=reason, model_name=model_name, run_id=run_id,
         details={"champion": run_record.champion, "challenger": run_record.challenger,
                  "new_rows": new_rows, "drift": run_record.drift,
-                 "errors": [f for f in run_record.findings if f["severity"] == Severity.ERROR]})
+                 "errors": [f for f in run_record.findings if f["severity"] == Severity.ERROR],
+                 "warnings": run_record.warnings})
     delivery = alert_stage.send_alert(payload, alert_webhook_url)
     write_text(alert_report, reports.alert_markdown(payload))
     run_record.alert_delivery, run_record.alert_delivery_reason = delivery.status, delivery.reason
@@ -506,10 +547,13 @@ def alert_step(*, status: str, reason: str, registry_uri: str, model_name: str, 
 
 @stage_step
 def failure_alert_step(*, run_status: dict, registry_uri: str, model_name: str, run_id: str,
-                       alert_webhook_url: str, failure_report: str) -> AlertOutputs:
+                       alert_webhook_url: str, failure_report: str,
+                       model_report: str) -> AlertOutputs:
     """Exit handler: alert when the run failed outright, naming the stage and the cause from the
-    run's journal; a finished run stays quiet. ``run_status`` is KFP's final status of the run
-    as ``state`` and ``error_message``."""
+    run's journal; a finished run stays quiet. Either way, write the model's life page
+    (``model_report``), this run included. ``run_status`` is KFP's final status of the run as
+    ``state`` and ``error_message``."""
+    _write_life_page(registry_uri, model_name, model_report)
     from components import reports
     from components.runtime.stage_runner import run_failure
     from components.stages import alert as alert_stage

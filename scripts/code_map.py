@@ -24,7 +24,8 @@ DEFAULT_PACKAGES = ("components", "pipelines", "app")
 LAYERS = (
     ("components.outcomes", "components.params", "components.records", "components.data",
      "components.ml", "components.storage"),
-    ("components.registry", "components.policies", "components.reports"),
+    ("components.registry", "components.policies", "components.reports",
+     "components.life_report"),
     ("components.stages", "components.serving", "components.runtime"),
     ("components.steps",),
     ("components.contracts", "components.runtime.inprocess", "components.kfp_components"),

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.storage.base import write_failure
+
 DEFAULT_CHUNK_ROWS = 250_000
 
 
@@ -173,18 +175,24 @@ class ChunkWriter:
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as error:
             raise ChunkSchemaError(f"{self.path.name}: a chunk's columns do not match the earlier "
                              f"chunks' ({error})") from error
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._partial, self._schema)
-        self._writer.write_table(table)
+        try:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self._partial, self._schema)
+            self._writer.write_table(table)
+        except OSError as error:
+            raise write_failure(str(self.path), error) from error
         self.rows += len(frame)
 
     def close(self) -> None:
         """Finish the file; with nothing written, an empty table (no rows, no columns)."""
-        if self._writer is None:
-            pd.DataFrame().to_parquet(self._partial, index=False)
-        else:
-            self._writer.close()
-        os.replace(self._partial, self.path)
+        try:
+            if self._writer is None:
+                pd.DataFrame().to_parquet(self._partial, index=False)
+            else:
+                self._writer.close()
+            os.replace(self._partial, self.path)
+        except OSError as error:
+            raise write_failure(str(self.path), error) from error
 
     def discard(self) -> None:
         if self._writer is not None:

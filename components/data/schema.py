@@ -218,7 +218,26 @@ def check_schema(schema: object, source: str) -> dict:
                 fail(f"{where} ({column['name']!r}): {bound!r} must be a number")
         if "domain" in column and not isinstance(column["domain"], list):
             fail(f"{where} ({column['name']!r}): 'domain' must be a list")
+        if "required" in column and not isinstance(column["required"], bool):
+            fail(f"{where} ({column['name']!r}): 'required' must be true or false")
     return schema
+
+
+def starting_contract(inferred: dict) -> dict:
+    """A schema to edit into a contract (``retrain schema``): every column required, with its
+    type, and what the rows showed kept apart under ``observed``, which is never enforced. A
+    range or a category set seen in training is a statistic, not a contract: copy ``min``,
+    ``max`` or ``domain`` out of ``observed`` only where they are rules of the data."""
+    columns = []
+    for column in inferred["columns"]:
+        observed = {key: column[key] for key in ("min", "max", "domain") if key in column}
+        columns.append({"name": column["name"], "type": column["type"],
+                        "nullable": column["nullable"], "required": True,
+                        "observed": observed})
+    return {**inferred, "columns": columns,
+            "note": "A contract: 'min', 'max' and 'domain' on a column are enforced (a breach is "
+                    "invalid-data); 'observed' is what the rows showed, never enforced; a "
+                    "column with 'required': false may be missing."}
 
 
 def schema_feature_kinds(schema: dict) -> dict[str, str]:

@@ -8,13 +8,14 @@ Loading goes through :meth:`components.registry.Registry.load_model`: the SHA-25
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from components.data.schema import NUMERIC, plain_value
 from components.ml.models import predicted_classes
+from components.registry import SCHEMA_FILE
 from components.serving.inference import FEATURE_DATATYPES, label_datatype
 from components.serving.plan import PredictionPlan, compile_plan
 
@@ -30,6 +31,10 @@ class ServedModel:
     classes: list
     label_datatype: str
     plan: PredictionPlan | None = None  # the transforms as numpy operations, when exact
+    # What the version saw in training (its schema.json): a numeric feature's [min, max], a
+    # categorical one's categories. Values beyond them are served, counted and flagged.
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categories: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, registry, version: str, *, allow_version_skew: bool = False) -> ServedModel:
@@ -40,10 +45,16 @@ class ServedModel:
         # The model's own column order (what it was fitted on), which a V1 list instance follows.
         order = [str(c) for c in getattr(model, "feature_names_in_", kinds)]
         feature_kinds = {column: kinds[column] for column in order if column in kinds}
+        seen = registry.version_json(version, SCHEMA_FILE) or {"columns": []}
+        columns = {c["name"]: c for c in seen["columns"] if c["name"] in feature_kinds}
         return cls(model_name=registry.model_name, version=version, model=model,
                    feature_kinds=feature_kinds, classes=classes,
                    label_datatype=label_datatype(classes),
-                   plan=compile_plan(model, feature_kinds))
+                   plan=compile_plan(model, feature_kinds),
+                   ranges={name: (c["min"], c["max"]) for name, c in columns.items()
+                           if "min" in c and "max" in c},
+                   categories={name: frozenset(map(str, c["domain"]))
+                               for name, c in columns.items() if c.get("domain") is not None})
 
     def predict(self, columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
         """Classes and class probabilities for the rows a request holds (every feature column:
@@ -51,6 +62,23 @@ class ServedModel:
         probabilities = (self.plan.predict_proba(columns) if self.plan is not None
                          else self.model.predict_proba(self.frame(columns)))
         return predicted_classes(self.model, probabilities), probabilities
+
+    def unfamiliar(self, columns: dict[str, list]) -> dict[str, dict[str, int]]:
+        """Per feature, how many of the request's values lie beyond what the version saw in
+        training: ``out_of_range`` numbers and ``unseen_category`` categories (missing values
+        are not counted). Empty when every value is familiar."""
+        found = {}
+        for name, (low, high) in self.ranges.items():
+            outside = sum(1 for v in columns[name] if v is not None and v == v and
+                          not low <= v <= high)
+            if outside:
+                found[name] = {"out_of_range": outside}
+        for name, known in self.categories.items():
+            unseen = sum(1 for v in columns[name]  # NaN (v != v) is missing, like None
+                         if v is not None and v == v and str(v) not in known)
+            if unseen:
+                found[name] = {"unseen_category": unseen}
+        return found
 
     def v2_metadata(self) -> dict:
         """``GET /v2/models/<name>``: the inputs (one per feature) and the outputs."""

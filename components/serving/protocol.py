@@ -29,11 +29,13 @@ _NUMPY_TYPES = {"FP64": "<f8", "FP32": "<f4", "FP16": "<f2", "INT64": "<i8", "IN
 
 
 class RequestError(Exception):
-    """What a client sent cannot be served; ``status`` is the HTTP status to answer with."""
+    """What a client sent cannot be served; ``status`` is the HTTP status to answer with, and
+    ``headers`` any it needs (``Retry-After`` on a 503)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 def _shown(name) -> str:
@@ -42,10 +44,16 @@ def _shown(name) -> str:
 
 
 def parse_json(data: bytes) -> object:
+    """The body as JSON, or a 400 naming what is wrong: not JSON, not UTF-8, nested too deeply,
+    a number too long to read. ``NaN`` and ``Infinity`` literals, which the published clients
+    send for float tensors, are read: NaN is a missing value, an infinity is refused where a
+    number is checked (:func:`_checked`)."""
     try:
         return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RequestError(400, f"the body is not valid JSON ({error})") from None
+    except RecursionError:
+        raise RequestError(400, "the body is not valid JSON: it is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError, an over-long integer
+        raise RequestError(400, f"the body is not valid JSON ({_shown(error)})") from None
 
 
 # -- V2 ----------------------------------------------------------------------------------------
@@ -88,6 +96,16 @@ def v2_body(data: bytes, header_length: str | None) -> tuple[dict, bytes]:
     return body, binary
 
 
+def _parameters(holder: dict, where: str) -> dict:
+    """The ``parameters`` object of a request, an input or an output (empty when absent)."""
+    parameters = holder.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise RequestError(400, f"'parameters' of {where} must be an object")
+    return parameters
+
+
 def _flat(data) -> list:
     if not isinstance(data, list):
         raise RequestError(400, "'data' must be a list")
@@ -96,20 +114,18 @@ def _flat(data) -> list:
     return data
 
 
-def v2_columns(body: dict, binary: bytes, served: ServedModel, max_rows: int) -> dict[str, list]:
-    """Each feature column's values from a V2 request, checked against the model's features."""
-    columns, offset = {}, 0
+def v2_columns(body: dict, binary: bytes, served: ServedModel,
+               max_rows: int) -> tuple[dict[str, list], list[str]]:
+    """Each feature column's values from a V2 request, checked against the model's features;
+    and the names of the inputs that are not features, which are ignored (an id, the label)."""
+    columns, offset, ignored = {}, 0, []
     for tensor in body["inputs"]:
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise RequestError(400, "every input needs a 'name'")
         name, datatype = tensor["name"], tensor.get("datatype")
-        if name not in served.feature_kinds:
-            raise RequestError(400, f"input {_shown(name)} is not a feature of model "
-                                    f"{served.model_name!r}; its features: "
-                                    f"{', '.join(served.feature_kinds)}")
-        if name in columns:
+        if name in columns or name in ignored:
             raise RequestError(400, f"input {_shown(name)} is given twice")
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(tensor, f"input {_shown(name)}").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise RequestError(400, f"input {_shown(name)}: binary_data_size {size!r} "
@@ -118,6 +134,9 @@ def v2_columns(body: dict, binary: bytes, served: ServedModel, max_rows: int) ->
             offset += size
         else:
             values = _flat(tensor.get("data"))
+        if name not in served.feature_kinds:
+            ignored.append(name)
+            continue
         shape = tensor.get("shape")
         if not (isinstance(shape, list) and all(isinstance(d, int) for d in shape)
                 and shape and math.prod(shape) == len(values)
@@ -129,7 +148,7 @@ def v2_columns(body: dict, binary: bytes, served: ServedModel, max_rows: int) ->
     if missing:
         raise RequestError(400, f"missing input(s) {', '.join(map(_shown, missing))}; the "
                                 "model reads every feature (send null for a missing value)")
-    return _same_rows(columns, max_rows)
+    return _same_rows(columns, max_rows), ignored
 
 
 def _checked(name: str, datatype, values: list, kind: str) -> list:
@@ -170,7 +189,7 @@ def _same_rows(columns: dict[str, list], max_rows: int) -> dict[str, list]:
 
 def requested_outputs(body: dict) -> list[tuple[str, bool]]:
     """The outputs asked for (all, when none is named), each with whether it is wanted binary."""
-    default_binary = bool((body.get("parameters") or {}).get("binary_data_output", False))
+    default_binary = bool(_parameters(body, "the request").get("binary_data_output", False))
     asked = body.get("outputs")
     if asked is None:
         return [(name, default_binary) for name in OUTPUTS]
@@ -181,14 +200,16 @@ def requested_outputs(body: dict) -> list[tuple[str, bool]]:
         name = output.get("name") if isinstance(output, dict) else None
         if name not in OUTPUTS:
             raise RequestError(400, f"output {_shown(name)} is not one of {', '.join(OUTPUTS)}")
-        chosen.append((name, bool((output.get("parameters") or {}).get("binary_data",
-                                                                      default_binary))))
+        chosen.append((name, bool(_parameters(output, f"output {_shown(name)}").get(
+            "binary_data", default_binary))))
     return chosen
 
 
 def v2_response(served: ServedModel, predicted: np.ndarray, probabilities: np.ndarray,
-                outputs: list[tuple[str, bool]], request_id) -> tuple[bytes, int | None]:
-    """The response body, and the JSON header's length when binary tensors follow it."""
+                outputs: list[tuple[str, bool]], request_id, unfamiliar: dict | None = None,
+                ignored: list[str] = ()) -> tuple[bytes, int | None]:
+    """The response body, and the JSON header's length when binary tensors follow it; what was
+    unfamiliar or ignored goes in its ``parameters``."""
     tensors, binary = [], []
     for name, as_binary in outputs:
         if name == PREDICT:
@@ -210,6 +231,8 @@ def v2_response(served: ServedModel, predicted: np.ndarray, probabilities: np.nd
             "outputs": tensors}
     if request_id is not None:
         body["id"] = request_id
+    if notes := _notes(unfamiliar, ignored):
+        body["parameters"] = notes
     header = json.dumps(body, separators=(",", ":")).encode()
     if not binary:
         return header, None
@@ -224,8 +247,10 @@ def _binary_tensor(values: np.ndarray, datatype: str) -> bytes:
 
 
 # -- V1 ----------------------------------------------------------------------------------------
-def v1_columns(body: object, served: ServedModel, max_rows: int) -> dict[str, list]:
-    """Each feature column's values from ``{"instances": [...]}``."""
+def v1_columns(body: object, served: ServedModel,
+               max_rows: int) -> tuple[dict[str, list], list[str]]:
+    """Each feature column's values from ``{"instances": [...]}``; and the fields of object
+    instances that are not features, which are ignored (an id, the label)."""
     if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
         raise RequestError(400, "a V1 request is a JSON object with an 'instances' list")
     instances = body["instances"]
@@ -234,6 +259,7 @@ def v1_columns(body: object, served: ServedModel, max_rows: int) -> dict[str, li
                                 f"request (--max-batch-rows {max_rows})")
     features = list(served.feature_kinds)
     columns: dict[str, list] = {name: [] for name in features}
+    ignored: dict[str, None] = {}
     for index, instance in enumerate(instances):
         if isinstance(instance, list):
             if len(instance) != len(features):
@@ -242,10 +268,7 @@ def v1_columns(body: object, served: ServedModel, max_rows: int) -> dict[str, li
             instance = dict(zip(features, instance, strict=True))
         if not isinstance(instance, dict):
             raise RequestError(400, f"instance {index} is neither an object nor a list")
-        unknown = [key for key in instance if key not in served.feature_kinds]
-        if unknown:
-            raise RequestError(400, f"instance {index}: {_shown(unknown[0])} is not a feature of "
-                                    f"model {served.model_name!r}")
+        ignored.update((str(key), None) for key in instance if key not in served.feature_kinds)
         missing = [name for name in features if name not in instance]
         if missing:
             raise RequestError(400, f"instance {index} lacks {', '.join(map(_shown, missing))}")
@@ -253,9 +276,26 @@ def v1_columns(body: object, served: ServedModel, max_rows: int) -> dict[str, li
             columns[name].append(instance[name])
     for name, kind in served.feature_kinds.items():
         _checked(name, "FP64" if kind == NUMERIC else "BYTES", columns[name], kind)
-    return _same_rows(columns, max_rows)
+    return _same_rows(columns, max_rows), list(ignored)
 
 
-def v1_response(predicted: np.ndarray) -> bytes:
-    return json.dumps({"predictions": [plain(v) for v in predicted]},
-                      separators=(",", ":")).encode()
+def v1_response(predicted: np.ndarray, probabilities: np.ndarray | None = None,
+                unfamiliar: dict | None = None, ignored: list[str] = ()) -> bytes:
+    """``{"predictions": [...]}``: the classes, or with ``probabilities`` (KServe's
+    ``PREDICT_PROBA`` convention) each row's class probabilities; what was unfamiliar or
+    ignored beside them, when anything was."""
+    body = {"predictions": ([[float(p) for p in row] for row in probabilities]
+                            if probabilities is not None else [plain(v) for v in predicted])}
+    body.update(_notes(unfamiliar, ignored))
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _notes(unfamiliar: dict | None, ignored) -> dict:
+    """What a response says beside the predictions: values beyond what the model saw in
+    training, by feature; the fields it ignored. Nothing when there is nothing to say."""
+    notes = {}
+    if unfamiliar:
+        notes["unfamiliar_values"] = unfamiliar
+    if ignored:
+        notes["ignored_inputs"] = [str(name)[:80] for name in list(ignored)[:20]]
+    return notes

@@ -57,6 +57,61 @@ class ServeOptions:
     max_request_mb: float = 16.0
     max_batch_rows: int = 10_000
     ready_file: str = ""  # written with the port once serving (infra validation reads it)
+    batch_threads: int = 1  # threads predicting large requests (the fast lane has its own)
+    v1_predict_proba: bool = False  # V1 predictions are class probabilities (KServe's PREDICT_PROBA)
+    max_queued_batches: int = 8  # large requests waiting beyond those: more are answered 503
+
+
+# A request body up to this size (about 100 rows of ten features) takes the fast lane: its own
+# thread, so a single row never waits behind a batch. Larger bodies take the batch lane.
+FAST_LANE_BYTES = 64 * 1024
+FAST_LANE_QUEUE = 64  # small requests waiting for the fast lane's thread, at most
+RETRY_AFTER_SECONDS = 1
+
+
+class Lane:
+    """Prediction work apart from the event loop: a pool of threads and a bounded queue.
+
+    The event loop only reads bodies and answers health, readiness, metadata and /metrics, so
+    they answer in milliseconds whatever is being predicted. Work beyond the threads and the
+    queue is refused at once (503 with ``Retry-After``), never left to wait without end.
+    """
+
+    def __init__(self, name: str, threads: int, queued: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.name = name
+        self.executor = ThreadPoolExecutor(max_workers=threads, initializer=_one_thread_each,
+                                           thread_name_prefix=f"predict-{name}")
+        self.capacity = threads + queued
+        self.admitted = 0  # read and changed on the event loop only: no lock
+
+    async def run(self, work):
+        """``work()`` on one of the lane's threads, once there is room for it."""
+        import asyncio
+
+        if self.admitted >= self.capacity:
+            raise RequestError(503, f"the server is busy: {self.admitted} {self.name} requests "
+                                    f"are being predicted or waiting, the most it takes; retry "
+                                    f"in {RETRY_AFTER_SECONDS} s",
+                               {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        self.admitted += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+        finally:
+            self.admitted -= 1
+
+    def stop(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _one_thread_each() -> None:
+    """One BLAS/OpenMP thread per prediction, set in each lane thread (OpenMP's thread count is
+    per calling thread): requests are small, more threads cost more than they bring, and two
+    lanes spinning up OpenMP teams on 2 cores slow each other down."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
 
 
 class Metrics:
@@ -81,7 +136,29 @@ class Metrics:
         self.load_failures = Counter("retrain_serving_model_load_failures", "Versions that "
                                      "failed to load (the served one kept serving).",
                                      ["model", "version"], registry=self.registry)
+        self.unfamiliar = Counter("retrain_serving_unfamiliar_values", "Request values beyond "
+                                  "what the served version saw in training, by feature: numbers "
+                                  "out of its range, categories it never saw.",
+                                  ["model", "feature", "kind"], registry=self.registry)
+        self.ignored = Counter("retrain_serving_ignored_fields", "Request fields that are not "
+                               "features (V1 instance keys, V2 inputs), ignored.",
+                               ["model", "field"], registry=self.registry)
+        self._ignored_names: set[str] = set()
         self.model_name = model_name
+
+    def noted(self, unfamiliar: dict[str, dict[str, int]], ignored: list[str]) -> dict:
+        """Count a request's unfamiliar values by feature and its ignored fields; returns the
+        unfamiliar values, for the response."""
+        for feature, kinds in unfamiliar.items():
+            for kind, count in kinds.items():
+                self.unfamiliar.labels(self.model_name, feature, kind).inc(count)
+        for name in ignored:
+            # A client's field names are not bounded: past the first 50, they count as one.
+            label = name[:80] if name in self._ignored_names or len(self._ignored_names) < 50 \
+                else "(other)"
+            self._ignored_names.add(label)
+            self.ignored.labels(self.model_name, label).inc()
+        return unfamiliar
 
     def now_serving(self, old: str | None, new: str) -> None:
         if old:
@@ -119,7 +196,7 @@ class ModelHolder:
             return False
         old, self.current = self.current, loaded  # one assignment: requests see one or other
         self.metrics.now_serving(old.version if old else None, loaded.version)
-        logger.warning("serving %s %s", self.options.model_name, loaded.version)
+        logger.info("serving %s %s", self.options.model_name, loaded.version)
         return True
 
     def wanted_version(self) -> str | None:
@@ -161,6 +238,11 @@ class Routes:
     def __init__(self, holder: ModelHolder, options: ServeOptions):
         self.holder, self.options, self.metrics = holder, options, holder.metrics
         self.max_bytes = int(options.max_request_mb * 2**20)
+        self.fast = Lane("small", 1, FAST_LANE_QUEUE)
+        self.batch = Lane("large", options.batch_threads, options.max_queued_batches)
+
+    def lane_for(self, body: bytes) -> Lane:
+        return self.fast if len(body) <= FAST_LANE_BYTES else self.batch
 
     def model_for(self, name: str, version: str = "") -> ServedModel:
         """The served model, if it is the one asked for (404), and loaded (503)."""
@@ -201,7 +283,7 @@ class Routes:
             try:
                 response = await handler(request)
             except RequestError as error:
-                response = _json({"error": str(error)}, error.status)
+                response = _json({"error": str(error)}, error.status, error.headers)
             served, code = self.holder.current, str(response.status_code)
             self.metrics.requests.labels(route, code, served.version if served else "").inc()
             if response.status_code >= 400:
@@ -241,16 +323,23 @@ class Routes:
         from starlette.responses import Response
 
         served = self._requested_model(request)
-        body, binary = v2_body(await self.body_of(request), request.headers.get(BINARY_HEADER))
-        outputs = requested_outputs(body)
-        predicted, probabilities = served.predict(
-            v2_columns(body, binary, served, self.options.max_batch_rows))
-        content, header_length = v2_response(served, predicted, probabilities, outputs,
-                                              body.get("id"))
+        data, header = await self.body_of(request), request.headers.get(BINARY_HEADER)
+        content, header_length = await self.lane_for(data).run(
+            lambda: self._infer(served, data, header))
         if header_length is None:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream",
                         headers={BINARY_HEADER: str(header_length)})
+
+    def _infer(self, served: ServedModel, data: bytes, header: str | None):
+        """Parse, check, predict and encode a V2 request: on a lane's thread."""
+        body, binary = v2_body(data, header)
+        outputs = requested_outputs(body)
+        columns, ignored = v2_columns(body, binary, served, self.options.max_batch_rows)
+        predicted, probabilities = served.predict(columns)
+        unfamiliar = self.metrics.noted(served.unfamiliar(columns), ignored)
+        return v2_response(served, predicted, probabilities, outputs, body.get("id"),
+                           unfamiliar, ignored)
 
     # -- KServe V1 ------------------------------------------------------------------------------
     async def v1_models(self, request):
@@ -280,9 +369,17 @@ class Routes:
         from starlette.responses import Response
 
         served = self.model_for(name)
-        predicted, _ = served.predict(v1_columns(parse_json(await self.body_of(request)), served,
-                                                 self.options.max_batch_rows))
-        return Response(v1_response(predicted), media_type="application/json")
+        data = await self.body_of(request)
+
+        def predict() -> bytes:  # on a lane's thread
+            columns, ignored = v1_columns(parse_json(data), served, self.options.max_batch_rows)
+            predicted, probabilities = served.predict(columns)
+            unfamiliar = self.metrics.noted(served.unfamiliar(columns), ignored)
+            return v1_response(predicted,
+                               probabilities if self.options.v1_predict_proba else None,
+                               unfamiliar, ignored)
+
+        return Response(await self.lane_for(data).run(predict), media_type="application/json")
 
     # -- the rest -------------------------------------------------------------------------------
     async def prometheus(self, request):
@@ -346,7 +443,7 @@ def serve(options: ServeOptions) -> None:
     port = listener.getsockname()[1]
     if options.ready_file:
         Path(options.ready_file).write_text(str(port))
-    logger.warning("serving %s on http://%s:%d", options.model_name, options.host, port)
+    logger.info("serving %s on http://%s:%d", options.model_name, options.host, port)
     config = uvicorn.Config(create_app(holder, options), log_level="warning", access_log=False,
                             loop="auto", http="auto", lifespan="off")
     from threadpoolctl import threadpool_limits

@@ -123,7 +123,7 @@ def _roll_holdout(registry: Registry, new_holdout, holdout_rows: int,
     """Add the promoted run's holdout rows to the rolling holdout (again, on a retry: each row
     is kept once)."""
     if new_holdout is not None:
-        registry.write_holdout_pool(rolled_holdout(registry.holdout_pool(), new_holdout,
+        registry.write_holdout_pool(rolled_holdout(registry.holdout_pool().data, new_holdout,
                                                    max_rows=holdout_rows,
                                                    timestamp_column=timestamp_column))
 

@@ -364,16 +364,16 @@ def _kept(writer: ChunkWriter) -> Path | None:
 
 
 def source_schema(*, source_uri: str, label_column: str, timestamp_column: str) -> dict:
-    """The schema inferred from every row of a source (``retrain schema``), to edit and pass as
-    ``schema_uri``."""
+    """A starting contract inferred from every row of a source (``retrain schema``), to edit
+    and pass as ``schema_uri``: see :func:`components.data.schema.starting_contract`."""
     import tempfile
 
-    from components.data.schema import infer_schema
+    from components.data.schema import infer_schema, starting_contract
 
     with tempfile.TemporaryDirectory(prefix="retrain-schema-") as folder:
         result = ingest(source_uri, timestamp_column=timestamp_column,
                         cutoff=pd.Timestamp.max.tz_localize("UTC"), watermark=None,
                         new_data_path=f"{folder}/new.parquet",
                         history_path=f"{folder}/history.parquet")
-        return infer_schema(result.new_data_path, label_column=label_column,
-                            timestamp_column=timestamp_column)
+        return starting_contract(infer_schema(result.new_data_path, label_column=label_column,
+                                              timestamp_column=timestamp_column))

@@ -33,7 +33,7 @@ from components.data.schema import (
     schema_feature_kinds,
 )
 from components.outcomes import Severity
-from components.records import Finding, ValidationReport
+from components.records import BEYOND_TRAINING_CHECKS, Finding, ValidationReport
 from components.registry import SCHEMA_FILE, Registry
 
 ERROR, WARNING = Severity.ERROR, Severity.WARNING
@@ -52,6 +52,7 @@ def validate(
     ingest_problems: list[str] | None = None,
     too_few_rows: str = ERROR,
     label_column: str = "",
+    contract: bool = False,
 ) -> ValidationReport:
     """Check new rows against ``schema``, a chunk of rows at a time.
 
@@ -82,12 +83,13 @@ def validate(
     label_column = schema["label"]["name"]
     kinds = schema_feature_kinds(schema)
     kinds.pop(label_column, None)  # the label is never also a feature
+    optional = {c["name"] for c in schema["columns"] if c.get("required", True) is False}
     findings += _column_findings(table.columns, kinds, label_column, timestamp_column,
-                                 file_columns or {})
+                                 file_columns or {}, optional)
     tally = _Tally()
     for chunk in table.chunks():
         tally.add(chunk, schema, kinds, label_column)
-    findings += _tally_findings(tally, schema, kinds, label_column, thresholds)
+    findings += _tally_findings(tally, schema, kinds, label_column, thresholds, contract)
     labelled = int(tally.labels.sum()) if tally.labels is not None else 0
     if labelled < min_rows:
         findings.append(Finding(too_few_rows, f"only {labelled} labelled new row(s); at least "
@@ -97,7 +99,7 @@ def validate(
 
 
 def _tally_findings(tally: _Tally, schema: dict, kinds: dict[str, str], label_column: str,
-                    thresholds: dict) -> list[Finding]:
+                    thresholds: dict, contract: bool) -> list[Finding]:
     """What the added-up rows show: types, missing values, values outside the schema,
     duplicates, and the label's classes."""
     findings = []
@@ -105,8 +107,8 @@ def _tally_findings(tally: _Tally, schema: dict, kinds: dict[str, str], label_co
         if column in tally.missing:
             findings += tally.type_findings(column)
             findings += _missing_findings(tally.missing[column], tally.rows, column, schema,
-                                          thresholds)
-    findings += tally.schema_value_findings(schema, thresholds)
+                                          thresholds, sorted(tally.missing_files.get(column, ())))
+    findings += tally.schema_value_findings(schema, thresholds, contract)
     findings += _duplicate_findings(tally.duplicates(), tally.rows, thresholds)
     if tally.labels is not None:
         findings += _label_findings(tally.labels, tally.missing_labels, label_column, schema,
@@ -121,6 +123,7 @@ class _Tally:
     def __init__(self):
         self.rows = 0
         self.missing: dict[str, int] = {}
+        self.missing_files: dict[str, set[str]] = {}  # column -> files with a missing value
         self.present: dict[str, int] = {}
         self.not_numbers: dict[str, dict[str, list]] = {}  # column -> file -> [count, example]
         self.infinite: dict[str, dict[str, int]] = {}
@@ -147,7 +150,10 @@ class _Tally:
                 columns[column] = numbers.replace([np.inf, -np.inf], np.nan)
             else:
                 columns[column] = as_category_strings(values)
-            self.missing[column] = self.missing.get(column, 0) + int(values.isna().sum())
+            absent = values.isna().to_numpy()
+            self.missing[column] = self.missing.get(column, 0) + int(absent.sum())
+            if absent.any():
+                self.missing_files.setdefault(column, set()).update(files[absent].tolist())
         if label_column in chunk:
             columns[label_column] = as_category_strings(label_values(chunk[label_column]))
         checked = pd.DataFrame(columns, index=pd.RangeIndex(len(chunk)))
@@ -208,7 +214,11 @@ class _Tally:
             findings.append(Finding(ERROR, f"{count} infinite value(s)", file, column, "type"))
         return findings
 
-    def schema_value_findings(self, schema: dict, thresholds: dict) -> list[Finding]:
+    def schema_value_findings(self, schema: dict, thresholds: dict,
+                              contract: bool) -> list[Finding]:
+        """Labels outside the known classes (an error); numbers outside the schema's range and
+        unknown categories: a breach of a ``contract`` (the user's schema), else drift beyond
+        what the champion was trained on, never an error by itself."""
         findings = []
         kinds = schema_feature_kinds(schema)
         for column, entry in sorted(self.failures.items()):
@@ -226,12 +236,22 @@ class _Tally:
                            f"{[str(c) for c in schema['label']['classes']]}: {examples}")
             elif check == "out_of_range":
                 severity = _severity(ratio, thresholds, "out_of_range")
-                problem = (f"{ratio:.1%} of the values ({count}) are outside "
-                           f"[{spec.get('min'):g}, {spec.get('max'):g}], e.g. {examples}")
+                where = (f"outside [{spec.get('min'):g}, {spec.get('max'):g}]" if contract else
+                         f"outside the range seen in training [{spec.get('min'):g}, "
+                         f"{spec.get('max'):g}]")
+                problem = (f"{share(ratio, _limit(severity, thresholds, check))} of the values "
+                           f"({count}) are {where}, e.g. {examples}")
             else:
                 severity = _severity(ratio, thresholds, "unseen_category")
-                problem = (f"{ratio:.1%} of the values ({count}) are categories the schema "
-                           f"does not know, e.g. {examples}")
+                known = "the schema does not know" if contract else "unseen in training"
+                problem = (f"{share(ratio, _limit(severity, thresholds, check))} of the values "
+                           f"({count}) are categories {known}, e.g. {examples}")
+            if not contract and check != "unknown_class":
+                # A range or a category set seen in training describes the champion's world,
+                # not what data may be: beyond it is drift (retrain_when=drift reads it).
+                check = BEYOND_TRAINING[check]
+                severity = WARNING if severity else None
+                problem += " (drift, not an error: pass a schema with --schema-uri to enforce it)"
             if severity:
                 file = in_files if len(entry["files"]) == 1 else ""
                 problem += "" if file else f" (in {in_files})"
@@ -247,9 +267,10 @@ class _Tally:
         return len(hashes) - int(first_occurrences(hashes).sum())
 
 
-def _column_findings(columns, kinds, label_column, timestamp_column, file_columns):
+def _column_findings(columns, kinds, label_column, timestamp_column, file_columns, optional):
     findings = []
-    required = [label_column, *([timestamp_column] if timestamp_column else []), *kinds]
+    required = [label_column, *([timestamp_column] if timestamp_column else []),
+                *(kind for kind in kinds if kind not in optional)]
     for name, file_cols in file_columns.items():
         for column in required:
             if column not in file_cols:
@@ -260,26 +281,31 @@ def _column_findings(columns, kinds, label_column, timestamp_column, file_column
             findings.append(Finding(ERROR, "required column is missing", "", column,
                                     "missing_column"))
     for column in columns:
-        if column not in set(required) | {SOURCE_FILE_COLUMN}:
+        if column not in set(required) | set(optional) | {SOURCE_FILE_COLUMN}:
             findings.append(Finding(WARNING, "column is not in the schema; ignored", "", column,
                                     "extra_column"))
     return findings
 
 
-def _missing_findings(missing: int, rows: int, column: str, schema: dict,
-                      thresholds: dict) -> list[Finding]:
+def _missing_findings(missing: int, rows: int, column: str, schema: dict, thresholds: dict,
+                      files: list[str]) -> list[Finding]:
     ratio = missing / rows if rows else 0.0
     nullable = next((c.get("nullable", True) for c in schema["columns"]
                      if c["name"] == column), True)
-    problem = f"{ratio:.1%} of the values are missing"
+    file = files[0] if len(files) == 1 else ""
+    where = f" (in {', '.join(files[:EXAMPLES])})" if len(files) > 1 else ""
     if ratio > thresholds["missing_error"] or (rows and ratio == 1.0):
-        return [Finding(ERROR, f"{problem} (error above {thresholds['missing_error']:.0%})", "",
-                        column, "missing_values")]
+        limit = thresholds["missing_error"]
+        return [Finding(ERROR, f"{share(ratio, limit)} of the values are missing (error above "
+                               f"{percent(limit)}){where}", file, column, "missing_values")]
     if ratio > thresholds["missing_warn"]:
-        return [Finding(WARNING, f"{problem} (warning above {thresholds['missing_warn']:.0%})",
-                        "", column, "missing_values")]
+        limit = thresholds["missing_warn"]
+        return [Finding(WARNING, f"{share(ratio, limit)} of the values are missing (warning "
+                                 f"above {percent(limit)}){where}", file, column,
+                        "missing_values")]
     if ratio > 0 and not nullable:
-        return [Finding(WARNING, f"{problem}; the schema says it is never missing", "", column,
+        return [Finding(WARNING, f"{share(ratio, 0.0)} of the values are missing; the schema "
+                                 f"says it is never missing{where}", file, column,
                         "missing_values")]
     return []
 
@@ -306,6 +332,34 @@ def _pandera_schema(schema: dict, present: set[str]):
     return pa.DataFrameSchema(columns, strict=False)
 
 
+# The checks of values beyond what the champion saw in training, when the schema is its own.
+BEYOND_TRAINING = dict(zip(("out_of_range", "unseen_category"), BEYOND_TRAINING_CHECKS,
+                           strict=True))
+
+
+def share(ratio: float, limit: float) -> str:
+    """A share as a percentage, with as many decimals as it takes never to read as on the other
+    side of (or at) the ``limit`` it was judged against: 0.96% under a 1% limit reads 0.96%,
+    not 1.0%."""
+    for digits in (1, 2, 3, 4):
+        text = f"{ratio:.{digits}%}"
+        shown = float(text.rstrip("%")) / 100
+        if (ratio > limit) == (shown > limit) and shown != limit:
+            return text
+    return f"{ratio:.6%}"
+
+
+def percent(limit: float) -> str:
+    """A threshold as a percentage, exactly: 0.015 reads 1.5%."""
+    return f"{limit * 100:g}%"
+
+
+def _limit(severity: str | None, thresholds: dict, check: str) -> float:
+    """The threshold a share was judged against: the error one for an error, else the warning
+    one."""
+    return thresholds[f"{check}_{'error' if severity == ERROR else 'warn'}"]
+
+
 def _severity(ratio: float, thresholds: dict, check: str) -> str | None:
     if ratio > thresholds[f"{check}_error"]:
         return ERROR
@@ -320,8 +374,10 @@ def _duplicate_findings(duplicates: int, rows: int, thresholds: dict) -> list[Fi
     severity = _severity(duplicates / rows, thresholds, "duplicate")
     if not severity:
         return []
-    return [Finding(severity, f"{duplicates / rows:.1%} of the new rows repeat an earlier row "
-                              "exactly (preprocess drops them)", check="duplicates")]
+    ratio = duplicates / rows
+    return [Finding(severity, f"{share(ratio, _limit(severity, thresholds, 'duplicate'))} of "
+                              "the new rows repeat an earlier row exactly (preprocess drops "
+                              "them)", check="duplicates")]
 
 
 def _label_findings(counts: pd.Series, missing: int, column: str, schema: dict,
@@ -340,13 +396,13 @@ def _label_findings(counts: pd.Series, missing: int, column: str, schema: dict,
                                        "a classifier needs at least two", "", column,
                                 "class_balance"))
         return findings
+    limit = thresholds["min_class_share"]
     for cls in schema["label"].get("classes") or []:
-        share = float(shares.get(str(cls), 0.0))
-        if share < thresholds["min_class_share"]:
+        ratio = float(shares.get(str(cls), 0.0))
+        if ratio < limit:
             findings.append(Finding(
-                WARNING, f"class {str(cls)!r} is {share:.1%} of the new labelled rows "
-                         f"(warning below {thresholds['min_class_share']:.0%})", "", column,
-                "class_balance"))
+                WARNING, f"class {str(cls)!r} is {share(ratio, limit)} of the new labelled rows "
+                         f"(warning below {percent(limit)})", "", column, "class_balance"))
     return findings
 
 

@@ -18,6 +18,16 @@ class StorageError(Exception):
         return (type(self), (str(self),), {"uri": self.uri})
 
 
+def write_failure(uri: str, error: OSError) -> StorageError:
+    """A failed write, naming the object and what the system said (a full disk, a permission)
+    with the usual remedy; nothing was replaced."""
+    hints = {28: " (the disk is full: free space, then run again)",
+             13: " (permission denied: the run's user cannot write there)",
+             30: " (a read-only file system)"}
+    return StorageError(f"cannot write {uri}: {error.strerror or error}"
+                        f"{hints.get(error.errno, '')}; the object was left as it was", uri=uri)
+
+
 class ObjectNotFoundError(StorageError, FileNotFoundError):
     """The object does not exist."""
 

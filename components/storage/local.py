@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from components.storage.base import FileInfo, ObjectNotFoundError, sha256_bytes
+from components.storage.base import FileInfo, ObjectNotFoundError, sha256_bytes, write_failure
 
 
 class LocalStorage:
@@ -39,17 +39,23 @@ class LocalStorage:
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         path = self._path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                            suffix=".tmp")
+        except OSError as error:
+            raise write_failure(uri, error) from error
         try:
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(data)
                 tmp.flush()
                 os.fsync(tmp.fileno())
             os.replace(tmp_name, path)
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp_name)
+            if isinstance(error, OSError):
+                raise write_failure(uri, error) from error
             raise
 
     def create_exclusive(self, uri: str, data: bytes) -> bool:

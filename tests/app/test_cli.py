@@ -49,7 +49,9 @@ def test_refused_parameters_exit_2_before_running(tmp_path, capsys, flags, messa
 
 
 def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
-    """Check that `retrain schema` infers the contract from a source folder."""
+    """Check that `retrain schema` writes a starting contract from a source folder: every
+    column required with its type, the ranges and categories seen kept apart as `observed`
+    (statistics, never enforced)."""
 
     assert main(["schema", "--source-uri", str(demo_folder), "--label-column", "will_buy",
                  "--timestamp-column", "event_time"]) == 0
@@ -59,6 +61,12 @@ def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
     assert {c["name"] for c in schema["columns"]} == {
         "age", "income", "purchases_last_year", "days_since_last_purchase", "avg_basket_value",
         "web_visits_last_month", "region", "membership"}
+    age = next(c for c in schema["columns"] if c["name"] == "age")
+    assert set(age) == {"name", "type", "nullable", "required", "observed"}
+    assert age["required"] is True
+    assert age["observed"]["min"] < age["observed"]["max"]
+    region = next(c for c in schema["columns"] if c["name"] == "region")
+    assert set(region["observed"]) == {"domain"}
 
 
 
@@ -124,3 +132,45 @@ def test_registry_history_lists_every_pointer_move(tmp_path, capsys):
     assert main(["registry", "history", "--registry-uri", str(tmp_path), "--model-name",
                  "m"]) == 0
     assert "rollback v0002 -> v0001" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where, message", [
+    ("no-registry", "there is no registry at {root}/nowhere (nothing is there)"),
+    ("typo", "the registry {root}/registry has no model 'custmers'; it has: customers, other")],
+    ids=["no-registry", "model-typo"])
+@pytest.mark.parametrize("command", ["list", "show", "history", "rollback"])
+def test_registry_commands_refuse_a_typo_naming_what_exists(tmp_path, capsys, where, message,
+                                                             command):
+    """Check that a registry or model that does not exist is an error (exit 1) naming what
+    does exist, never an empty listing."""
+    from components.registry import Registry
+
+    for model in ("customers", "other"):
+        Registry(str(tmp_path / "registry"), model).publish(
+            b"model", VersionMetadata(run_id="r", created_at="now"))
+    uri = str(tmp_path / ("nowhere" if where == "no-registry" else "registry"))
+    assert main(["registry", command, "--registry-uri", uri, "--model-name",
+                 "custmers" if where == "typo" else "customers"]) == 1
+    assert capsys.readouterr().err == f"error: RegistryError: {message.format(root=tmp_path)}\n"
+
+
+def test_show_without_a_champion_says_how_its_runs_ended(tmp_path, capsys):
+    """Check that `registry show` of a model with runs but no champion says how many and how
+    the last one ended, in text and JSON."""
+    from components.records import RunRecord
+    from components.registry import Registry
+
+    store = Registry(str(tmp_path), "m")
+    for number, status in ((1, "invalid-data"), (2, "rejected")):
+        store.write_run_record(f"run-{number}", RunRecord.of(
+            status=status, reason=f"reason {number}", run_id=f"run-{number}", model_name="m",
+            new_rows=10))
+    args = ["registry", "show", "--registry-uri", str(tmp_path), "--model-name", "m"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("m: no champion yet; 2 run(s) recorded, the last (run-2, ")
+    assert text.endswith("ended rejected: reason 2\n")
+    assert main([*args, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["champion"], shown["runs"], shown["last_run"]["status"]) == (None, 2,
+                                                                               "rejected")

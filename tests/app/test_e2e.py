@@ -95,6 +95,9 @@ def test_bootstrap_deploys_v1(bootstrapped, webhook):
     assert result["drift"] == []
     assert result["findings"] == []
     assert not [body for body in webhook.bodies if body["run_id"] == result["run_id"]]
+    artifacts = Path(result["artifacts"])  # where the run's artifacts are, said by the run
+    assert artifacts.parent == world.root / "pipeline_root"
+    assert (artifacts / "evaluate" / "decision_record").exists()
 
 
 def test_drift_then_retrain_deploys_better_model(retrained):
@@ -151,7 +154,8 @@ def test_shuffled_labels_are_rejected_and_alerted(after_bootstrap):
 
 
 def test_bad_file_is_invalid_data_naming_it(after_bootstrap):
-    """Check that a file with text in a numeric column ends as invalid-data, naming it."""
+    """Check that a file with text in a numeric column ends as invalid-data, naming it, and
+    that `--fail-on invalid-data` makes it exit 4 with the record still printed."""
     world = after_bootstrap
     before = world.pointer_bytes()
 
@@ -161,7 +165,11 @@ def test_bad_file_is_invalid_data_naming_it(after_bootstrap):
         return frame
 
     world.add_month("2025-04", typo)
-    result = outcome(world.run(CUTOFFS[1], "--min-rows", "10"))
+    completed = world.run(CUTOFFS[1], "--min-rows", "10", "--fail-on", "invalid-data,rejected")
+    assert completed.returncode == 4
+    assert "error: the run ended invalid-data (--fail-on invalid-data,rejected)" in \
+        completed.stderr
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert result["status"] == "invalid-data"
     assert "file customers_2025-04.csv, column 'income'" in result["reason"]
     assert "'lots'" in result["reason"]
@@ -182,6 +190,12 @@ def test_crashed_run_exits_non_zero_and_the_alert_names_the_stage_and_cause(afte
     [line] = completed.stderr.strip().splitlines()
     cause = f"ingest failed: ObjectNotFoundError: {missing} is neither a file nor a folder"
     assert cause in line
+    printed = json.loads(completed.stdout.strip().splitlines()[-1])  # --json on every outcome
+    assert printed["status"] == "failed"
+    assert printed["stage"] == "ingest"
+    assert printed["cause"] == f"ObjectNotFoundError: {missing} is neither a file nor a folder"
+    assert printed["reason"] == cause
+    assert Path(printed["log"]).exists()
     [body] = world.webhook.bodies
     assert body["status"] == "failed"
     assert cause in body["text"]

@@ -3,6 +3,7 @@ it, evaluate compares against it, deploy promotes over it or loses the race."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -296,3 +297,102 @@ def test_a_rollback_the_cluster_refuses_changes_nothing(month, registry, kuberne
                  "customers"]) == 1
     assert "answered 500" in capsys.readouterr().err
     assert Registry(registry, "customers").champion().version == "v0002"
+
+
+# -- registry damage: named, with the way out; derived files never block ----------------------
+def _run_on(month, registry, run_id, *, deploy=True):
+    """The month's run again, its stages on ``registry`` (a damaged copy)."""
+    source = month["root"] / "source"
+    return run_stages(parameters(source_uri=str(source), registry_uri=registry,
+                                 model_name="customers", cutoff=CUTOFFS[2], threshold=0.5,
+                                 epochs=3, **COLUMNS),
+                      month["root"] / run_id, run_id, deploy=deploy, quiet=False)
+
+
+@pytest.mark.parametrize("name, damage, problem", [
+    ("champion.json", lambda text: text[: len(text) // 2], "it is cut short"),
+    ("versions/v0001/metadata.json", lambda text: "{garbage", "it is not JSON (Expecting "),
+    ("versions/v0001/schema.json", lambda text: "[1, 2]", "it holds a JSON array, not a JSON object"),
+    ("versions/v0001/statistics.json", lambda text: "\udcff", "it is not text (not UTF-8)")],
+    ids=["pointer-truncated", "metadata-garbage", "schema-a-list", "statistics-not-text"])
+def test_a_damaged_registry_file_is_named_with_the_way_out(month, registry, name, damage,
+                                                          problem):
+    """Check that a run on a registry with a damaged file fails naming the file, what is wrong
+    with it and what to do, in the exception and in the stage's journal, and changes nothing."""
+    from components.registry import RegistryDamageError
+
+    path = Path(registry) / "customers" / name
+    path.write_bytes(damage(path.read_text()).encode(errors="surrogateescape"))
+    before = {p: p.read_bytes() for p in Path(registry).rglob("*.json")
+              if "runs" not in p.parts}
+    with pytest.raises(RegistryDamageError) as error:
+        _run_on(month, registry, "run-damaged")
+    message = str(error.value)
+    assert message.startswith(f"{path} is damaged: {problem}")
+    assert "; to go on: " in message
+    assert error.value.uri == str(path)
+    [failed] = [e for e in Registry(registry, "customers").stage_entries("run-damaged").values()
+                if e.state == "failed"]
+    assert failed.message == message
+    assert failed.error_type == "RegistryDamageError"
+    assert before == {p: p.read_bytes() for p in before}
+
+
+def test_rollback_to_a_version_replaces_a_damaged_pointer(month, registry):
+    """Check the way out a damaged champion.json names: `retrain registry rollback --to`
+    points the champion at the version again, with the watermark it was trained up to."""
+    from app.cli import main
+
+    pointer_file = Path(registry) / "customers" / "champion.json"
+    intact = json.loads(pointer_file.read_text())
+    pointer_file.write_text(pointer_file.read_text()[:20])
+    assert main(["registry", "rollback", "--registry-uri", registry, "--model-name",
+                 "customers", "--to", "v0001"]) == 0
+    repaired = Registry(registry, "customers").champion()
+    assert repaired.version == "v0001"
+    assert repaired.watermark == intact["watermark"]
+    assert repaired.reason == "rollback to v0001, replacing a damaged champion.json"
+
+
+def test_an_unreadable_rolling_holdout_is_left_out_with_a_warning(month, registry):
+    """Check that a corrupt holdout.parquet (derived from runs) does not stop the run: the gate
+    compares on this run's holdout rows and the decision record says why; a deploy writes the
+    rolling holdout anew from its run's holdout rows, and the run record keeps the warning."""
+    import pandas as pd
+
+    pool = Path(registry) / "customers" / "holdout.parquet"
+    pool.write_bytes(b"not parquet at all")
+    run = _run_on(month, registry, "run-pool", deploy=False)
+    record = json.loads(Path(run.paths["decision_record"]).read_text())
+    [warning] = record["warnings"]
+    assert warning.startswith(f"the rolling holdout {pool} cannot be read (ArrowInvalid: ")
+    assert record["gate"]["evaluation"]["earlier_rows"] == 0
+    assert run.status in (GateDecision.DEPLOY, DeployResult.REJECTED)
+    result = _deploy(run.paths, registry, "run-pool", infra_validation=False)
+    assert result.result == DeployResult.DEPLOYED
+    assert len(pd.read_parquet(pool)) == len(pd.read_parquet(run.paths["evaluation_data"]))
+    assert Registry(registry, "customers").run_record("run-pool").warnings == [warning]
+
+
+def test_a_write_that_fails_names_the_object_and_the_cause(tmp_path, monkeypatch):
+    """Check that a full disk during a registry write is a StorageError naming the path and
+    the cause, and the old object stays."""
+    import errno
+    import os
+
+    from components.storage import LocalStorage, StorageError
+
+    target = tmp_path / "champion.json"
+    target.write_bytes(b"old")
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(StorageError) as error:
+        LocalStorage().write_bytes(str(target), b"new")
+    assert str(error.value) == (f"cannot write {target}: No space left on device (the disk is "
+                                "full: free space, then run again); the object was left as it "
+                                "was")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["champion.json"]

@@ -67,7 +67,7 @@ def test_validate_counts_the_same_whatever_the_chunk_size(tmp_path, monkeypatch,
     _messy_rows().to_parquet(tmp_path / "new.parquet", index=False)
     frame = pd.read_parquet(tmp_path / "new.parquet")
     schema = infer_schema(make_rows(2000, seed=1), label_column="label", timestamp_column="ts")
-    options = dict(schema=schema, timestamp_column="ts", min_rows=100,
+    options = dict(schema=schema, timestamp_column="ts", min_rows=100, contract=True,
                    thresholds=dict(DEFAULT_THRESHOLDS, out_of_range_error=0.001,
                                    unseen_category_error=0.001, duplicate_warn=0.001))
     monkeypatch.setenv("RETRAIN_CHUNK_ROWS", chunk_rows)

@@ -1,8 +1,6 @@
 """The model server, a real process on a loopback port, driven by a published V2 client
 (tritonclient) and by plain HTTP for V1 and for the requests a careless client sends."""
 
-import dataclasses
-import json
 import subprocess
 import sys
 import time
@@ -12,84 +10,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from components.ml.features import build_feature_transformer
-from components.ml.models import library_versions, model_bytes, new_classifier
-from components.records import VersionMetadata
-from components.registry import ChampionPointer, Registry
+from components.ml.models import library_versions
+from components.registry import ChampionPointer
+from tests.components.serving.helpers import KINDS, NAME, call, publish, start_server
 from tests.helpers import make_rows
-
-KINDS = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
-NAME = "shop"
-
-
-def _fit(seed: int, model_type: str):
-    from sklearn.pipeline import Pipeline
-
-    frame = make_rows(300, seed=seed, shift=float(seed % 2))
-    model = Pipeline([("features", build_feature_transformer(KINDS)),
-                      ("classifier", new_classifier(model_type))])
-    return model.fit(frame[list(KINDS)], frame["label"].astype(int))
-
-
-def _publish(registry: Registry, model, **overrides) -> str:
-    metadata = VersionMetadata(run_id="test", created_at="now", feature_kinds=KINDS,
-                               libraries=library_versions(), strategy="full", model_type="hgb")
-    return registry.publish(model_bytes(model), dataclasses.replace(metadata, **overrides))
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """v0001 (champion) and v0002, two different models of the same features."""
-    store = Registry(str(tmp_path_factory.mktemp("serving") / "registry"), NAME)
-    models = {_publish(store, _fit(1, "hgb")): _fit(1, "hgb"),
-              _publish(store, _fit(2, "sgd")): _fit(2, "sgd")}
-    store.move_champion(ChampionPointer("v0001", reason="test"), None)
-    return store, models
-
-
-def start_server(registry: Registry, tmp_path, *flags):
-    ready = tmp_path / f"ready-{time.monotonic_ns()}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--registry-uri", registry.registry_uri,
-         "--model-name", registry.model_name, "--port", "0", "--ready-file", str(ready), *flags],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{ready.read_text()}"
-    while True:
-        try:
-            urllib.request.urlopen(url + "/v2/health/live", timeout=1)
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    return process, url
-
-
-@pytest.fixture(scope="module")
-def server(registry, tmp_path_factory):
-    store, _ = registry
-    process, url = start_server(store, tmp_path_factory.mktemp("server"), "--reload-seconds",
-                                "0.2", "--max-batch-rows", "50", "--max-request-mb", "0.05")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-
-
-def call(url: str, path: str, body=None, *, raw: bytes | None = None):
-    """(status, parsed JSON) of a GET (no body) or a POST."""
-    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(url + path, data=data, method="GET" if data is None
-                                     else "POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
 
 ROWS = make_rows(7, seed=9)
 ROWS.loc[2, "x1"] = np.nan
@@ -171,9 +95,13 @@ def test_v1_routes_take_objects_and_lists(server, registry):
 BAD = {
     "malformed-json": (f"/v2/models/{NAME}/infer", b"{not json", 400, "not valid JSON"),
     "unknown-model": ("/v2/models/nope/infer", {"inputs": []}, 404, "no model named 'nope'"),
-    "unknown-column": (f"/v2/models/{NAME}/infer", {"inputs": [
+    "only-unknown-columns": (f"/v2/models/{NAME}/infer", {"inputs": [
         {"name": "zz", "shape": [1], "datatype": "FP64", "data": [1]}]}, 400,
-        "input 'zz' is not a feature of model 'shop'; its features: x1, x2, color"),
+        "missing input(s) 'x1', 'x2', 'color'"),
+    "repeated-column": (f"/v2/models/{NAME}/infer", {"inputs": [
+        {"name": "zz", "shape": [1], "datatype": "FP64", "data": [1]},
+        {"name": "zz", "shape": [1], "datatype": "FP64", "data": [1]}]}, 400,
+        "input 'zz' is given twice"),
     "missing-column": (f"/v2/models/{NAME}/infer", {"inputs": [
         {"name": "x1", "shape": [1], "datatype": "FP64", "data": [1]}]}, 400,
         "missing input(s) 'x2', 'color'"),
@@ -246,10 +174,10 @@ def test_the_server_follows_deploys_and_rollbacks_without_a_restart(registry, tm
             assert v2_outputs(body)["predict"] == expected[body["model_version"]]
         store.rollback()  # back to v0001
         _wait_for_version(url, "v0001")
-        broken = _publish(store, models["v0001"])
+        broken = publish(store, models["v0001"])
         store.storage.write_bytes(store.version_uri(broken, "model.skops"), b"torn")
         store.move_champion(ChampionPointer(broken, previous="v0001", reason="bad"), "v0001")
-        skewed = _publish(store, models["v0001"],
+        skewed = publish(store, models["v0001"],
                           libraries={**library_versions(), "scikit-learn": "1.5.2"})
         time.sleep(1.0)
         assert _served_version(url) == "v0001"  # the torn version did not replace it
@@ -278,7 +206,7 @@ def test_a_pinned_version_that_cannot_load_stops_the_server_with_the_reason(regi
     """Check that `retrain serve --version` of a model from another scikit-learn minor exits
     non-zero naming both versions, and that --allow-version-skew serves it."""
     store, models = registry
-    skewed = _publish(store, models["v0001"],
+    skewed = publish(store, models["v0001"],
                       libraries={**library_versions(), "scikit-learn": "1.5.2"})
     completed = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve", "--registry-uri", store.registry_uri,
@@ -300,3 +228,64 @@ def test_the_server_listens_on_loopback_by_default():
 
     args = build_parser().parse_args(["serve", "--registry-uri", "r", "--model-name", "m"])
     assert (args.host, args.port, args.reload_seconds) == ("127.0.0.1", 8080, 5.0)
+
+
+def test_unfamiliar_values_are_flagged_and_extra_fields_ignored_and_counted(server):
+    """Check that values beyond what the served version saw in training (a number out of its
+    range, a category it never saw) are answered, flagged in the response by feature and
+    counted in /metrics; and that fields that are not features (an id, the label) are ignored
+    and counted, in both protocols, the same way."""
+    counters = (
+        f'retrain_serving_unfamiliar_values_total{{feature="x1",kind="out_of_range",'
+        f'model="{NAME}"}}',
+        f'retrain_serving_unfamiliar_values_total{{feature="color",kind="unseen_category",'
+        f'model="{NAME}"}}',
+        f'retrain_serving_ignored_fields_total{{field="id",model="{NAME}"}}')
+    before = _counted(server, counters)
+    instance = {"x1": 1000.0, "x2": 0.1, "color": "purple", "id": 7, "label": 1}
+    status, v1 = call(server, f"/v1/models/{NAME}:predict", {"instances": [instance]})
+    assert status == 200
+    assert len(v1["predictions"]) == 1
+    assert v1["unfamiliar_values"] == {"x1": {"out_of_range": 1},
+                                       "color": {"unseen_category": 1}}
+    assert v1["ignored_inputs"] == ["id", "label"]
+    inputs = [{"name": name, "shape": [1], "datatype": "BYTES" if name == "color" else "FP64",
+               "data": [value]} for name, value in instance.items()]
+    status, v2 = call(server, f"/v2/models/{NAME}/infer", {"inputs": inputs})
+    assert status == 200
+    assert v2["parameters"] == {"unfamiliar_values": v1["unfamiliar_values"],
+                                "ignored_inputs": ["id", "label"]}
+    familiar = call(server, f"/v1/models/{NAME}:predict",
+                    {"instances": [{"x1": 0.1, "x2": 0.1, "color": "red"}]})[1]
+    assert familiar == {"predictions": familiar["predictions"]}  # nothing else to say
+    after = _counted(server, counters)
+    assert [after[name] - before[name] for name in counters] == [2.0, 2.0, 2.0]
+
+
+def _counted(url: str, names) -> dict[str, float]:
+    """The value of each named counter in /metrics (0 when it has not counted yet)."""
+    lines = urllib.request.urlopen(url + "/metrics").read().decode().splitlines()
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines
+              if line and not line.startswith("#")}
+    return {name: values.get(name, 0.0) for name in names}
+
+
+def test_v1_returns_probabilities_when_asked_as_kserve_does(registry, tmp_path):
+    """Check that with --v1-predict-proba (or PREDICT_PROBA=true, KServe's sklearn server's
+    switch) V1 predictions are each row's class probabilities, those V2 gives."""
+    from components.serving.inference import v2_outputs, v2_request
+
+    store, _ = registry
+    process, url = start_server(store, tmp_path, "--v1-predict-proba")
+    try:
+        objects = [{c: (None if v != v else v) for c, v in row.items()}
+                   for row in ROWS[list(KINDS)].to_dict("records")]
+        status, v1 = call(url, f"/v1/models/{NAME}:predict", {"instances": objects})
+        expected = v2_outputs(call(url, f"/v2/models/{NAME}/infer",
+                                   v2_request(ROWS, KINDS))[1])["predict_proba"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert status == 200
+    assert v1["predictions"] == expected
+

@@ -109,15 +109,47 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_each_finding_fires(case):
-    """Check that each check fires, with its severity, naming the column (and file, if one)."""
+    """Check that each check of a contract (a user's schema) fires, with its severity, naming
+    the column (and file, if one)."""
     damage, check, severity, text = CASES[case]
     frame = damage(_frame())
-    report = _check(frame)
+    report = _check(frame, contract=True)
     matching = [f for f in report.findings if f.check == check]
     assert [f.severity for f in matching] == [severity], report.findings
     assert text in matching[0].message(), matching[0].message()
     assert report.valid is (severity == WARNING)
     assert [f.check for f in report.findings] == [check], report.findings
+
+
+@pytest.mark.parametrize("damage, check, text", [
+    (_set("x1", 0.6, 100.0), "beyond_training_range",
+     "60.0% of the values (180) are outside the range seen in training [-3.5"),
+    (_set("color", 0.2, "purple"), "unseen_in_training",
+     "20.0% of the values (60) are categories unseen in training, e.g. 'purple'")],
+    ids=["range", "category"])
+def test_values_beyond_the_champions_schema_are_drift_not_errors(damage, check, text):
+    """Check that with the champion's own schema (statistics, not a contract) values beyond its
+    range or categories are a warning naming the share and the range, counted as drift, and
+    never make the rows invalid, however many there are."""
+    report = _check(damage(_frame()))
+    [finding] = report.findings
+    assert (finding.check, finding.severity) == (check, WARNING)
+    assert text in finding.problem
+    assert finding.problem.endswith("(drift, not an error: pass a schema with --schema-uri to "
+                                    "enforce it)")
+    assert report.valid
+    assert report.beyond_training() == [finding.column]
+
+
+@pytest.mark.parametrize("ratio, limit, shown", [
+    (0.0096, 0.01, "0.96%"), (0.01004, 0.01, "1.004%"), (0.05, 0.01, "5.0%"),
+    (0.30001, 0.30, "30.001%"), (0.25, 0.30, "25.0%")],
+    ids=["just-under", "just-over", "far-over", "hair-over", "under"])
+def test_a_share_never_reads_as_on_the_other_side_of_its_limit(ratio, limit, shown):
+    """Check the rounding of shares in findings: as few decimals as keep it on its side."""
+    from components.stages.validate import share
+
+    assert share(ratio, limit) == shown
 
 
 def test_too_few_rows_is_an_error_or_a_warning():
