@@ -64,6 +64,37 @@ class GateVerdict:
 
 
 def gate_decision(comparison: PairedComparison | None, challenger_score: float | None, *,
+                  metric: str, threshold: float, min_improvement: float, rows: int,
+                  min_evaluation_rows: int, champion_version: str = "",
+                  cold_interval: tuple[float, float] | None = None,
+                  confidence: float = 0.95, baseline=None,
+                  champion_score: float | None = None) -> GateVerdict:
+    """The verdict of :func:`paired_verdict`, held to the trivial predictor too: a challenger
+    that does not beat always answering the rows' most frequent class (``baseline``: its
+    answer and the paired comparison with it) with confidence is never deployed, and a
+    champion below it is said in the reason."""
+    verdict = paired_verdict(comparison, challenger_score, metric=metric, threshold=threshold,
+                             min_improvement=min_improvement, rows=rows,
+                             min_evaluation_rows=min_evaluation_rows,
+                             champion_version=champion_version, cold_interval=cold_interval,
+                             confidence=confidence)
+    if baseline is None or baseline.comparison.champion is None:
+        return verdict
+    trivial = (f"always answering {baseline.answer!r} ({metric} "
+               f"{baseline.comparison.champion:.3f})")
+    reason = verdict.reason
+    if champion_score is not None and champion_score < baseline.comparison.champion:
+        reason += (f"; the champion {champion_version} ({champion_score:.3f}) is below "
+                   f"{trivial}")
+    ci_low = baseline.comparison.ci_low
+    if verdict.decision == GateDecision.DEPLOY and not (ci_low is not None and ci_low > 0):
+        return GateVerdict(GateDecision.REJECT, f"{reason}; but the challenger does not beat "
+                                                f"{trivial} with {confidence:.0%} confidence",
+                           verdict.cold_start)
+    return GateVerdict(verdict.decision, reason, verdict.cold_start)
+
+
+def paired_verdict(comparison: PairedComparison | None, challenger_score: float | None, *,
                    metric: str, threshold: float, min_improvement: float, rows: int,
                    min_evaluation_rows: int, champion_version: str = "",
                    cold_interval: tuple[float, float] | None = None,

@@ -24,7 +24,7 @@ import pandas as pd
 
 from components.data.chunks import as_table
 from components.data.drift import batch_names
-from components.data.schema import SOURCE_FILE_COLUMN
+from components.data.schema import SOURCE_FILE_COLUMN, plain_value
 from components.ml.comparison import PairedComparison, compare, interval_of
 from components.ml.metrics import Predictions, predict
 from components.ml.threads import limited_threads
@@ -164,6 +164,20 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, start: int, min_rows
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The trivial predictor's answer and the challenger's paired comparison with it (the
+    baseline as the comparison's "champion")."""
+
+    answer: object
+    comparison: PairedComparison
+
+    def to_dict(self) -> dict:
+        c = self.comparison
+        return {"answer": self.answer, "score": c.champion, "challenger_minus_baseline": c.delta,
+                "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value}
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Both models' scores on the evaluation rows, their paired comparison, and the verdict."""
 
@@ -174,12 +188,16 @@ class Evaluation:
     verdict: GateVerdict
     rows: EvaluationRows
     confidence: float
+    baseline: Baseline | None = None
 
     def gate(self) -> dict:
         """What the decision record and ``retrain run --json`` say of the gate."""
         comparison = self.comparison or PairedComparison.threshold_only(
             len(self.rows.frame), self.confidence)
-        return {**comparison.to_dict(), "evaluation": self.rows.summary()}
+        gate = {**comparison.to_dict(), "evaluation": self.rows.summary()}
+        if self.baseline is not None:
+            gate["baseline"] = self.baseline.to_dict()
+        return gate
 
 
 def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
@@ -228,13 +246,36 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
                                     challenger_predictions.probabilities,
                                     challenger_predictions.classes, confidence=confidence,
                                     seed=seed)
+    baseline = against_baseline(metric, challenger_predictions, confidence, seed)
     verdict = gate_decision(comparison, challenger_scores.get(metric), metric=metric,
                             threshold=threshold, min_improvement=min_improvement,
                             rows=len(rows.frame), min_evaluation_rows=min_rows,
                             champion_version=champion_version,
-                            cold_interval=cold_interval, confidence=confidence)
+                            cold_interval=cold_interval, confidence=confidence,
+                            baseline=baseline,
+                            champion_score=(champion_scores or {}).get(metric))
     return Evaluation(challenger_predictions, challenger_scores, champion_scores, comparison,
-                      verdict, rows, confidence)
+                      verdict, rows, confidence, baseline)
+
+
+def against_baseline(metric: str, predictions: Predictions, confidence: float,
+                     seed: int) -> Baseline | None:
+    """The challenger against the trivial predictor on the same rows: always answering their
+    most frequent class (the no-information rate), its probabilities the classes' shares."""
+    labels = predictions.labels
+    if len(labels) < 2:
+        return None
+    values, counts = np.unique(labels, return_counts=True)
+    answer = values[np.argmax(counts)]
+    shares = np.array([float(np.mean(labels == c)) for c in predictions.classes])
+    comparison = compare(
+        metric, labels, champion_predicted=np.full(len(labels), answer,
+                                                   dtype=predictions.predicted.dtype),
+        champion_probabilities=np.tile(shares, (len(labels), 1)),
+        challenger_predicted=predictions.predicted,
+        challenger_probabilities=predictions.probabilities, classes=predictions.classes,
+        confidence=confidence, seed=seed)
+    return Baseline(plain_value(answer), comparison)
 
 
 def _tail(predictions: Predictions, dropped: int) -> Predictions:

@@ -161,3 +161,57 @@ def test_trigger_policy(report, drift, policy, expected, reason):
     decision, why = trigger_decision(report, drift, retrain_when=policy, min_rows=100)
     assert decision == expected
     assert why.startswith(reason), why
+
+
+def _skewed(rows: int, positives: int, challenger_right: int, champion_right: int):
+    """Binary labels, ``positives`` of them 1; each model right on the first rows it is."""
+    from components.ml.metrics import Predictions
+
+    y = np.array([1] * positives + [0] * (rows - positives))
+    probabilities = np.eye(2)
+
+    def answers(right: int) -> Predictions:
+        predicted = np.where(np.arange(rows) < right, y, 1 - y)
+        return Predictions(y, probabilities[predicted], np.array([0, 1]), predicted)
+
+    return answers(challenger_right), answers(champion_right)
+
+
+def test_a_challenger_that_does_not_beat_the_majority_class_is_never_deployed():
+    """Check the trivial baseline: on 400 rows that are 95% one class, a cold start of accuracy
+    0.957 (the issue's case) does not beat always answering that class with confidence, so it
+    is rejected, naming the baseline, although it clears the threshold."""
+    from components.stages.evaluate import against_baseline
+
+    challenger, _ = _skewed(400, 20, challenger_right=383, champion_right=0)
+    baseline = against_baseline("accuracy", challenger, 0.95, seed=1)
+    assert baseline.answer == 0
+    assert baseline.comparison.champion == 0.95
+    verdict = gate_decision(None, 0.9575, metric="accuracy", threshold=0.8, min_improvement=0.0,
+                            rows=400, min_evaluation_rows=300, baseline=baseline)
+    assert verdict.decision == REJECT
+    assert verdict.reason.startswith("cold start: no champion yet; challenger accuracy 0.958 >= "
+                                     "threshold 0.800 on 400 rows")
+    assert verdict.reason.endswith("; but the challenger does not beat always answering 0 "
+                                   "(accuracy 0.950) with 95% confidence")
+
+
+def test_a_champion_below_the_majority_class_is_said_in_the_reason():
+    """Check that a champion scoring under the trivial predictor is named as such, and a
+    challenger that clearly beats both still deploys."""
+    from components.stages.evaluate import against_baseline
+
+    challenger, champion = _skewed(400, 120, challenger_right=380, champion_right=218)
+    baseline = against_baseline("accuracy", challenger, 0.95, seed=1)
+    comparison = compare("accuracy", challenger.labels, champion_predicted=champion.predicted,
+                         champion_probabilities=champion.probabilities,
+                         challenger_predicted=challenger.predicted,
+                         challenger_probabilities=challenger.probabilities,
+                         classes=np.array([0, 1]), confidence=0.95, seed=7)
+    verdict = gate_decision(comparison, 0.95, metric="accuracy", threshold=0.8,
+                            min_improvement=0.0, rows=400, min_evaluation_rows=300,
+                            champion_version="v0001", baseline=baseline,
+                            champion_score=0.545)
+    assert verdict.decision == DEPLOY
+    assert verdict.reason.endswith("; the champion v0001 (0.545) is below always answering 0 "
+                                   "(accuracy 0.700)")
