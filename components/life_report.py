@@ -44,7 +44,8 @@ def read_life(registry: Registry, last: int | None = None) -> Life:
     """Every run record (the newest ``last``), stage journal, pointer move and version of
     ``registry``'s model. A file that cannot be read is noted in ``unreadable`` and left out."""
     life = Life(registry.model_name, registry.registry_uri)
-    for info in _files(registry, "runs"):
+    run_files = _files(registry, "runs")  # records and stage journals, listed once
+    for info in run_files:
         if "/" not in info.relative_path and info.relative_path.endswith(".json"):
             record = _json(registry, info.uri, life)
             if record is not None and record.get("run_id"):
@@ -53,7 +54,7 @@ def read_life(registry: Registry, last: int | None = None) -> Life:
     if last:
         life.runs = life.runs[-last:]
     kept = {run["run_id"] for run in life.runs}
-    for info in _files(registry, "runs"):
+    for info in run_files:
         parts = info.relative_path.split("/")
         if len(parts) == 3 and parts[1] == "stages" and parts[0] in kept:
             entry = _json(registry, info.uri, life)
@@ -70,7 +71,7 @@ def read_life(registry: Registry, last: int | None = None) -> Life:
                 life.versions[version] = payload
             elif payload is not None:
                 life.traces[version] = list(payload.get("trace") or [])
-    life.champion = _json(registry, join_uri(registry.root, POINTER_FILE), life, missing=None)
+    life.champion = _json(registry, join_uri(registry.root, POINTER_FILE), life)
     return life
 
 
@@ -82,11 +83,12 @@ def _files(registry: Registry, folder: str):
         return []
 
 
-def _json(registry: Registry, uri: str, life: Life, missing=...) -> dict | None:
+def _json(registry: Registry, uri: str, life: Life) -> dict | None:
+    """The JSON object at ``uri``; None when it is absent, or unreadable (then noted)."""
     try:
         data = registry.storage.read_bytes(uri)
     except FileNotFoundError:
-        return missing if missing is not ... else None
+        return None
     except Exception as error:  # noqa: BLE001 - named on the page, never a crash
         life.unreadable.append(f"{uri}: {type(error).__name__}: {error}")
         return None
