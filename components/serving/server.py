@@ -62,10 +62,10 @@ class ServeOptions:
     max_queued_batches: int = 8  # large requests waiting beyond those: more are answered 503
 
 
-# A request body up to this size (about 100 rows of ten features) takes the fast lane: its own
-# thread, so a single row never waits behind a batch. Larger bodies take the batch lane.
+# A request body up to this size (about 100 rows of ten features) is predicted on the event loop
+# itself: a millisecond or two, which a hop to a thread would double, and never behind a batch.
+# Larger bodies take the batch lane's threads.
 FAST_LANE_BYTES = 64 * 1024
-FAST_LANE_QUEUE = 64  # small requests waiting for the fast lane's thread, at most
 RETRY_AFTER_SECONDS = 1
 
 
@@ -81,15 +81,20 @@ class Lane:
         from concurrent.futures import ThreadPoolExecutor
 
         self.name = name
+        # No threads: the work runs on the event loop, at once (small requests).
         self.executor = ThreadPoolExecutor(max_workers=threads, initializer=_one_thread_each,
-                                           thread_name_prefix=f"predict-{name}")
+                                           thread_name_prefix=f"predict-{name}") \
+            if threads else None
         self.capacity = threads + queued
         self.admitted = 0  # read and changed on the event loop only: no lock
 
     async def run(self, work):
-        """``work()`` on one of the lane's threads, once there is room for it."""
+        """``work()`` on one of the lane's threads, once there is room for it (on the event
+        loop, for a lane without threads)."""
         import asyncio
 
+        if self.executor is None:
+            return work()
         if self.admitted >= self.capacity:
             raise RequestError(503, f"the server is busy: {self.admitted} {self.name} requests "
                                     f"are being predicted or waiting, the most it takes; retry "
@@ -102,7 +107,8 @@ class Lane:
             self.admitted -= 1
 
     def stop(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _one_thread_each() -> None:
@@ -238,7 +244,7 @@ class Routes:
     def __init__(self, holder: ModelHolder, options: ServeOptions):
         self.holder, self.options, self.metrics = holder, options, holder.metrics
         self.max_bytes = int(options.max_request_mb * 2**20)
-        self.fast = Lane("small", 1, FAST_LANE_QUEUE)
+        self.fast = Lane("small", 0, 0)
         self.batch = Lane("large", options.batch_threads, options.max_queued_batches)
 
     def lane_for(self, body: bytes) -> Lane:
