@@ -24,7 +24,7 @@ from components.registry import Registry
 from components.runtime.warm_worker import running_worker
 from components.steps import WARM_IMPORTS
 from components.storage import StorageError, copy_folder
-from pipelines.retrain_pipeline import PIPELINE_NAME
+from pipelines import PIPELINE_NAME
 
 SCHEDULE_TIME_PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"
 JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"

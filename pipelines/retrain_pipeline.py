@@ -16,10 +16,9 @@ from kfp import compiler, dsl
 from components import params
 from components.contracts import EXIT_HANDLER, GRAPH, From, Switch, Task, task_inputs
 from components.kfp_components import make_components
-from pipelines import COMPILED_PIPELINE
+from pipelines import COMPILED_PIPELINE, PIPELINE_NAME
 from pipelines.cluster import DEFAULT_IMAGE, ClusterOptions
 
-PIPELINE_NAME = "retrain-pipeline"
 DESCRIPTION = ("Retrains a tabular scikit-learn model on new data and deploys it only when it "
                "beats the champion; otherwise alerts the team.")
 SUMMARY = "Retrain, evaluate against the champion, deploy or alert."

@@ -33,7 +33,7 @@ from components.data.sources import (
 from components.outcomes import IngestOutcome, Strategy
 from components.params import Timestamp, refuse
 from components.records import IngestReport, bounded, utc_iso
-from components.storage import FileInfo, sha256_bytes, storage_for
+from components.storage import FileInfo, Storage, sha256_bytes, storage_for
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 # How a scheduled time reads when the backend left the placeholder unresolved.
@@ -184,7 +184,8 @@ def ingest(
         new_data_path, history_path = folder / "new_data.parquet", folder / "history.parquet"
     new_data_path, history_path = Path(new_data_path), Path(history_path)
     split = _TimeSplit(timestamp_column, cutoff, watermark, history_days)
-    parts = _Parts(new_data_path.parent / f".{new_data_path.name}.parts")
+    parts = _Parts(new_data_path.parent / f".{new_data_path.name}.parts",
+                   storage_for(source_uri))
     try:  # the per-file parts are removed whatever happens
         for number, info in enumerate(list_data_files(source_uri)):
             parts.add(number, info, split, consumed_files, history_days)
@@ -207,6 +208,7 @@ class _Parts:
     rows (with their fingerprints), each file's columns, and the problems found."""
 
     folder: Path
+    storage: Storage  # the source's
     new: list[Path] = field(default_factory=list)
     history: list[Path] = field(default_factory=list)
     new_files: dict[str, dict] = field(default_factory=dict)
@@ -216,7 +218,7 @@ class _Parts:
     def add(self, number: int, info: FileInfo, split: _TimeSplit, consumed_files: dict,
             history_days: float | None) -> None:
         """Split one source file into its part files (a consumed batch nobody needs: skipped)."""
-        data = storage_for(info.uri).read_bytes(info.uri)
+        data = self.storage.read_bytes(info.uri)
         fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
         consumed = not split.column and consumed_files.get(info.relative_path) == fingerprint
         if consumed and history_days == 0:
