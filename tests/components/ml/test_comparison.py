@@ -92,3 +92,27 @@ def test_a_cold_start_interval_brackets_the_score():
                             seed=0)
     assert low < np.mean(predicted == y) < high
     assert high - low < 0.12
+
+
+@pytest.mark.parametrize("rows, only_new, only_old", [
+    (40, 5, 4), (412, 39, 10), (2000, 90, 60), (5000, 300, 250)],
+    ids=["seed-40-rows", "clear-gain", "small-gain", "5000-rows"])
+def test_the_interval_from_counts_is_scipys_paired_bca_bootstrap(rows, only_new, only_old):
+    """Check that the interval drawn from the three counts (a multinomial resample) is the one
+    scipy's paired BCa bootstrap gives from the rows themselves, to a resampling error."""
+    from scipy.stats import bootstrap
+
+    from components.ml.comparison import paired_accuracy_interval
+
+    new, old = np.zeros(rows), np.zeros(rows)
+    new[:only_new] = 1
+    old[only_new:only_new + only_old] = 1
+    both = slice(only_new + only_old, only_new + only_old + (rows - only_new - only_old) // 2)
+    new[both], old[both] = 1, 1
+    scipy_interval = bootstrap(
+        (new, old), lambda a, b, axis=-1: a.mean(axis) - b.mean(axis), paired=True,
+        vectorized=True, confidence_level=0.95, n_resamples=9999, method="BCa",
+        random_state=np.random.default_rng(3)).confidence_interval
+    ours = paired_accuracy_interval(rows, only_new, only_old, 0.95, np.random.default_rng(3))
+    assert ours[0] == pytest.approx(scipy_interval.low, abs=0.003)
+    assert ours[1] == pytest.approx(scipy_interval.high, abs=0.003)
