@@ -137,21 +137,22 @@ CONTRACTS: dict[str, StageContract] = {contract.name: contract for contract in (
         "logs its trace.", steps.retrain_step,
         reads={"train_data": "Dataset", "validation_data": "Dataset",
                "clean_history": "Dataset", "schema": "Artifact"},
-        writes={"challenger": "Model", "training_trace": "Markdown"},
+        writes={"challenger": "Model", "training_trace": "Markdown", "cross_fitted": "Dataset"},
         logs={"training_metrics": "Metrics"}),
     StageContract(
-        "evaluate", "Compares champion and challenger on the same holdout rows; the deploy gate "
-        "decides.", steps.evaluate_step,
-        reads={"challenger": "Model", "evaluation_data": "Dataset", "ingest_report": "Artifact",
-               "validation_report": "Artifact"},
+        "evaluate", "Compares champion and challenger on the same rows, every new one among "
+        "them; the deploy gate decides.", steps.evaluate_step,
+        reads={"challenger": "Model", "evaluation_data": "Dataset", "cross_fitted": "Dataset",
+               "ingest_report": "Artifact", "validation_report": "Artifact"},
         writes={"comparison": "Markdown", "decision_record": "Artifact",
-                "prediction_sample": "Artifact"},
+                "prediction_sample": "Artifact", "judged_rows": "Dataset"},
         logs={"metrics": "Metrics", "classification_metrics": "ClassificationMetrics"}),
     StageContract(
         "deploy", "Publishes vNNNN, checks it serves evaluate's predictions, serves it, moves "
         "the pointer.", steps.deploy_step,
         reads={"challenger": "Model", "decision_record": "Artifact",
-               "prediction_sample": "Artifact", "evaluation_data": "Dataset"}),
+               "prediction_sample": "Artifact", "evaluation_data": "Dataset",
+               "judged_rows": "Dataset"}),
     StageContract(
         "alert", "Records the outcome and alerts the team: logged, written as Markdown, POSTed "
         "if a URL is set.", steps.alert_step,

@@ -16,6 +16,9 @@ class Strategy:
     FULL = "full"  # refit on every row
     WINDOW = "window"  # refit on the newest rows
     ALL = (AUTO, FINETUNE, FULL, WINDOW)
+    # auto's fourth candidate, not a value of the parameter: refit on the rows since the batch
+    # where the champion's world changed, when its unseen rows show such a change
+    SINCE_CHANGE = "since_change"
 
 
 class GateMetric:

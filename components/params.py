@@ -311,18 +311,26 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("confidence", float, 0.95, "Confidence of the interval of (challenger - "
               "champion) the deploy gate decides on.", Interval(float, 0.5, 1,
                                                                 closed="left")),
+    Parameter("freshness_margin", float, 0.01, "The freshness rule: a refit on the champion's "
+              "rows and the new ones, where the rows show no concept change, is deployed when it "
+              "is at least as good and worse by at most this at the lower bound of the interval "
+              "at freshness_confidence (0..1; applies when min_improvement is 0).",
+              Interval(float, 0, 1)),
+    Parameter("freshness_confidence", float, 0.8, "Confidence of the interval the freshness "
+              "rule decides on.", Interval(float, 0.5, 1, closed="left")),
     Parameter("holdout_fraction", float, 0.2, "Share of all rows that are evaluation-only, "
               "drawn once per row from its content and the model name: no version ever trains "
               "on them.", Interval(float, 0, 1, closed="neither")),
-    Parameter("min_evaluation_rows", int, 300, "Fewest holdout rows the gate compares the two "
-              "models on: the newest, reaching back across earlier batches.",
+    Parameter("min_evaluation_rows", int, 300, "Fewest rows the gate compares the two models "
+              "on: every new row, then the newest earlier holdout rows.",
               Interval(int, 1, 10**7)),
     Parameter("max_evaluation_rows", int, 5000, "Most holdout rows the gate compares on (the "
               "newest), and the size of the rolling holdout kept in the registry.",
               Interval(int, 1, 10**7)),
     Parameter("validation_fraction", float, 0.2, "Newest share of the new training rows held out "
               "to choose among candidates (auto), tune the decision threshold and trace the "
-              "training; never the gate's rows.", Interval(float, 0, 1, closed="neither")),
+              "training; the gate sees them only through cross-fitted predictions.",
+              Interval(float, 0, 1, closed="neither")),
     Parameter("decision_threshold", str, "0.5", "Binary labels: the probability from which the "
               "positive class is predicted, or 'tuned' (on the validation rows, for the gate "
               "metric); saved in the model file, so serving applies it.", DecisionThreshold()),
@@ -424,10 +432,15 @@ STAGE_VALUES = {
                   "statistics.json).",
     "training_metrics": "Loss and accuracy after each epoch.",
     "training_trace": "The epoch-by-epoch training trace and the candidates (Markdown).",
+    "cross_fitted": "The new training rows, each with the challenger procedure's prediction "
+                    "from a fit without it: evidence for the gate (Parquet; none when the "
+                    "holdout rows are plenty).",
     "metrics": "Both models' scores on the evaluation rows.",
     "classification_metrics": "The challenger's confusion matrix and ROC curve.",
     "comparison": "Champion vs challenger and the gate's reason (Markdown).",
     "decision_record": "Everything the gate decided on (JSON): what deploy publishes.",
+    "judged_rows": "Content hashes of the rows the gate judged on (Parquet): a version is never "
+                   "judged again on the rows that promoted it.",
     "reason": "The sentence that explains the decision.",
     "version": "The version deploy published (vNNNN).",
     "result": "deployed, or rejected (infra validation failed, the InferenceService was not "

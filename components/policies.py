@@ -55,6 +55,33 @@ NON_INFERIORITY_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
+class FreshComparison:
+    """The freshness rule's evidence: the paired comparison at its own confidence, and the margin
+    by which the challenger may be worse at that interval's lower bound."""
+
+    comparison: PairedComparison
+    margin: float
+
+    def to_dict(self) -> dict:
+        c = self.comparison
+        return {"margin": self.margin, "confidence": c.confidence, "ci_low": c.ci_low,
+                "ci_high": c.ci_high}
+
+    def allows(self, delta: float) -> bool:
+        """At least as good on these rows, and not worse by more than the margin at the lower
+        bound of the interval."""
+        low = self.comparison.ci_low
+        return low is not None and delta >= 0 and low > -self.margin
+
+    def reason(self) -> str:
+        level = f"{self.comparison.confidence:.0%}"
+        return (f"a refit on the champion's rows and the new ones, with no concept change in "
+                f"the new rows, not worse by more than {self.margin:g} with {level} confidence "
+                f"({level} CI {self.comparison.ci_low:+.3f} to {self.comparison.ci_high:+.3f}; "
+                "the freshness rule)")
+
+
+@dataclass(frozen=True)
 class GateVerdict:
     """The gate's decision and the sentence that explains it."""
 
@@ -68,7 +95,8 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
                   min_evaluation_rows: int, champion_version: str = "",
                   cold_interval: tuple[float, float] | None = None,
                   confidence: float = 0.95, baseline=None,
-                  champion_score: float | None = None) -> GateVerdict:
+                  champion_score: float | None = None,
+                  fresh: FreshComparison | None = None) -> GateVerdict:
     """The verdict of :func:`paired_verdict`, held to the trivial predictor too: a challenger
     that does not beat always answering the rows' most frequent class (``baseline``: its
     answer and the paired comparison with it) with confidence is never deployed, and a
@@ -77,7 +105,7 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
                              min_improvement=min_improvement, rows=rows,
                              min_evaluation_rows=min_evaluation_rows,
                              champion_version=champion_version, cold_interval=cold_interval,
-                             confidence=confidence)
+                             confidence=confidence, fresh=fresh)
     if baseline is None or baseline.comparison.champion is None:
         return verdict
     trivial = (f"always answering {baseline.answer!r} ({metric} "
@@ -97,14 +125,15 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
 def paired_verdict(comparison: PairedComparison | None, challenger_score: float | None, *,
                    metric: str, threshold: float, min_improvement: float, rows: int,
                    min_evaluation_rows: int, champion_version: str = "",
-                   cold_interval: tuple[float, float] | None = None,
-                   confidence: float = 0.95) -> GateVerdict:
+                   cold_interval: tuple[float, float] | None = None, confidence: float = 0.95,
+                   fresh: FreshComparison | None = None) -> GateVerdict:
     """Deploy when the challenger reaches ``threshold`` and the lower bound of the interval of
-    (challenger - champion) is above ``min_improvement``; or when the champion itself is below
-    the threshold and the challenger, whatever its own score, is better with confidence on at
-    least ``min_evaluation_rows`` rows, or not worse on fewer (at least as good, and no more than
-    :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a champion, the
-    threshold alone decides (a cold start)."""
+    (challenger - champion) is above ``min_improvement``; or by the freshness rule (``fresh``,
+    given for a same-world refit: :meth:`FreshComparison.allows`, on ``min_evaluation_rows``);
+    or when the champion is below the threshold and the challenger, whatever its own score, is
+    better with confidence on ``min_evaluation_rows`` rows, or not worse on fewer (at least as
+    good, and no more than :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a
+    champion, the threshold alone decides (a cold start)."""
     deploy, reject = GateDecision.DEPLOY, GateDecision.REJECT
     if challenger_score is None or (isinstance(challenger_score, float)
                                     and math.isnan(challenger_score)):
@@ -133,6 +162,9 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
     if comparison.challenger >= threshold and comparison.ci_low > min_improvement:
         return GateVerdict(deploy, f"{base}: better by more than {min_improvement:g} with "
                                    f"{level} confidence", False)
+    if fresh is not None and min_improvement <= 0 and comparison.challenger >= threshold and \
+            comparison.rows >= min_evaluation_rows and fresh.allows(comparison.delta):
+        return GateVerdict(deploy, f"{base}: {fresh.reason()}", False)
     if comparison.champion < threshold and comparison.rows >= min_evaluation_rows and \
             comparison.ci_low > min_improvement:
         return GateVerdict(deploy, f"{base}: the champion is below the threshold "

@@ -290,10 +290,13 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
                  timestamp_column: str, strategy: str, model_type: str, metric: str,
                  epochs: int, window_days: int, window_files: int, decision_threshold: str,
-                 seed: int, run_id: str, challenger: str,
-                 training_trace: str) -> RetrainOutputs:
+                 confidence: float, seed: int, run_id: str, challenger: str,
+                 training_trace: str, cross_fitted: str) -> RetrainOutputs:
     """Fit the challenger and save it as ``<model_dir>/model.skops`` with ``training.json``,
-    and the schema and statistics of the rows it learned from."""
+    and the schema and statistics of the rows it learned from; and the new training rows with
+    the chosen procedure's cross-fitted predictions (none when the holdout rows are plenty)."""
+    import pandas as pd
+
     from components import reports
     from components.data.chunks import Table
     from components.data.drift import reference_statistics
@@ -309,13 +312,16 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
     registry = Registry(registry_uri, model_name)
     feature_kinds = schema_feature_kinds(read_json(schema))
     champion, meta = _champion(registry, champion_version)
+    change = (_concept_change(registry, champion, train_data, validation_data, label_column,
+                              timestamp_column, confidence)
+              if champion is not None and strategy == Strategy.AUTO else None)
     result = retrain_stage.retrain(
         strategy=strategy, model_type=model_type, train=Table(train_data),
         history=Table(clean_history), validation=Table(validation_data),
         label_column=label_column, timestamp_column=timestamp_column,
         feature_kinds=feature_kinds, metric=metric, epochs=epochs, window_days=window_days,
         window_files=window_files, champion=champion, champion_meta=meta, seed=seed,
-        decision_threshold=decision_threshold)
+        decision_threshold=decision_threshold, change=change)
     folder = Path(challenger)
     folder.mkdir(parents=True, exist_ok=True)
     save_model(result.model, folder / MODEL_FILE)
@@ -330,10 +336,29 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
                      if result.strategy == Strategy.FINETUNE else None)
     write_json(folder / SCHEMA_FILE,
                merge_schemas(parent_schema, learned) if parent_schema else learned)
+    (result.cross_fitted if result.cross_fitted is not None else pd.DataFrame()).to_parquet(
+        cross_fitted, index=False)
     markdown = reports.trace_markdown(training)
     write_text(training_trace, markdown)
     print(markdown)
     return RetrainOutputs(training)
+
+
+def _concept_change(registry: Registry, champion, train_data: str, validation_data: str,
+                    label_column: str, timestamp_column: str, confidence: float):
+    """Where the champion's world changed, seen on its unseen rows (the rolling holdout and the
+    new training rows), or None."""
+    import pandas as pd
+
+    from components.data.chunks import Table
+    from components.stages.retrain import concept_change
+
+    pool = registry.holdout_pool()
+    return concept_change(champion, Table(pool.data) if pool.data else None,
+                          pd.concat([Table(train_data).read(), Table(validation_data).read()],
+                                    ignore_index=True),
+                          label_column=label_column, timestamp_column=timestamp_column,
+                          confidence=confidence)
 
 
 # -- 5. evaluate -------------------------------------------------------------------------------
@@ -359,46 +384,47 @@ class EvaluateOutputs(StepResult):
 
 
 @stage_step(scientific=True)
-def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
-                  validation_report: str, preprocess_counts: dict, registry_uri: str,
-                  model_name: str, champion_version: str, label_column: str,
+def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
+                  ingest_report: str, validation_report: str, preprocess_counts: dict,
+                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
                   timestamp_column: str, metric: str, threshold: float, min_improvement: float,
-                  confidence: float, min_evaluation_rows: int, max_evaluation_rows: int,
-                  run_id: str, decision_record: str, comparison: str,
-                  prediction_sample: str) -> EvaluateOutputs:
-    """Compare both models on the same holdout rows (this run's, then the newest earlier ones),
-    decide, and write the decision record."""
-
+                  confidence: float, freshness_margin: float, freshness_confidence: float,
+                  min_evaluation_rows: int, max_evaluation_rows: int, run_id: str,
+                  decision_record: str, comparison: str, prediction_sample: str,
+                  judged_rows: str) -> EvaluateOutputs:
+    """Compare both models on the same rows (this run's holdout rows, its cross-fitted training
+    rows, then the newest earlier holdout rows), decide, and write the decision record."""
     from components import reports
     from components.data.chunks import Table
     from components.ml.models import load_model
     from components.records import ChallengerScores, ChampionScores
-    from components.stages.evaluate import evaluate
+    from components.stages.evaluate import Freshness, evaluate
 
     registry = Registry(registry_uri, model_name)
-    champion, _ = _champion(registry, champion_version)
-    pool = registry.holdout_pool()
+    (champion, _), pool = _champion(registry, champion_version), registry.holdout_pool()
     training = TrainingSummary.from_dict(read_json(Path(challenger) / TRAINING_FILE))
     preprocess_counts = {key: int(value) for key, value in preprocess_counts.items()}
+    model = load_model(Path(challenger) / MODEL_FILE, libraries=training.libraries)
     evaluation = evaluate(
-        load_model(Path(challenger) / MODEL_FILE, libraries=training.libraries), champion,
-        Table(evaluation_data), Table(pool.data) if pool.data else None,
+        model, champion, Table(evaluation_data), Table(pool.data) if pool.data else None,
         label_column=label_column, timestamp_column=timestamp_column, metric=metric,
         threshold=threshold, min_improvement=min_improvement,
         min_rows=min_evaluation_rows, max_rows=max_evaluation_rows, confidence=confidence,
-        seed=preprocess_counts.get("seed", 0), champion_version=champion_version)
-    ingested = IngestReport.from_dict(read_json(ingest_report))
-    verdict = evaluation.verdict
+        seed=preprocess_counts.get("seed", 0), champion_version=champion_version,
+        cross_fitted=Table(cross_fitted) if cross_fitted else None,
+        challenger_strategy=training.strategy,
+        freshness=Freshness(freshness_margin, freshness_confidence))
+    ingested, verdict = IngestReport.from_dict(read_json(ingest_report)), evaluation.verdict
     record = DecisionRecord(
         run_id=run_id, model_name=model_name, decision=verdict.decision, reason=verdict.reason,
         cold_start=verdict.cold_start, metric=metric, threshold=threshold,
         min_improvement=min_improvement,
         params=dict(label_column=label_column, timestamp_column=timestamp_column,
                     strategy=training.requested_strategy, model_type=training.model_type,
-                    metric=metric,
-                    threshold=threshold, min_improvement=min_improvement,
+                    metric=metric, threshold=threshold, min_improvement=min_improvement,
                     confidence=confidence, min_evaluation_rows=min_evaluation_rows,
-                    max_evaluation_rows=max_evaluation_rows),
+                    max_evaluation_rows=max_evaluation_rows, freshness_margin=freshness_margin,
+                    freshness_confidence=freshness_confidence),
         champion=(ChampionScores(champion_version, evaluation.champion_scores)
                   if champion is not None else None),
         challenger=ChallengerScores(training, evaluation.challenger_scores),
@@ -410,7 +436,8 @@ def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
         print(f"warning: {pool.warning}")
     write_json(decision_record, record.to_dict())
     write_text(comparison, reports.comparison_markdown(record))
-    _write_prediction_sample(prediction_sample, evaluation, training.feature_kinds)
+    _write_deploy_inputs(prediction_sample, judged_rows, model, evaluation,
+                         training.feature_kinds, label_column, timestamp_column)
     print(f"decision: {verdict.decision}: {verdict.reason}")
     labels, matrix = evaluation.challenger.confusion()
     return EvaluateOutputs(verdict.decision, verdict.reason,
@@ -419,13 +446,29 @@ def evaluate_step(*, challenger: str, evaluation_data: str, ingest_report: str,
                            confusion_matrix=matrix, roc=evaluation.challenger.roc_points())
 
 
-def _write_prediction_sample(path: str, evaluation, feature_kinds: dict) -> None:
+def _write_deploy_inputs(prediction_sample: str, judged_rows: str, model, evaluation,
+                         feature_kinds: dict, label_column: str, timestamp_column: str) -> None:
+    """What deploy needs of the evaluation: the prediction sample for infra validation, and the
+    content hashes of the rows judged on (so the version is never judged on them again)."""
+    import pandas as pd
+
+    from components.data.roles import content_hashes
+
+    _write_prediction_sample(prediction_sample, model, evaluation, feature_kinds, label_column)
+    hashes = content_hashes(evaluation.rows.frame, feature_kinds, label_column, timestamp_column)
+    pd.DataFrame({"row_hash": hashes}).to_parquet(judged_rows, index=False)
+
+
+def _write_prediction_sample(path: str, model, evaluation, feature_kinds: dict,
+                             label_column: str) -> None:
     """The first evaluation rows as a V2 request with the challenger's predictions: what infra
-    validation requires the published version to answer."""
+    validation requires the published version to answer (the model's own answers, never the
+    cross-fitted ones the gate may have judged these rows by)."""
+    from components.ml.metrics import predict
     from components.serving.infra_validation import SAMPLE_ROWS, prediction_sample
 
-    predictions = evaluation.challenger
     head = evaluation.rows.frame.head(SAMPLE_ROWS)
+    predictions = predict(model, head, label_column)
     write_json(path, prediction_sample(head, feature_kinds, predictions.predicted[:len(head)],
                                        predictions.probabilities[:len(head)]), compact=True)
 
@@ -441,7 +484,8 @@ class DeployOutputs(StepResult):
 @stage_step(scientific=True)  # infra validation forks the server from scikit-learn's tier
 def deploy_step(*, registry_uri: str, model_name: str, challenger: str, decision_record: str,
                 run_id: str, label_column: str, timestamp_column: str, prediction_sample: str,
-                evaluation_data: str, max_evaluation_rows: int, serving_namespace: str,
+                evaluation_data: str, judged_rows: str, max_evaluation_rows: int,
+                serving_namespace: str,
                 canary_traffic_percent: int, serving_timeout_seconds: int, serving_image: str,
                 serving_service_account: str, serving_resources: str) -> DeployOutputs:
     """Publish, check the published version serves evaluate's predictions, serve it on the
@@ -469,7 +513,8 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger: str, decision
             sample=sample)) if sample else None,
         serve_on_cluster=(lambda version: serve_on_cluster(registry, version, target))
         if target else None,
-        new_holdout=evaluation_data or None, holdout_rows=max_evaluation_rows)
+        new_holdout=evaluation_data or None, holdout_rows=max_evaluation_rows,
+        judged_rows=_judged_hashes(judged_rows))
     for name, detail in deployment.details.items():
         print(f"{name}: {json.dumps(detail)}")
     if deployment.result == DeployResult.DEPLOYED:
@@ -481,6 +526,15 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger: str, decision
     else:
         print(f"not deployed: {deployment.reason} ({deployment.version} stays unpromoted)")
     return DeployOutputs(deployment.result, deployment.reason, deployment.version)
+
+
+def _judged_hashes(path: str):
+    """The content hashes evaluate wrote, or None (an older run's, or none given)."""
+    if not path or not Path(path).exists():
+        return None
+    from components.data.chunks import Table
+
+    return Table(path).read()["row_hash"].to_numpy()
 
 
 def _serving_target(namespace: str, canary: int, timeout: int, image: str,

@@ -17,6 +17,9 @@ import pandas as pd
 from components.data.chunks import row_hashes
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+# A rolling-holdout row's mark: the version whose promotion it judged (a champion is never judged
+# on the rows that chose it). Deploy sets it; evaluate reads it.
+PROMOTED_VERSION_COLUMN = "__promoted_version"
 
 
 def model_salt(model_name: str) -> np.uint64:
@@ -50,3 +53,13 @@ def holdout_mask(frame: pd.DataFrame, columns: list[str], salt: np.uint64,
         return np.zeros(0, dtype=bool)
     mixed = _mix(row_hashes(frame, columns) ^ salt)
     return (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53) < holdout_fraction
+
+
+def content_hashes(frame: pd.DataFrame, feature_kinds: dict[str, str], label_column: str,
+                   timestamp_column: str) -> np.ndarray:
+    """A hash of each row's content as the schema reads it: the same row, the same hash, in
+    whichever frame (and with whichever extra columns) it is met."""
+    columns = role_columns(frame.columns, feature_kinds, label_column, timestamp_column)
+    if not len(frame):
+        return np.zeros(0, dtype=np.uint64)
+    return row_hashes(frame, columns)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from components.data.chunks import as_table
 from components.ml.features import split_features
@@ -118,6 +119,39 @@ class Predictions:
         keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
         finite = np.where(np.isfinite(thresholds[keep]), thresholds[keep], 1.0)
         return fpr[keep].tolist(), tpr[keep].tolist(), finite.tolist()
+
+
+# How retrain's cross-fitted predictions travel to evaluate: columns beside the rows' own.
+CROSS_FIT_CLASS = "__cross_fitted_class"  # the predicted class's index in the model's classes
+CROSS_FIT_PROBABILITY = "__cross_fitted_p"  # + a class's index: its probability
+
+
+def cross_fitted_columns(probabilities: np.ndarray, class_indices: np.ndarray) -> dict:
+    """The columns that carry cross-fitted predictions (in the final model's class order)."""
+    return {CROSS_FIT_CLASS: class_indices,
+            **{f"{CROSS_FIT_PROBABILITY}{i}": probabilities[:, i]
+               for i in range(probabilities.shape[1])}}
+
+
+def split_cross_fitted(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows without the cross-fitted columns, and those columns."""
+    columns = [c for c in frame.columns
+               if c == CROSS_FIT_CLASS or str(c).startswith(CROSS_FIT_PROBABILITY)]
+    return frame.drop(columns=columns), frame[columns]
+
+
+def with_cross_fitted(predictions: Predictions, columns: pd.DataFrame,
+                      rows: np.ndarray) -> Predictions:
+    """``predictions`` with the cross-fitted answers in place of the model's for ``rows``."""
+    if not rows.any():
+        return predictions
+    probabilities = predictions.probabilities.copy()
+    predicted = predictions.predicted.copy()
+    width = len(predictions.classes)
+    probabilities[rows] = columns.loc[rows, [f"{CROSS_FIT_PROBABILITY}{i}"
+                                             for i in range(width)]].to_numpy(dtype=float)
+    predicted[rows] = predictions.classes[columns.loc[rows, CROSS_FIT_CLASS].to_numpy(dtype=int)]
+    return Predictions(predictions.labels, probabilities, predictions.classes, predicted)
 
 
 def predict(model, data, label_column: str) -> Predictions:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from components.outcomes import DeployResult
@@ -39,12 +40,15 @@ class Deployment:
 
 
 def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
-                   timestamp_column: str) -> bytes:
+                   timestamp_column: str, promoted: PromotedOn | None = None) -> bytes:
     """The rolling holdout with this run's holdout rows added: the newest ``max_rows`` holdout
-    rows of everything consumed, each once (Parquet bytes)."""
+    rows of everything consumed, each once (Parquet bytes). The rows ``promoted`` names (those
+    the gate judged the promotion on) are marked with the version they promoted, so that no
+    later gate judges that version on them."""
     import io
 
     from components.data.chunks import as_table, first_occurrences, row_hashes
+    from components.data.roles import PROMOTED_VERSION_COLUMN
     from components.data.schema import SOURCE_FILE_COLUMN
 
     frames = [pd.read_parquet(io.BytesIO(pool))] if pool else []
@@ -52,14 +56,38 @@ def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
     frame = pd.concat([f for f in frames if len(f.columns)], ignore_index=True) \
         if any(len(f.columns) for f in frames) else pd.DataFrame()
     if len(frame):
-        content = [c for c in frame.columns if c != SOURCE_FILE_COLUMN]
+        content = [c for c in frame.columns
+                   if c not in (SOURCE_FILE_COLUMN, PROMOTED_VERSION_COLUMN)]
         frame = frame[first_occurrences(row_hashes(frame, content))]
         if timestamp_column and timestamp_column in frame:
             frame = frame.sort_values(timestamp_column, kind="stable")
         frame = frame.tail(max_rows).reset_index(drop=True)
+        if promoted is not None:
+            frame = promoted.marked(frame)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class PromotedOn:
+    """The rows a promotion was judged on (their content hashes), and the version promoted."""
+
+    hashes: np.ndarray
+    version: str
+    feature_kinds: dict
+    label_column: str
+    timestamp_column: str
+
+    def marked(self, frame: pd.DataFrame) -> pd.DataFrame:
+        from components.data.roles import PROMOTED_VERSION_COLUMN, content_hashes
+
+        judged = np.isin(content_hashes(frame, self.feature_kinds, self.label_column,
+                                        self.timestamp_column), self.hashes)
+        marks = (frame[PROMOTED_VERSION_COLUMN].astype(object) if PROMOTED_VERSION_COLUMN in frame
+                 else pd.Series([None] * len(frame), index=frame.index, dtype=object))
+        marks[judged] = self.version
+        return frame.assign(**{PROMOTED_VERSION_COLUMN: marks})
 
 
 def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: str,
@@ -67,7 +95,8 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
            extra_files: dict[str, bytes] | None = None,
            check_serving: Callable[[str], dict] | None = None,
            serve_on_cluster: Callable[[str], dict] | None = None,
-           new_holdout=None, holdout_rows: int = 5000) -> Deployment:
+           new_holdout=None, holdout_rows: int = 5000,
+           judged_rows: np.ndarray | None = None) -> Deployment:
     """Publish the challenger's model file and promote it over the champion the gate compared.
 
     Before the pointer moves, ``check_serving(version)`` (infra validation) and then
@@ -75,7 +104,8 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
     the deploy ``rejected`` with its reason, the champion as it was. ``extra_files``
     (``schema.json``, ``statistics.json``) are stored with the version. Once promoted, this
     run's holdout rows (``new_holdout``) join the registry's rolling holdout, which keeps the
-    newest ``holdout_rows``: the rows are consumed, later runs evaluate on them.
+    newest ``holdout_rows``: the rows are consumed, later runs evaluate on them (but not the
+    version promoted here on the rows it was judged on, ``judged_rows``' content hashes).
     """
     champion_version = record.champion.version if record.champion else None
     digest = sha256_bytes(model)
@@ -87,8 +117,11 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
         version = registry.publish(model, metadata, extra_files)
         registry.record_publication(run_id, version, digest)
     current = registry.champion()
+    promoted = None if judged_rows is None else PromotedOn(
+        judged_rows, version, record.challenger.training.feature_kinds, label_column,
+        timestamp_column)
     if current is not None and current.version == version:  # an earlier attempt promoted it
-        _roll_holdout(registry, new_holdout, holdout_rows, timestamp_column)
+        _roll_holdout(registry, new_holdout, holdout_rows, timestamp_column, promoted)
         return Deployment(DeployResult.DEPLOYED, record.reason, version)
     details = {}
     try:
@@ -114,18 +147,19 @@ def deploy(registry: Registry, *, model: bytes, record: DecisionRecord, run_id: 
         return Deployment(DeployResult.REJECTED, CHAMPION_CHANGED, version, details)
     registry.append_history(action="deploy", from_version=champion_version, to_version=version,
                             reason=record.reason, run_id=run_id)
-    _roll_holdout(registry, new_holdout, holdout_rows, timestamp_column)
+    _roll_holdout(registry, new_holdout, holdout_rows, timestamp_column, promoted)
     return Deployment(DeployResult.DEPLOYED, record.reason, version, details)
 
 
 def _roll_holdout(registry: Registry, new_holdout, holdout_rows: int,
-                  timestamp_column: str) -> None:
+                  timestamp_column: str, promoted: PromotedOn | None) -> None:
     """Add the promoted run's holdout rows to the rolling holdout (again, on a retry: each row
     is kept once)."""
     if new_holdout is not None:
         registry.write_holdout_pool(rolled_holdout(registry.holdout_pool().data, new_holdout,
                                                    max_rows=holdout_rows,
-                                                   timestamp_column=timestamp_column))
+                                                   timestamp_column=timestamp_column,
+                                                   promoted=promoted))
 
 
 def _restore(serve_on_cluster: Callable[[str], dict], version: str) -> None:

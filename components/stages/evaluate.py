@@ -1,22 +1,25 @@
-"""Stage 5, evaluate: compare champion and challenger on the same holdout rows, and decide.
+"""Stage 5, evaluate: compare champion and challenger on the same rows, and decide.
 
-The evaluation rows are holdout rows (:mod:`components.data.roles`), which no version trains on:
-the newest of this run's and of the rolling holdout kept in the registry, up to
-``max_evaluation_rows``. Rows from before a concept change would judge the models on a world that
-is gone, so the rows are taken a batch at a time (a file, or a file's calendar month: the batches
-of :func:`components.data.drift.batch_names`), and they start after the batch boundary where
-the rows before it and after it differ most, if significantly: in how often the champion is right,
-or in which model is right where only one is (Fisher's exact tests, two-sided, at the gate's level
-shared among them). Then the newest whole batches are taken until there are
-``min_evaluation_rows``. A stop can leave fewer
-than ``min_evaluation_rows``; the record says where it stopped and why. A stop on a stable stream
-(in at most 5% of runs) costs rows, not correctness: the rows kept are still unseen holdout rows.
-The statistics are :mod:`components.ml.comparison`'s, the decision the deploy gate's
-(:mod:`components.policies`).
+The champion has seen none of this run's new rows, so every one of them is evidence: the
+holdout rows (:mod:`components.data.roles`), which no version trains on, answered by the
+challenger itself, and the training rows, answered by retrain's cross-fitted fits of the same
+procedure, each without the row (the ``cross_fitted`` rows). To these come the newest rows of the
+rolling holdout kept in the registry, up to ``max_evaluation_rows``, but never those that promoted
+the champion (deploy marks them). Rows from before a concept change would judge the models on a
+world that is gone, so the rows are taken a batch at a time (a file, or a file's calendar month:
+the batches of :func:`components.data.drift.batch_names`), and they start after the batch
+boundary where the rows before it and after it differ most, if significantly
+(:func:`components.ml.concept_change.since_concept_change`). That boundary is chosen on the even
+rows and the odd rows after it are judged on, so the choice cannot favour either model. Then the
+newest whole batches of earlier rows are taken until there are ``min_evaluation_rows``. The
+record says how many rows of each kind the decision used, how their answers were obtained,
+where the rows stopped and why. The statistics are :mod:`components.ml.comparison`'s, the
+decision the deploy gate's (:mod:`components.policies`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,11 +27,14 @@ import pandas as pd
 
 from components.data.chunks import as_table
 from components.data.drift import batch_names
+from components.data.roles import PROMOTED_VERSION_COLUMN
 from components.data.schema import SOURCE_FILE_COLUMN, plain_value
 from components.ml.comparison import PairedComparison, compare, interval_of
-from components.ml.metrics import Predictions, predict
+from components.ml.concept_change import batch_starts, in_time_order, since_concept_change
+from components.ml.metrics import Predictions, predict, split_cross_fitted, with_cross_fitted
 from components.ml.threads import limited_threads
-from components.policies import GateVerdict, gate_decision
+from components.outcomes import GateDecision, Strategy
+from components.policies import FreshComparison, GateVerdict, gate_decision
 
 
 @dataclass
@@ -42,6 +48,10 @@ class EvaluationRows:
     period_start: str = ""
     period_end: str = ""
     note: str = ""
+    cross_fitted_rows: int = 0  # this run's training rows, the challenger's answers cross-fitted
+    left_out_promoting: int = 0  # earlier rows left out: they promoted the champion
+    concept_change: bool = False  # a change at or within this run's rows (not only earlier)
+    predictions: str = ""  # how the challenger's answer for each kind of row was obtained
 
     def summary(self) -> dict:
         summary = asdict(self)
@@ -49,7 +59,8 @@ class EvaluationRows:
         return {"rows": int(len(self.frame)), **summary}
 
 
-NEW_ROW = "__new_holdout_row"  # marks this run's rows while the candidates are chosen
+ROW_SOURCE = "__evaluation_source"  # which kind of row: while the rows are chosen
+EARLIER, HOLDOUT, CROSS_FITTED = "earlier", "holdout", "cross-fitted"
 
 
 def _period(frame: pd.DataFrame, timestamp_column: str) -> tuple[str, str]:
@@ -64,103 +75,102 @@ def _period(frame: pd.DataFrame, timestamp_column: str) -> tuple[str, str]:
     return "", ""
 
 
-def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str) -> pd.DataFrame:
-    """The newest ``max_rows`` of the rolling holdout and this run's holdout rows, oldest first
-    (by event time; in batch mode earlier runs' rows, then this run's, in file order)."""
-    frames = [] if pool is None else [as_table(pool).read().assign(**{NEW_ROW: False})]
-    frames.append(as_table(new_holdout).read().assign(**{NEW_ROW: True}))
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(
-        len(f) for f in frames) else frames[-1]
-    if timestamp_column and timestamp_column in frame and len(frame):
-        order = np.argsort(pd.to_datetime(frame[timestamp_column], utc=True).to_numpy(),
-                           kind="stable")
-        frame = frame.iloc[order]
-    return frame.tail(max_rows).reset_index(drop=True)
+def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str,
+                   cross_fitted=None, champion_version: str = "") -> tuple[pd.DataFrame, int]:
+    """The newest ``max_rows`` of the rows the gate may judge on, oldest first (by event time;
+    in batch mode earlier runs' rows, then this run's in file order), each marked with its kind
+    (:data:`ROW_SOURCE`): the rolling holdout's, this run's holdout rows, and this run's
+    cross-fitted training rows. Rolling-holdout rows whose judgement promoted the champion are
+    left out (a champion is not judged on the rows that chose it); how many is the second value.
+    """
+    parts = ((pool, EARLIER), (new_holdout, HOLDOUT), (cross_fitted, CROSS_FITTED))
+    frames = [frame.assign(**{ROW_SOURCE: kind}) for data, kind in parts if data is not None
+              for frame in [as_table(data).read()] if len(frame)]
+    if not frames:
+        return as_table(new_holdout).read().assign(**{ROW_SOURCE: HOLDOUT}), 0
+    frame = pd.concat(frames, ignore_index=True)
+    left_out = 0
+    if PROMOTED_VERSION_COLUMN in frame:
+        promoting = (frame[PROMOTED_VERSION_COLUMN] == champion_version).to_numpy() & bool(
+            champion_version)
+        left_out = int(promoting.sum())
+        frame = frame[~promoting].drop(columns=[PROMOTED_VERSION_COLUMN])
+    frame = in_time_order(frame, timestamp_column, (frame[ROW_SOURCE] != EARLIER).to_numpy())
+    return frame.tail(max_rows).reset_index(drop=True), left_out
 
 
-def _batch_starts(frame: pd.DataFrame, timestamp_column: str) -> tuple[list, list[int]]:
+def cut_chosen_apart(frame: pd.DataFrame, champion_right: np.ndarray,
+                     challenger_right: np.ndarray, *, confidence: float, timestamp_column: str,
+                     this_run: np.ndarray | None = None) -> tuple[np.ndarray, str, bool]:
+    """Which rows are judged on after a concept change, the cut chosen on rows it does not keep:
+    the change is sought (:func:`since_concept_change`) on the even rows only, and where one is
+    found the odd rows from that batch boundary on are kept. Choosing the cut on the rows it then
+    keeps would keep those where the champion happened to do worst, which leans towards the
+    challenger. A change before all of this run's rows (``this_run``) only decides which earlier
+    rows join them: this run's rows are all kept, as they would be without a change. Without a
+    change every row is kept. A mask of the rows kept, the note, and whether the change touches
+    this run's rows (at their first batch or within them)."""
+    chooser = np.arange(len(frame)) % 2 == 0
+    positions = np.flatnonzero(chooser)
+    end, note = since_concept_change(frame.iloc[positions], champion_right[chooser],
+                                     challenger_right[chooser], confidence=confidence,
+                                     timestamp_column=timestamp_column)
+    if not end:
+        return np.ones(len(frame), dtype=bool), "", False
     names = batch_names(frame, timestamp_column)
-    return names, [i for i in range(1, len(names)) if names[i] != names[i - 1]]
+    cut = positions[end - 1] + 1  # where the boundary's batch starts among all rows
+    while cut < len(frame) and names[cut] != names[positions[end]]:
+        cut += 1
+    kept = ~chooser & (np.arange(len(frame)) >= cut)
+    first_new = int(np.argmax(this_run)) if this_run is not None and this_run.any() else None
+    if first_new is not None and cut < first_new:
+        kept |= this_run
+        return kept, (f"{note}, found on the even rows, before this run's rows: the odd earlier "
+                      f"rows from there on join this run's; {len(frame) - int(kept.sum())} "
+                      "earlier rows are left out"), False
+    return kept, (f"{note}, found on the even rows: the gate judges on the {int(kept.sum())} odd "
+                  f"rows from there on, and leaves out the {len(frame) - int(kept.sum())} "
+                  "others"), True
 
 
-def _two_by_two(newer_yes: int, newer_no: int, older_yes: int, older_no: int) -> float:
-    from scipy.stats import fisher_exact
-
-    if min(newer_yes + newer_no, older_yes + older_no) == 0:
-        return 1.0
-    return float(fisher_exact([[newer_yes, newer_no], [older_yes, older_no]]).pvalue)
-
-
-def since_concept_change(frame: pd.DataFrame, champion_right: np.ndarray,
-                         challenger_right: np.ndarray, *, confidence: float,
-                         timestamp_column: str) -> tuple[int, str]:
-    """Where the rows worth judging on start: after the batch boundary at which the older rows
-    tell the most different story from the newer ones, if that difference is significant, and
-    the note that says so (0 and "" when no boundary's is).
-
-    Two stories, each by Fisher's exact test on all the rows before a boundary against all the
-    rows after it (so a change spread over several batches, too small between any two, is still
-    found): the rate at which the champion is right (its world changed), and, among the rows where
-    exactly one model is right, the share where it is the challenger (the comparison itself
-    changed: e.g. a champion trained on both worlds is as right before as after, while a
-    challenger trained on the new one is not). The gate's level is shared among the tests
-    (Bonferroni), so a stable stream loses its older rows in at most that share of runs."""
-    names, boundaries = _batch_starts(frame, timestamp_column)
-    if not boundaries:
-        return 0, ""
-    tests = 2 * len(boundaries)
-    only_challenger = challenger_right & ~champion_right
-    only_champion = champion_right & ~challenger_right
-
-    def counts(story: str, end: int) -> list[int]:
-        """After the boundary (yes, no), then before it (yes, no)."""
-        if story == "champion":
-            yes, no = champion_right, ~champion_right
-        else:
-            yes, no = only_challenger, only_champion
-        return [int(yes[end:].sum()), int(no[end:].sum()), int(yes[:end].sum()),
-                int(no[:end].sum())]
-
-    p_value, end, story = min(((_two_by_two(*counts(story, end)), end, story)
-                               for end in boundaries for story in ("champion", "comparison")),
-                              key=lambda found: (found[0], -found[1]))
-    if p_value >= (1 - confidence) / tests:
-        return 0, ""
-    newer_yes, newer_no, older_yes, older_no = counts(story, end)
-    if story == "champion":
-        said = (f"the champion is right on {newer_yes / (newer_yes + newer_no):.3f} of the "
-                f"{newer_yes + newer_no} rows from {names[end]} on and on "
-                f"{older_yes / (older_yes + older_no):.3f} of the {older_yes + older_no} "
-                f"older rows")
-    else:
-        said = (f"of the rows where one model alone is right, the challenger is on {newer_yes} "
-                f"of {newer_yes + newer_no} from {names[end]} on and on {older_yes} of "
-                f"{older_yes + older_no} of the {end} older rows")
-    return end, (f"concept change: {said} (Fisher's exact test p={p_value:.2g}, below "
-                 f"{1 - confidence:g} over {tests} tests); they are left out")
+def newest_batches(frame: pd.DataFrame, *, kept: np.ndarray, min_rows: int,
+                   timestamp_column: str, this_run: np.ndarray | None = None) -> np.ndarray:
+    """``kept`` from the boundary where the newest whole batches first reach ``min_rows`` kept
+    rows (all of ``kept`` when together they do not). Every one of this run's rows
+    (``this_run``) is evidence: only earlier rows are left out to keep to ``min_rows``."""
+    _, boundaries = batch_starts(frame, timestamp_column)
+    first_new = (int(np.argmax(this_run)) if this_run is not None and this_run.any()
+                 else len(frame))
+    left = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])  # kept rows from each index on
+    reached = [b for b in boundaries if left[b] >= min_rows and b <= first_new]
+    start = max(reached, default=0)
+    return kept & (np.arange(len(frame)) >= start)
 
 
-def newest_batches(frame: pd.DataFrame, *, start: int, min_rows: int,
-                   timestamp_column: str) -> int:
-    """Where the newest whole batches from ``start`` on first reach ``min_rows`` rows (``start``
-    when all of them together do not)."""
-    _, boundaries = _batch_starts(frame, timestamp_column)
-    reached = [b for b in boundaries if b >= start and len(frame) - b >= min_rows]
-    return max(reached, default=start)
-
-
-def evaluation_rows(frame: pd.DataFrame, available: int, *, start: int, min_rows: int,
-                    timestamp_column: str, change_note: str = "") -> EvaluationRows:
-    kept = frame.iloc[start:].reset_index(drop=True)
-    new = int(kept[NEW_ROW].sum()) if NEW_ROW in kept else len(kept)
-    kept = kept.drop(columns=[NEW_ROW], errors="ignore")
-    period_start, period_end = _period(kept, timestamp_column)
+def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, min_rows: int,
+                    timestamp_column: str, change_note: str = "",
+                    left_out_promoting: int = 0, concept_change: bool = False) -> EvaluationRows:
+    judged = frame[kept].reset_index(drop=True)
+    kinds = judged[ROW_SOURCE].value_counts() if ROW_SOURCE in judged else pd.Series(
+        {HOLDOUT: len(judged)})
+    judged = judged.drop(columns=[ROW_SOURCE], errors="ignore")
+    period_start, period_end = _period(judged, timestamp_column)
     notes = [change_note] if change_note else []
-    if len(kept) < min_rows:
-        notes.append(f"{len(kept)} holdout rows to compare on, fewer than min_evaluation_rows "
+    if left_out_promoting:
+        notes.append(f"{left_out_promoting} earlier holdout rows that promoted the champion "
+                     "are left out")
+    if len(judged) < min_rows:
+        notes.append(f"{len(judged)} rows to compare on, fewer than min_evaluation_rows "
                      f"{min_rows}")
-    return EvaluationRows(kept, new, len(kept) - new, available, period_start, period_end,
-                          "; ".join(notes))
+    counts = {kind: int(kinds.get(kind, 0)) for kind in (EARLIER, HOLDOUT, CROSS_FITTED)}
+    predictions = (f"the challenger model's own answers on {counts[HOLDOUT] + counts[EARLIER]} "
+                   "holdout rows" + (f", cross-fitted answers on {counts[CROSS_FITTED]} new "
+                                     "training rows (each from a fit without it)"
+                                     if counts[CROSS_FITTED] else ""))
+    return EvaluationRows(judged, counts[HOLDOUT], counts[EARLIER], available, period_start,
+                          period_end, "; ".join(notes), cross_fitted_rows=counts[CROSS_FITTED],
+                          left_out_promoting=left_out_promoting,
+                          concept_change=concept_change, predictions=predictions)
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,7 @@ class Evaluation:
     rows: EvaluationRows
     confidence: float
     baseline: Baseline | None = None
+    fresh: FreshComparison | None = None
 
     def gate(self) -> dict:
         """What the decision record and ``retrain run --json`` say of the gate."""
@@ -197,65 +208,104 @@ class Evaluation:
         gate = {**comparison.to_dict(), "evaluation": self.rows.summary()}
         if self.baseline is not None:
             gate["baseline"] = self.baseline.to_dict()
+        if self.fresh is not None:
+            gate["freshness"] = self.fresh.to_dict()
         return gate
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The freshness rule's terms (:func:`components.policies.paired_verdict`)."""
+
+    margin: float
+    confidence: float
 
 
 def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
              timestamp_column: str, metric: str, threshold: float, min_improvement: float,
              min_rows: int, max_rows: int, confidence: float, seed: int,
-             champion_version: str) -> Evaluation:
+             champion_version: str, cross_fitted=None, challenger_strategy: str = "",
+             freshness: Freshness | None = None) -> Evaluation:
     """Score the challenger (and the champion, if there is one) on the evaluation rows, compare
     them paired, and decide.
 
-    ``new_holdout`` and ``pool``: this run's holdout rows and the registry's rolling holdout
-    (None if there is none yet); DataFrames, Parquet paths or Tables.
+    ``new_holdout``, ``pool`` and ``cross_fitted``: this run's holdout rows, the registry's
+    rolling holdout (None if there is none yet) and retrain's cross-fitted new training rows
+    (None or empty: none); DataFrames, Parquet paths or Tables.
     """
-    frame = candidate_rows(new_holdout, pool, max_rows=max_rows,
-                           timestamp_column=timestamp_column)
-    available = as_table(new_holdout).rows + (as_table(pool).rows if pool is not None else 0)
-    start, change_note = 0, ""
+    frame, left_out = candidate_rows(new_holdout, pool, max_rows=max_rows,
+                                     timestamp_column=timestamp_column,
+                                     cross_fitted=cross_fitted, champion_version=champion_version)
+    available = sum(as_table(d).rows for d in (new_holdout, pool, cross_fitted) if d is not None)
+    frame, cross_columns = split_cross_fitted(frame)
+    kept, change_note, new_rows_changed = np.ones(len(frame), dtype=bool), "", False
     with limited_threads(len(frame)):
-        challenger_predictions = predict(challenger, frame, label_column)
+        challenger_predictions = with_cross_fitted(
+            predict(challenger, frame, label_column), cross_columns,
+            (frame[ROW_SOURCE] == CROSS_FITTED).to_numpy())
         champion_predictions = (predict(champion, frame, label_column)
                                 if champion is not None and len(frame) else None)
-        if champion_predictions is not None:
-            start, change_note = since_concept_change(
-                frame, champion_predictions.right(), challenger_predictions.right(),
-                confidence=confidence, timestamp_column=timestamp_column)
-    start = newest_batches(frame, start=start, min_rows=min_rows,
-                           timestamp_column=timestamp_column)
-    rows = evaluation_rows(frame, available, start=start, min_rows=min_rows,
-                           timestamp_column=timestamp_column, change_note=change_note)
-    challenger_predictions = _tail(challenger_predictions, start)
+    this_run = (frame[ROW_SOURCE] != EARLIER).to_numpy()
     if champion_predictions is not None:
-        champion_predictions = _tail(champion_predictions, start)
-    challenger_scores = challenger_predictions.scores()
-    champion_scores = champion_predictions.scores() if champion_predictions else None
-    comparison, cold_interval = None, None
+        kept, change_note, new_rows_changed = cut_chosen_apart(
+            frame, champion_predictions.right(), challenger_predictions.right(),
+            confidence=confidence, timestamp_column=timestamp_column, this_run=this_run)
+    kept = newest_batches(frame, kept=kept, min_rows=min_rows, timestamp_column=timestamp_column,
+                          this_run=this_run)
+    rows = evaluation_rows(frame, available, kept=kept, min_rows=min_rows,
+                           timestamp_column=timestamp_column, change_note=change_note,
+                           left_out_promoting=left_out, concept_change=new_rows_changed)
+    challenger_predictions = _subset(challenger_predictions, kept)
     if champion_predictions is not None:
-        comparison = compare(
-            metric, challenger_predictions.labels,
-            champion_predicted=champion_predictions.predicted,
-            champion_probabilities=_aligned(champion_predictions, challenger_predictions),
-            challenger_predicted=challenger_predictions.predicted,
-            challenger_probabilities=challenger_predictions.probabilities,
-            classes=challenger_predictions.classes, confidence=confidence, seed=seed)
+        champion_predictions = _subset(champion_predictions, kept)
+    return _judged(challenger_predictions, champion_predictions, rows, metric=metric,
+                   threshold=threshold, min_improvement=min_improvement, min_rows=min_rows,
+                   confidence=confidence, seed=seed, champion_version=champion_version,
+                   fresh_refit=challenger_strategy in FRESH_REFITS, freshness=freshness)
+
+
+# A challenger fitted on every row its champion learned from and the new ones: a refit of the same
+# world, when the rows show no concept change (the freshness rule).
+FRESH_REFITS = (Strategy.FULL, Strategy.FINETUNE)
+
+
+def _judged(challenger: Predictions, champion: Predictions | None, rows: EvaluationRows, *,
+            metric: str, threshold: float, min_improvement: float, min_rows: int,
+            confidence: float, seed: int, champion_version: str, fresh_refit: bool,
+            freshness: Freshness | None) -> Evaluation:
+    """Both models' scores on the judged rows, their paired comparison and the verdict."""
+    challenger_scores = challenger.scores()
+    champion_scores = champion.scores() if champion else None
+    comparison, cold_interval, fresh = None, None, None
+
+    def paired(level: float) -> PairedComparison:
+        return compare(metric, challenger.labels, champion_predicted=champion.predicted,
+                       champion_probabilities=_aligned(champion, challenger),
+                       challenger_predicted=challenger.predicted,
+                       challenger_probabilities=challenger.probabilities,
+                       classes=challenger.classes, confidence=level, seed=seed)
+
+    if champion is not None:
+        comparison = paired(confidence)
     elif len(rows.frame):
-        cold_interval = interval_of(metric, challenger_predictions.labels,
-                                    challenger_predictions.predicted,
-                                    challenger_predictions.probabilities,
-                                    challenger_predictions.classes, confidence=confidence,
-                                    seed=seed)
-    baseline = against_baseline(metric, challenger_predictions, confidence, seed)
-    verdict = gate_decision(comparison, challenger_scores.get(metric), metric=metric,
-                            threshold=threshold, min_improvement=min_improvement,
-                            rows=len(rows.frame), min_evaluation_rows=min_rows,
-                            champion_version=champion_version,
-                            cold_interval=cold_interval, confidence=confidence,
-                            baseline=baseline,
-                            champion_score=(champion_scores or {}).get(metric))
-    return Evaluation(challenger_predictions, challenger_scores, champion_scores, comparison,
-                      verdict, rows, confidence, baseline)
+        cold_interval = interval_of(metric, challenger.labels, challenger.predicted,
+                                    challenger.probabilities, challenger.classes,
+                                    confidence=confidence, seed=seed)
+    baseline = against_baseline(metric, challenger, confidence, seed)
+    decide = functools.partial(
+        gate_decision, comparison, challenger_scores.get(metric), metric=metric,
+        threshold=threshold, min_improvement=min_improvement, rows=len(rows.frame),
+        min_evaluation_rows=min_rows, champion_version=champion_version,
+        cold_interval=cold_interval, confidence=confidence, baseline=baseline,
+        champion_score=(champion_scores or {}).get(metric))
+    verdict = decide()
+    # The freshness rule's own interval is drawn only where it could change the decision.
+    if verdict.decision == GateDecision.REJECT and comparison is not None and \
+            freshness is not None and fresh_refit and not rows.concept_change:
+        fresh = FreshComparison(paired(freshness.confidence), freshness.margin)
+        verdict = decide(fresh=fresh)
+    return Evaluation(challenger, challenger_scores, champion_scores, comparison, verdict, rows,
+                      confidence, baseline, fresh)
 
 
 def against_baseline(metric: str, predictions: Predictions, confidence: float,
@@ -278,9 +328,9 @@ def against_baseline(metric: str, predictions: Predictions, confidence: float,
     return Baseline(plain_value(answer), comparison)
 
 
-def _tail(predictions: Predictions, dropped: int) -> Predictions:
-    return Predictions(predictions.labels[dropped:], predictions.probabilities[dropped:],
-                       predictions.classes, predictions.predicted[dropped:])
+def _subset(predictions: Predictions, kept: np.ndarray) -> Predictions:
+    return Predictions(predictions.labels[kept], predictions.probabilities[kept],
+                       predictions.classes, predictions.predicted[kept])
 
 
 def _aligned(champion: Predictions, challenger: Predictions) -> np.ndarray:

@@ -22,22 +22,25 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import FrameTable, as_table
+from components.data.drift import batch_names
 from components.data.schema import SOURCE_FILE_COLUMN
 from components.ml.features import build_feature_transformer, features_and_labels
-from components.ml.metrics import LossAndAccuracy, score_model
+from components.ml.metrics import LossAndAccuracy, cross_fitted_columns, predict, score_model
 from components.ml.models import (
     HGB_FINETUNE_ITERATIONS,
     RANDOM_STATE,
     model_type_of,
     new_classifier,
+    predicted_classes,
     with_decision_threshold,
 )
 from components.ml.threads import limited_threads
 from components.outcomes import Strategy
 from components.records import TrainingSummary, VersionMetadata
 
-# Order of preference when candidates tie: the cheapest, least disruptive change first.
-CANDIDATE_ORDER = (Strategy.FINETUNE, Strategy.WINDOW, Strategy.FULL)
+# Order of preference when candidates tie: the cheapest change, then the most rows (a refit on
+# every row keeps what the champion learned; the freshness rule can deploy it).
+CANDIDATE_ORDER = (Strategy.FINETUNE, Strategy.FULL, Strategy.SINCE_CHANGE, Strategy.WINDOW)
 
 
 class RetrainError(Exception):
@@ -74,6 +77,7 @@ class RetrainResult:
     trace: list[dict]
     notes: list[str]
     training_data: object = None  # the rows the chosen model was fitted on (frame or Table)
+    cross_fitted: pd.DataFrame | None = None  # the new rows, predicted without them
 
     def summary(self, feature_kinds: dict[str, str], classes: list,
                 libraries: dict[str, str]) -> TrainingSummary:
@@ -173,8 +177,10 @@ def _trace_hgb(classifier, X, y, X_val, y_val, epochs: int, first_iteration: int
 def fit_fresh(
     rows: pd.DataFrame, validation: pd.DataFrame, *, label_column: str,
     feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int = RANDOM_STATE,
+    traced: bool = True,
 ):
-    """Fit a new Pipeline on ``rows``; returns it and its epoch-by-epoch trace."""
+    """Fit a new Pipeline on ``rows``; returns it and its epoch-by-epoch trace (for gradient
+    boosting none unless ``traced``: the staged predictions cost more than a small fit)."""
     from sklearn.pipeline import Pipeline
 
     features, y = features_and_labels(rows, label_column)
@@ -188,7 +194,7 @@ def fit_fresh(
         trace = _fit_sgd_epochs(classifier, [(X, y)], [(X_val, y_val)], classes, epochs, seed)
     else:
         classifier.fit(X, y)
-        trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs)
+        trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs) if traced else []
     model = Pipeline([("features", transformer), ("classifier", classifier)])
     return model, trace
 
@@ -223,7 +229,7 @@ def finetune_blocker(champion, champion_meta: VersionMetadata | None, *, model_t
 
 
 def fit_finetune(champion, train, validation, *, label_column: str, epochs: int,
-                 seed: int = RANDOM_STATE):
+                 seed: int = RANDOM_STATE, traced: bool = True):
     """Continue a copy of the champion on ``train``: more boosting stages, or more SGD epochs.
 
     ``train`` and ``validation``: DataFrames, Parquet paths or Tables. SGD streams them: each
@@ -253,7 +259,8 @@ def fit_finetune(champion, train, validation, *, label_column: str, epochs: int,
     classifier.set_params(warm_start=True, max_iter=already + HGB_FINETUNE_ITERATIONS)
     classifier.fit(X, y)
     classifier.set_params(warm_start=False)
-    trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs, first_iteration=already)
+    trace = (_trace_hgb(classifier, X, y, X_val, y_val, epochs, first_iteration=already)
+             if traced else [])
     return model, trace
 
 
@@ -272,11 +279,48 @@ def window_rows(rows: pd.DataFrame, *, timestamp_column: str, window_days: int,
 REFIT_LIMIT = 100_000  # below this many training rows the chosen candidate is refitted on all
 
 
+@dataclass(frozen=True)
+class ConceptChange:
+    """The batches from the one where the champion's world changed on (their names, as
+    :func:`components.data.drift.batch_names` gives them), and the note that found it."""
+
+    batches: frozenset
+    note: str
+    timestamp_column: str = ""
+
+
+def concept_change(champion, pool, new_rows: pd.DataFrame, *, label_column: str,
+                   timestamp_column: str, confidence: float) -> ConceptChange | None:
+    """Where the champion's world changed, if the rows it has never seen (the rolling holdout's
+    and this run's new rows) show a change of how often it is right at a batch boundary."""
+    from components.ml.concept_change import in_time_order, since_concept_change
+    from components.ml.metrics import predict
+
+    if champion is None or not len(new_rows):
+        return None
+    earlier = as_table(pool).read() if pool is not None else new_rows.iloc[:0]
+    frame = in_time_order(pd.concat([earlier, new_rows], ignore_index=True), timestamp_column,
+                          this_run=np.arange(len(earlier) + len(new_rows)) >= len(earlier))
+    right = predict(champion, frame, label_column).right()
+    end, note = since_concept_change(frame, right, right, confidence=confidence,
+                                     timestamp_column=timestamp_column)
+    if not end:
+        return None
+    return ConceptChange(frozenset(batch_names(frame.iloc[end:], timestamp_column)), note,
+                         timestamp_column)
+
+
+def since_change_rows(rows: pd.DataFrame, change: ConceptChange) -> pd.DataFrame:
+    """The rows of the batches from the change on."""
+    return rows[np.isin(batch_names(rows, change.timestamp_column), list(change.batches))]
+
+
 def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.DataFrame,
             validation: pd.DataFrame, label_column: str, timestamp_column: str,
             feature_kinds: dict[str, str], metric: str, epochs: int, window_days: int,
             window_files: int, champion=None, champion_meta: VersionMetadata | None = None,
-            seed: int = RANDOM_STATE, decision_threshold: str = "0.5") -> RetrainResult:
+            seed: int = RANDOM_STATE, decision_threshold: str = "0.5",
+            change: ConceptChange | None = None) -> RetrainResult:
     """Fit the challenger with the requested strategy (``auto``: the best of those that apply).
 
     Candidates are fitted on ``train`` (and the history their strategy uses) and compared on
@@ -291,39 +335,132 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
     line consumed before, holdout rows excluded) and ``validation`` (the newest new training
     rows) are each a DataFrame, a Parquet path or a Table. The other arguments are the pipeline
     parameters of the same names; ``champion`` is the champion Pipeline (None on a cold start)
-    with its registry metadata, and ``seed`` seeds every random choice. Returns the chosen
-    model, every candidate, and the trace.
+    with its registry metadata, and ``seed`` seeds every random choice. With ``change`` (see
+    :func:`concept_change`), ``auto`` also fits a candidate on the rows since the change.
+    Returns the chosen model, every candidate, and the trace.
     """
     train, history, validation = as_table(train), as_table(history), as_table(validation)
     blocker = finetune_blocker(champion, champion_meta, model_type=model_type,
                                feature_kinds=feature_kinds, train=train,
                                label_column=label_column)
-    wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows)
-    candidate_rows = _candidate_rows(wanted, train, history, timestamp_column=timestamp_column,
-                                     window_days=window_days, window_files=window_files)
+    wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows, change)
+    window = dict(timestamp_column=timestamp_column, window_days=window_days,
+                  window_files=window_files, change=change)
+    candidate_rows = _candidate_rows(wanted, train, history, **window)
     fit = dict(champion=champion, label_column=label_column, feature_kinds=feature_kinds,
                model_type=model_type, epochs=epochs, seed=seed)
     with limited_threads(history.rows + train.rows, len(feature_kinds)):
         candidates = [_fit_candidate(name, candidate_rows, blocker=blocker,
                                      auto=strategy == Strategy.AUTO, validation=validation,
-                                     metric=metric, **fit) for name in wanted]
+                                     metric=metric, change=change, **fit) for name in wanted]
         best = _choose(candidates, metric, notes if strategy == Strategy.AUTO else None)
         # The threshold is tuned on the candidate, for which the validation rows are unseen.
         threshold, threshold_note = _decision_threshold(best.model, decision_threshold,
                                                         validation, label_column, metric)
         model, training_data = best.model, candidate_rows[best.strategy]
-        if best.rows < REFIT_LIMIT and validation.rows:
-            window = dict(timestamp_column=timestamp_column, window_days=window_days,
-                          window_files=window_files)
+        if best.strategy == Strategy.SINCE_CHANGE:  # its fit holds the validation rows already
+            training_data = since_change_rows(
+                as_table(_with_rows(training_data, validation)).read(), change)
+        elif best.rows < REFIT_LIMIT and validation.rows:
             training_data, refit_note = _refit_rows(best, candidate_rows, validation, **window)
-            model, _ = _fit(best.strategy, training_data, validation, **fit)
+            model, _ = _fit(best.strategy, training_data, validation, traced=False, **fit)
             notes.append(refit_note)
-    model = with_decision_threshold(model, threshold)
+        model = with_decision_threshold(model, threshold)
+        cross_fitted, cross_fit_note = cross_fit(best, model.classes_, train, history,
+                                                 validation, threshold=threshold,
+                                                 window=window, fit=fit)
     if threshold_note:
         notes.append(threshold_note)
+    notes.append(cross_fit_note)
     return RetrainResult(model=model, strategy=best.strategy, requested_strategy=strategy,
                          model_type=model_type, candidates=candidates, trace=best.trace,
-                         notes=notes, training_data=training_data)
+                         notes=notes, training_data=training_data, cross_fitted=cross_fitted)
+
+
+CROSS_FIT_FOLDS = 3  # each fold's fit still learns from two thirds of the new rows
+# Above this many new training rows the gate has max_evaluation_rows (5,000) holdout rows of the
+# run's own at the default holdout_fraction (0.2): the holdout alone is plenty.
+CROSS_FIT_LIMIT = 20_000
+
+
+def cross_fit(best: Candidate, classes, train, history, validation, *, threshold: float | None,
+              window: dict, fit: dict) -> tuple[pd.DataFrame | None, str]:
+    """The new training rows (training and selection rows), each with the prediction of the
+    chosen procedure fitted without it: :data:`CROSS_FIT_FOLDS` fits of the chosen strategy,
+    each on its rows less a fold of the new rows. The champion has never seen these rows, so
+    with these honest predictions the gate compares the two on every new row rather than on the
+    holdout fifth alone. The model deployed is still the one fitted on all its rows; the fold
+    models, fitted on a little less, make the comparison err towards the champion."""
+    new = pd.concat([train.read(), validation.read()], ignore_index=True)
+    if best.rows >= REFIT_LIMIT or len(new) > CROSS_FIT_LIMIT:
+        return None, (f"not cross-fitted: {len(new)} new training rows (the holdout rows alone "
+                      "are plenty for the gate)")
+    predictions = predicted_without(
+        best.strategy, new, lambda left_out: _candidate_rows(
+            [best.strategy], FrameTable(new[~left_out]), history, **window)[best.strategy],
+        classes, threshold=threshold, fit=fit)
+    if predictions is None:
+        return None, (f"not cross-fitted: {best.strategy} without a fifth of the {len(new)} new "
+                      "rows has fewer than two classes")
+    frame = new.assign(**cross_fitted_columns(*predictions))
+    return frame, (f"cross-fitted: each of the {len(new)} new training rows predicted by "
+                   f"{best.strategy} fitted without it ({CROSS_FIT_FOLDS} folds)")
+
+
+def predicted_without(strategy: str, held: pd.DataFrame, rows_without, classes, *,
+                      threshold: float | None, fit: dict):
+    """Each of ``held``'s rows predicted by ``strategy`` fitted on ``rows_without(left_out)``
+    (the rows it learns from when the rows of ``held`` marked in ``left_out`` are left out), over
+    :data:`CROSS_FIT_FOLDS` folds of ``held``: the probabilities in ``classes``' order and the
+    predicted class's index; None when a fold's rows hold fewer than two classes."""
+    folds = np.random.default_rng(fit["seed"]).permutation(len(held)) % CROSS_FIT_FOLDS
+    probabilities = np.zeros((len(held), len(classes)))
+    predicted = np.zeros(len(held), dtype=int)
+    class_list = list(np.asarray(classes))
+    for fold in range(CROSS_FIT_FOLDS):
+        left_out = folds == fold
+        rows = rows_without(left_out)
+        if not left_out.any() or len(label_values(rows, fit["label_column"])) < 2:
+            return None
+        model, _ = _fit(strategy, rows, FrameTable(held[left_out]), traced=False, **fit)
+        model = with_decision_threshold(model, threshold)
+        features, _ = features_and_labels(held[left_out], fit["label_column"])
+        fold_probabilities = model.predict_proba(features)
+        fold_classes = list(np.asarray(model.classes_))
+        for index, cls in enumerate(class_list):
+            if cls in fold_classes:
+                probabilities[left_out, index] = fold_probabilities[:, fold_classes.index(cls)]
+        predicted[left_out] = [class_list.index(a) if a in class_list else 0
+                               for a in predicted_classes(model, fold_probabilities)]
+    return probabilities, predicted
+
+
+def _since_change_candidate(rows: pd.DataFrame, validation, change: ConceptChange, *,
+                            metric: str, **fit) -> Candidate:
+    """The candidate fitted on the rows since a concept change, the validation rows from it on
+    among them: after a change in the newest batch those are most of the rows there are. Scored
+    on every validation row as the others are, each predicted by a fit without it (the rows from
+    the change on over :data:`CROSS_FIT_FOLDS` folds; the older ones by the whole fit)."""
+    name, label_column = Strategy.SINCE_CHANGE, fit["label_column"]
+    valid = validation.read()
+    after = np.isin(batch_names(valid, change.timestamp_column), list(change.batches))
+    every = pd.concat([rows, valid[after]], ignore_index=True)
+    if len(label_values(every, label_column)) < 2:
+        return Candidate(name, "skipped", "fewer than two classes in its rows", rows=len(every))
+    model, trace = _fit(name, every, validation, **fit)
+    predictions = predict(model, valid, label_column)
+    fold = predicted_without(name, valid[after].reset_index(drop=True),
+                             lambda left_out: pd.concat([rows, valid[after][~left_out]],
+                                                        ignore_index=True),
+                             model.classes_, threshold=None, fit=fit) if after.any() else None
+    if fold is not None:
+        predictions.probabilities[after] = fold[0]
+        predictions.predicted[after] = np.asarray(model.classes_)[fold[1]]
+    scores = predictions.scores()
+    return Candidate(name, "fitted", note=f"fitted on the {len(every)} rows since the change, "
+                     f"{int(after.sum())} validation rows among them (scored on those by fits "
+                     "without them)", rows=len(every), score=scores.get(metric), metrics=scores,
+                     model=model, trace=trace)
 
 
 def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None) -> Candidate:
@@ -341,7 +478,7 @@ def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None) -
 
 
 def _refit_rows(best: Candidate, candidate_rows: dict, validation, *, timestamp_column: str,
-                window_days: int, window_files: int):
+                window_days: int, window_files: int, change: ConceptChange | None = None):
     """The rows the chosen candidate is refitted on, with the validation rows, and a note: a
     window moves on to end at the newest rows."""
     if best.strategy != Strategy.WINDOW:
@@ -363,13 +500,14 @@ def _with_rows(rows, validation):
 
 
 def _fit(name: str, rows, validation, *, champion, label_column: str,
-         feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int):
+         feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int,
+         traced: bool = True):
     if name == Strategy.FINETUNE:
         return fit_finetune(champion, rows, validation, label_column=label_column,
-                            epochs=epochs, seed=seed)
+                            epochs=epochs, seed=seed, traced=traced)
     return fit_fresh(as_table(rows).read(), validation.read(), label_column=label_column,
                      feature_kinds=feature_kinds, model_type=model_type, epochs=epochs,
-                     seed=seed)
+                     seed=seed, traced=traced)
 
 
 TUNING_SCORING = {"accuracy": "accuracy", "f1": "f1_macro",
@@ -406,11 +544,15 @@ def _decision_threshold(model, decision_threshold: str, validation, label_column
                        f"validation rows for {TUNING_SCORING[metric]}")
 
 
-def _strategies_to_try(strategy: str, blocker: str | None,
-                       rows_given: int) -> tuple[list[str], list[str]]:
-    """The candidates to fit, and a note when an explicit finetune falls back to full."""
+def _strategies_to_try(strategy: str, blocker: str | None, rows_given: int,
+                       change: ConceptChange | None) -> tuple[list[str], list[str]]:
+    """The candidates to fit, and a note when an explicit finetune falls back to full, or auto
+    adds the rows since a concept change."""
     if strategy == Strategy.AUTO:
-        return list(CANDIDATE_ORDER), []
+        if change is None:
+            return [s for s in CANDIDATE_ORDER if s != Strategy.SINCE_CHANGE], []
+        return list(CANDIDATE_ORDER), [f"{change.note}: a candidate fitted on the rows from "
+                                       "there on"]
     if strategy == Strategy.FINETUNE and blocker:
         return [Strategy.FULL], [f"finetune is not possible ({blocker}); fell back to full over the "
                           f"{rows_given} rows given (in the pipeline a finetune run reads no "
@@ -419,7 +561,8 @@ def _strategies_to_try(strategy: str, blocker: str | None,
 
 
 def _candidate_rows(wanted: list[str], train, history, *, timestamp_column: str,
-                    window_days: int, window_files: int) -> dict[str, object]:
+                    window_days: int, window_files: int,
+                    change: ConceptChange | None = None) -> dict[str, object]:
     """The rows each strategy learns from. A fine-tune streams its rows (a Table); the others
     fit on every row they use at once (a DataFrame)."""
     rows: dict[str, object] = {Strategy.FINETUNE: train}
@@ -429,18 +572,24 @@ def _candidate_rows(wanted: list[str], train, history, *, timestamp_column: str,
         rows[Strategy.FULL] = combined
         rows[Strategy.WINDOW] = window_rows(combined, timestamp_column=timestamp_column,
                                      window_days=window_days, window_files=window_files)
+        if change is not None:
+            rows[Strategy.SINCE_CHANGE] = since_change_rows(combined, change)
     return rows
 
 
 def _fit_candidate(name: str, candidate_rows: dict, *, blocker: str | None, auto: bool,
-                   validation, metric: str, **fit) -> Candidate:
+                   validation, metric: str, change: ConceptChange | None, **fit) -> Candidate:
     """Fit one strategy and score it on the validation rows, or say why it was skipped."""
     if name == Strategy.FINETUNE and blocker:
         return Candidate(name, "skipped", blocker)
     rows = candidate_rows[name]
-    if name == Strategy.WINDOW and auto and len(rows) == len(candidate_rows[Strategy.FULL]):
-        return Candidate(name, "skipped", "the window holds every row: same as full",
+    if name in (Strategy.WINDOW, Strategy.SINCE_CHANGE) and auto and \
+            len(rows) == len(candidate_rows[Strategy.FULL]):
+        what = "the window holds" if name == Strategy.WINDOW else "the rows since the change are"
+        return Candidate(name, "skipped", f"{what} every row: same as full",
                          rows=len(rows))
+    if name == Strategy.SINCE_CHANGE:
+        return _since_change_candidate(rows, validation, change, metric=metric, **fit)
     row_count = as_table(rows).rows
     if len(label_values(rows, fit["label_column"])) < 2:
         return Candidate(name, "skipped", "fewer than two classes in its rows", rows=row_count)

@@ -107,14 +107,16 @@ def test_retrain_writes_the_model_folder_and_logs_the_trace(chain):
 
 
 def test_evaluate_logs_metrics_and_decides_a_cold_start(chain):
-    """Check evaluate's decision, its logged metrics and its confusion matrix."""
+    """Check evaluate's decision, its logged metrics and its confusion matrix, over every new
+    row: the holdout rows and the training rows with their cross-fitted predictions."""
     decision, reason = chain["evaluate"]
     assert decision == GateDecision.DEPLOY
     assert reason.startswith("cold start")
     assert chain["artifacts"]["metrics"].metadata["challenger_accuracy"] >= 0.8
     matrix = chain["artifacts"]["classification_metrics"].metadata["confusionMatrix"]
-    assert sum(sum(row["row"]) for row in matrix["rows"]) == chain["preprocess"][0][
-        "holdout_rows"]
+    counts = chain["preprocess"][0]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == (
+        counts["holdout_rows"] + counts["train_rows"] + counts["validation_rows"])
 
 
 def test_deploy_promotes_v0001(chain):

@@ -5,20 +5,25 @@ import pytest
 
 from components.ml.comparison import compare
 from components.outcomes import GateDecision, ValidateDecision
-from components.policies import NON_INFERIORITY_MARGIN, gate_decision, trigger_decision
+from components.policies import (
+    NON_INFERIORITY_MARGIN,
+    FreshComparison,
+    gate_decision,
+    trigger_decision,
+)
 from components.records import Finding, ValidationReport
 
 DEPLOY, REJECT = GateDecision.DEPLOY, GateDecision.REJECT
 
 
 def _paired(rows: int, champion_right: int, challenger_right: int, both_right: int,
-            seed: int = 0):
+            confidence: float = 0.95):
     """A paired comparison of two classifiers on ``rows`` binary rows: the champion right on
     ``champion_right`` of them, the challenger on ``challenger_right``, both on ``both_right``."""
     y = np.zeros(rows, dtype=int)
     champion = np.ones(rows, dtype=int)  # wrong unless set right below
     challenger = np.ones(rows, dtype=int)
-    order = np.random.default_rng(seed).permutation(rows)
+    order = np.random.default_rng(0).permutation(rows)
     only_champion = champion_right - both_right
     only_challenger = challenger_right - both_right
     champion[order[:both_right + only_champion]] = 0
@@ -30,7 +35,7 @@ def _paired(rows: int, champion_right: int, challenger_right: int, both_right: i
                    champion_probabilities=probabilities[champion],
                    challenger_predicted=challenger,
                    challenger_probabilities=probabilities[challenger],
-                   classes=np.array([0, 1]), confidence=0.95, seed=7)
+                   classes=np.array([0, 1]), confidence=confidence, seed=7)
 
 
 def _gate(comparison, *, threshold=0.80, min_improvement=0.0, min_rows=300):
@@ -215,3 +220,48 @@ def test_a_champion_below_the_majority_class_is_said_in_the_reason():
     assert verdict.decision == DEPLOY
     assert verdict.reason.endswith("; the champion v0001 (0.545) is below always answering 0 "
                                    "(accuracy 0.700)")
+
+
+def _fresh(rows: int, champion_right: int, challenger_right: int, both_right: int,
+           confidence: float = 0.8, margin: float = 0.01) -> FreshComparison:
+    """The freshness rule's evidence for :func:`_paired`'s rows, at its own confidence."""
+    return FreshComparison(_paired(rows, champion_right, challenger_right, both_right,
+                                   confidence=confidence), margin)
+
+
+@pytest.mark.parametrize("rows, champion_right, challenger_right, both_right, expected", [
+    (2000, 1700, 1720, 1650, DEPLOY),  # +1 point, not shown better, surely not 1 point worse
+    (2000, 1700, 1700, 1650, DEPLOY),  # as good
+    (2000, 1700, 1690, 1650, REJECT),  # worse on these rows
+    (400, 340, 343, 320, REJECT),  # +0.75 point on 400 rows: could be more than 1 point worse
+], ids=["a-point-better", "as-good", "a-little-worse", "too-few-rows-to-rule-out-worse"])
+def test_the_freshness_rule_deploys_a_refit_not_worse_by_more_than_its_margin(
+        rows, champion_right, challenger_right, both_right, expected):
+    """Check that a same-world refit is deployed when it is at least as good and the lower bound
+    of the interval at the freshness confidence is above minus the margin; not otherwise."""
+    comparison = _paired(rows, champion_right, challenger_right, both_right)
+    fresh = _fresh(rows, champion_right, challenger_right, both_right)
+    assert _gate(comparison).decision == REJECT  # the superiority rule alone keeps the champion
+    verdict = gate_decision(comparison, comparison.challenger, metric="accuracy", threshold=0.8,
+                            min_improvement=0.0, rows=rows, min_evaluation_rows=300,
+                            champion_version="v0001", fresh=fresh)
+    assert verdict.decision == expected, verdict.reason
+    if expected == DEPLOY:
+        assert "not worse by more than 0.01 with 80% confidence" in verdict.reason
+        assert "the freshness rule" in verdict.reason
+
+
+def test_the_freshness_rule_never_applies_on_the_seed_40_rows_or_with_a_min_improvement():
+    """Check that the seed's 40-row case (0.725 against 0.700) is still rejected with the
+    freshness rule in force, and that a team asking for an improvement gets only improvements."""
+    comparison = _paired(40, champion_right=28, challenger_right=29, both_right=24)
+    fresh = _fresh(40, 28, 29, 24)
+    verdict = gate_decision(comparison, comparison.challenger, metric="accuracy", threshold=0.6,
+                            min_improvement=0.0, rows=40, min_evaluation_rows=300,
+                            champion_version="v0001", fresh=fresh)
+    assert verdict.decision == REJECT
+    big = _paired(2000, 1700, 1720, 1650)
+    verdict = gate_decision(big, big.challenger, metric="accuracy", threshold=0.8,
+                            min_improvement=0.01, rows=2000, min_evaluation_rows=300,
+                            champion_version="v0001", fresh=_fresh(2000, 1700, 1720, 1650))
+    assert verdict.decision == REJECT

@@ -42,7 +42,8 @@ def _deploy(p, registry_uri, run_id, *, infra_validation=True, **given):
                  "model_name": "customers", "challenger": p["challenger"],
                  "decision_record": p["decision_record"],
                  "prediction_sample": p["prediction_sample"] if infra_validation else "",
-                 "evaluation_data": p["evaluation_data"], "run_id": run_id}
+                 "evaluation_data": p["evaluation_data"], "judged_rows": p["judged_rows"],
+                 "run_id": run_id}
     return steps.deploy_step(**{**arguments, **given})
 
 

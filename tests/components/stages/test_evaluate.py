@@ -4,11 +4,13 @@ import numpy as np
 import pandas as pd
 
 from components.data.schema import SOURCE_FILE_COLUMN
+from components.ml.concept_change import since_concept_change
 from components.stages.evaluate import (
-    NEW_ROW,
+    HOLDOUT,
+    ROW_SOURCE,
     candidate_rows,
+    cut_chosen_apart,
     newest_batches,
-    since_concept_change,
 )
 
 
@@ -79,19 +81,93 @@ def test_the_rows_reach_back_whole_batches_until_min_rows():
     """Check that the newest whole months are taken until there are min_rows of them, not more,
     and never from before a cut."""
     frame = _months(40, 40, 40, 40, 40)
-    assert newest_batches(frame, start=0, min_rows=100, timestamp_column="event_time") == 80
-    assert newest_batches(frame, start=0, min_rows=120, timestamp_column="event_time") == 80
-    assert newest_batches(frame, start=0, min_rows=121, timestamp_column="event_time") == 40
-    assert newest_batches(frame, start=120, min_rows=300, timestamp_column="event_time") == 120
-    assert newest_batches(frame, start=0, min_rows=30, timestamp_column="event_time") == 160
+
+    def first_kept(min_rows, cut=0):
+        kept = np.arange(200) >= cut
+        return int(np.argmax(newest_batches(frame, kept=kept, min_rows=min_rows,
+                                            timestamp_column="event_time")))
+
+    assert first_kept(100) == 80
+    assert first_kept(120) == 80
+    assert first_kept(121) == 40
+    assert first_kept(300, cut=120) == 120
+    assert first_kept(30) == 160
 
 
 def test_candidates_are_the_newest_rows_of_both_sources_oldest_first():
     """Check that the rolling holdout and this run's holdout rows merge by event time and that
     only the newest max_rows are kept."""
     pool, new = _months(30, 30), _months(0, 0, 20)
-    frame = candidate_rows(new, pool, max_rows=50, timestamp_column="event_time")
+    frame, left_out = candidate_rows(new, pool, max_rows=50, timestamp_column="event_time")
     assert len(frame) == 50
+    assert left_out == 0
     assert frame["event_time"].is_monotonic_increasing
-    assert int(frame[NEW_ROW].sum()) == 20
-    assert not frame[NEW_ROW].iloc[:30].any()
+    assert int((frame[ROW_SOURCE] == HOLDOUT).sum()) == 20
+    assert not (frame[ROW_SOURCE] == HOLDOUT).iloc[:30].any()
+
+
+def test_the_concept_change_cut_is_chosen_on_rows_it_does_not_judge_on():
+    """Check on a stream built to show the bias: the champion right on 85% of five months, then
+    60% of three, and a challenger exactly as good. A cut chosen on the rows it keeps starts
+    where the champion happened to do worst and leans to the challenger (by about a point over
+    300 streams); chosen on the even rows and applied to the odd ones, it does not."""
+    frame = _months(*[40] * 8)
+    rate = np.repeat([0.85] * 5 + [0.6] * 3, 40)
+    chosen_on_kept, chosen_apart = [], []
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        champion, challenger = rng.random(320) < rate, rng.random(320) < rate
+        start, _ = since_concept_change(frame, champion, challenger, confidence=0.95,
+                                        timestamp_column="event_time")
+        chosen_on_kept.append(challenger[start:].mean() - champion[start:].mean())
+        kept, note, _ = cut_chosen_apart(frame, champion, challenger, confidence=0.95,
+                                         timestamp_column="event_time")
+        assert not kept[::2].any() or not note  # a cut keeps none of the rows that chose it
+        chosen_apart.append(challenger[kept].mean() - champion[kept].mean())
+
+    def mean_and_error(values):
+        return np.mean(values), np.std(values) / np.sqrt(len(values))
+
+    biased, biased_error = mean_and_error(chosen_on_kept)
+    apart, apart_error = mean_and_error(chosen_apart)
+    assert biased > 2.5 * biased_error
+    assert abs(apart) < apart_error
+
+
+def test_rows_that_promoted_the_champion_do_not_judge_it():
+    """Check the other bias: deploy marks the rolling-holdout rows the gate judged a promotion on
+    with the version it promoted; the next gate leaves them out when that version is the
+    champion, and keeps them for any other."""
+    import io
+
+    from components.data.roles import PROMOTED_VERSION_COLUMN, content_hashes
+    from components.stages.deploy import PromotedOn, rolled_holdout
+    from tests.helpers import make_rows
+
+    kinds = {"x1": "numeric", "x2": "numeric", "color": "categorical"}
+    earlier, new = make_rows(60, seed=1), make_rows(40, seed=2, start="2025-03-01")
+    judged = pd.concat([earlier.tail(25), new], ignore_index=True)  # what the gate judged on
+    promoted = PromotedOn(content_hashes(judged, kinds, "label", "ts"), "v0002", kinds,
+                          "label", "ts")
+    pool = pd.read_parquet(io.BytesIO(rolled_holdout(
+        _parquet(earlier), new, max_rows=1000, timestamp_column="ts", promoted=promoted)))
+    assert (pool[PROMOTED_VERSION_COLUMN] == "v0002").sum() == 65
+    assert pool[PROMOTED_VERSION_COLUMN].isna().sum() == 35
+
+    this_run = make_rows(30, seed=3, start="2025-05-01")
+    frame, left_out = candidate_rows(this_run, pool, max_rows=1000, timestamp_column="ts",
+                                     champion_version="v0002")
+    assert left_out == 65
+    assert len(frame) == 35 + 30
+    assert PROMOTED_VERSION_COLUMN not in frame
+    _, none_left_out = candidate_rows(this_run, pool, max_rows=1000, timestamp_column="ts",
+                                      champion_version="v0001")
+    assert none_left_out == 0
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()

@@ -68,7 +68,9 @@ def test_the_chosen_window_moves_on_over_the_validation_rows_when_refitted(drift
     assert kept.min() > newest - pd.Timedelta(days=10)
     assert kept.max() == newest
     assert result.notes == [f"refitted window on its {len(kept)} rows, the window moved on "
-                            f"over the {len(validation)} validation rows"]
+                            f"over the {len(validation)} validation rows",
+                            "cross-fitted: each of the 600 new training rows predicted by window "
+                            "fitted without it (3 folds)"]
 
 
 @pytest.mark.parametrize("model_type", ["hgb", "sgd"])
@@ -80,7 +82,9 @@ def test_finetune_continues_the_champion(drift, model_type):
     before = champion.predict_proba(validation).copy()
     result = _run("finetune", train, history, validation, champion, model_type=model_type)
     assert result.strategy == "finetune"
-    assert result.notes == ["refitted finetune on its 450 rows and the 150 validation rows"]
+    assert result.notes == ["refitted finetune on its 450 rows and the 150 validation rows",
+                            "cross-fitted: each of the 600 new training rows predicted by "
+                            "finetune fitted without it (3 folds)"]
     assert (champion.predict_proba(validation) == before).all()
     assert result.candidates[0].score > 0.6
 
@@ -177,3 +181,64 @@ def test_a_fixed_decision_threshold_and_multiclass_labels():
     multi = _run("full", three, three.iloc[:0], three.tail(150), decision_threshold="tuned")
     assert decision_threshold_of(multi.model) is None
     assert "decision_threshold tuned applies to binary labels only: argmax" in multi.notes
+
+
+def test_cross_fitted_answers_are_honest_where_the_model_s_own_are_not():
+    """Check that every new training row gets a prediction from a fit without it: on labels
+    that are pure noise the final model is right on most of its own training rows, and the
+    cross-fitted answers only on about half."""
+    import numpy as np
+
+    from components.ml.metrics import CROSS_FIT_CLASS, split_cross_fitted
+
+    rows = _prepare(make_rows(600, seed=4))
+    rows["label"] = np.random.default_rng(5).integers(0, 2, len(rows))
+    train, validation = split_by_time(rows, timestamp_column="ts", validation_fraction=0.2)
+    result = _run("full", train, rows.iloc[:0], validation)
+    frame, columns = split_cross_fitted(result.cross_fitted)
+    assert len(frame) == len(rows)
+    assert any(note.startswith("cross-fitted: each of the 600 new training rows") for note in
+               result.notes)
+    own = np.mean(result.model.predict(frame.drop(columns=["label"])) == frame["label"])
+    cross = np.mean(result.model.classes_[columns[CROSS_FIT_CLASS]] == frame["label"])
+    assert own > 0.8
+    assert abs(cross - 0.5) < 0.07
+    probabilities = columns.drop(columns=[CROSS_FIT_CLASS]).to_numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1)
+
+
+def test_above_the_limit_the_holdout_alone_judges(monkeypatch, drift):
+    """Check that no cross-fitting is done where the new rows are many: the note says why."""
+    from components.stages import retrain as retrain_module
+
+    history, train, validation, champion = drift
+    monkeypatch.setattr(retrain_module, "CROSS_FIT_LIMIT", 100)
+    result = _run("full", train, history, validation, champion)
+    assert result.cross_fitted is None
+    assert "not cross-fitted: 600 new training rows (the holdout rows alone are plenty for the " \
+           "gate)" in result.notes
+
+
+def test_after_a_concept_change_auto_adds_a_candidate_fitted_on_the_rows_since(drift):
+    """Check the candidate that follows a change: the champion's unseen rows show its world
+    changed at the new rows' batch, so auto fits a candidate on the rows from there on only."""
+    from components.stages.retrain import concept_change
+
+    history, train, validation, champion = drift
+    pool = history.tail(400)  # stands in for the rolling holdout (older rows)
+    change = concept_change(champion, pool, pd.concat([train, validation], ignore_index=True),
+                            label_column="label", timestamp_column="ts", confidence=0.95)
+    assert change is not None
+    assert change.note.startswith("concept change: the champion is right on")
+    result = _run("auto", train, history, validation, champion, change=change)
+    since = next(c for c in result.candidates if c.strategy == "since_change")
+    assert since.status == "fitted"
+    assert since.rows == len(train) + len(validation)  # every new row is after the change
+    assert any("a candidate fitted on the rows from there on" in note for note in result.notes)
+
+
+def test_without_a_change_auto_fits_no_since_change_candidate(drift):
+    """Check that the since-change candidate appears only when a change was found."""
+    history, train, validation, champion = drift
+    result = _run("auto", train, history, validation, champion)
+    assert "since_change" not in [c.strategy for c in result.candidates]
