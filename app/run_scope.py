@@ -50,7 +50,8 @@ def remove_abandoned_roots(parent: str | None = None) -> list[str]:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]):
+def environment(values: dict[str, str]):
+    """``values`` set in the process environment for the block, the old ones back after."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -71,12 +72,12 @@ def run_scope(arguments: dict, *, parent: str | None = None):
     root = tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=parent)
     (Path(root) / OWNER_FILE).write_text(owner_token())
     secrets = {name: arguments[name] for name in SECRET_PARAMETERS if arguments.get(name)}
-    environment = {"TMPDIR": root, OWNER_ENV: owner_token(), **WAIT_POLICY,
-                   **{BY_NAME[name].env: value for name, value in secrets.items()}}
+    run_environment = {"TMPDIR": root, OWNER_ENV: owner_token(), **WAIT_POLICY,
+                       **{BY_NAME[name].env: value for name, value in secrets.items()}}
     given = {**arguments, **dict.fromkeys(secrets, "")}
     previous_tempdir, tempfile.tempdir = tempfile.tempdir, root  # kfp.local's own workspace too
     try:
-        with _environment(environment):
+        with environment(run_environment):
             yield root, given, list(secrets.values())
     finally:
         tempfile.tempdir = previous_tempdir
