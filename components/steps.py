@@ -348,15 +348,12 @@ def _concept_change(registry: Registry, champion, train_data: str, validation_da
                     label_column: str, timestamp_column: str, confidence: float):
     """Where the champion's world changed, seen on its unseen rows (the rolling holdout and the
     new training rows), or None."""
-    import pandas as pd
-
     from components.data.chunks import Table
-    from components.stages.retrain import concept_change
+    from components.stages.retrain import CROSS_FIT_LIMIT, concept_change, thinned
 
     pool = registry.holdout_pool()
     return concept_change(champion, Table(pool.data) if pool.data else None,
-                          pd.concat([Table(train_data).read(), Table(validation_data).read()],
-                                    ignore_index=True),
+                          thinned([Table(train_data), Table(validation_data)], CROSS_FIT_LIMIT),
                           label_column=label_column, timestamp_column=timestamp_column,
                           confidence=confidence)
 

@@ -310,6 +310,16 @@ def concept_change(champion, pool, new_rows: pd.DataFrame, *, label_column: str,
                          timestamp_column)
 
 
+def thinned(tables, max_rows: int) -> pd.DataFrame:
+    """The rows of ``tables`` (each a Table or FrameTable), every k-th of each chunk when there are
+    more than ``max_rows``: enough to see where the champion's world changed, read a chunk at a
+    time so that memory stays at a chunk whatever the rows."""
+    total = sum(table.rows for table in tables)
+    step = max(1, -(-total // max_rows))
+    return pd.concat([chunk.iloc[::step] for table in tables for chunk in table.chunks()],
+                     ignore_index=True)
+
+
 def since_change_rows(rows: pd.DataFrame, change: ConceptChange) -> pd.DataFrame:
     """The rows of the batches from the change on."""
     return rows[np.isin(batch_names(rows, change.timestamp_column), list(change.batches))]
@@ -391,10 +401,10 @@ def cross_fit(best: Candidate, classes, train, history, validation, *, threshold
     with these honest predictions the gate compares the two on every new row rather than on the
     holdout fifth alone. The model deployed is still the one fitted on all its rows; the fold
     models, fitted on a little less, make the comparison err towards the champion."""
+    if best.rows >= REFIT_LIMIT or train.rows + validation.rows > CROSS_FIT_LIMIT:
+        return None, (f"not cross-fitted: {train.rows + validation.rows} new training rows (the "
+                      "holdout rows alone are plenty for the gate)")
     new = pd.concat([train.read(), validation.read()], ignore_index=True)
-    if best.rows >= REFIT_LIMIT or len(new) > CROSS_FIT_LIMIT:
-        return None, (f"not cross-fitted: {len(new)} new training rows (the holdout rows alone "
-                      "are plenty for the gate)")
     predictions = predicted_without(
         best.strategy, new, lambda left_out: _candidate_rows(
             [best.strategy], FrameTable(new[~left_out]), history, **window)[best.strategy],

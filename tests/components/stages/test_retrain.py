@@ -242,3 +242,17 @@ def test_without_a_change_auto_fits_no_since_change_candidate(drift):
     history, train, validation, champion = drift
     result = _run("auto", train, history, validation, champion)
     assert "since_change" not in [c.strategy for c in result.candidates]
+
+
+def test_the_rows_a_change_is_sought_on_are_thinned_above_the_limit():
+    """Check that above the limit the change is sought on every k-th row of each chunk (memory
+    stays at a chunk), from every table, and that below it every row is read."""
+    from components.data.chunks import FrameTable
+    from components.stages.retrain import thinned
+
+    first, second = FrameTable(make_rows(900, seed=1)), FrameTable(make_rows(300, seed=2))
+    few = thinned([first, second], max_rows=120)
+    assert 100 <= len(few) <= 120
+    assert set(few["x1"]) <= set(first.frame["x1"]) | set(second.frame["x1"])
+    assert len(set(few["x1"]) & set(second.frame["x1"])) >= 25
+    assert len(thinned([first, second], max_rows=5000)) == 1200
