@@ -122,7 +122,7 @@ def cut_chosen_apart(frame: pd.DataFrame, champion_right: np.ndarray,
     while cut < len(frame) and names[cut] != names[positions[end]]:
         cut += 1
     kept = ~chooser & (np.arange(len(frame)) >= cut)
-    first_new = int(np.argmax(this_run)) if this_run is not None and this_run.any() else None
+    first_new = _first_of(this_run, default=None)
     if first_new is not None and cut < first_new:
         kept |= this_run
         return kept, (f"{note}, found on the even rows, before this run's rows: the odd earlier "
@@ -133,14 +133,18 @@ def cut_chosen_apart(frame: pd.DataFrame, champion_right: np.ndarray,
                   "others"), True
 
 
+def _first_of(mask: np.ndarray | None, default):
+    """The index of the first true row of ``mask`` (this run's first row), else ``default``."""
+    return int(np.argmax(mask)) if mask is not None and mask.any() else default
+
+
 def newest_batches(frame: pd.DataFrame, *, kept: np.ndarray, min_rows: int,
                    timestamp_column: str, this_run: np.ndarray | None = None) -> np.ndarray:
     """``kept`` from the boundary where the newest whole batches first reach ``min_rows`` kept
     rows (all of ``kept`` when together they do not). Every one of this run's rows
     (``this_run``) is evidence: only earlier rows are left out to keep to ``min_rows``."""
     _, boundaries = batch_starts(frame, timestamp_column)
-    first_new = (int(np.argmax(this_run)) if this_run is not None and this_run.any()
-                 else len(frame))
+    first_new = _first_of(this_run, default=len(frame))
     left = np.concatenate([np.cumsum(kept[::-1])[::-1], [0]])  # kept rows from each index on
     reached = [b for b in boundaries if left[b] >= min_rows and b <= first_new]
     start = max(reached, default=0)

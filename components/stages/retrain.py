@@ -294,7 +294,6 @@ def concept_change(champion, pool, new_rows: pd.DataFrame, *, label_column: str,
     """Where the champion's world changed, if the rows it has never seen (the rolling holdout's
     and this run's new rows) show a change of how often it is right at a batch boundary."""
     from components.ml.concept_change import in_time_order, since_concept_change
-    from components.ml.metrics import predict
 
     if champion is None or not len(new_rows):
         return None
@@ -355,8 +354,8 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
                                label_column=label_column)
     wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows, change)
     window = dict(timestamp_column=timestamp_column, window_days=window_days,
-                  window_files=window_files, change=change)
-    candidate_rows = _candidate_rows(wanted, train, history, **window)
+                  window_files=window_files)
+    candidate_rows = _candidate_rows(wanted, train, history, change=change, **window)
     fit = dict(champion=champion, label_column=label_column, feature_kinds=feature_kinds,
                model_type=model_type, epochs=epochs, seed=seed)
     with limited_threads(history.rows + train.rows, len(feature_kinds)):
@@ -376,9 +375,9 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
             model, _ = _fit(best.strategy, training_data, validation, traced=False, **fit)
             notes.append(refit_note)
         model = with_decision_threshold(model, threshold)
-        cross_fitted, cross_fit_note = cross_fit(best, model.classes_, train, history,
-                                                 validation, threshold=threshold,
-                                                 window=window, fit=fit)
+        cross_fitted, cross_fit_note = cross_fit(
+            best, model.classes_, train, history, validation, threshold=threshold,
+            row_choice={**window, "change": change}, fit=fit)
     if threshold_note:
         notes.append(threshold_note)
     notes.append(cross_fit_note)
@@ -394,7 +393,7 @@ CROSS_FIT_LIMIT = 20_000
 
 
 def cross_fit(best: Candidate, classes, train, history, validation, *, threshold: float | None,
-              window: dict, fit: dict) -> tuple[pd.DataFrame | None, str]:
+              row_choice: dict, fit: dict) -> tuple[pd.DataFrame | None, str]:
     """The new training rows (training and selection rows), each with the prediction of the
     chosen procedure fitted without it: :data:`CROSS_FIT_FOLDS` fits of the chosen strategy,
     each on its rows less a fold of the new rows. The champion has never seen these rows, so
@@ -407,11 +406,11 @@ def cross_fit(best: Candidate, classes, train, history, validation, *, threshold
     new = pd.concat([train.read(), validation.read()], ignore_index=True)
     predictions = predicted_without(
         best.strategy, new, lambda left_out: _candidate_rows(
-            [best.strategy], FrameTable(new[~left_out]), history, **window)[best.strategy],
+            [best.strategy], FrameTable(new[~left_out]), history, **row_choice)[best.strategy],
         classes, threshold=threshold, fit=fit)
     if predictions is None:
-        return None, (f"not cross-fitted: {best.strategy} without a fifth of the {len(new)} new "
-                      "rows has fewer than two classes")
+        return None, (f"not cross-fitted: {best.strategy} without one of {CROSS_FIT_FOLDS} folds "
+                      f"of the {len(new)} new rows has fewer than two classes")
     frame = new.assign(**cross_fitted_columns(*predictions))
     return frame, (f"cross-fitted: each of the {len(new)} new training rows predicted by "
                    f"{best.strategy} fitted without it ({CROSS_FIT_FOLDS} folds)")
@@ -488,7 +487,7 @@ def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None) -
 
 
 def _refit_rows(best: Candidate, candidate_rows: dict, validation, *, timestamp_column: str,
-                window_days: int, window_files: int, change: ConceptChange | None = None):
+                window_days: int, window_files: int):
     """The rows the chosen candidate is refitted on, with the validation rows, and a note: a
     window moves on to end at the newest rows."""
     if best.strategy != Strategy.WINDOW:
