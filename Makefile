@@ -16,13 +16,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(BIN)/retrain: requirements.txt requirements-dev.txt pyproject.toml
+EXAMPLE := examples/lightgbm_model
+$(BIN)/retrain: requirements.txt requirements-dev.txt pyproject.toml $(EXAMPLE)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	# The example of a team's own model (LightGBM), which the tests and the bench run.
+	$(BIN)/pip install --quiet --disable-pip-version-check -e $(EXAMPLE)
 	@touch $@
 
-install: $(BIN)/retrain ## Make .venv and install the pinned dependencies and this project
+install: $(BIN)/retrain ## Make .venv and install the pinned dependencies, this project and the LightGBM example
 
 run: install ## Run the pipeline on the next month of built-in demo data (first run bootstraps v1)
 	$(BIN)/retrain demo --workdir $(WORKDIR)
@@ -37,7 +40,7 @@ compile: install ## Compile the pipeline to pipelines/retrain_pipeline.yaml
 	$(BIN)/retrain compile --output $(PIPELINE_YAML)
 
 test: install shellcheck chromium ## Lint (ruff, shellcheck), then run every test (unit and kfp.local runs)
-	$(BIN)/ruff check components pipelines app tests bench scripts
+	$(BIN)/ruff check components pipelines app tests bench scripts examples
 	$(BIN)/python -m pytest -q
 
 $(VENV)/.bench: $(BIN)/retrain requirements-bench.txt
@@ -55,7 +58,7 @@ bench: install $(VENV)/.bench $(MLSERVER_VENV)/.installed ## Measure speed, memo
 	$(BIN)/python -m bench.bench_validate
 
 lint: install shellcheck ## Lint with ruff and shellcheck
-	$(BIN)/ruff check components pipelines app tests bench scripts
+	$(BIN)/ruff check components pipelines app tests bench scripts examples
 
 chromium: ## Install Debian's headless Chromium if it is missing (the life page is tested in it)
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }

@@ -8,7 +8,7 @@
     retrain report --registry-uri registry/ --model-name customers [--output FILE] [--last N]
     retrain schema --source-uri data/ --label-column will_buy [--timestamp-column ...] > schema.json
     retrain compile [--output pipelines/retrain_pipeline.yaml] [--image REPO/kfp-retrain:TAG]
-    retrain demo-data --output .retrain/demo-data
+    retrain demo-data --output .retrain/demo-data [--task regression]
     retrain demo                         # one more month of the built-in demo (make run)
 
 The run flags are the pipeline's parameters, one flag each (:data:`components.params.PARAMETERS`).
@@ -44,6 +44,20 @@ def _threshold(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
 
 
+def _json_object(text: str) -> dict:
+    """``'{"num_leaves": 15}'`` -> a dict, for ``--model-config``."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({error})") \
+            from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def _resources(text: str) -> tuple[str, str, str]:
     """``retrain=2,4Gi`` -> ``("retrain", "2", "4Gi")``, for ``--resources``."""
     stage, sep, amounts = text.partition("=")
@@ -64,6 +78,8 @@ def _add_pipeline_flags(parser: argparse.ArgumentParser, *, required: bool) -> N
             options.update(action="append", default=[], metavar="NAME=VALUE", type=_threshold,
                            help=f"{options['help']} Repeatable; names: "
                                 + ", ".join(DEFAULT_THRESHOLDS))
+        elif p.cli_json:
+            options.update(type=_json_object, default=dict(p.default), metavar="JSON")
         else:
             options.update(type=p.kind,
                            default=None if p.required or p.cli_required else p.default)
@@ -207,6 +223,8 @@ def _add_tools(commands) -> None:
     schema.add_argument("--source-uri", required=True, help="folder of CSV/Parquet files")
     schema.add_argument("--label-column", required=True)
     schema.add_argument("--timestamp-column", default="")
+    schema.add_argument("--task", choices=("auto", "classification", "regression"),
+                        default="auto", help="what the label is; auto: inferred from it")
 
     compile_ = commands.add_parser("compile", help="compile the pipeline to YAML")
     compile_.add_argument("--output", default=str(COMPILED_PIPELINE))
@@ -228,6 +246,10 @@ def _add_tools(commands) -> None:
 
     demo_data = commands.add_parser("demo-data", help="write the deterministic demo data")
     demo_data.add_argument("--output", default=str(DEFAULT_WORKDIR / "demo-data"))
+    demo_data.add_argument("--task", choices=("classification", "regression"),
+                           default="classification",
+                           help="the label: will_buy (classification) or spend_next_month, a "
+                                "number (regression); the same drifting customers")
 
     demo = commands.add_parser("demo", help="run the pipeline on the next month of demo data")
     demo.add_argument("--workdir", default=str(DEFAULT_WORKDIR))

@@ -248,7 +248,8 @@ def command_schema(args: argparse.Namespace) -> int:
     from components.stages.ingest import source_schema
 
     print(json.dumps(source_schema(source_uri=args.source_uri, label_column=args.label_column,
-                                   timestamp_column=args.timestamp_column), indent=2))
+                                   timestamp_column=args.timestamp_column, task=args.task),
+                     indent=2))
     return 0
 
 
@@ -271,8 +272,9 @@ def command_compile(args: argparse.Namespace) -> int:
 def command_demo_data(args: argparse.Namespace) -> int:
     from app.demo_data import write_demo_data
 
-    paths = write_demo_data(args.output)
-    print(f"wrote {len(paths)} files to {args.output}")
+    paths = write_demo_data(args.output, task=args.task)
+    label = "spend_next_month" if args.task == "regression" else "will_buy"
+    print(f"wrote {len(paths)} files to {args.output} (label {label}, {args.task})")
     return 0
 
 

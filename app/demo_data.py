@@ -5,6 +5,9 @@ event time ``event_time``. The first file holds 1000 rows over the initial quart
 file holds one month of 200 rows. Over the months, what makes a customer buy shifts gradually from
 income and membership towards web activity, and web activity itself grows, so a model that is not
 retrained loses accuracy while a retrained one wins it back.
+
+The same story with a number to predict (``task="regression"``): the label is
+``spend_next_month``, what the customer will spend, driven by the same drifting pattern.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 LABEL_COLUMN = "will_buy"
+REGRESSION_LABEL_COLUMN = "spend_next_month"
 TIMESTAMP_COLUMN = "event_time"
 INITIAL_ROWS = 1000
 MONTHLY_ROWS = 200
@@ -35,8 +39,9 @@ def drift_at(months_after_initial: float) -> float:
 
 
 def customers(rows: int, start: pd.Timestamp, end: pd.Timestamp, drift: float,
-              rng: np.random.Generator) -> pd.DataFrame:
-    """``rows`` customers with event times in [start, end) whose behaviour is at ``drift``."""
+              rng: np.random.Generator, task: str = "classification") -> pd.DataFrame:
+    """``rows`` customers with event times in [start, end) whose behaviour is at ``drift``; the
+    label is whether they buy, or (``task="regression"``) what they will spend."""
     seconds = rng.uniform(0, (end - start).total_seconds(), rows)
     event_time = (start + pd.to_timedelta(np.sort(seconds), unit="s")).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
@@ -57,14 +62,19 @@ def customers(rows: int, start: pd.Timestamp, end: pd.Timestamp, drift: float,
     new = 1.8 * z(web_visits, 7, 3) + 0.9 * (region == "west") - 0.9 * (region == "north") \
         + 0.8 * z(age, 49, 18)
     shared = 0.9 * z(purchases, 6, 2.4) - 0.7 * z(days_since, 182, 105)
-    logit = 3.0 * ((1 - drift) * old + drift * new + shared) - 0.3
-    will_buy = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    pattern = (1 - drift) * old + drift * new + shared
+    if task == "regression":
+        spend = 60 + 22 * pattern + 0.4 * (basket - 48) + rng.normal(0, 12, rows)
+        label = {REGRESSION_LABEL_COLUMN: np.round(np.clip(spend, 0, None), 2)}
+    else:
+        logit = 3.0 * pattern - 0.3
+        label = {LABEL_COLUMN: (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype(int)}
 
     frame = pd.DataFrame({
         "age": age, "income": income, "purchases_last_year": purchases,
         "days_since_last_purchase": days_since, "avg_basket_value": basket,
         "web_visits_last_month": web_visits, "region": region, "membership": membership,
-        LABEL_COLUMN: will_buy, TIMESTAMP_COLUMN: event_time,
+        **label, TIMESTAMP_COLUMN: event_time,
     })
     # Real exports have gaps: a few missing incomes and memberships for imputation to handle.
     frame.loc[rng.uniform(size=rows) < 0.02, "income"] = np.nan
@@ -72,20 +82,23 @@ def customers(rows: int, start: pd.Timestamp, end: pd.Timestamp, drift: float,
     return frame
 
 
-def write_demo_data(folder: str | Path, months: int = 12, seed: int = 7) -> list[Path]:
-    """Write the initial quarter and ``months`` monthly files as CSV; returns their paths."""
+def write_demo_data(folder: str | Path, months: int = 12, seed: int = 7,
+                    task: str = "classification") -> list[Path]:
+    """Write the initial quarter and ``months`` monthly files as CSV; returns their paths. The
+    label is ``will_buy``, or with ``task="regression"`` ``spend_next_month``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     written = []
-    initial = customers(INITIAL_ROWS, month_start(0), month_start(INITIAL_MONTHS), 0.0, rng)
+    initial = customers(INITIAL_ROWS, month_start(0), month_start(INITIAL_MONTHS), 0.0, rng,
+                        task)
     path = folder / "customers_2025-01_initial.csv"
     initial.to_csv(path, index=False)
     written.append(path)
     for offset in range(1, months + 1):
         index = INITIAL_MONTHS + offset - 1
         batch = customers(MONTHLY_ROWS, month_start(index), month_start(index + 1),
-                          drift_at(offset), rng)
+                          drift_at(offset), rng, task)
         path = folder / f"customers_{month_start(index).strftime('%Y-%m')}.csv"
         batch.to_csv(path, index=False)
         written.append(path)

@@ -65,5 +65,10 @@ def history_lines(moves: list[dict]) -> list[str]:
 def version_lines(versions: list[dict]) -> list[str]:
     """``retrain registry list``: one line per version, the champion starred."""
     return [f"{'*' if row['champion'] else ' '} {row['version']}  {row['created_at']}  "
-            f"{row['strategy']:<8} accuracy {number(row['metrics'].get('accuracy'))}"
-            for row in versions]
+            f"{row['strategy']:<8} {_headline(row['metrics'])}" for row in versions]
+
+
+def _headline(metrics: dict) -> str:
+    """A version's main score: RMSE for a regressor, accuracy for a classifier."""
+    name = "rmse" if "rmse" in metrics else "accuracy"
+    return f"{name} {number(metrics.get(name))}"

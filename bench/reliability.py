@@ -27,9 +27,9 @@ import numpy as np
 rows, ours = int(sys.argv[1]), sys.argv[2] == "ours"
 rng = np.random.default_rng(0)
 X = rng.normal(size=(rows, 10)); y = (X[:, 0] + rng.normal(size=rows) > 0).astype(int)
-from components.ml.models import new_classifier
+from components.ml.estimators import new_estimator
 from components.ml.threads import limited_threads
-model = new_classifier("hgb")
+model = new_estimator("hgb", task="classification", feature_kinds={})
 start = time.perf_counter()
 if ours:
     with limited_threads(rows, 10):

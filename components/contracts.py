@@ -145,7 +145,8 @@ CONTRACTS: dict[str, StageContract] = {contract.name: contract for contract in (
         reads={"challenger": "Model", "evaluation_data": "Dataset", "cross_fitted": "Dataset",
                "ingest_report": "Artifact", "validation_report": "Artifact"},
         writes={"comparison": "Markdown", "decision_record": "Artifact",
-                "prediction_sample": "Artifact", "judged_rows": "Dataset"},
+                "prediction_sample": "Artifact", "judged_rows": "Dataset",
+                "evaluation_report": "HTML"},
         logs={"metrics": "Metrics", "classification_metrics": "ClassificationMetrics"}),
     StageContract(
         "deploy", "Publishes vNNNN, checks it serves evaluate's predictions, serves it, moves "

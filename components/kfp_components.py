@@ -119,7 +119,8 @@ def _plain(value):
 
 def _annotate(artifact: Artifact, metadata: dict) -> None:
     if isinstance(artifact, ClassificationMetrics):
-        artifact.log_confusion_matrix(*metadata["confusion_matrix"])
+        if metadata["confusion_matrix"][0]:  # a regressor has none: evaluation_report instead
+            artifact.log_confusion_matrix(*metadata["confusion_matrix"])
         if metadata.get("roc"):
             artifact.log_roc_curve(*metadata["roc"])
     elif isinstance(artifact, Metrics):

@@ -12,11 +12,11 @@ fields) is shown as missing; a record that cannot be read is named and skipped.
 from __future__ import annotations
 
 import html
-import io
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from components.registry import POINTER_FILE, Registry, RegistryError, parsed_json
+from components.reports import chart_svg, new_figure
 from components.storage import join_uri
 
 STATUS_COLORS = {"deployed": "#1a7f37", "rejected": "#cf222e", "invalid-data": "#bf8700",
@@ -101,26 +101,11 @@ def _json(registry: Registry, uri: str, life: Life) -> dict | None:
 
 # -- charts ------------------------------------------------------------------------------------
 def _svg(figure) -> str:
-    """A figure as inline SVG: text as paths, so no font is fetched or needed."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight",
-                   metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
-    plt.close(figure)
-    text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return chart_svg(figure)
 
 
 def _figure(height: float, rows: int = 1):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    matplotlib.rcParams.update({"svg.fonttype": "path", "font.size": 9,
-                                "svg.hashsalt": "retrain"})  # the same runs, the same bytes
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(rows, 1, figsize=(CHART_WIDTH, height), sharex=rows > 1)
+    return new_figure(CHART_WIDTH, height, rows, sharex=rows > 1)
 
 
 def _runs_axis(axis) -> None:
@@ -196,7 +181,9 @@ def gate_chart(life: Life) -> str:
     axis.set_xlabel("run (oldest first)")
     _runs_axis(axis)
     axis.set_ylabel("challenger − champion")
-    axis.set_title("The gate: the difference and its confidence interval")
+    lower = any(g.get("better") == "lower" for _, g in gated)
+    axis.set_title("The gate: the difference and its confidence interval"
+                   + (" (an error: below 0 is better)" if lower else ""))
     return _svg(figure)
 
 

@@ -21,13 +21,45 @@ class Strategy:
     SINCE_CHANGE = "since_change"
 
 
-class GateMetric:
-    """What the deploy gate compares (the ``metric`` parameter): higher is better for each."""
+class Task:
+    """What the model predicts (the ``task`` parameter): a class, or a number."""
 
+    AUTO = "auto"  # inferred from the label (components.data.schema.infer_task)
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+    ALL = (AUTO, CLASSIFICATION, REGRESSION)
+    KNOWN = (CLASSIFICATION, REGRESSION)
+
+
+class GateMetric:
+    """What the deploy gate compares (the ``metric`` parameter). Higher is better for accuracy,
+    F1, ROC AUC and R²; lower for the errors RMSE and MAE."""
+
+    AUTO = "auto"  # the task's default: accuracy for classification, rmse for regression
     ACCURACY = "accuracy"
     F1 = "f1"  # macro F1
     ROC_AUC = "roc_auc"  # one-vs-rest, macro, for more than two classes
-    ALL = (ACCURACY, F1, ROC_AUC)
+    RMSE = "rmse"  # root mean squared error
+    MAE = "mae"  # mean absolute error
+    R2 = "r2"  # coefficient of determination
+    CLASSIFICATION = (ACCURACY, F1, ROC_AUC)
+    REGRESSION = (RMSE, MAE, R2)
+    LOWER_IS_BETTER = (RMSE, MAE)
+    # Metrics whose scores lie in 0..1, so one threshold in 0..1 gates them.
+    UNIT_RANGE = (ACCURACY, F1, ROC_AUC, R2)
+    ALL = (AUTO, *CLASSIFICATION, *REGRESSION)
+    FOR_TASK = {Task.CLASSIFICATION: CLASSIFICATION, Task.REGRESSION: REGRESSION}
+
+    @staticmethod
+    def resolved(metric: str, task: str) -> str:
+        """``metric``, with ``auto`` made the task's default."""
+        if metric != GateMetric.AUTO:
+            return metric
+        return GateMetric.RMSE if task == Task.REGRESSION else GateMetric.ACCURACY
+
+    @staticmethod
+    def lower_is_better(metric: str) -> bool:
+        return metric in GateMetric.LOWER_IS_BETTER
 
 
 class RetrainWhen:

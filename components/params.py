@@ -19,12 +19,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from components.outcomes import GateMetric, RetrainWhen, Strategy
+from components.outcomes import GateMetric, RetrainWhen, Strategy, Task
 
 STRATEGIES = Strategy.ALL
-MODEL_TYPES = ("hgb", "sgd")
-# Metrics where higher is better, so one threshold in 0..1 gates them all.
+MODEL_TYPES = ("hgb", "sgd")  # built in; or a team's factory, 'package.module:factory'
 GATE_METRICS = GateMetric.ALL
+# ``threshold``'s default: the metric's own bar (CLASSIFICATION_THRESHOLD, or none).
+DEFAULT_THRESHOLD = -1.0
+# The bar a classification metric must reach by default. A regression metric has none by
+# default: an error is in the label's units (no one number fits a price and a temperature), and
+# an R² that beats predicting the mean with confidence is what the trivial-baseline rule asks.
+CLASSIFICATION_THRESHOLD = 0.80
 # When a run with valid new data retrains: every time, only on drift, or once enough rows wait.
 RETRAIN_POLICIES = RetrainWhen.ALL
 
@@ -52,11 +57,14 @@ class InvalidParameterError(ValueError):
     """A parameter value is outside what the pipeline accepts."""
 
 
-def refuse(name: str, caller: str, requirement: str, value: object) -> InvalidParameterError:
-    """The one message every refused parameter gets."""
+def refuse(name: str, caller: str, requirement: str, value: object,
+           detail: str = "") -> InvalidParameterError:
+    """The one message every refused parameter gets; ``detail`` says what went wrong with a
+    value that has the right form (a factory that does not import)."""
     shown = redacted_url(value) if name in SECRET_PARAMETERS else repr(value)
     return InvalidParameterError(
-        f"The {name!r} parameter of {caller} must be {requirement}. Got {shown} instead.")
+        f"The {name!r} parameter of {caller} must be {requirement}. Got {shown} instead"
+        + (f": {detail}." if detail else "."))
 
 
 def redacted_url(value: object) -> str:
@@ -225,6 +233,54 @@ class DecisionThreshold(Constraint):
             return False
 
 
+class ModelType(Constraint):
+    """A built-in model type, or the import path of a factory in an installed distribution
+    (:mod:`components.ml.estimators`); the factory is imported to check it."""
+
+    requirement = ("one of {'hgb', 'sgd'} or the import path 'package.module:factory' of a "
+                   "factory in an installed distribution")
+
+    def check(self, name: str, value: object, caller: str) -> None:
+        from components.ml.estimators import FactoryError, import_factory
+
+        if value in MODEL_TYPES:
+            return
+        try:
+            import_factory(value)
+        except FactoryError as error:
+            raise refuse(name, caller, self.requirement, value, detail=str(error)) from None
+
+
+class GateThreshold(Constraint):
+    """The metric's default bar (:data:`DEFAULT_THRESHOLD`), or a bar of at least 0 (at most 1
+    for a metric in 0..1: checked with the metric, :func:`check_task_parameters`)."""
+
+    requirement = f"{DEFAULT_THRESHOLD:g} (the metric's default) or a number of at least 0"
+
+    def accepts(self, value: object) -> bool:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return False
+        return value == DEFAULT_THRESHOLD or (0 <= value < float("inf"))
+
+
+class JsonObject(Constraint):
+    """A JSON object with text keys (keyword arguments)."""
+
+    requirement = "a JSON object of keyword arguments"
+
+    def accepts(self, value: object) -> bool:
+        import json
+
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier()
+                                                  for k in value):
+            return False
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            return False
+        return True
+
+
 class ThresholdOverrides(Constraint):
     """Names of :data:`DEFAULT_THRESHOLDS`, each with a ratio in [0, 1]."""
 
@@ -256,6 +312,7 @@ class Parameter:
         constraint: What a value must be.
         cli_required: ``retrain run`` insists on it although the pipeline has a default.
         cli_pairs: A ``dict`` given on the command line as repeated ``NAME=VALUE`` flags.
+        cli_json: A ``dict`` given on the command line as one JSON object.
         secret: It may hold a credential: never logged, recorded or alerted. A local run hands
             it to the stages in the environment variable ``env``, not as a task input (kfp.local
             logs every task's inputs).
@@ -269,6 +326,7 @@ class Parameter:
     constraint: Constraint
     cli_required: bool = False
     cli_pairs: bool = False
+    cli_json: bool = False
     secret: bool = False
     env: str = ""
 
@@ -292,22 +350,33 @@ PARAMETERS: tuple[Parameter, ...] = (
               NonEmpty()),
     Parameter("model_name", str, "model", "Registry name of the model (letters, digits, '_', "
               "'-', '.').", ModelName(), cli_required=True),
-    Parameter("label_column", str, "label", "Column holding the class to predict.", NonEmpty(),
-              cli_required=True),
+    Parameter("label_column", str, "label", "Column holding what to predict: a class, or a "
+              "number.", NonEmpty(), cli_required=True),
+    Parameter("task", str, Task.AUTO, "classification, regression, or auto: inferred from the "
+              "label (numbers that are not all whole, or more than 20 distinct whole numbers: "
+              "regression; else classification); a champion's task never changes.",
+              Options(Task.ALL)),
     Parameter("timestamp_column", str, "", "Event-time column; empty means each file is a "
               "batch.", AnyText()),
     Parameter("cutoff", str, "", "Latest event time to consume (ISO 8601); empty means the "
               "scheduled time, or now.", Timestamp()),
     Parameter("strategy", str, Strategy.AUTO, "auto, finetune, full or window.", Options(STRATEGIES)),
-    Parameter("model_type", str, "hgb", "hgb (HistGradientBoosting) or sgd (SGD, epochs of "
-              "partial_fit).", Options(MODEL_TYPES)),
-    Parameter("metric", str, GateMetric.ACCURACY, "Deploy gate metric: accuracy, f1 or roc_auc.",
+    Parameter("model_type", str, "hgb", "hgb (HistGradientBoosting), sgd (SGD, epochs of "
+              "partial_fit), or your own estimator: the import path 'package.module:factory' "
+              "of a factory in an installed distribution.", ModelType()),
+    Parameter("model_config", dict, {}, "Keyword arguments for the model_type factory, e.g. "
+              "{\"num_leaves\": 15} (a factory only).", JsonObject(), cli_json=True),
+    Parameter("metric", str, GateMetric.AUTO, "Deploy gate metric: accuracy, f1 or roc_auc "
+              "(classification); rmse, mae or r2 (regression); auto: accuracy, or rmse.",
               Options(GATE_METRICS)),
-    Parameter("threshold", float, 0.80, "The challenger's metric must be at least this (0..1).",
-              Interval(float, 0, 1)),
+    Parameter("threshold", float, DEFAULT_THRESHOLD, "The challenger's metric must be at least "
+              "this (accuracy, f1, roc_auc, r2: 0..1), or at most this (rmse, mae: the label's "
+              "units); -1: the metric's default, 0.8 for a classification metric, none for a "
+              "regression one.", GateThreshold()),
     Parameter("min_improvement", float, 0.0, "The challenger must beat the champion by more "
               "than this at the lower bound of the confidence interval of their difference "
-              "(0..1).", Interval(float, 0, 1)),
+              "(0..1; for rmse and mae a share of the champion's error).",
+              Interval(float, 0, 1)),
     Parameter("confidence", float, 0.95, "Confidence of the interval of (challenger - "
               "champion) the deploy gate decides on.", Interval(float, 0.5, 1,
                                                                 closed="left")),
@@ -333,7 +402,8 @@ PARAMETERS: tuple[Parameter, ...] = (
               Interval(float, 0, 1, closed="neither")),
     Parameter("decision_threshold", str, "0.5", "Binary labels: the probability from which the "
               "positive class is predicted, or 'tuned' (on the validation rows, for the gate "
-              "metric); saved in the model file, so serving applies it.", DecisionThreshold()),
+              "metric); saved in the model file, so serving applies it. Classification only.",
+              DecisionThreshold()),
     Parameter("window_days", int, 90, "Days of newest data the window strategy trains on "
               "(timestamp mode).", Interval(int, 1, 100_000)),
     Parameter("window_files", int, 3, "Newest files the window strategy trains on (batch "
@@ -377,6 +447,69 @@ def check_parameters(values: dict, caller: str) -> None:
     if isinstance(low, int) and isinstance(high, int) and low > high:
         raise refuse("max_evaluation_rows", caller,
                      f"at least min_evaluation_rows ({low})", high)
+    _check_model_config(values, caller)
+    check_task_parameters(values, values.get("task", Task.AUTO), caller)
+
+
+def _check_model_config(values: dict, caller: str) -> None:
+    """``model_config`` only for a factory, and only with keywords the factory takes."""
+    model_type, config = values.get("model_type"), values.get("model_config")
+    if model_type is None or config is None:
+        return
+    if model_type in MODEL_TYPES:
+        if config:
+            raise refuse("model_config", caller, f"empty for the built-in model_type "
+                         f"{model_type!r} (it configures a factory)", config)
+        return
+    from components.ml.estimators import factory_problem
+
+    problem = factory_problem(model_type, config)
+    if problem:
+        raise refuse("model_config", caller, f"keyword arguments that {model_type} takes",
+                     config, detail=problem)
+
+
+def check_task_parameters(values: dict, task: str, caller: str) -> None:
+    """The rules a task sets: the gate metric one of the task's, the decision threshold only for
+    classification, a threshold in 0..1 for a metric in 0..1. With ``task`` auto only what holds
+    for both tasks is checked (the stages check again once the label has decided the task)."""
+    metric, threshold = values.get("metric"), values.get("threshold")
+    if task in Task.KNOWN and metric is not None and metric != GateMetric.AUTO and \
+            metric not in GateMetric.FOR_TASK[task]:
+        options = (GateMetric.AUTO, *GateMetric.FOR_TASK[task])
+        raise refuse("metric", caller, f"{Options(options).requirement} for a {task} task",
+                     metric)
+    if task == Task.REGRESSION and values.get("decision_threshold", "0.5") != "0.5":
+        raise refuse("decision_threshold", caller, "'0.5' (its default) for a regression task: "
+                     "a regressor has no classes to set a threshold between",
+                     values["decision_threshold"])
+    if metric is None or threshold is None or threshold == DEFAULT_THRESHOLD:
+        return
+    resolved = GateMetric.resolved(metric, task) if task in Task.KNOWN else metric
+    if resolved in GateMetric.UNIT_RANGE and threshold > 1:
+        raise refuse("threshold", caller, f"in the range [0, 1] for {resolved} (or "
+                     f"{DEFAULT_THRESHOLD:g}, its default)", threshold)
+
+
+def whole_numbers(value):
+    """``value`` with every whole float made an int again, through lists and dicts: a KFP
+    ``dict`` parameter travels as a protobuf Struct, whose numbers are all doubles, so the
+    ``{"num_leaves": 15}`` a user gave arrives as ``15.0``, which some libraries refuse."""
+    if isinstance(value, dict):
+        return {key: whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def gate_threshold(threshold: float, metric: str) -> float | None:
+    """The bar the gate holds ``metric`` (resolved) to: ``threshold``, or for the default its
+    metric's own (:data:`CLASSIFICATION_THRESHOLD`, none for a regression metric)."""
+    if threshold != DEFAULT_THRESHOLD:
+        return float(threshold)
+    return None if metric in GateMetric.REGRESSION else CLASSIFICATION_THRESHOLD
 
 
 def checks_parameters(step: Callable) -> Callable:
@@ -436,7 +569,11 @@ STAGE_VALUES = {
                     "from a fit without it: evidence for the gate (Parquet; none when the "
                     "holdout rows are plenty).",
     "metrics": "Both models' scores on the evaluation rows.",
-    "classification_metrics": "The challenger's confusion matrix and ROC curve.",
+    "classification_metrics": "The challenger's confusion matrix and ROC curve (a "
+                              "classifier's).",
+    "evaluation_report": "Both models on the evaluation rows (HTML): a regressor's predictions "
+                         "against the actual values and its residuals; a classifier's confusion "
+                         "matrix.",
     "comparison": "Champion vs challenger and the gate's reason (Markdown).",
     "decision_record": "Everything the gate decided on (JSON): what deploy publishes.",
     "judged_rows": "Content hashes of the rows the gate judged on (Parquet): a version is never "
@@ -500,7 +637,8 @@ def markdown_table() -> str:
     """The README's parameter table."""
     lines = ["| parameter | CLI flag | default | meaning |", "|---|---|---|---|"]
     for p in PARAMETERS:
-        flag = f"`{p.flag} NAME=VALUE` (repeatable)" if p.cli_pairs else f"`{p.flag}`"
+        flag = (f"`{p.flag} NAME=VALUE` (repeatable)" if p.cli_pairs else
+                f"`{p.flag} JSON`" if p.cli_json else f"`{p.flag}`")
         required = " (required)" if p.cli_required else ""
         lines.append(f"| `{p.name}` | {flag}{required} | {_default_text(p)} | "
                      f"{p.description.replace('|', '/')} |")

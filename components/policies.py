@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from components.data.drift import DriftReport
 from components.ml.comparison import PairedComparison
-from components.outcomes import GateDecision, RetrainWhen, ValidateDecision
+from components.outcomes import GateDecision, GateMetric, RetrainWhen, ValidateDecision
 from components.records import ValidationReport
 
 
@@ -51,7 +51,50 @@ def trigger_decision(report: ValidationReport, drift: DriftReport | None, *, ret
 # worse: a decaying champion must not be kept for lack of rows, and a truly worse model (by more
 # than a point or two) must not replace it. With enough rows, better with confidence is asked:
 # a month of wrong labels makes any champion look decayed, and there the rows do not lack.
+# For an error metric (rmse, mae) this margin, min_improvement and freshness_margin are shares of
+# the champion's error: the label's units are the user's.
 NON_INFERIORITY_MARGIN = 0.02
+
+
+@dataclass(frozen=True)
+class Bar:
+    """What the gate holds a metric to: ``threshold`` (None: no bar), at least it for a score,
+    at most it for an error."""
+
+    metric: str
+    threshold: float | None
+
+    @property
+    def lower_is_better(self) -> bool:
+        return GateMetric.lower_is_better(self.metric)
+
+    def met(self, score: float) -> bool:
+        if self.threshold is None:
+            return True
+        return score <= self.threshold if self.lower_is_better else score >= self.threshold
+
+    def failed(self) -> str:
+        """``below the threshold 0.800`` (or above, for an error)."""
+        side = "above" if self.lower_is_better else "below"
+        return f"{side} the threshold {self.threshold:.3f}"
+
+    def passed(self) -> str:
+        """``>= threshold 0.800``, ``<= threshold 12.000``, or that there is none."""
+        if self.threshold is None:
+            return f"(no threshold for {self.metric}: beating the trivial predictor is the bar)"
+        return f"{'<=' if self.lower_is_better else '>='} threshold {self.threshold:.3f}"
+
+    def scale(self, champion_score: float | None) -> float:
+        """What a margin is a share of: the champion's error for an error metric, else 1."""
+        if self.lower_is_better and champion_score:
+            return abs(champion_score)
+        return 1.0
+
+    def margin_text(self, margin: float) -> str:
+        """``0`` or ``0.01``; for an error metric ``5% of the champion's rmse``."""
+        if self.lower_is_better and margin:
+            return f"{margin:.3g} of the champion's {self.metric}"
+        return f"{margin:g}"
 
 
 @dataclass(frozen=True)
@@ -67,18 +110,20 @@ class FreshComparison:
         return {"margin": self.margin, "confidence": c.confidence, "ci_low": c.ci_low,
                 "ci_high": c.ci_high}
 
-    def allows(self, delta: float) -> bool:
+    def allows(self, bar: Bar) -> bool:
         """At least as good on these rows, and not worse by more than the margin at the lower
         bound of the interval."""
-        low = self.comparison.ci_low
-        return low is not None and delta >= 0 and low > -self.margin
+        c = self.comparison
+        low = c.gain_low
+        return low is not None and c.gain >= 0 and \
+            low > -self.margin * bar.scale(c.champion)
 
-    def reason(self) -> str:
+    def reason(self, bar: Bar) -> str:
         level = f"{self.comparison.confidence:.0%}"
         return (f"a refit on the champion's rows and the new ones, with no concept change in "
-                f"the new rows, not worse by more than {self.margin:g} with {level} confidence "
-                f"({level} CI {self.comparison.ci_low:+.3f} to {self.comparison.ci_high:+.3f}; "
-                "the freshness rule)")
+                f"the new rows, not worse by more than {bar.margin_text(self.margin)} with "
+                f"{level} confidence ({level} CI {self.comparison.ci_low:+.3f} to "
+                f"{self.comparison.ci_high:+.3f}; the freshness rule)")
 
 
 @dataclass(frozen=True)
@@ -91,16 +136,16 @@ class GateVerdict:
 
 
 def gate_decision(comparison: PairedComparison | None, challenger_score: float | None, *,
-                  metric: str, threshold: float, min_improvement: float, rows: int,
+                  metric: str, threshold: float | None, min_improvement: float, rows: int,
                   min_evaluation_rows: int, champion_version: str = "",
                   cold_interval: tuple[float, float] | None = None,
                   confidence: float = 0.95, baseline=None,
                   champion_score: float | None = None,
                   fresh: FreshComparison | None = None) -> GateVerdict:
     """The verdict of :func:`paired_verdict`, held to the trivial predictor too: a challenger
-    that does not beat always answering the rows' most frequent class (``baseline``: its
-    answer and the paired comparison with it) with confidence is never deployed, and a
-    champion below it is said in the reason."""
+    that does not beat always answering the rows' most frequent class (for regression their
+    mean; ``baseline``: its answer and the paired comparison with it) with confidence is never
+    deployed, and a champion below it is said in the reason."""
     verdict = paired_verdict(comparison, challenger_score, metric=metric, threshold=threshold,
                              min_improvement=min_improvement, rows=rows,
                              min_evaluation_rows=min_evaluation_rows,
@@ -108,33 +153,39 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
                              confidence=confidence, fresh=fresh)
     if baseline is None or baseline.comparison.champion is None:
         return verdict
-    trivial = (f"always answering {baseline.answer!r} ({metric} "
-               f"{baseline.comparison.champion:.3f})")
+    trivial = f"{baseline.text()} ({metric} {baseline.comparison.champion:.3f})"
     reason = verdict.reason
-    if champion_score is not None and champion_score < baseline.comparison.champion:
-        reason += (f"; the champion {champion_version} ({champion_score:.3f}) is below "
-                   f"{trivial}")
-    ci_low = baseline.comparison.ci_low
-    if verdict.decision == GateDecision.DEPLOY and not (ci_low is not None and ci_low > 0):
+    bar = Bar(metric, threshold)
+    if champion_score is not None and _worse(champion_score, baseline.comparison.champion, bar):
+        reason += (f"; the champion {champion_version} ({champion_score:.3f}) is "
+                   f"{'above' if bar.lower_is_better else 'below'} {trivial}")
+    gain_low = baseline.comparison.gain_low
+    if verdict.decision == GateDecision.DEPLOY and not (gain_low is not None and gain_low > 0):
         return GateVerdict(GateDecision.REJECT, f"{reason}; but the challenger does not beat "
                                                 f"{trivial} with {confidence:.0%} confidence",
                            verdict.cold_start)
     return GateVerdict(verdict.decision, reason, verdict.cold_start)
 
 
+def _worse(score: float, other: float, bar: Bar) -> bool:
+    return score > other if bar.lower_is_better else score < other
+
+
 def paired_verdict(comparison: PairedComparison | None, challenger_score: float | None, *,
-                   metric: str, threshold: float, min_improvement: float, rows: int,
+                   metric: str, threshold: float | None, min_improvement: float, rows: int,
                    min_evaluation_rows: int, champion_version: str = "",
                    cold_interval: tuple[float, float] | None = None, confidence: float = 0.95,
                    fresh: FreshComparison | None = None) -> GateVerdict:
-    """Deploy when the challenger reaches ``threshold`` and the lower bound of the interval of
-    (challenger - champion) is above ``min_improvement``; or by the freshness rule (``fresh``,
-    given for a same-world refit: :meth:`FreshComparison.allows`, on ``min_evaluation_rows``);
-    or when the champion is below the threshold and the challenger, whatever its own score, is
-    better with confidence on ``min_evaluation_rows`` rows, or not worse on fewer (at least as
-    good, and no more than :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a
-    champion, the threshold alone decides (a cold start)."""
+    """Deploy when the challenger meets ``threshold`` (at least it for a score, at most it for an
+    error; None: no threshold) and the lower bound of the interval of how much better it is than
+    the champion is above ``min_improvement``; or by the freshness rule (``fresh``, given for a
+    same-world refit: :meth:`FreshComparison.allows`, on ``min_evaluation_rows``); or when the
+    champion misses the threshold and the challenger, whatever its own score, is better with
+    confidence on ``min_evaluation_rows`` rows, or not worse on fewer (at least as good, and no
+    more than :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a champion, the
+    threshold alone decides (a cold start)."""
     deploy, reject = GateDecision.DEPLOY, GateDecision.REJECT
+    bar = Bar(metric, threshold)
     if challenger_score is None or (isinstance(challenger_score, float)
                                     and math.isnan(challenger_score)):
         return GateVerdict(reject, f"challenger {metric} is undefined on the {rows} evaluation "
@@ -142,43 +193,49 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
     if comparison is None:
         interval = (f" ({confidence:.0%} CI {cold_interval[0]:.3f} to {cold_interval[1]:.3f})"
                     if cold_interval else "")
-        if challenger_score < threshold:
+        if not bar.met(challenger_score):
             return GateVerdict(reject, f"cold start: challenger {metric} {challenger_score:.3f} "
-                                       f"is below the threshold {threshold:.3f} on {rows} "
-                                       f"rows{interval}", True)
+                                       f"is {bar.failed()} on {rows} rows{interval}", True)
+        if threshold is None:
+            return GateVerdict(deploy, f"cold start: no champion yet; challenger {metric} "
+                                       f"{challenger_score:.3f} on {rows} rows{interval} "
+                                       f"{bar.passed()}", True)
         return GateVerdict(deploy, f"cold start: no champion yet; challenger {metric} "
-                                   f"{challenger_score:.3f} >= threshold {threshold:.3f} on "
+                                   f"{challenger_score:.3f} {bar.passed()} on "
                                    f"{rows} rows{interval}", True)
     if comparison.delta is None:
-        if challenger_score >= threshold:
-            return GateVerdict(deploy, f"challenger {metric} {challenger_score:.3f} >= threshold "
-                                       f"{threshold:.3f}; champion {champion_version} has no "
+        if bar.met(challenger_score):
+            return GateVerdict(deploy, f"challenger {metric} {challenger_score:.3f} "
+                                       f"{bar.passed()}; champion {champion_version} has no "
                                        f"{metric} on these rows", False)
-        return GateVerdict(reject, f"challenger {metric} {challenger_score:.3f} is below the "
-                                   f"threshold {threshold:.3f}", False)
+        return GateVerdict(reject, f"challenger {metric} {challenger_score:.3f} is "
+                                   f"{bar.failed()}", False)
     base = (f"challenger {metric} {comparison.challenger:.3f} vs champion {champion_version} "
             f"{comparison.champion:.3f} on {comparison.rows} rows: {comparison.interval_text()}")
     level = f"{comparison.confidence:.0%}"
-    if comparison.challenger >= threshold and comparison.ci_low > min_improvement:
-        return GateVerdict(deploy, f"{base}: better by more than {min_improvement:g} with "
-                                   f"{level} confidence", False)
-    if fresh is not None and min_improvement <= 0 and comparison.challenger >= threshold and \
-            comparison.rows >= min_evaluation_rows and fresh.allows(comparison.delta):
-        return GateVerdict(deploy, f"{base}: {fresh.reason()}", False)
-    if comparison.champion < threshold and comparison.rows >= min_evaluation_rows and \
-            comparison.ci_low > min_improvement:
-        return GateVerdict(deploy, f"{base}: the champion is below the threshold "
-                                   f"{threshold:.3f} and the challenger is better by more than "
-                                   f"{min_improvement:g} with {level} confidence", False)
-    if comparison.champion < threshold and comparison.rows < min_evaluation_rows and \
-            comparison.delta >= 0 and comparison.ci_low > -NON_INFERIORITY_MARGIN:
-        return GateVerdict(deploy, f"{base}: the champion is below the threshold "
-                                   f"{threshold:.3f} and, on fewer than min_evaluation_rows "
-                                   f"{min_evaluation_rows}, the challenger is not worse (by more than "
-                                   f"{NON_INFERIORITY_MARGIN:g} with {level} confidence)",
+    scale = bar.scale(comparison.champion)
+    better = comparison.gain_low > min_improvement * scale
+    champion_missed = threshold is not None and not bar.met(comparison.champion)
+    if bar.met(comparison.challenger) and better:
+        return GateVerdict(deploy, f"{base}: better by more than "
+                                   f"{bar.margin_text(min_improvement)} with {level} confidence",
                            False)
-    if comparison.challenger < threshold:
-        return GateVerdict(reject, f"{base}: the challenger is below the threshold "
-                                   f"{threshold:.3f}", False)
+    if fresh is not None and min_improvement <= 0 and bar.met(comparison.challenger) and \
+            comparison.rows >= min_evaluation_rows and fresh.allows(bar):
+        return GateVerdict(deploy, f"{base}: {fresh.reason(bar)}", False)
+    if champion_missed and comparison.rows >= min_evaluation_rows and better:
+        return GateVerdict(deploy, f"{base}: the champion is {bar.failed()} and the challenger "
+                                   f"is better by more than {bar.margin_text(min_improvement)} "
+                                   f"with {level} confidence", False)
+    if champion_missed and comparison.rows < min_evaluation_rows and \
+            comparison.gain >= 0 and comparison.gain_low > -NON_INFERIORITY_MARGIN * scale:
+        return GateVerdict(deploy, f"{base}: the champion is {bar.failed()} and, on fewer than "
+                                   f"min_evaluation_rows {min_evaluation_rows}, the challenger is "
+                                   f"not worse (by more than "
+                                   f"{bar.margin_text(NON_INFERIORITY_MARGIN)} with {level} "
+                                   "confidence)", False)
+    if not bar.met(comparison.challenger):
+        return GateVerdict(reject, f"{base}: the challenger is {bar.failed()}", False)
     return GateVerdict(reject, f"{base}: does not beat the champion by more than "
-                               f"{min_improvement:g} with {level} confidence", False)
+                               f"{bar.margin_text(min_improvement)} with {level} confidence",
+                       False)

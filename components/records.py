@@ -196,8 +196,10 @@ class TrainingSummary:
     trace: list[dict]
     notes: list[str]
     feature_kinds: dict[str, str]
-    classes: list
+    classes: list  # none for a regressor
     libraries: dict[str, str] = field(default_factory=dict)  # what saved the model file
+    task: str = "classification"  # written before regression: classification
+    model_config: dict = field(default_factory=dict)  # the factory's keyword arguments
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -242,8 +244,8 @@ class DecisionRecord:
     decision: str
     reason: str
     cold_start: bool
-    metric: str
-    threshold: float
+    metric: str  # as the gate resolved it for the task
+    threshold: float | None  # the bar the metric was held to; None: none (a regression default)
     min_improvement: float
     params: dict
     champion: ChampionScores | None
@@ -283,9 +285,11 @@ class VersionMetadata:
     data_window: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     strategy: str = ""
-    model_type: str = ""
+    model_type: str = ""  # hgb, sgd, or the factory's import path
     feature_kinds: dict = field(default_factory=dict)
     classes: list = field(default_factory=list)
+    task: str = "classification"
+    model_config: dict = field(default_factory=dict)
     label_column: str = ""
     timestamp_column: str = ""
     libraries: dict = field(default_factory=dict)
@@ -305,6 +309,7 @@ class VersionMetadata:
             decision_reason=record.reason, data_window=record.data, params=record.params,
             strategy=training.strategy, model_type=training.model_type,
             feature_kinds=training.feature_kinds, classes=training.classes,
+            task=training.task, model_config=training.model_config,
             label_column=label_column, timestamp_column=timestamp_column,
             libraries=training.libraries)
 

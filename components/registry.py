@@ -285,7 +285,8 @@ class Registry:
                 f"{uri} has SHA-256 {actual}, but its {METADATA_FILE} records "
                 f"{metadata.model_sha256}: refusing to load a torn or altered model")
         return load_model_bytes(data, uri, libraries=metadata.libraries,
-                                allow_version_skew=allow_version_skew)
+                                allow_version_skew=allow_version_skew,
+                                model_type=metadata.model_type)
 
     # -- writing -------------------------------------------------------------------------------
     def publish(self, model_bytes: bytes, metadata: VersionMetadata,

@@ -6,16 +6,43 @@ Rendering only: every number here was computed elsewhere.
 from __future__ import annotations
 
 import html
+import io
 import json
 
 from components.data.drift import MIN_BATCH_ROWS, DriftReport, FeatureDrift
-from components.ml.metrics import METRIC_NAMES
+from components.ml.metrics import METRIC_NAMES, TRACE_SCORE
+from components.outcomes import GateMetric, Task
 from components.records import DecisionRecord, TrainingSummary, ValidationReport
 
 
 def number(value) -> str:
     """A score as every report shows it: four decimals, ``-`` when there is none."""
     return "-" if value is None else f"{value:.4f}"
+
+
+# -- charts (matplotlib, inline SVG) -----------------------------------------------------------
+def chart_svg(figure) -> str:
+    """A figure as inline SVG: text as paths, so no font is fetched or needed."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight",
+                   metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
+    plt.close(figure)
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
+
+
+def new_figure(width: float, height: float, rows: int = 1, columns: int = 1, **options):
+    """A matplotlib figure drawn without a screen, the same runs giving the same bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update({"svg.fonttype": "path", "font.size": 9,
+                                "svg.hashsalt": "retrain"})
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, columns, figsize=(width, height), **options)
 
 
 # -- validate ----------------------------------------------------------------------------------
@@ -125,20 +152,25 @@ def _histogram_card(f: FeatureDrift) -> str:
 
 # -- retrain -----------------------------------------------------------------------------------
 def trace_markdown(training: TrainingSummary) -> str:
-    """The training trace as the seed shows it: one row per epoch, loss and accuracy."""
+    """The training trace as the seed shows it: one row per epoch, loss and accuracy (log loss;
+    for regression the mean squared error and R²)."""
+    score = TRACE_SCORE[training.task]
+    shown = "R²" if score == "r2" else score
+    loss = "squared error" if training.task == Task.REGRESSION else "loss"
     lines = [
-        f"# Training trace: {training.strategy} ({training.model_type})",
+        f"# Training trace: {training.strategy} ({training.model_type}, {training.task})",
         "",
         *(f"- {note}" for note in training.notes),
         "",
-        "| epoch | iterations | train loss | train accuracy | validation loss | validation accuracy |",
+        f"| epoch | iterations | train {loss} | train {shown} | validation {loss} | "
+        f"validation {shown} |",
         "|---|---|---|---|---|---|",
     ]
     for row in training.trace:
         lines.append(
             f"| {row['epoch']} | {row['iterations']} | {number(row['train_loss'])} | "
-            f"{number(row['train_accuracy'])} | {number(row['validation_loss'])} | "
-            f"{number(row['validation_accuracy'])} |")
+            f"{number(row.get(f'train_{score}'))} | {number(row['validation_loss'])} | "
+            f"{number(row.get(f'validation_{score}'))} |")
     lines += ["", "| strategy | status | rows | score | note |", "|---|---|---|---|---|"]
     for c in training.candidates:
         lines.append(f"| {c['strategy']} | {c['status']} | {c['rows']} | {number(c['score'])} "
@@ -162,7 +194,7 @@ def comparison_markdown(record: DecisionRecord) -> str:
         f"({challenger.training.strategy}, {challenger.training.model_type}) |",
         "|---|---|---|",
     ]
-    for name in METRIC_NAMES:
+    for name in METRIC_NAMES[challenger.training.task]:
         lines.append(f"| {name} | {number(champion_metrics.get(name))} | "
                      f"{number(challenger.metrics.get(name))} |")
     if challenger.training.candidates:
@@ -180,10 +212,14 @@ def _gate_lines(record: DecisionRecord) -> list[str]:
     """How many rows the gate compared on, from which period, and with what confidence."""
     gate = record.gate or {}
     rows = gate.get("evaluation") or {}
-    lines = [f"Gate: `{record.metric}` >= {record.threshold}, and better than the champion by "
-             f"more than {record.min_improvement} at the lower bound of the "
-             f"{record.params.get('confidence', 0.95):.0%} confidence interval of the "
-             "difference (or the champion below the threshold and the challenger not worse).",
+    lower = GateMetric.lower_is_better(record.metric)
+    bar = ("no threshold" if record.threshold is None else
+           f"{'<=' if lower else '>='} {record.threshold}")
+    lines = [f"Gate: `{record.metric}` {bar}, and better than the champion by more than "
+             f"{record.min_improvement}{' of its error' if lower else ''} at the lower bound "
+             f"of the {record.params.get('confidence', 0.95):.0%} confidence interval of the "
+             "difference (or the champion missing the threshold and the challenger not worse)"
+             f"{'; lower is better' if lower else ''}.",
              "",
              f"Evaluation rows: {rows.get('rows', 0)} holdout rows ({rows.get('new_rows', 0)} of "
              f"this run, {rows.get('earlier_rows', 0)} from earlier runs; "
@@ -204,3 +240,95 @@ def alert_markdown(payload: dict) -> str:
     lines = [f"# Alert: {payload['status']}", "", payload["text"], "", "```json",
              json.dumps(payload, indent=2, sort_keys=True, default=str), "```"]
     return "\n".join(lines) + "\n"
+
+
+# -- evaluate: the evaluation report -----------------------------------------------------------
+SCATTER_POINTS = 2000  # points drawn per model (evenly chosen): a page stays small
+
+
+def evaluation_html(record: DecisionRecord, challenger, champion=None) -> str:
+    """Both models on the evaluation rows, as a page the KFP UI renders: for a regressor the
+    predictions against the actual values and the residuals; for a classifier the confusion
+    matrix. ``challenger`` and ``champion``: their :class:`components.ml.metrics.Predictions`
+    on the judged rows."""
+    title = f"{record.model_name}: evaluation ({record.decision})"
+    parts = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
+             f"<title>{html.escape(title)}</title><style>body{{font:14px/1.45 system-ui,"
+             "sans-serif;margin:20px;max-width:1000px;color:#24292f}table{border-collapse:"
+             "collapse}td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:right}"
+             "th{background:#f6f8fa}svg{max-width:100%;height:auto}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p>{html.escape(record.reason)}</p>",
+             _metrics_table(record)]
+    if challenger.regression:
+        parts += [f"<h2>Predicted against actual ({len(challenger.labels)} evaluation rows)"
+                  "</h2>", _predicted_chart(challenger, champion),
+                  "<h2>Residuals (predicted - actual)</h2>", _residual_chart(challenger,
+                                                                              champion)]
+    else:
+        parts += ["<h2>Confusion matrix of the challenger</h2>", _confusion_table(challenger)]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _metrics_table(record: DecisionRecord) -> str:
+    champion = record.champion.metrics if record.champion else {}
+    rows = "".join(f"<tr><th>{html.escape(name)}</th><td>{number(champion.get(name))}</td>"
+                   f"<td>{number(record.challenger.metrics.get(name))}</td></tr>"
+                   for name in METRIC_NAMES[record.challenger.training.task])
+    version = html.escape(record.champion.version) if record.champion else "(none)"
+    return (f"<table id=metrics><tr><th>metric</th><th>champion {version}</th>"
+            f"<th>challenger</th></tr>{rows}</table>")
+
+
+def _thinned(values, points: int = SCATTER_POINTS):
+    import numpy as np
+
+    step = max(1, -(-len(values) // points))
+    return np.asarray(values)[::step]
+
+
+def _predicted_chart(challenger, champion) -> str:
+    import numpy as np
+
+    figure, axis = new_figure(6.5, 4.2)
+    for name, predictions, colour in (("champion", champion, "#9e9e9e"),
+                                      ("challenger", challenger, "#1e88e5")):
+        if predictions is None:
+            continue
+        axis.scatter(_thinned(predictions.labels), _thinned(predictions.predicted), s=6,
+                     alpha=0.5, color=colour, label=name, linewidths=0)
+    values = np.concatenate([challenger.labels, challenger.predicted]) if len(
+        challenger.labels) else np.array([0.0, 1.0])
+    low, high = float(np.min(values)), float(np.max(values))
+    axis.plot([low, high], [low, high], color="#24292f", linewidth=0.8, label="predicted = actual")
+    axis.set_xlabel("actual")
+    axis.set_ylabel("predicted")
+    axis.legend(fontsize=8, frameon=False)
+    return chart_svg(figure)
+
+
+def _residual_chart(challenger, champion) -> str:
+    import numpy as np
+
+    figure, axis = new_figure(6.5, 3.0)
+    residuals = [p.errors() for p in (challenger, champion) if p is not None]
+    every = np.concatenate(residuals) if residuals and len(residuals[0]) else np.zeros(1)
+    bins = np.histogram_bin_edges(every, bins=30)
+    for name, predictions, colour in (("champion", champion, "#9e9e9e"),
+                                      ("challenger", challenger, "#1e88e5")):
+        if predictions is not None and len(predictions.labels):
+            axis.hist(predictions.errors(), bins=bins, alpha=0.55, color=colour, label=name)
+    axis.axvline(0, color="#24292f", linewidth=0.8)
+    axis.set_xlabel("residual")
+    axis.set_ylabel("rows")
+    axis.legend(fontsize=8, frameon=False)
+    return chart_svg(figure)
+
+
+def _confusion_table(predictions) -> str:
+    labels, matrix = predictions.confusion()
+    head = "".join(f"<th>predicted {html.escape(label)}</th>" for label in labels)
+    body = "".join(f"<tr><th>actual {html.escape(label)}</th>"
+                   + "".join(f"<td>{count}</td>" for count in row) + "</tr>"
+                   for label, row in zip(labels, matrix, strict=True))
+    return f"<table id=confusion><tr><th></th>{head}</tr>{body}</table>"

@@ -161,7 +161,7 @@ class ValidateOutputs(StepResult):
 
 @stage_step(scientific=lambda champion_version, **_: bool(champion_version))  # drift: scipy
 def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model_name: str,
-                  champion_version: str, label_column: str, timestamp_column: str,
+                  champion_version: str, label_column: str, timestamp_column: str, task: str,
                   min_rows: int, retrain_when: str, schema_uri: str, validation_thresholds: dict,
                   run_id: str, validation_report: str, report: str, drift_report: str,
                   schema: str) -> ValidateOutputs:
@@ -169,7 +169,7 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
 
     The decision is ``retrain``, ``invalid-data`` or ``skipped``; a skipped run is recorded here,
     since no later stage runs. The schema the rows were checked against goes to ``schema_path``
-    for training.
+    for training, with the task it decided (``task=auto``: inferred from the label).
     """
     from components import reports
     from components.data.chunks import Table
@@ -182,13 +182,15 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
     registry = Registry(registry_uri, model_name)
     rows = Table(new_data)  # read a chunk at a time by each check
     resolved, schema_source = validate_stage.resolve_schema(
-        registry, champion_version, schema_uri, rows, label_column, timestamp_column)
+        registry, champion_version, schema_uri, rows, label_column, timestamp_column, task)
+    print(f"task: {resolved['label']['task']} ({resolved['label'].get('task_reason') or ''})")
     checked = validate_stage.validate(
         rows, schema=resolved, timestamp_column=timestamp_column, min_rows=min_rows,
         thresholds=thresholds, file_columns=ingested.file_columns,
         ingest_problems=ingested.problems, label_column=label_column,
         too_few_rows=Severity.WARNING if retrain_when == RetrainWhen.MIN_ROWS else Severity.ERROR,
-        contract=bool(schema_uri))  # the user's schema is a contract; the champion's, statistics
+        contract=bool(schema_uri),  # the user's schema is a contract; the champion's, statistics
+        task=task)
     statistics = (registry.version_json(champion_version, STATISTICS_FILE)
                   if champion_version else None)
     drift = (detect_drift(rows, statistics, thresholds, timestamp_column)
@@ -199,7 +201,8 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
                                   *checked.beyond_training()]))
     validation = ValidationSummary(drifted, checked.findings_list(),
                                    *_drift_figures(drift) if drift else ({}, {}))
-    write_json(validation_report, {**checked.to_dict(), "drift": validation.drift,
+    write_json(validation_report, {**checked.to_dict(), "task": resolved["label"]["task"],
+                                   "drift": validation.drift,
                              "drift_statistics": validation.drift_statistics,
                              "label_shares": validation.label_shares,
                              "findings": validation.findings, "decision": decision,
@@ -252,13 +255,14 @@ def preprocess_step(*, new_data: str, history: str, schema: str, ingest_report: 
     """Clean, set the holdout rows apart, and split, with the feature kinds of the schema
     validate used; returns row counts and the run's seed."""
     from components.data.chunks import Table
-    from components.data.schema import schema_feature_kinds
+    from components.data.schema import schema_feature_kinds, schema_task
     from components.stages import preprocess as preprocess_stage
 
+    resolved = read_json(schema)
     result = preprocess_stage.preprocess(
         Table(new_data), Table(history), label_column=label_column,
-        timestamp_column=timestamp_column,
-        feature_kinds=schema_feature_kinds(read_json(schema)),
+        timestamp_column=timestamp_column, task=schema_task(resolved),
+        feature_kinds=schema_feature_kinds(resolved),
         validation_fraction=validation_fraction, train_path=train_data,
         validation_path=validation_data, history_path=clean_history,
         evaluation_path=evaluation_data, model_name=model_name,
@@ -270,7 +274,12 @@ def preprocess_step(*, new_data: str, history: str, schema: str, ingest_report: 
 
 
 # -- 4. retrain --------------------------------------------------------------------------------
-TRACE_METRICS = ("train_loss", "train_accuracy", "validation_loss", "validation_accuracy")
+def trace_metrics(task: str) -> tuple[str, ...]:
+    """The trace's columns a Metrics artifact logs per epoch: loss, and accuracy or R²."""
+    from components.ml.metrics import TRACE_SCORE
+
+    score = TRACE_SCORE[task]
+    return ("train_loss", f"train_{score}", "validation_loss", f"validation_{score}")
 
 
 @dataclass
@@ -279,19 +288,20 @@ class RetrainOutputs(StepResult):
 
     def artifact_metadata(self) -> dict[str, dict]:
         logged = {f"epoch_{row['epoch']}_{key}": row[key] for row in self.training.trace
-                  for key in TRACE_METRICS if row[key] is not None}
+                  for key in trace_metrics(self.training.task) if row.get(key) is not None}
         return {"challenger": {"framework": "scikit-learn", "strategy": self.training.strategy,
-                               "model_type": self.training.model_type},
+                               "model_type": self.training.model_type,
+                               "task": self.training.task},
                 "training_metrics": logged}
 
 
 @stage_step(scientific=True)
 def retrain_step(*, train_data: str, validation_data: str, clean_history: str, schema: str,
                  registry_uri: str, model_name: str, champion_version: str, label_column: str,
-                 timestamp_column: str, strategy: str, model_type: str, metric: str,
-                 epochs: int, window_days: int, window_files: int, decision_threshold: str,
-                 confidence: float, seed: int, run_id: str, challenger: str,
-                 training_trace: str, cross_fitted: str) -> RetrainOutputs:
+                 timestamp_column: str, strategy: str, model_type: str, model_config: dict,
+                 metric: str, epochs: int, window_days: int, window_files: int,
+                 decision_threshold: str, confidence: float, seed: int, run_id: str,
+                 challenger: str, training_trace: str, cross_fitted: str) -> RetrainOutputs:
     """Fit the challenger and save it as ``<model_dir>/model.skops`` with ``training.json``,
     and the schema and statistics of the rows it learned from; and the new training rows with
     the chosen procedure's cross-fitted predictions (none when the holdout rows are plenty)."""
@@ -305,12 +315,19 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
         merge_schemas,
         plain_value,
         schema_feature_kinds,
+        schema_task,
     )
+    from components.ml.estimators import factory_distribution
     from components.ml.models import library_versions, save_model
+    from components.outcomes import GateMetric
+    from components.params import check_task_parameters, whole_numbers
     from components.stages import retrain as retrain_stage
 
     registry = Registry(registry_uri, model_name)
-    feature_kinds = schema_feature_kinds(read_json(schema))
+    resolved = read_json(schema)
+    feature_kinds, task = schema_feature_kinds(resolved), schema_task(resolved)
+    check_task_parameters({"metric": metric, "decision_threshold": decision_threshold}, task,
+                          "the retrain stage")
     champion, meta = _champion(registry, champion_version)
     change = (_concept_change(registry, champion, train_data, validation_data, label_column,
                               timestamp_column, confidence)
@@ -319,21 +336,25 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
         strategy=strategy, model_type=model_type, train=Table(train_data),
         history=Table(clean_history), validation=Table(validation_data),
         label_column=label_column, timestamp_column=timestamp_column,
-        feature_kinds=feature_kinds, metric=metric, epochs=epochs, window_days=window_days,
-        window_files=window_files, champion=champion, champion_meta=meta, seed=seed,
-        decision_threshold=decision_threshold, change=change)
+        feature_kinds=feature_kinds, metric=GateMetric.resolved(metric, task), epochs=epochs,
+        window_days=window_days, window_files=window_files, champion=champion,
+        champion_meta=meta, seed=seed, decision_threshold=decision_threshold, change=change,
+        task=task, model_config=whole_numbers(model_config))
     folder = Path(challenger)
     folder.mkdir(parents=True, exist_ok=True)
-    save_model(result.model, folder / MODEL_FILE)
-    training = result.summary(feature_kinds, [plain_value(c) for c in result.model.classes_],
-                              library_versions())
+    save_model(result.model, folder / MODEL_FILE, model_type)
+    training = result.summary(
+        feature_kinds, [plain_value(c) for c in getattr(result.model, "classes_", [])],
+        {**library_versions(), **factory_distribution(model_type)})
     write_json(folder / TRAINING_FILE, training.to_dict())
     learned = infer_schema(result.training_data, label_column=label_column,
-                           timestamp_column=timestamp_column, feature_kinds=feature_kinds)
+                           timestamp_column=timestamp_column, feature_kinds=feature_kinds,
+                           task=task)
     write_json(folder / STATISTICS_FILE, reference_statistics(result.training_data, learned),
                compact=True)
     parent_schema = (registry.version_json(champion_version, SCHEMA_FILE)
                      if result.strategy == Strategy.FINETUNE else None)
+    learned["label"]["task_reason"] = resolved["label"].get("task_reason", "")
     write_json(folder / SCHEMA_FILE,
                merge_schemas(parent_schema, learned) if parent_schema else learned)
     (result.cross_fitted if result.cross_fitted is not None else pd.DataFrame()).to_parquet(
@@ -365,7 +386,7 @@ class EvaluateOutputs(StepResult):
     reason: str = named_output()
     challenger: dict = field(default_factory=dict)  # the challenger's scores by metric
     champion: dict = field(default_factory=dict)
-    confusion_labels: list = field(default_factory=list)
+    confusion_labels: list = field(default_factory=list)  # none for a regressor
     confusion_matrix: list = field(default_factory=list)
     roc: tuple | None = None  # (fpr, tpr, thresholds) of a binary challenger
 
@@ -388,20 +409,28 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
                   confidence: float, freshness_margin: float, freshness_confidence: float,
                   min_evaluation_rows: int, max_evaluation_rows: int, run_id: str,
                   decision_record: str, comparison: str, prediction_sample: str,
-                  judged_rows: str) -> EvaluateOutputs:
+                  judged_rows: str, evaluation_report: str) -> EvaluateOutputs:
     """Compare both models on the same rows (this run's holdout rows, its cross-fitted training
-    rows, then the newest earlier holdout rows), decide, and write the decision record."""
+    rows, then the newest earlier holdout rows), decide, and write the decision record. The
+    metric and its threshold are the task's (``auto``, ``-1``: its defaults)."""
     from components import reports
     from components.data.chunks import Table
     from components.ml.models import load_model
+    from components.outcomes import GateMetric
+    from components.params import check_task_parameters, gate_threshold
     from components.records import ChallengerScores, ChampionScores
     from components.stages.evaluate import Freshness, evaluate
 
     registry = Registry(registry_uri, model_name)
     (champion, _), pool = _champion(registry, champion_version), registry.holdout_pool()
     training = TrainingSummary.from_dict(read_json(Path(challenger) / TRAINING_FILE))
+    check_task_parameters({"metric": metric, "threshold": threshold}, training.task,
+                          "the evaluate stage")
+    metric = GateMetric.resolved(metric, training.task)
+    threshold = gate_threshold(threshold, metric)
     preprocess_counts = {key: int(value) for key, value in preprocess_counts.items()}
-    model = load_model(Path(challenger) / MODEL_FILE, libraries=training.libraries)
+    model = load_model(Path(challenger) / MODEL_FILE, libraries=training.libraries,
+                       model_type=training.model_type)
     evaluation = evaluate(
         model, champion, Table(evaluation_data), Table(pool.data) if pool.data else None,
         label_column=label_column, timestamp_column=timestamp_column, metric=metric,
@@ -417,7 +446,8 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
         cold_start=verdict.cold_start, metric=metric, threshold=threshold,
         min_improvement=min_improvement,
         params=dict(label_column=label_column, timestamp_column=timestamp_column,
-                    strategy=training.requested_strategy, model_type=training.model_type,
+                    task=training.task, strategy=training.requested_strategy,
+                    model_type=training.model_type, model_config=training.model_config,
                     metric=metric, threshold=threshold, min_improvement=min_improvement,
                     confidence=confidence, min_evaluation_rows=min_evaluation_rows,
                     max_evaluation_rows=max_evaluation_rows, freshness_margin=freshness_margin,
@@ -433,6 +463,8 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
         print(f"warning: {pool.warning}")
     write_json(decision_record, record.to_dict())
     write_text(comparison, reports.comparison_markdown(record))
+    write_text(evaluation_report, reports.evaluation_html(
+        record, evaluation.challenger, evaluation.champion))
     _write_deploy_inputs(prediction_sample, judged_rows, model, evaluation,
                          training.feature_kinds, label_column, timestamp_column)
     print(f"decision: {verdict.decision}: {verdict.reason}")
@@ -467,6 +499,7 @@ def _write_prediction_sample(path: str, model, evaluation, feature_kinds: dict,
     head = evaluation.rows.frame.head(SAMPLE_ROWS)
     predictions = predict(model, head, label_column)
     write_json(path, prediction_sample(head, feature_kinds, predictions.predicted[:len(head)],
+                                       None if predictions.regression else
                                        predictions.probabilities[:len(head)]), compact=True)
 
 

@@ -87,3 +87,13 @@ def kubernetes(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     yield fake
     fake.close()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's headless Chromium (make test installs it where it is missing)."""
+    import shutil
+
+    path = shutil.which("chromium")
+    assert path, "make test installs Debian's chromium; run `make chromium`"
+    return path

@@ -140,3 +140,54 @@ def decision_record(champion_version: str | None, *, reason: str = "challenger b
               "validation_rows": 2},
         validation=ValidationSummary())
 
+
+
+def make_numbers(n: int, *, seed: int = 0, start: str = "2025-01-01", shift: float = 0.0,
+                 scale: float = 100.0) -> pd.DataFrame:
+    """Small rows with a number to predict (``label``, in units of ``scale``): two numeric
+    features, one categorical, a timestamp; ``shift`` moves the relation between them."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    color = rng.choice(["red", "green", "blue"], n)
+    signal = x1 + 0.5 * x2 + (color == "red") + shift * (x2 - x1) * 2
+    label = scale * (5 + signal + 0.3 * rng.normal(size=n))
+    times = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(np.arange(n) * 3600, unit="s")
+    return pd.DataFrame({"x1": x1, "x2": x2, "color": color, "label": np.round(label, 3),
+                         "ts": times.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
+
+def install_package(folder, name: str, source: str, monkeypatch) -> None:
+    """Install a one-module distribution ``name`` (its ``__init__.py`` is ``source``) into
+    ``folder`` as pip would (a ``.dist-info`` beside the package), and put ``folder`` on this
+    process's import path and on ``PYTHONPATH`` for the processes a run starts."""
+    import os
+    import textwrap
+    from pathlib import Path
+
+    folder = Path(folder)
+    package = folder / name
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(textwrap.dedent(source))
+    info = folder / f"{name}-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+    (info / "top_level.txt").write_text(f"{name}\n")
+    (info / "RECORD").write_text(f"{name}/__init__.py,,\n")
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(folder), *filter(None, [os.environ.get("PYTHONPATH", "")])]))
+
+
+def screenshot_offline(chromium: str, page, shot, profile, window: str):
+    """Open ``page`` in headless Chromium with every network request refused and save a
+    screenshot of ``window`` (``WIDTH,HEIGHT``); returns the finished process (its stderr holds
+    the browser's console and load errors)."""
+    return subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={profile}",
+         "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--enable-logging=stderr", "--log-level=0", f"--window-size={window}",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, text=True, timeout=120)

@@ -7,9 +7,9 @@ model), so a run never re-reads the champion's training data:
   quantile sketch of the distribution; drift is the population stability index (PSI) of the new
   rows over those bins, with a two-sample Kolmogorov-Smirnov p-value (new rows against the sketch)
   reported alongside;
-- categorical features and the label: the share of each value; drift is the Jensen-Shannon
-  distance (base 2, 0..1) between reference and new shares, values unseen in the reference
-  pooled as one bucket.
+- categorical features and a classifier's label: the share of each value; drift is the
+  Jensen-Shannon distance (base 2, 0..1) between reference and new shares, values unseen in the
+  reference pooled as one bucket; a regressor's label is a numeric column like the others.
 
 Drift is measured pooled over all the new rows and for each batch among them (each source file;
 in timestamp mode each file's calendar month): a shift in one batch can hide in the pool, for
@@ -28,7 +28,14 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import as_table
-from components.data.schema import NUMERIC, SOURCE_FILE_COLUMN, label_values, parse_numbers
+from components.data.schema import (
+    NUMERIC,
+    SOURCE_FILE_COLUMN,
+    label_values,
+    parse_numbers,
+    schema_task,
+)
+from components.outcomes import Task
 
 BINS = 10
 SKETCH_POINTS = 500
@@ -87,6 +94,9 @@ def reference_statistics(data, schema: dict) -> dict:
     table = as_table(data)
     label = schema["label"]["name"]
     kinds = {column["name"]: column["type"] for column in schema["columns"]}
+    numeric_label = schema_task(schema) == Task.REGRESSION
+    if numeric_label:  # summarised as a numeric feature is, then set apart as the label
+        kinds[label] = NUMERIC
     missing = dict.fromkeys(kinds, 0)
     samples = {name: Sample() for name, kind in kinds.items() if kind == NUMERIC}
     counts: dict[str, pd.Series] = {}
@@ -101,7 +111,7 @@ def reference_statistics(data, schema: dict) -> dict:
                 samples[name].add(numeric_values(chunk[name]))
             else:
                 counts[name] = _add_counts(counts.get(name), chunk[name])
-        if label in chunk:
+        if label in chunk and not numeric_label:
             counts[label] = _add_counts(counts.get(label), label_values(chunk[label]))
     rows = int(table.rows)
     features = {}
@@ -123,6 +133,10 @@ def reference_statistics(data, schema: dict) -> dict:
         else:
             features[name] = {"kind": kind, "missing_ratio": missing_ratio,
                               "shares": shares_of(counts.get(name))}
+    if numeric_label:
+        summary = features.pop(label, {"kind": NUMERIC, "edges": [], "shares": [1.0],
+                                       "sketch": []})
+        return {"rows": rows, "features": features, "label": {"name": label, **summary}}
     return {"rows": rows, "features": features,
             "label": {"name": label, "shares": shares_of(counts.get(label))}}
 
@@ -251,7 +265,7 @@ def population_stability_index(reference: np.ndarray, new: np.ndarray) -> float:
 
 
 def _numeric_drift(name: str, counts: np.ndarray, sample: np.ndarray | None, ref: dict,
-                   thresholds: dict) -> FeatureDrift:
+                   thresholds: dict, is_label: bool = False) -> FeatureDrift:
     """PSI of the new rows' counts in the reference's bins; KS of their sample against its
     sketch (none for a batch, which is judged by PSI alone)."""
     from scipy.stats import ks_2samp
@@ -260,14 +274,14 @@ def _numeric_drift(name: str, counts: np.ndarray, sample: np.ndarray | None, ref
     bins = _bin_labels(np.asarray(ref["edges"], dtype=float))
     if not counts.sum():
         return FeatureDrift(name, NUMERIC, "psi", None, warn, drift, NO_DATA, bins=bins,
-                            reference=ref["shares"], new=[0.0] * len(bins))
+                            reference=ref["shares"], new=[0.0] * len(bins), is_label=is_label)
     shares = counts / counts.sum()
     psi = population_stability_index(np.asarray(ref["shares"]), shares)
-    p_value = (None if sample is None
+    p_value = (None if sample is None or not len(ref["sketch"])
                else float(ks_2samp(sample, np.asarray(ref["sketch"])).pvalue))
     return FeatureDrift(name, NUMERIC, "psi", psi, warn, drift, _verdict(psi, warn, drift),
-                        ks_pvalue=p_value, bins=bins, reference=list(ref["shares"]),
-                        new=shares.tolist())
+                        ks_pvalue=p_value, is_label=is_label, bins=bins,
+                        reference=list(ref["shares"]), new=shares.tolist())
 
 
 def _bin_labels(edges: np.ndarray) -> list[str]:
@@ -372,6 +386,9 @@ class _DriftCounts:
         self.edges = {name: np.asarray(ref["edges"], dtype=float)
                       for name, ref in self.features.items() if ref["kind"] == NUMERIC}
         self.has_label = self.label["name"] in columns
+        self.numeric_label = self.label.get("kind") == NUMERIC
+        if self.has_label and self.numeric_label:  # a regressor's label: binned as a feature
+            self.edges[self.label["name"]] = np.asarray(self.label["edges"], dtype=float)
         self.categorical = [name for name in [*self.features,
                                               *([self.label["name"]] if self.has_label else [])]
                             if name not in self.edges]
@@ -383,7 +400,8 @@ class _DriftCounts:
     def columns_read(self, columns: list[str]) -> list[str]:
         batch_columns = [c for c in (SOURCE_FILE_COLUMN, self.timestamp_column)
                          if c and c in columns]
-        return list(dict.fromkeys([*self.features, *self.categorical, *batch_columns]))
+        return list(dict.fromkeys([*self.features, *self.edges, *self.categorical,
+                                   *batch_columns]))
 
     def add(self, chunk: pd.DataFrame) -> None:
         names = batch_names(chunk, self.timestamp_column)
@@ -426,7 +444,12 @@ class _DriftCounts:
             else:
                 results.append(_categorical_drift(name, ref["kind"], counts.values[name],
                                                   ref["shares"], thresholds))
-        if self.has_label and self.label["shares"]:
+        if self.has_label and self.numeric_label:
+            name = self.label["name"]
+            results.append(_numeric_drift(
+                name, counts.bins[name], pooled_samples[name].values if pooled_samples else None,
+                self.label, thresholds, is_label=True))
+        elif self.has_label and self.label["shares"]:
             results.append(_categorical_drift(self.label["name"], "label",
                                               counts.values[self.label["name"]],
                                               self.label["shares"], thresholds, is_label=True))

@@ -3,7 +3,9 @@
 A feature is either ``numeric`` or ``categorical``. The champion's kinds are recorded in its
 metadata; without a champion they are inferred from the data, where a column counts as numeric
 when almost all of its values parse as numbers (so a few typos are reported, not silently turned
-into categories).
+into categories). The label is a class (classification) or a number (regression): the task, set
+by the ``task`` parameter or inferred from the label (:func:`infer_task`), and recorded with the
+schema, so a champion's task travels with it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import as_table, replace_columns
+from components.outcomes import Task
 
 # Ingest adds this column so later stages can name the file a bad value came from.
 SOURCE_FILE_COLUMN = "__source_file__"
@@ -96,13 +99,91 @@ def coerce_features(frame: pd.DataFrame, feature_kinds: dict[str, str]) -> pd.Da
         for column, kind in feature_kinds.items() if column in frame})
 
 
-def coerce_rows(frame: pd.DataFrame, feature_kinds: dict[str, str],
-                label_column: str) -> pd.DataFrame:
-    """:func:`coerce_features`, and the label as the classes it holds (:func:`label_values`)."""
+def coerce_rows(frame: pd.DataFrame, feature_kinds: dict[str, str], label_column: str,
+                task: str = Task.CLASSIFICATION) -> pd.DataFrame:
+    """:func:`coerce_features`, and the label as the task reads it (:func:`label_as`)."""
     coerced = coerce_features(frame, feature_kinds)
     if label_column in coerced:
-        coerced = replace_columns(coerced, {label_column: label_values(coerced[label_column])})
+        coerced = replace_columns(coerced, {label_column: label_as(coerced[label_column], task)})
     return coerced
+
+
+def label_as(values: pd.Series, task: str) -> pd.Series:
+    """Labels as the task reads them: the classes they hold (:func:`label_values`), or numbers
+    (floats; text and infinities as missing, which validate reports as errors first)."""
+    if task == Task.REGRESSION:
+        numbers = parse_numbers(values)
+        return numbers.where(np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan)))
+    return label_values(values)
+
+
+# -- the task ----------------------------------------------------------------------------------
+# More distinct whole numbers than this in a label make ``task=auto`` read it as a number to
+# predict (a count, a price in whole units), not as classes (a rating, a category code).
+MAX_AUTO_CLASSES = 20
+
+
+class _LabelTally:
+    """What ``task=auto`` decides on, added up over chunks: how many present labels parse as
+    numbers, whether any is not whole, and the distinct values (up to one past the limit)."""
+
+    def __init__(self):
+        self.present = self.parsed = 0
+        self.boolean = False
+        self.fraction: float | None = None  # a value that is not whole
+        self.text: object = None  # a value that is not a number
+        self.distinct: set = set()
+
+    def add(self, values: pd.Series) -> None:
+        present = values.dropna()
+        if pd.api.types.is_bool_dtype(values):
+            self.boolean = True
+        numbers = parse_numbers(present)
+        self.present += len(present)
+        self.parsed += int(numbers.notna().sum())
+        if self.text is None and numbers.isna().any():
+            self.text = present[numbers.isna().to_numpy()].iloc[0]
+        whole = numbers.dropna()
+        finite = whole[np.isfinite(whole.to_numpy())]
+        if self.fraction is None and (finite != np.floor(finite)).any():
+            self.fraction = float(finite[finite != np.floor(finite)].iloc[0])
+        if len(self.distinct) <= MAX_AUTO_CLASSES:
+            self.distinct.update(finite.unique().tolist()[:MAX_AUTO_CLASSES + 1])
+
+    def decide(self, label_column: str) -> tuple[str, str]:
+        shown = repr(label_column)
+        if not self.present:
+            return Task.CLASSIFICATION, f"the label {shown} holds no values: classification"
+        if self.boolean or self.parsed / self.present < NUMERIC_INFERENCE_SHARE:
+            example = "" if self.text is None else f", e.g. {self.text!r}"
+            return Task.CLASSIFICATION, f"the label {shown} holds text{example}: classification"
+        if self.fraction is not None:
+            return Task.REGRESSION, (f"the label {shown} holds numbers that are not whole, e.g. "
+                                     f"{self.fraction:g}: regression")
+        if len(self.distinct) > MAX_AUTO_CLASSES:
+            return Task.REGRESSION, (f"the label {shown} holds more than {MAX_AUTO_CLASSES} "
+                                     "distinct whole numbers: regression")
+        return Task.CLASSIFICATION, (f"the label {shown} holds {len(self.distinct)} distinct "
+                                     f"whole numbers (at most {MAX_AUTO_CLASSES}): "
+                                     "classification")
+
+
+def infer_task(data, label_column: str) -> tuple[str, str]:
+    """The task a label implies, and the sentence that says why (``task=auto``): text (or true
+    and false) is classification; numbers that are not all whole, or more than
+    :data:`MAX_AUTO_CLASSES` distinct whole numbers, regression; a few whole numbers (a rating,
+    a code) classification."""
+    tally = _LabelTally()
+    table = as_table(data)
+    if label_column in table.columns:
+        for chunk in table.chunks(columns=[label_column]):
+            tally.add(chunk[label_column])
+    return tally.decide(label_column)
+
+
+def schema_task(schema: dict) -> str:
+    """The task a schema's label is for (schemas written before regression: classification)."""
+    return schema["label"].get("task") or Task.CLASSIFICATION
 
 
 def label_values(values: pd.Series) -> pd.Series:
@@ -141,20 +222,23 @@ def infer_schema(
     label_column: str,
     timestamp_column: str,
     feature_kinds: dict[str, str] | None = None,
+    task: str = Task.CLASSIFICATION,
 ) -> dict:
     """The contract new data is checked against, inferred from (coerced or raw) training rows.
 
     ``data``: a DataFrame, or a Parquet path or :class:`components.data.chunks.Table` read chunk by
     chunk. Feature kinds, when not given, are inferred from every row (a pass of its own).
 
-    Returns ``{"label": {"name", "classes"}, "timestamp": name, "rows": n, "columns": [...]}``
-    where each column has ``name``, ``type`` (numeric/categorical), ``nullable`` and, when the
-    rows show them, ``min``/``max`` (numeric) or ``domain`` (categorical).
+    Returns ``{"label": {"name", "task", "classes"}, "timestamp": name, "rows": n,
+    "columns": [...]}`` where each column has ``name``, ``type`` (numeric/categorical),
+    ``nullable`` and, when the rows show them, ``min``/``max`` (numeric) or ``domain``
+    (categorical); a regression label has ``min``/``max`` in place of classes.
     """
     table = as_table(data)
     kinds = feature_kinds or infer_feature_kinds(table, label_column, timestamp_column)
     seen: dict[str, dict] = {}
     classes: set = set()
+    label_range: list[float] = []
     for chunk in table.chunks():
         for name, kind in kinds.items():
             if name not in chunk:
@@ -172,7 +256,12 @@ def infer_schema(
                 domain.update(as_category_strings(values).dropna().unique())
                 if len(domain) > MAX_DOMAIN_SIZE:
                     entry["domain"] = None
-        if label_column in chunk:
+        if label_column in chunk and task == Task.REGRESSION:
+            numbers = label_as(chunk[label_column], task).dropna()
+            if len(numbers):
+                label_range = [min([*label_range[:1], float(numbers.min())]),
+                               max([*label_range[1:], float(numbers.max())])]
+        elif label_column in chunk:
             classes.update(plain_value(v)
                            for v in label_values(chunk[label_column]).dropna().unique())
     columns = []
@@ -185,8 +274,11 @@ def infer_schema(
             if seen[name].get("domain") is not None:
                 entry["domain"] = sorted(seen[name]["domain"])
         columns.append(entry)
-    return {"label": {"name": label_column, "classes": sorted(classes, key=str)},
-            "timestamp": timestamp_column, "rows": int(table.rows), "columns": columns}
+    label = {"name": label_column, "task": task, "classes": sorted(classes, key=str)}
+    if label_range:
+        label["min"], label["max"] = label_range
+    return {"label": label, "timestamp": timestamp_column, "rows": int(table.rows),
+            "columns": columns}
 
 
 def plain_value(value: object) -> object:
@@ -203,7 +295,10 @@ def check_schema(schema: object, source: str) -> dict:
         fail("must be a JSON object with 'label' and 'columns'")
     label = schema.get("label")
     if not isinstance(label, dict) or not isinstance(label.get("name"), str):
-        fail("'label' must be an object with a 'name' (and optionally 'classes')")
+        fail("'label' must be an object with a 'name' (and optionally 'task' and 'classes')")
+    if label.get("task", Task.CLASSIFICATION) not in Task.KNOWN:
+        fail(f"the label's 'task' must be 'classification' or 'regression', got "
+             f"{label.get('task')!r}")
     if not isinstance(schema.get("columns"), list) or not schema["columns"]:
         fail("'columns' must be a non-empty list of {name, type, ...}")
     for index, column in enumerate(schema["columns"]):
@@ -266,5 +361,9 @@ def merge_schemas(older: dict, newer: dict) -> dict:
         columns.append(merged)
     classes = sorted({*older["label"].get("classes", []), *newer["label"].get("classes", [])},
                      key=str)
-    return dict(newer, columns=columns, label=dict(newer["label"], classes=classes),
+    label = dict(newer["label"], classes=classes)
+    if "min" in older["label"] and "min" in label:
+        label["min"] = min(older["label"]["min"], label["min"])
+        label["max"] = max(older["label"]["max"], label["max"])
+    return dict(newer, columns=columns, label=label,
                 rows=older.get("rows", 0) + newer.get("rows", 0))

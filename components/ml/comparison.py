@@ -6,7 +6,10 @@ row. The confidence interval of (challenger - champion) on the gate metric is a 
 for a row stay together). For accuracy the p-value is the exact McNemar test: only the rows where
 exactly one model is right carry information, and under "equally good" each of those is a fair
 coin (``scipy.stats.binomtest``). For F1 and ROC AUC it is a paired permutation test (each row's
-two answers swapped at random, ``scipy.stats.permutation_test``). Every random draw is seeded.
+two answers swapped at random, ``scipy.stats.permutation_test``). For a regressor the rows
+carry each model's loss (squared errors for RMSE and R², absolute errors for MAE): the interval is
+a paired bootstrap of the metric's difference (BCa), and the p-value a paired sign-flip
+permutation test of the mean loss difference. Every random draw is seeded.
 """
 
 from __future__ import annotations
@@ -34,12 +37,33 @@ class PairedComparison:
     p_value: float | None
     method: str
     confidence: float
+    better: str = "higher"  # which way the metric improves: "higher", or "lower" (an error)
 
     @classmethod
-    def threshold_only(cls, rows: int, confidence: float) -> PairedComparison:
+    def threshold_only(cls, rows: int, confidence: float,
+                       better: str = "higher") -> PairedComparison:
         """A cold start's statistics: no champion to compare with, the threshold alone."""
         return cls(None, rows, None, None, None, None, None, None,
-                   "cold start: the threshold alone", confidence)
+                   "cold start: the threshold alone", confidence, better)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.better == "lower"
+
+    @property
+    def gain(self) -> float | None:
+        """How much better the challenger is (positive: better), whichever way the metric
+        goes."""
+        if self.delta is None:
+            return None
+        return -self.delta if self.lower_is_better else self.delta
+
+    @property
+    def gain_low(self) -> float | None:
+        """The lower bound of the interval of :attr:`gain`."""
+        if self.ci_low is None:
+            return None
+        return -self.ci_high if self.lower_is_better else self.ci_low
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +126,10 @@ def compare(metric: str, y: np.ndarray, *, champion_predicted, champion_probabil
             challenger_predicted, challenger_probabilities, classes, confidence: float,
             seed: int) -> PairedComparison:
     """The paired comparison of two models' answers for the same labelled rows."""
+    if metric in REGRESSION_METRICS:
+        return compare_regression(metric, y, champion_predicted=champion_predicted,
+                                  challenger_predicted=challenger_predicted,
+                                  confidence=confidence, seed=seed)
     y = np.asarray(y)
     classes = np.asarray(classes)
     rows = len(y)
@@ -227,6 +255,15 @@ def interval_of(metric: str, y: np.ndarray, predicted, probabilities, classes, *
     if len(y) < 2:
         return None
     rng = np.random.default_rng(seed)
+    if metric in REGRESSION_METRICS:
+        columns, statistic = _score_columns(metric, y, np.asarray(predicted, dtype=float))
+        resampled = _resampled_means(columns, rng, statistic)
+        alpha = (1 - confidence) / 2
+        resampled = resampled[np.isfinite(resampled)]
+        if not len(resampled):
+            return None
+        return (float(np.percentile(resampled, 100 * alpha)),
+                float(np.percentile(resampled, 100 * (1 - alpha))))
     if metric == "accuracy":  # a resample's right answers are a binomial draw: the same thing
         right = int(np.sum(np.asarray(predicted) == y))
         means = rng.binomial(len(y), right / len(y), size=BOOTSTRAP_RESAMPLES) / len(y)
@@ -244,3 +281,131 @@ def interval_of(metric: str, y: np.ndarray, predicted, probabilities, classes, *
                            method="percentile", random_state=rng)
     low, high = result.confidence_interval
     return (None if np.isnan(low) else (float(low), float(high)))
+
+
+# -- regression --------------------------------------------------------------------------------
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+LOWER_IS_BETTER = ("rmse", "mae")
+# Values a batch of resamples may hold at once (resamples x rows): memory stays at ~16 MB.
+_BATCH_VALUES = 2_000_000
+
+
+def _score_columns(metric: str, y: np.ndarray, predicted: np.ndarray):
+    """One model's per-row columns whose means make its score, and the function of those means
+    (the last axis) that is the score: RMSE and MAE from the squared or absolute errors, R² from
+    the squared errors and the label's first two moments."""
+    errors = predicted - y
+    if metric == "mae":
+        return np.abs(errors)[:, None], lambda m: m[..., 0]
+    if metric == "rmse":
+        return (errors ** 2)[:, None], lambda m: np.sqrt(m[..., 0])
+    return (np.column_stack([errors ** 2, y, y ** 2]),
+            lambda m: 1 - m[..., 0] / _spread(m[..., 1], m[..., 2]))
+
+
+def _spread(mean, mean_of_squares):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = mean_of_squares - mean ** 2
+        return np.where(spread > 1e-12 * np.maximum(mean_of_squares, 1e-300), spread, np.nan)
+
+
+def _paired_columns(metric: str, y: np.ndarray, new: np.ndarray, old: np.ndarray):
+    """Both models' per-row columns, and the function of their means that is (challenger -
+    champion) on the metric."""
+    new_columns, score = _score_columns(metric, y, new)
+    old_columns, _ = _score_columns(metric, y, old)
+    width = new_columns.shape[1]
+    return (np.column_stack([new_columns, old_columns]),
+            lambda m: score(m[..., :width]) - score(m[..., width:]))
+
+
+def _resampled_means(columns: np.ndarray, rng, statistic,
+                     resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """``statistic`` of the column means of ``resamples`` bootstrap resamples of the rows: each
+    resample's row counts (a multinomial draw, made as row indices counted) times the columns."""
+    rows = len(columns)
+    batch = max(1, _BATCH_VALUES // rows)
+    found = []
+    for start in range(0, resamples, batch):
+        size = min(batch, resamples - start)
+        drawn = rng.integers(0, rows, size=(size, rows)) + np.arange(size)[:, None] * rows
+        counts = np.bincount(drawn.ravel(), minlength=size * rows).reshape(size, rows)
+        found.append(statistic(counts.astype(np.float64) @ columns / rows))  # BLAS: floats
+    return np.concatenate(found)
+
+
+def _bca(columns: np.ndarray, statistic, confidence: float, rng) -> tuple[float, float]:
+    """The BCa bootstrap interval of ``statistic`` of the column means: scipy's formulas, with
+    the jackknife's leave-one-out means from the totals (each row's removal in one step)."""
+    from scipy.special import ndtr, ndtri
+
+    rows = len(columns)
+    observed = float(statistic(columns.mean(axis=0)))
+    resampled = _resampled_means(columns, rng, statistic)
+    resampled = resampled[np.isfinite(resampled)]
+    alpha = (1 - confidence) / 2
+    share_below = (np.sum(resampled < observed) + np.sum(resampled <= observed)) / (
+        2 * len(resampled))
+    bias = ndtri(share_below)
+    left_out = statistic((columns.sum(axis=0)[None, :] - columns) / (rows - 1))
+    left_out = left_out[np.isfinite(left_out)]
+    spread = np.sum((left_out.mean() - left_out) ** 2)
+    acceleration = (np.sum((left_out.mean() - left_out) ** 3) / (6 * spread ** 1.5)
+                    if spread > 0 else 0.0)
+    if not np.isfinite(bias):
+        levels = [alpha, 1 - alpha]
+    else:
+        levels = [float(ndtr(bias + (bias + z) / (1 - acceleration * (bias + z))))
+                  for z in (ndtri(alpha), -ndtri(alpha))]
+    return (float(np.percentile(resampled, 100 * levels[0])),
+            float(np.percentile(resampled, 100 * levels[1])))
+
+
+def _sign_flip_p_value(differences: np.ndarray, rng,
+                       flips: int = BOOTSTRAP_RESAMPLES) -> float:
+    """Two-sided p-value of a mean per-row difference under "equally good": each row's two
+    losses as likely swapped as not, so each difference's sign is a fair coin."""
+    rows = len(differences)
+    observed = abs(differences.mean())
+    batch = max(1, _BATCH_VALUES // rows)
+    extreme = 0
+    for start in range(0, flips, batch):
+        size = min(batch, flips - start)
+        signs = rng.integers(0, 2, size=(size, rows), dtype=np.int8).astype(np.float64) * 2 - 1
+        extreme += int(np.sum(np.abs(signs @ differences) / rows >= observed - 1e-12))
+    return (extreme + 1) / (flips + 1)
+
+
+def compare_regression(metric: str, y, *, champion_predicted, challenger_predicted,
+                       confidence: float, seed: int) -> PairedComparison:
+    """The paired comparison of two regressors' predictions for the same labelled rows: the
+    BCa bootstrap interval of (challenger - champion) on the metric, and the sign-flip
+    permutation test of the per-row loss difference (squared errors for RMSE and R², absolute
+    errors for MAE)."""
+    from components.ml.metrics import score_regression
+
+    y = np.asarray(y, dtype=float)
+    new = np.asarray(challenger_predicted, dtype=float)
+    old = np.asarray(champion_predicted, dtype=float)
+    better = "lower" if metric in LOWER_IS_BETTER else "higher"
+    challenger = score_regression(y, new)[metric]
+    champion = score_regression(y, old)[metric]
+    rows = len(y)
+    if rows < 2 or challenger is None or champion is None:
+        return PairedComparison(metric, rows, challenger, champion, None, None, None, None,
+                                "undefined on these rows", confidence, better)
+    losses = (lambda e: np.abs(e)) if metric == "mae" else (lambda e: e ** 2)
+    differences = losses(new - y) - losses(old - y)
+    if not np.any(differences):
+        return PairedComparison(metric, rows, challenger, champion, 0.0, 0.0, 0.0, 1.0,
+                                "no row where the models' errors differ", confidence, better)
+    rng = np.random.default_rng(seed)
+    columns, statistic = _paired_columns(metric, y, new, old)
+    low, high = _bca(columns, statistic, confidence, rng)
+    p_value = _sign_flip_p_value(differences, rng)
+    loss = "absolute" if metric == "mae" else "squared"
+    return PairedComparison(
+        metric, rows, challenger, champion, challenger - champion, low, high, p_value,
+        f"paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples, BCa); paired sign-flip "
+        f"permutation test ({BOOTSTRAP_RESAMPLES} flips) of the per-row {loss} errors",
+        confidence, better)

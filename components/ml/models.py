@@ -1,16 +1,20 @@
 """The models this project trains, and the one way a model file is written and read.
 
-Every model is one scikit-learn ``Pipeline(features -> classifier)``. ``hgb`` is a
-HistGradientBoostingClassifier, ``sgd`` a logistic-loss SGDClassifier trained epoch by epoch with
-``partial_fit``. A binary model with a decision threshold other than argmax has its classifier
-wrapped in a ``FixedThresholdClassifier`` around the fitted (frozen) one, so the threshold is in
-the model file and whoever loads it applies it.
+Every model is one scikit-learn ``Pipeline``: this project's feature transforms, then the
+estimator (:mod:`components.ml.estimators`: ``hgb``, ``sgd`` or a team's own factory), named
+``classifier`` or ``regressor`` by the task; an estimator that takes the raw feature columns
+has no transforms in front of it. ``sgd`` regression learns a standardised target (the scaler
+and the regressor inside a ``TransformedTargetRegressor``), so its steps suit any label's units.
+A binary classifier with a decision threshold other than argmax has its estimator wrapped in a
+``FixedThresholdClassifier`` around the fitted (frozen) one, so the threshold is in the model
+file and whoever loads it applies it.
 
 A model file is a ``skops`` file (``model.skops``), never a pickle: loading a pickle runs whatever
 code it names, and anyone who can write the registry could plant one (a SHA-256 in
 ``metadata.json`` does not help: the same writer can update it). A skops file is a zip of a JSON
 tree and ``.npy`` arrays; :func:`load_model_bytes` reads the tree first and refuses any type that
-is not in :data:`TRUSTED_TYPES` (every type our pipelines' models are made of, pinned here), and
+is not in :data:`TRUSTED_TYPES` (every type our pipelines' models are made of, pinned here) or
+declared by the installed factory that trained the version (its module's ``TRUSTED_TYPES``), and
 refuses a model saved by another scikit-learn major.minor version. Nothing else in the project
 serialises or loads a model.
 """
@@ -25,20 +29,18 @@ from pathlib import Path
 
 import numpy as np
 
-HGB_ITERATIONS = 100
-HGB_FINETUNE_ITERATIONS = 30
-HGB_LEARNING_RATE = 0.1
-SGD_ALPHA = 1e-4
-RANDOM_STATE = 0
+from components.ml.estimators import FactoryError, declared_types
+from components.outcomes import Task
+
 MODEL_FILE = "model.skops"
 # What versions saved before model files were skops files hold (a pickle): never loaded.
 LEGACY_MODEL_FILE = "model.joblib"
 
 # Every type (and function) a model file may name: what the models built by this project are made
-# of, for both model types, numeric and categorical features, binary and multiclass labels of
-# numbers or strings, with and without a decision threshold. tests/components/ml/test_models.py
-# fails when a model we build names a type outside it, so the list grows only by an explicit,
-# reviewed change.
+# of, for both built-in model types and both tasks, numeric and categorical features, binary and
+# multiclass labels of numbers or strings, with and without a decision threshold.
+# tests/components/ml/test_models.py fails when a model we build names a type outside it, so the
+# list grows only by an explicit, reviewed change.
 TRUSTED_TYPES = (
     "builtins.dict",
     "builtins.list",
@@ -52,18 +54,24 @@ TRUSTED_TYPES = (
     "numpy.uint64",
     "sklearn._loss._loss.CyHalfBinomialLoss",
     "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfSquaredError",
+    "sklearn._loss.link.IdentityLink",
     "sklearn._loss.link.Interval",
     "sklearn._loss.link.LogitLink",
     "sklearn._loss.link.MultinomialLogit",
     "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError",
     "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.compose._target.TransformedTargetRegressor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.frozen._frozen.FrozenEstimator",
     "sklearn.impute._base.SimpleImputer",
     "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.linear_model._stochastic_gradient.SGDRegressor",
     "sklearn.model_selection._classification_threshold.FixedThresholdClassifier",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
@@ -86,39 +94,54 @@ class LibrarySkewError(ModelFileError):
     """A model file was saved by another scikit-learn major.minor version than this one."""
 
 
-def new_classifier(model_type: str, random_state: int = RANDOM_STATE):
-    """An unfitted classifier of the given type with this project's fixed settings."""
-    if model_type == "hgb":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        return HistGradientBoostingClassifier(
-            max_iter=HGB_ITERATIONS, learning_rate=HGB_LEARNING_RATE, early_stopping=False,
-            random_state=random_state)
-    from sklearn.linear_model import SGDClassifier
-
-    return SGDClassifier(loss="log_loss", alpha=SGD_ALPHA, random_state=random_state)
+FEATURES_STEP = "features"
+FINAL_STEP = {Task.CLASSIFICATION: "classifier", Task.REGRESSION: "regressor"}
 
 
-def base_classifier(model):
-    """The fitted HistGradientBoosting or SGD classifier of a Pipeline built here, inside any
-    threshold wrapper."""
-    classifier = model.named_steps["classifier"]
-    while hasattr(classifier, "estimator"):  # FixedThresholdClassifier, FrozenEstimator
-        classifier = classifier.estimator
-    return classifier
+def assemble(transformer, estimator, task: str):
+    """The model: ``transformer`` (None: the estimator takes the raw columns), then
+    ``estimator``, as one Pipeline."""
+    from sklearn.pipeline import Pipeline
+
+    steps = [(FEATURES_STEP, transformer)] if transformer is not None else []
+    return Pipeline([*steps, (FINAL_STEP[task], estimator)])
+
+
+def feature_step(model):
+    """The fitted feature transforms of a model built here, or None (raw columns)."""
+    return model.named_steps.get(FEATURES_STEP)
+
+
+def final_step(model):
+    """The model's last step: its estimator, or the threshold wrapper around it."""
+    return model.steps[-1][1]
+
+
+def base_estimator(model):
+    """The fitted estimator of a Pipeline built here, inside any threshold wrapper."""
+    estimator = final_step(model)
+    while type(estimator).__name__ in ("FixedThresholdClassifier", "FrozenEstimator"):
+        estimator = estimator.estimator
+    return estimator
+
+
+def task_of(model) -> str:
+    """``classification`` for a fitted model with classes, else ``regression``."""
+    return Task.CLASSIFICATION if hasattr(model, "classes_") else Task.REGRESSION
 
 
 def model_type_of(model) -> str:
-    """``hgb`` or ``sgd`` for a Pipeline built here."""
-    name = type(base_classifier(model)).__name__
+    """``hgb`` or ``sgd`` for a Pipeline with a built-in estimator (a version's metadata says
+    which factory made any other)."""
+    name = type(base_estimator(model)).__name__
     return "hgb" if name.startswith("HistGradientBoosting") else "sgd"
 
 
 def decision_threshold_of(model) -> float | None:
     """The probability of the second class from which it is predicted, when the model sets one
     (None: the most probable class is predicted)."""
-    classifier = model.named_steps["classifier"]
-    return float(classifier.threshold) if hasattr(classifier, "threshold") else None
+    last = final_step(model)
+    return float(last.threshold) if type(last).__name__ == "FixedThresholdClassifier" else None
 
 
 def with_decision_threshold(model, threshold: float | None):
@@ -126,15 +149,15 @@ def with_decision_threshold(model, threshold: float | None):
     (None: plain argmax). The classifier is frozen inside the wrapper: nothing is refitted."""
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import FixedThresholdClassifier
-    from sklearn.pipeline import Pipeline
 
-    transformer, classifier = model.named_steps["features"], base_classifier(model)
-    if threshold is None:
-        return Pipeline([("features", transformer), ("classifier", classifier)])
-    wrapped = FixedThresholdClassifier(FrozenEstimator(classifier), threshold=threshold,
-                                       response_method="predict_proba")
-    wrapped.fit(np.zeros((2, classifier.n_features_in_)), classifier.classes_)  # sets classes_
-    return Pipeline([("features", transformer), ("classifier", wrapped)])
+    classifier = base_estimator(model)
+    if threshold is not None:
+        classifier = FixedThresholdClassifier(FrozenEstimator(classifier), threshold=threshold,
+                                              response_method="predict_proba")
+        # Fitting the wrapper sets classes_; the frozen classifier is not refitted.
+        classifier.fit(np.zeros((2, base_estimator(model).n_features_in_)),
+                       base_estimator(model).classes_)
+    return assemble(feature_step(model), classifier, Task.CLASSIFICATION)
 
 
 def predicted_classes(model, probabilities: np.ndarray) -> np.ndarray:
@@ -145,6 +168,18 @@ def predicted_classes(model, probabilities: np.ndarray) -> np.ndarray:
     if threshold is None:
         return classes[probabilities.argmax(axis=1)]
     return classes[(probabilities[:, 1] >= threshold).astype(int)]
+
+
+def trusted_types(model_type: str = "") -> frozenset[str]:
+    """What a model file of ``model_type`` may name: the pinned list, plus what the installed
+    factory that makes such models declares (:func:`components.ml.estimators.declared_types`).
+    A factory that is not installed here is refused, naming it."""
+    try:
+        return frozenset(TRUSTED_TYPES) | set(declared_types(model_type or "hgb"))
+    except FactoryError as error:
+        raise ModelFileError(f"the model was made by the factory {model_type!r}, which is not "
+                             f"installed here ({error}); install its distribution to load "
+                             "it") from None
 
 
 def library_versions() -> dict[str, str]:
@@ -192,29 +227,36 @@ def check_library_versions(recorded: dict | None, source: str, *,
             "(retrain it, or allow the skew explicitly)")
 
 
-def model_bytes(model) -> bytes:
+def model_bytes(model, model_type: str = "") -> bytes:
     """The bytes of a model file (skops). Refuses to write one it would refuse to load."""
     import skops.io as sio
 
     data = sio.dumps(model)
-    untrusted = model_types(data, "the new model") - set(TRUSTED_TYPES)
+    untrusted = model_types(data, "the new model") - trusted_types(model_type)
     if untrusted:
-        raise UntrustedModelError(f"the new model holds type(s) outside TRUSTED_TYPES: "
-                                  f"{sorted(untrusted)}")
+        declared = (f" or declared by {model_type.partition(':')[0]}.TRUSTED_TYPES"
+                    if model_type and ":" in model_type else "")
+        raise UntrustedModelError(f"the new model holds type(s) outside TRUSTED_TYPES"
+                                  f"{declared}: {sorted(untrusted)}")
     return data
 
 
 def load_model_bytes(data: bytes, source: str, *, libraries: dict | None = None,
-                     allow_version_skew: bool = False):
+                     allow_version_skew: bool = False, model_type: str = ""):
     """The model in a model file's bytes; ``source`` names the file in errors.
 
-    Checks the type allow-list before anything is built, and ``libraries`` (the versions the
-    file was saved with) against the running ones. A digest, where there is one, is checked by
-    the caller before this.
+    Checks the type allow-list (the pinned list, and what the factory ``model_type`` that
+    trained it declares) before anything is built, and ``libraries`` (the versions the file was
+    saved with) against the running ones. A digest, where there is one, is checked by the
+    caller before this.
     """
     import skops.io as sio
 
-    untrusted = model_types(data, source) - set(TRUSTED_TYPES)
+    try:
+        trusted = trusted_types(model_type)
+    except ModelFileError as error:
+        raise ModelFileError(f"{source}: {error}") from None
+    untrusted = model_types(data, source) - trusted
     if untrusted:
         raise UntrustedModelError(f"{source} names type(s) outside the allow-list: "
                                   f"{', '.join(sorted(untrusted))}; refusing to load it")
@@ -222,11 +264,12 @@ def load_model_bytes(data: bytes, source: str, *, libraries: dict | None = None,
     return sio.loads(data, trusted=sio.get_untrusted_types(data=data))
 
 
-def save_model(model, path: str | Path) -> None:
+def save_model(model, path: str | Path, model_type: str = "") -> None:
     """Write a model file."""
-    Path(path).write_bytes(model_bytes(model))
+    Path(path).write_bytes(model_bytes(model, model_type))
 
 
-def load_model(path: str | Path, *, libraries: dict | None = None):
-    """Read a model file."""
-    return load_model_bytes(Path(path).read_bytes(), str(path), libraries=libraries)
+def load_model(path: str | Path, *, libraries: dict | None = None, model_type: str = ""):
+    """Read a model file (``model_type``: what trained it, when a factory did)."""
+    return load_model_bytes(Path(path).read_bytes(), str(path), libraries=libraries,
+                            model_type=model_type)

@@ -31,6 +31,9 @@ from components.serving.server import ServeOptions, serve
 
 SAMPLE_ROWS = 50
 START_SECONDS = 60.0
+# A regressor's served prediction may differ from evaluate's by this much, relative to it or
+# absolute (the same model and rows: only floating-point order differs, when it does at all).
+PREDICTION_TOLERANCE = 1e-9
 PROBABILITY_TOLERANCE = 1e-9
 
 
@@ -39,11 +42,16 @@ class InfraValidationError(Exception):
 
 
 def prediction_sample(frame, feature_kinds: dict[str, str], predicted, probabilities) -> dict:
-    """What evaluate hands deploy: a V2 request for the first rows, and its expected answer."""
+    """What evaluate hands deploy: a V2 request for the first rows, and its expected answer
+    (``probabilities`` None: a regressor's, which has only ``predict``)."""
     rows = frame.head(SAMPLE_ROWS)
-    return {"request": v2_request(rows, feature_kinds, request_id="infra-validation"),
-            "predict": [plain_value(value) for value in predicted[:len(rows)]],
-            "predict_proba": [[float(p) for p in row] for row in probabilities[:len(rows)]]}
+    sample = {"request": v2_request(rows, feature_kinds, request_id="infra-validation"),
+              "predict": [plain_value(value) for value in predicted[:len(rows)]]}
+    if probabilities is None:
+        sample["request"]["outputs"] = [{"name": "predict"}]
+        return sample
+    sample["predict_proba"] = [[float(p) for p in row] for row in probabilities[:len(rows)]]
+    return sample
 
 
 class _Forked:
@@ -163,9 +171,13 @@ def _wait_ready(process, ready: Path, log, deadline: float) -> str:
 
 
 def compare(sample: dict, response: dict) -> None:
-    """Raise unless the response holds exactly the sample's predictions."""
+    """Raise unless the response holds exactly the sample's predictions (a regressor's within
+    :data:`PREDICTION_TOLERANCE`)."""
     outputs = v2_outputs(response)
     served, expected = outputs.get("predict"), sample["predict"]
+    if "predict_proba" not in sample:
+        _compare_values(served, expected)
+        return
     if served != expected:
         wrong = next(i for i, (a, b) in enumerate(zip(served or [], expected, strict=False))
                      if a != b) if served and len(served) == len(expected) else None
@@ -180,6 +192,19 @@ def compare(sample: dict, response: dict) -> None:
                                         for g, w in zip(got, want, strict=True)):
             raise InfraValidationError(f"row {index}: served probabilities {got}, evaluate's "
                                        f"{want}")
+
+
+def _compare_values(served, expected) -> None:
+    """A regressor's served predictions against evaluate's, within the tolerance."""
+    if served is None or len(served) != len(expected):
+        raise InfraValidationError(f"served {len(served or [])} predictions for "
+                                   f"{len(expected)} rows")
+    for index, (got, want) in enumerate(zip(served, expected, strict=True)):
+        if got is None or not math.isclose(got, want, rel_tol=PREDICTION_TOLERANCE,
+                                           abs_tol=PREDICTION_TOLERANCE):
+            raise InfraValidationError(f"row {index}: served {got!r}, evaluate predicted "
+                                       f"{want!r} (tolerance {PREDICTION_TOLERANCE:g}, "
+                                       "relative or absolute)")
 
 
 def validate_serving(*, registry_uri: str, model_name: str, version: str,

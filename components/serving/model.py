@@ -14,9 +14,16 @@ import numpy as np
 import pandas as pd
 
 from components.data.schema import NUMERIC, plain_value
-from components.ml.models import predicted_classes
+from components.ml.metrics import model_output
+from components.ml.models import predicted_classes, task_of
+from components.outcomes import Task
 from components.registry import SCHEMA_FILE
-from components.serving.inference import FEATURE_DATATYPES, label_datatype
+from components.serving.inference import (
+    FEATURE_DATATYPES,
+    OUTPUTS,
+    PREDICT,
+    label_datatype,
+)
 from components.serving.plan import PredictionPlan, compile_plan
 
 
@@ -28,8 +35,10 @@ class ServedModel:
     version: str
     model: object  # the scikit-learn Pipeline
     feature_kinds: dict[str, str]  # in the order the model was fitted on
-    classes: list
+    classes: list  # none for a regressor
     label_datatype: str
+    task: str = Task.CLASSIFICATION
+    model_type: str = ""  # hgb, sgd, or the factory that made it
     plan: PredictionPlan | None = None  # the transforms as numpy operations, when exact
     # What the version saw in training (its schema.json): a numeric feature's [min, max], a
     # categorical one's categories. Values beyond them are served, counted and flagged.
@@ -40,7 +49,8 @@ class ServedModel:
     def load(cls, registry, version: str, *, allow_version_skew: bool = False) -> ServedModel:
         metadata = registry.metadata(version)
         model = registry.load_model(version, allow_version_skew=allow_version_skew)
-        classes = [plain_value(c) for c in model.classes_]
+        task = task_of(model)
+        classes = [plain_value(c) for c in getattr(model, "classes_", [])]
         kinds = metadata.feature_kinds
         # The model's own column order (what it was fitted on), which a V1 list instance follows.
         order = [str(c) for c in getattr(model, "feature_names_in_", kinds)]
@@ -49,19 +59,31 @@ class ServedModel:
         columns = {c["name"]: c for c in seen["columns"] if c["name"] in feature_kinds}
         return cls(model_name=registry.model_name, version=version, model=model,
                    feature_kinds=feature_kinds, classes=classes,
-                   label_datatype=label_datatype(classes),
+                   label_datatype="FP64" if task == Task.REGRESSION else label_datatype(classes),
+                   task=task, model_type=metadata.model_type,
                    plan=compile_plan(model, feature_kinds),
                    ranges={name: (c["min"], c["max"]) for name, c in columns.items()
                            if "min" in c and "max" in c},
                    categories={name: frozenset(map(str, c["domain"]))
                                for name, c in columns.items() if c.get("domain") is not None})
 
-    def predict(self, columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def regression(self) -> bool:
+        return self.task == Task.REGRESSION
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The V2 outputs this model answers: a regressor has no class probabilities."""
+        return (PREDICT,) if self.regression else OUTPUTS
+
+    def predict(self, columns: dict[str, list]) -> tuple[np.ndarray, np.ndarray | None]:
         """Classes and class probabilities for the rows a request holds (every feature column:
-        see :mod:`components.serving.protocol`)."""
-        probabilities = (self.plan.predict_proba(columns) if self.plan is not None
-                         else self.model.predict_proba(self.frame(columns)))
-        return predicted_classes(self.model, probabilities), probabilities
+        see :mod:`components.serving.protocol`); a regressor's predicted numbers and None."""
+        output = (self.plan.output(columns) if self.plan is not None
+                  else model_output(self.model, self.frame(columns)))
+        if self.regression:
+            return output, None
+        return predicted_classes(self.model, output), output
 
     def unfamiliar(self, columns: dict[str, list]) -> dict[str, dict[str, int]]:
         """Per feature, how many of the request's values lie beyond what the version saw in
@@ -82,16 +104,19 @@ class ServedModel:
 
     def v2_metadata(self) -> dict:
         """``GET /v2/models/<name>``: the inputs (one per feature) and the outputs."""
+        outputs = [{"name": PREDICT, "datatype": self.label_datatype, "shape": [-1]}]
+        if not self.regression:
+            outputs.append({"name": "predict_proba", "datatype": "FP64",
+                            "shape": [-1, len(self.classes)]})
         return {
             "name": self.model_name,
             "versions": [self.version],
             "platform": "scikit-learn",
             "inputs": [{"name": column, "datatype": FEATURE_DATATYPES[kind], "shape": [-1]}
                        for column, kind in self.feature_kinds.items()],
-            "outputs": [{"name": "predict", "datatype": self.label_datatype, "shape": [-1]},
-                        {"name": "predict_proba", "datatype": "FP64",
-                         "shape": [-1, len(self.classes)]}],
-            "parameters": {"classes": [str(c) for c in self.classes]},
+            "outputs": outputs,
+            "parameters": {"task": self.task, "model_type": self.model_type,
+                           "classes": [str(c) for c in self.classes]},
         }
 
     def frame(self, columns: dict[str, list]) -> pd.DataFrame:

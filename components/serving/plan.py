@@ -2,11 +2,11 @@
 
 scikit-learn's ``ColumnTransformer`` spends about 4.5 ms on one row of a DataFrame (column
 selection, validation, a sub-frame per transformer), five times what the 100 trees of the
-classifier take. The pipelines this project builds are always the same shape (numeric: median
+estimator take. The pipelines this project builds are always the same shape (numeric: median
 imputation, then standard scaling; categorical: most-frequent imputation, then one-hot encoding
 that ignores unknown categories; everything else dropped), so their fitted parameters are
 applied here directly, with the same floating-point operations in the same order, and the
-result goes to the fitted classifier as scikit-learn would pass it.
+result goes to the fitted estimator (classifier or regressor) as scikit-learn would pass it.
 
 A plan is only used after it has given exactly (bit for bit) the same probabilities as the
 model itself on probe rows that include missing values and unseen categories; any other shape of
@@ -24,17 +24,17 @@ logger = logging.getLogger("retrain.serve")
 
 
 class PredictionPlan:
-    """The model's transforms as numpy operations, then its classifier."""
+    """The model's transforms as numpy operations, then its estimator."""
 
     def __init__(self, numeric: list[str], medians, means, scales, categorical: list[str],
-                 most_frequent, categories, classifier):
+                 most_frequent, categories, estimator):
         self.numeric, self.categorical = numeric, categorical
         self.medians, self.means, self.scales = medians, means, scales
         self.most_frequent = most_frequent
         self.lookups = [{value: index for index, value in enumerate(values)}
                         for values in categories]
         self.widths = [len(values) for values in categories]
-        self.classifier = classifier
+        self.estimator = estimator
 
     def features(self, columns: dict[str, list]) -> np.ndarray:
         rows = len(columns[(self.numeric or self.categorical)[0]])
@@ -63,8 +63,12 @@ class PredictionPlan:
             blocks.append(encoded)
         return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
 
-    def predict_proba(self, columns: dict[str, list]) -> np.ndarray:
-        return self.classifier.predict_proba(self.features(columns))
+    def output(self, columns: dict[str, list]) -> np.ndarray:
+        """What the model answers (:func:`components.ml.metrics.model_output`): a classifier's
+        probabilities, a regressor's predictions."""
+        from components.ml.metrics import model_output
+
+        return model_output(self.estimator, self.features(columns))
 
 
 def compile_plan(model, feature_kinds: dict[str, str]) -> PredictionPlan | None:
@@ -83,7 +87,9 @@ def _plan(model) -> PredictionPlan | None:
     from sklearn.impute import SimpleImputer
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    transformer, classifier = model.named_steps["features"], model.named_steps["classifier"]
+    from components.ml.models import feature_step, final_step
+
+    transformer, estimator = feature_step(model), final_step(model)
     if not isinstance(transformer, ColumnTransformer) or transformer.sparse_output_:
         return None
     numeric = categorical = None
@@ -112,7 +118,7 @@ def _plan(model) -> PredictionPlan | None:
     most_frequent, categories = parts.get("categorical", ([], []))
     return PredictionPlan(numeric or [], medians, means, scales, categorical or [],
                           [str(v) for v in most_frequent],
-                          [[str(v) for v in values] for values in categories], classifier)
+                          [[str(v) for v in values] for values in categories], estimator)
 
 
 def _agrees(plan: PredictionPlan, model, feature_kinds: dict[str, str]) -> bool:
@@ -135,7 +141,9 @@ def _agrees(plan: PredictionPlan, model, feature_kinds: dict[str, str]) -> bool:
                               pd.Series([np.nan if v is None else v for v in values],
                                         dtype=object))
                           for c, values in columns.items()})
-    same = np.array_equal(plan.predict_proba(columns), model.predict_proba(frame))
+    from components.ml.metrics import model_output
+
+    same = np.array_equal(plan.output(columns), model_output(model, frame))
     if not same:
         logger.warning("the prediction plan differs from the model: serving through "
                        "scikit-learn as it is")

@@ -19,7 +19,7 @@ import struct
 import numpy as np
 
 from components.data.schema import NUMERIC
-from components.serving.inference import NUMERIC_DATATYPES, OUTPUTS, PREDICT, PREDICT_PROBA, plain
+from components.serving.inference import NUMERIC_DATATYPES, PREDICT, PREDICT_PROBA, plain
 from components.serving.model import ServedModel
 
 BINARY_HEADER = "inference-header-content-length"
@@ -187,19 +187,26 @@ def _same_rows(columns: dict[str, list], max_rows: int) -> dict[str, list]:
     return columns
 
 
-def requested_outputs(body: dict) -> list[tuple[str, bool]]:
-    """The outputs asked for (all, when none is named), each with whether it is wanted binary."""
+def requested_outputs(body: dict, served: ServedModel) -> list[tuple[str, bool]]:
+    """The outputs asked for (all the model has, when none is named), each with whether it is
+    wanted binary. A regressor has ``predict`` only."""
     default_binary = bool(_parameters(body, "the request").get("binary_data_output", False))
     asked = body.get("outputs")
+    offered = served.outputs
     if asked is None:
-        return [(name, default_binary) for name in OUTPUTS]
+        return [(name, default_binary) for name in offered]
     if not isinstance(asked, list):
         raise RequestError(400, "'outputs' must be a list")
     chosen = []
     for output in asked:
         name = output.get("name") if isinstance(output, dict) else None
-        if name not in OUTPUTS:
-            raise RequestError(400, f"output {_shown(name)} is not one of {', '.join(OUTPUTS)}")
+        if name == PREDICT_PROBA and name not in offered:
+            raise RequestError(400, f"output 'predict_proba' is not served by model "
+                                    f"{served.model_name!r}: it is a regression model, which "
+                                    "predicts numbers and has no class probabilities; ask for "
+                                    "'predict'")
+        if name not in offered:
+            raise RequestError(400, f"output {_shown(name)} is not one of {', '.join(offered)}")
         chosen.append((name, bool(_parameters(output, f"output {_shown(name)}").get(
             "binary_data", default_binary))))
     return chosen

@@ -340,7 +340,7 @@ class Routes:
     def _infer(self, served: ServedModel, data: bytes, header: str | None):
         """Parse, check, predict and encode a V2 request: on a lane's thread."""
         body, binary = v2_body(data, header)
-        outputs = requested_outputs(body)
+        outputs = requested_outputs(body, served)
         columns, ignored = v2_columns(body, binary, served, self.options.max_batch_rows)
         predicted, probabilities = served.predict(columns)
         unfamiliar = self.metrics.noted(served.unfamiliar(columns), ignored)
@@ -376,6 +376,10 @@ class Routes:
 
         served = self.model_for(name)
         data = await self.body_of(request)
+        if self.options.v1_predict_proba and served.regression:
+            raise RequestError(400, f"model {name!r} is a regression model: it predicts numbers "
+                                    "and has no class probabilities to answer (PREDICT_PROBA is "
+                                    "for classifiers)")
 
         def predict() -> bytes:  # on a lane's thread
             columns, ignored = v1_columns(parse_json(data), served, self.options.max_batch_rows)

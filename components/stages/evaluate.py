@@ -31,9 +31,15 @@ from components.data.roles import PROMOTED_VERSION_COLUMN
 from components.data.schema import SOURCE_FILE_COLUMN, plain_value
 from components.ml.comparison import PairedComparison, compare, interval_of
 from components.ml.concept_change import batch_starts, in_time_order, since_concept_change
-from components.ml.metrics import Predictions, predict, split_cross_fitted, with_cross_fitted
+from components.ml.metrics import (
+    Predictions,
+    predict,
+    right_answers,
+    split_cross_fitted,
+    with_cross_fitted,
+)
 from components.ml.threads import limited_threads
-from components.outcomes import GateDecision, Strategy
+from components.outcomes import GateDecision, GateMetric, Strategy
 from components.policies import FreshComparison, GateVerdict, gate_decision
 
 
@@ -184,6 +190,13 @@ class Baseline:
 
     answer: object
     comparison: PairedComparison
+    regression: bool = False
+
+    def text(self) -> str:
+        """``always answering 0``, or ``always answering the mean 12.5``."""
+        if self.regression:
+            return f"always answering the mean {self.answer:.6g}"
+        return f"always answering {self.answer!r}"
 
     def to_dict(self) -> dict:
         c = self.comparison
@@ -204,11 +217,14 @@ class Evaluation:
     confidence: float
     baseline: Baseline | None = None
     fresh: FreshComparison | None = None
+    metric: str = GateMetric.ACCURACY
+    champion: Predictions | None = None  # the champion's answers on the same rows
 
     def gate(self) -> dict:
         """What the decision record and ``retrain run --json`` say of the gate."""
         comparison = self.comparison or PairedComparison.threshold_only(
-            len(self.rows.frame), self.confidence)
+            len(self.rows.frame), self.confidence,
+            "lower" if GateMetric.lower_is_better(self.metric) else "higher")
         gate = {**comparison.to_dict(), "evaluation": self.rows.summary()}
         if self.baseline is not None:
             gate["baseline"] = self.baseline.to_dict()
@@ -226,12 +242,14 @@ class Freshness:
 
 
 def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
-             timestamp_column: str, metric: str, threshold: float, min_improvement: float,
+             timestamp_column: str, metric: str, threshold: float | None,
+             min_improvement: float,
              min_rows: int, max_rows: int, confidence: float, seed: int,
              champion_version: str, cross_fitted=None, challenger_strategy: str = "",
              freshness: Freshness | None = None) -> Evaluation:
     """Score the challenger (and the champion, if there is one) on the evaluation rows, compare
-    them paired, and decide.
+    them paired, and decide. ``metric`` is resolved for the task and ``threshold`` is the bar it
+    is held to (None: none).
 
     ``new_holdout``, ``pool`` and ``cross_fitted``: this run's holdout rows, the registry's
     rolling holdout (None if there is none yet) and retrain's cross-fitted new training rows
@@ -252,16 +270,16 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
     this_run = (frame[ROW_SOURCE] != EARLIER).to_numpy()
     if champion_predictions is not None:
         kept, change_note, new_rows_changed = cut_chosen_apart(
-            frame, champion_predictions.right(), challenger_predictions.right(),
+            frame, *right_answers(champion_predictions, challenger_predictions),
             confidence=confidence, timestamp_column=timestamp_column, this_run=this_run)
     kept = newest_batches(frame, kept=kept, min_rows=min_rows, timestamp_column=timestamp_column,
                           this_run=this_run)
     rows = evaluation_rows(frame, available, kept=kept, min_rows=min_rows,
                            timestamp_column=timestamp_column, change_note=change_note,
                            left_out_promoting=left_out, concept_change=new_rows_changed)
-    challenger_predictions = _subset(challenger_predictions, kept)
+    challenger_predictions = challenger_predictions.subset(kept)
     if champion_predictions is not None:
-        champion_predictions = _subset(champion_predictions, kept)
+        champion_predictions = champion_predictions.subset(kept)
     return _judged(challenger_predictions, champion_predictions, rows, metric=metric,
                    threshold=threshold, min_improvement=min_improvement, min_rows=min_rows,
                    confidence=confidence, seed=seed, champion_version=champion_version,
@@ -274,7 +292,7 @@ FRESH_REFITS = (Strategy.FULL, Strategy.FINETUNE)
 
 
 def _judged(challenger: Predictions, champion: Predictions | None, rows: EvaluationRows, *,
-            metric: str, threshold: float, min_improvement: float, min_rows: int,
+            metric: str, threshold: float | None, min_improvement: float, min_rows: int,
             confidence: float, seed: int, champion_version: str, fresh_refit: bool,
             freshness: Freshness | None) -> Evaluation:
     """Both models' scores on the judged rows, their paired comparison and the verdict."""
@@ -309,16 +327,25 @@ def _judged(challenger: Predictions, champion: Predictions | None, rows: Evaluat
         fresh = FreshComparison(paired(freshness.confidence), freshness.margin)
         verdict = decide(fresh=fresh)
     return Evaluation(challenger, challenger_scores, champion_scores, comparison, verdict, rows,
-                      confidence, baseline, fresh)
+                      confidence, baseline, fresh, metric, champion)
 
 
 def against_baseline(metric: str, predictions: Predictions, confidence: float,
                      seed: int) -> Baseline | None:
     """The challenger against the trivial predictor on the same rows: always answering their
-    most frequent class (the no-information rate), its probabilities the classes' shares."""
+    most frequent class (the no-information rate), its probabilities the classes' shares; for
+    a regressor, always answering their mean."""
     labels = predictions.labels
     if len(labels) < 2:
         return None
+    if predictions.regression:
+        mean = float(np.mean(labels))
+        comparison = compare(metric, labels, champion_predicted=np.full(len(labels), mean),
+                             champion_probabilities=None,
+                             challenger_predicted=predictions.predicted,
+                             challenger_probabilities=None, classes=None,
+                             confidence=confidence, seed=seed)
+        return Baseline(mean, comparison, regression=True)
     values, counts = np.unique(labels, return_counts=True)
     answer = values[np.argmax(counts)]
     shares = np.array([float(np.mean(labels == c)) for c in predictions.classes])
@@ -332,14 +359,9 @@ def against_baseline(metric: str, predictions: Predictions, confidence: float,
     return Baseline(plain_value(answer), comparison)
 
 
-def _subset(predictions: Predictions, kept: np.ndarray) -> Predictions:
-    return Predictions(predictions.labels[kept], predictions.probabilities[kept],
-                       predictions.classes, predictions.predicted[kept])
-
-
 def _aligned(champion: Predictions, challenger: Predictions) -> np.ndarray:
     """The champion's probabilities in the challenger's class order (a new class gets 0)."""
-    if list(champion.classes) == list(challenger.classes):
+    if champion.regression or list(champion.classes) == list(challenger.classes):
         return champion.probabilities
     aligned = np.zeros((len(champion.labels), len(challenger.classes)))
     for index, cls in enumerate(challenger.classes):

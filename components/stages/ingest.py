@@ -365,17 +365,21 @@ def _kept(writer: ChunkWriter) -> Path | None:
     return None
 
 
-def source_schema(*, source_uri: str, label_column: str, timestamp_column: str) -> dict:
+def source_schema(*, source_uri: str, label_column: str, timestamp_column: str,
+                  task: str = "auto") -> dict:
     """A starting contract inferred from every row of a source (``retrain schema``), to edit
-    and pass as ``schema_uri``: see :func:`components.data.schema.starting_contract`."""
+    and pass as ``schema_uri``: see :func:`components.data.schema.starting_contract`. The
+    label's task is ``task``, or with ``auto`` what the label implies."""
     import tempfile
 
-    from components.data.schema import infer_schema, starting_contract
+    from components.data.schema import infer_schema, infer_task, starting_contract
 
     with tempfile.TemporaryDirectory(prefix="retrain-schema-") as folder:
         result = ingest(source_uri, timestamp_column=timestamp_column,
                         cutoff=pd.Timestamp.max.tz_localize("UTC"), watermark=None,
                         new_data_path=f"{folder}/new.parquet",
                         history_path=f"{folder}/history.parquet")
+        if task == "auto":
+            task, _ = infer_task(result.new_data_path, label_column)
         return starting_contract(infer_schema(result.new_data_path, label_column=label_column,
-                                              timestamp_column=timestamp_column))
+                                              timestamp_column=timestamp_column, task=task))

@@ -24,6 +24,7 @@ from components.data.schema import (
     SOURCE_FILE_COLUMN,
     coerce_rows,
 )
+from components.outcomes import Task
 
 
 @dataclass
@@ -47,7 +48,8 @@ class PreprocessResult:
 
 
 def clean(
-    frame: pd.DataFrame, *, label_column: str, feature_kinds: dict[str, str]
+    frame: pd.DataFrame, *, label_column: str, feature_kinds: dict[str, str],
+    task: str = Task.CLASSIFICATION,
 ) -> tuple[pd.DataFrame, int, int]:
     """Coerce types, drop exact duplicates and rows without a label.
 
@@ -57,8 +59,9 @@ def clean(
     if frame.empty:
         return frame, 0, 0
     plan = _clean_plan(FrameTable(frame), label_column=label_column,
-                       feature_kinds=feature_kinds, order_column="")
-    cleaned = coerce_rows(frame, feature_kinds, label_column)[plan.keep].reset_index(drop=True)
+                       feature_kinds=feature_kinds, order_column="", task=task)
+    cleaned = coerce_rows(frame, feature_kinds, label_column, task)[plan.keep] \
+        .reset_index(drop=True)
     return cleaned, plan.duplicates, plan.unlabelled
 
 
@@ -115,6 +118,7 @@ def preprocess(
     model_name: str = "",
     holdout_fraction: float = 0.0,
     cutoff: str = "",
+    task: str = Task.CLASSIFICATION,
 ) -> PreprocessResult:
     """Clean new rows and history alike; set the holdout rows apart; split the rest of the new
     rows into train and validation.
@@ -125,13 +129,15 @@ def preprocess(
     a first pass finds the rows to keep (labelled, not a repeat: 64-bit row hashes), their roles
     and where the time cut falls; a second pass writes each kept row to its file, in the input's
     order. ``new_data`` and ``history`` are DataFrames, Parquet paths or
-    :class:`components.data.chunks.Table` objects. The seed is drawn from the kept rows'
+    :class:`components.data.chunks.Table` objects; the label is read as ``task`` reads it (a
+    regression label as numbers). The seed is drawn from the kept rows'
     hashes and ``cutoff``: the same data gives the same seed, run after run.
     """
     new_table, history_table = as_table(new_data), as_table(history)
     roles = (model_salt(model_name), holdout_fraction, timestamp_column)
     plan = _clean_plan(new_table, label_column=label_column, feature_kinds=feature_kinds,
-                       order_column=timestamp_column or SOURCE_FILE_COLUMN, roles=roles)
+                       order_column=timestamp_column or SOURCE_FILE_COLUMN, roles=roles,
+                       task=task)
     training = plan.keep & ~plan.holdout
     is_validation = np.zeros(len(plan.keep), dtype=bool)
     is_validation[training] = newest_rows(plan.order[~plan.holdout[plan.keep]],
@@ -140,12 +146,13 @@ def preprocess(
               "evaluation": plan.keep & plan.holdout}
     paths = {"train": train_path, "validation": validation_path,
              "evaluation": evaluation_path or Path(train_path).with_name("evaluation.parquet")}
-    rows = _write_clean(new_table, feature_kinds, label_column, routes, paths)
+    rows = _write_clean(new_table, feature_kinds, label_column, routes, paths, task)
     history_plan = _clean_plan(history_table, label_column=label_column,
-                               feature_kinds=feature_kinds, order_column="", roles=roles)
+                               feature_kinds=feature_kinds, order_column="", roles=roles,
+                               task=task)
     history_rows = _write_clean(history_table, feature_kinds, label_column,
                                 {"history": history_plan.keep & ~history_plan.holdout},
-                                {"history": history_path})
+                                {"history": history_path}, task)
     return PreprocessResult(
         rows["train"], rows["validation"], history_rows["history"], plan.duplicates,
         plan.unlabelled, holdout_rows=rows["evaluation"],
@@ -171,7 +178,8 @@ class _CleanPlan:
 
 
 def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
-                order_column: str, roles: tuple = (np.uint64(0), 0.0, "")) -> _CleanPlan:
+                order_column: str, roles: tuple = (np.uint64(0), 0.0, ""),
+                task: str = Task.CLASSIFICATION) -> _CleanPlan:
     """Which rows :func:`clean` keeps, their roles, and the kept rows' ``order_column`` values
     as a key. ``roles``: the model's salt, the holdout fraction and the timestamp column.
 
@@ -185,7 +193,7 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
     keys = None
     offset = 0
     for chunk in table.chunks():
-        coerced = coerce_rows(chunk, feature_kinds, label_column)
+        coerced = coerce_rows(chunk, feature_kinds, label_column, task)
         end = offset + len(coerced)
         if label_column in coerced:
             labelled[offset:end] = coerced[label_column].notna().to_numpy()
@@ -215,13 +223,14 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
 
 
 def _write_clean(table, feature_kinds: dict[str, str], label_column: str,
-                 routes: dict[str, np.ndarray], paths: dict[str, str | Path]) -> dict[str, int]:
+                 routes: dict[str, np.ndarray], paths: dict[str, str | Path],
+                 task: str = Task.CLASSIFICATION) -> dict[str, int]:
     """Coerce each chunk again and write the rows each route's mask selects to its path."""
     writers = {name: ChunkWriter(path) for name, path in paths.items()}
     try:
         offset = 0
         for chunk in table.chunks():
-            coerced = coerce_rows(chunk, feature_kinds, label_column).reset_index(drop=True)
+            coerced = coerce_rows(chunk, feature_kinds, label_column, task).reset_index(drop=True)
             for name, mask in routes.items():
                 selected = mask[offset:offset + len(coerced)]
                 if selected.any():

@@ -2,8 +2,11 @@
 
 Fine-tuning an ``hgb`` model adds boosting iterations fitted on the new rows, on top of the
 champion's trees; fine-tuning an ``sgd`` model continues its ``partial_fit`` epochs on the new
-rows (see :mod:`components.ml.models`). Fine-tuning keeps the
-champion's fitted feature transforms, so the continued model reads features exactly as before.
+rows; a team's own estimator (:mod:`components.ml.estimators`) continues by its module's
+``continue_fit`` hook, ``partial_fit`` epochs or ``warm_start`` with more estimators, and
+otherwise is not fine-tuned. Fine-tuning keeps the champion's fitted feature transforms, so the
+continued model reads features exactly as before. Classification and regression alike: what
+differs (the label, the loss, the score) is the task's.
 
 ``auto`` fits every strategy that applies and keeps the one that scores best on the selection
 rows (the newest new training rows, which the gate never uses: it judges the chosen model on
@@ -24,23 +27,46 @@ import pandas as pd
 from components.data.chunks import FrameTable, as_table
 from components.data.drift import batch_names
 from components.data.schema import SOURCE_FILE_COLUMN
-from components.ml.features import build_feature_transformer, features_and_labels
-from components.ml.metrics import LossAndAccuracy, cross_fitted_columns, predict, score_model
-from components.ml.models import (
+from components.ml.estimators import (
+    HGB,
     HGB_FINETUNE_ITERATIONS,
     RANDOM_STATE,
+    SGD,
+    FactoryError,
+    can_give_probabilities,
+    continuation,
+    continue_fitting,
+    is_factory,
+    new_estimator,
+    no_continuation_reason,
+    takes_raw_columns,
+)
+from components.ml.features import build_feature_transformer, features_and_labels
+from components.ml.metrics import (
+    TRACE_SCORE,
+    cross_fitted_columns,
+    model_output,
+    predict,
+    right_answers,
+    score_model,
+    trace_totals,
+)
+from components.ml.models import (
+    assemble,
+    base_estimator,
+    feature_step,
     model_type_of,
-    new_classifier,
-    predicted_classes,
     with_decision_threshold,
 )
 from components.ml.threads import limited_threads
-from components.outcomes import Strategy
+from components.outcomes import GateMetric, Strategy, Task
+from components.params import refuse
 from components.records import TrainingSummary, VersionMetadata
 
 # Order of preference when candidates tie: the cheapest change, then the most rows (a refit on
 # every row keeps what the champion learned; the freshness rule can deploy it).
 CANDIDATE_ORDER = (Strategy.FINETUNE, Strategy.FULL, Strategy.SINCE_CHANGE, Strategy.WINDOW)
+CALLER = "the retrain stage"
 
 
 class RetrainError(Exception):
@@ -78,6 +104,8 @@ class RetrainResult:
     notes: list[str]
     training_data: object = None  # the rows the chosen model was fitted on (frame or Table)
     cross_fitted: pd.DataFrame | None = None  # the new rows, predicted without them
+    task: str = Task.CLASSIFICATION
+    model_config: dict = field(default_factory=dict)
 
     def summary(self, feature_kinds: dict[str, str], classes: list,
                 libraries: dict[str, str]) -> TrainingSummary:
@@ -86,23 +114,61 @@ class RetrainResult:
             strategy=self.strategy, requested_strategy=self.requested_strategy,
             model_type=self.model_type, candidates=[c.to_dict() for c in self.candidates],
             trace=self.trace, notes=self.notes, feature_kinds=feature_kinds, classes=classes,
-            libraries=libraries)
+            libraries=libraries, task=self.task, model_config=self.model_config)
 
 
-def _trace_row(epoch, iterations, train_scores, validation_scores) -> dict:
+# -- fitting -----------------------------------------------------------------------------------
+def _trace_row(epoch, iterations, train_scores, validation_scores, task: str) -> dict:
+    score = TRACE_SCORE[task]
     return {
         "epoch": epoch,
         "iterations": iterations,
-        "train_loss": train_scores["log_loss"],
-        "train_accuracy": train_scores["accuracy"],
-        "validation_loss": validation_scores["log_loss"],
-        "validation_accuracy": validation_scores["accuracy"],
+        "train_loss": train_scores["loss"],
+        f"train_{score}": train_scores[score],
+        "validation_loss": validation_scores["loss"],
+        f"validation_{score}": validation_scores[score],
     }
 
 
-def _fit_sgd_epochs(classifier, train_parts, validation_parts, classes, epochs: int,
-                    seed: int) -> list[dict]:
-    """Run ``epochs`` shuffled passes of ``partial_fit``, tracing loss and accuracy after each.
+class _Learner:
+    """An estimator learning in epochs of ``partial_fit``: one step on ``(X, y)``, and what it
+    answers for the trace. A regressor that learns a standardised target
+    (:func:`_scaled_target`) steps on the scaled labels and answers in the label's units."""
+
+    def __init__(self, model, task: str, classes=None):
+        self.model, self.task, self.classes = model, task, classes
+        self.scaled = type(model).__name__ == "TransformedTargetRegressor"
+
+    def step(self, X, y) -> None:
+        if self.scaled:
+            target = self.model.transformer_.transform(np.asarray(y, float).reshape(-1, 1))
+            self.model.regressor_.partial_fit(X, target.ravel())
+        elif self.task == Task.CLASSIFICATION:
+            self.model.partial_fit(X, y, classes=self.classes)
+        else:
+            self.model.partial_fit(X, y)
+
+    def output(self, X) -> np.ndarray:
+        return model_output(self.model, X)
+
+
+def _scaled_target(regressor, y):
+    """``regressor`` inside a ``TransformedTargetRegressor`` whose scaler is fitted on ``y``:
+    SGD's steps suit a standardised target whatever the label's units (a price in the
+    thousands makes them diverge)."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    wrapped = TransformedTargetRegressor(regressor=regressor, transformer=StandardScaler())
+    wrapped.transformer_ = StandardScaler().fit(np.asarray(y, dtype=float).reshape(-1, 1))
+    wrapped.regressor_ = regressor
+    wrapped._training_dim = 1  # what fit sets for a one-dimensional target
+    return wrapped
+
+
+def _fit_epochs(learner: _Learner, train_parts, validation_parts, epochs: int,
+                seed: int) -> list[dict]:
+    """Run ``epochs`` shuffled passes of ``partial_fit``, tracing loss and score after each.
 
     ``train_parts`` and ``validation_parts`` are sequences of ``(X, y)``: one for rows held in
     memory, one per chunk for rows streamed from disk (see :class:`_TransformedChunks`). Each
@@ -115,18 +181,42 @@ def _fit_sgd_epochs(classifier, train_parts, validation_parts, classes, epochs: 
         for index in chunk_order:
             X, y = train_parts[index]
             order = rng.permutation(len(y))
-            classifier.partial_fit(X[order], y[order], classes=classes)
-        trace.append(_trace_row(epoch, epoch, _score_parts(classifier, train_parts),
-                                _score_parts(classifier, validation_parts)))
+            learner.step(X.iloc[order] if isinstance(X, pd.DataFrame) else X[order], y[order])
+        trace.append(_trace_row(epoch, epoch, _score_parts(learner, train_parts),
+                                _score_parts(learner, validation_parts), learner.task))
     return trace
 
 
-def _score_parts(classifier, parts) -> dict:
-    """Log loss and accuracy over ``(X, y)`` parts, added up chunk by chunk."""
-    totals = LossAndAccuracy(classifier.classes_)
+def _score_parts(learner: _Learner, parts) -> dict:
+    """Loss and score over ``(X, y)`` parts, added up chunk by chunk."""
+    totals = trace_totals(learner.task, getattr(learner.model, "classes_", None))
     for X, y in parts:
-        totals.add(y, classifier.predict_proba(X))
+        totals.add(y, learner.output(X))
     return totals.scores()
+
+
+def _traced_once(estimator, X, y, X_val, y_val, task: str, iterations: int = 1) -> list[dict]:
+    """One trace row after a fit that has no epochs to show (a team's own estimator)."""
+    scores = []
+    for features, labels in ((X, y), (X_val, y_val)):
+        totals = trace_totals(task, getattr(estimator, "classes_", None))
+        if len(labels):
+            totals.add(labels, model_output(estimator, features))
+        scores.append(totals.scores())
+    return [_trace_row(1, iterations, *scores, task)]
+
+
+def _transformed(transformer, features: pd.DataFrame):
+    """The features as the estimator reads them: through the fitted transforms, or as they are
+    (an estimator that takes the raw columns)."""
+    if transformer is None:
+        return features
+    return np.asarray(transformer.transform(features), dtype=float)
+
+
+def _labels(y, task: str) -> np.ndarray:
+    """Labels as the task's estimator takes them: floats for a regressor."""
+    return np.asarray(y, dtype=float) if task == Task.REGRESSION else y
 
 
 class _TransformedChunks:
@@ -153,50 +243,64 @@ class _TransformedChunks:
         return np.load(f"{path}-X.npy"), np.load(f"{path}-y.npy", allow_pickle=True)
 
 
-def _trace_hgb(classifier, X, y, X_val, y_val, epochs: int, first_iteration: int = 0) -> list[dict]:
-    """Loss and accuracy after evenly spaced boosting stages, reported as ``epochs`` rows."""
-    total = classifier.n_iter_
+def _trace_hgb(estimator, X, y, X_val, y_val, epochs: int, task: str,
+               first_iteration: int = 0) -> list[dict]:
+    """Loss and score after evenly spaced boosting stages, reported as ``epochs`` rows."""
+    total = estimator.n_iter_
     checkpoints = sorted({max(first_iteration + 1, round(first_iteration + (total - first_iteration)
                                                           * k / epochs)) for k in range(1, epochs + 1)})
-    stages_train = classifier.staged_predict_proba(X)
-    stages_val = classifier.staged_predict_proba(X_val)
+    staged = (estimator.staged_predict if task == Task.REGRESSION
+              else estimator.staged_predict_proba)
+    classes = getattr(estimator, "classes_", None)
     trace, epoch = [], 0
-    for iteration, (p_train, p_val) in enumerate(zip(stages_train, stages_val, strict=True),
+    for iteration, (p_train, p_val) in enumerate(zip(staged(X), staged(X_val), strict=True),
                                                  start=1):
         if iteration in checkpoints:
             epoch += 1
             scores = []
-            for labels, probabilities in ((y, p_train), (y_val, p_val)):
-                totals = LossAndAccuracy(classifier.classes_)
-                totals.add(labels, probabilities)
+            for labels, output in ((y, p_train), (y_val, p_val)):
+                totals = trace_totals(task, classes)
+                totals.add(labels, output)
                 scores.append(totals.scores())
-            trace.append(_trace_row(epoch, iteration, *scores))
+            trace.append(_trace_row(epoch, iteration, *scores, task))
     return trace
 
 
 def fit_fresh(
     rows: pd.DataFrame, validation: pd.DataFrame, *, label_column: str,
     feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int = RANDOM_STATE,
-    traced: bool = True,
+    traced: bool = True, task: str = Task.CLASSIFICATION, model_config: dict | None = None,
 ):
     """Fit a new Pipeline on ``rows``; returns it and its epoch-by-epoch trace (for gradient
-    boosting none unless ``traced``: the staged predictions cost more than a small fit)."""
-    from sklearn.pipeline import Pipeline
-
+    boosting none unless ``traced``: the staged predictions cost more than a small fit; a team's
+    own estimator, one row after its fit)."""
     features, y = features_and_labels(rows, label_column)
     val_features, y_val = features_and_labels(validation, label_column)
-    transformer = build_feature_transformer(feature_kinds)
-    X = np.asarray(transformer.fit_transform(features), dtype=float)
-    X_val = np.asarray(transformer.transform(val_features), dtype=float)
-    classifier = new_classifier(model_type, random_state=seed)
-    if model_type == "sgd":
-        classes = np.unique(np.concatenate([y, y_val]))
-        trace = _fit_sgd_epochs(classifier, [(X, y)], [(X_val, y_val)], classes, epochs, seed)
+    y, y_val = _labels(y, task), _labels(y_val, task)
+    estimator = new_estimator(model_type, task=task, feature_kinds=feature_kinds,
+                              model_config=model_config, random_state=seed)
+    transformer = None if takes_raw_columns(model_type) else \
+        build_feature_transformer(feature_kinds)
+    if transformer is None:
+        X, X_val = features, val_features
     else:
-        classifier.fit(X, y)
-        trace = _trace_hgb(classifier, X, y, X_val, y_val, epochs) if traced else []
-    model = Pipeline([("features", transformer), ("classifier", classifier)])
-    return model, trace
+        X = np.asarray(transformer.fit_transform(features), dtype=float)
+        X_val = np.asarray(transformer.transform(val_features), dtype=float)
+    if model_type == SGD:
+        if task == Task.REGRESSION:
+            estimator = _scaled_target(estimator, y)
+        classes = np.unique(np.concatenate([y, y_val])) if task == Task.CLASSIFICATION else None
+        trace = _fit_epochs(_Learner(estimator, task, classes), [(X, y)], [(X_val, y_val)],
+                            epochs, seed)
+    else:
+        estimator.fit(X, y)
+        if not traced:
+            trace = []
+        elif model_type == HGB:
+            trace = _trace_hgb(estimator, X, y, X_val, y_val, epochs, task)
+        else:
+            trace = _traced_once(estimator, X, y, X_val, y_val, task)
+    return assemble(transformer, estimator, task), trace
 
 
 def label_values(data, label_column: str) -> set:
@@ -207,61 +311,91 @@ def label_values(data, label_column: str) -> set:
     return values
 
 
+def unlearnable(rows, label_column: str, task: str) -> str | None:
+    """Why no model can be fitted on ``rows``: fewer than two classes, or one label value."""
+    if len(label_values(rows, label_column)) >= 2:
+        return None
+    return ("fewer than two classes in its rows" if task == Task.CLASSIFICATION
+            else "its rows hold one label value")
+
+
 def finetune_blocker(champion, champion_meta: VersionMetadata | None, *, model_type: str,
-                     feature_kinds: dict[str, str], train,
-                     label_column: str) -> str | None:
+                     feature_kinds: dict[str, str], train, label_column: str,
+                     task: str = Task.CLASSIFICATION) -> str | None:
     """Why the champion cannot be continued on these rows, or None if it can."""
     if champion is None:
         return "no champion to fine-tune (cold start)"
-    champion_type = model_type_of(champion)
+    champion_type = (champion_meta.model_type if champion_meta and champion_meta.model_type
+                     else model_type_of(champion))
     if champion_type != model_type:
         return f"champion is a {champion_type!r} model; it cannot be continued as {model_type!r}"
     if champion_meta is None or champion_meta.feature_kinds != feature_kinds:
         return "the features changed since the champion was trained"
+    estimator = base_estimator(champion)
+    how = continuation(estimator, model_type) if is_factory(model_type) else model_type
+    if how is None:
+        return no_continuation_reason(estimator, model_type)
+    if task == Task.REGRESSION:
+        return None
     known = {str(c) for c in champion.classes_}
     present = {str(c) for c in label_values(train, label_column)}
     if present - known:
         return f"new classes {sorted(present - known)} that the champion does not know"
-    if model_type == "hgb" and present != known:
-        return (f"gradient boosting continues only on rows holding every class; missing "
+    if how not in (SGD, "partial_fit") and present != known:  # a refit of more trees
+        what = "gradient boosting" if how == HGB else f"a {type(estimator).__name__}"
+        return (f"{what} continues only on rows holding every class; missing "
                 f"{sorted(known - present)}")
     return None
 
 
 def fit_finetune(champion, train, validation, *, label_column: str, epochs: int,
-                 seed: int = RANDOM_STATE, traced: bool = True):
-    """Continue a copy of the champion on ``train``: more boosting stages, or more SGD epochs.
+                 seed: int = RANDOM_STATE, traced: bool = True, task: str = Task.CLASSIFICATION,
+                 model_type: str = ""):
+    """Continue a copy of the champion on ``train``: more boosting stages, more SGD epochs, or
+    the way a team's own estimator continues (:func:`components.ml.estimators.continuation`).
 
-    ``train`` and ``validation``: DataFrames, Parquet paths or Tables. SGD streams them: each
-    chunk is transformed once into a temporary folder, and every epoch is a pass of
-    ``partial_fit`` over those chunks, so memory stays at a chunk whatever the rows. Gradient
-    boosting cannot continue from chunks; it reads its rows whole.
+    ``train`` and ``validation``: DataFrames, Parquet paths or Tables. Epochs of ``partial_fit``
+    stream them: each chunk is transformed once into a temporary folder, and every epoch is a
+    pass over those chunks, so memory stays at a chunk whatever the rows. Gradient boosting
+    cannot continue from chunks; it reads its rows whole.
     """
     import tempfile
 
-    model = with_decision_threshold(copy.deepcopy(champion), None)  # retrain sets it anew
-    transformer, classifier = model.named_steps["features"], model.named_steps["classifier"]
-    if model_type_of(model) == "sgd":
+    model_type = model_type or model_type_of(champion)
+    model = copy.deepcopy(champion)
+    if task == Task.CLASSIFICATION:
+        model = with_decision_threshold(model, None)  # retrain sets it anew
+    transformer, estimator = feature_step(model), model.steps[-1][1]
+    how = SGD if model_type == SGD else HGB if model_type == HGB else \
+        continuation(base_estimator(model), model_type)
+    if how in (SGD, "partial_fit") and transformer is not None:
+        label_dtype = estimator.classes_.dtype if task == Task.CLASSIFICATION else float
         with tempfile.TemporaryDirectory(prefix="finetune-") as folder:
             train_parts = _TransformedChunks(transformer, train, label_column, folder, "train",
-                                             label_dtype=classifier.classes_.dtype)
+                                             label_dtype=label_dtype)
             validation_parts = _TransformedChunks(transformer, validation, label_column, folder,
-                                                  "validation")
-            trace = _fit_sgd_epochs(classifier, train_parts, validation_parts,
-                                    classifier.classes_, epochs, seed + 1)
+                                                  "validation", label_dtype=label_dtype
+                                                  if task == Task.REGRESSION else None)
+            trace = _fit_epochs(_Learner(estimator, task, getattr(estimator, "classes_", None)),
+                                train_parts, validation_parts, epochs, seed + 1)
         return model, trace
     features, y = features_and_labels(as_table(train).read(), label_column)
     val_features, y_val = features_and_labels(as_table(validation).read(), label_column)
-    X = np.asarray(transformer.transform(features), dtype=float)
-    X_val = np.asarray(transformer.transform(val_features), dtype=float)
-    y = y.astype(classifier.classes_.dtype, copy=False)
-    already = classifier.n_iter_
-    classifier.set_params(warm_start=True, max_iter=already + HGB_FINETUNE_ITERATIONS)
-    classifier.fit(X, y)
-    classifier.set_params(warm_start=False)
-    trace = (_trace_hgb(classifier, X, y, X_val, y_val, epochs, first_iteration=already)
-             if traced else [])
-    return model, trace
+    X, X_val = _transformed(transformer, features), _transformed(transformer, val_features)
+    y, y_val = _labels(y, task), _labels(y_val, task)
+    if task == Task.CLASSIFICATION:
+        y = y.astype(estimator.classes_.dtype, copy=False)
+    if how == HGB:
+        already = estimator.n_iter_
+        estimator.set_params(warm_start=True, max_iter=already + HGB_FINETUNE_ITERATIONS)
+        estimator.fit(X, y)
+        estimator.set_params(warm_start=False)
+        trace = (_trace_hgb(estimator, X, y, X_val, y_val, epochs, task, first_iteration=already)
+                 if traced else [])
+        return model, trace
+    continued = continue_fitting(estimator, model_type, X, y, task=task)
+    model = assemble(transformer, continued, task)
+    return model, (_traced_once(continued, X, y, X_val, y_val, task) if traced else [])
 
 
 def window_rows(rows: pd.DataFrame, *, timestamp_column: str, window_days: int,
@@ -300,7 +434,8 @@ def concept_change(champion, pool, new_rows: pd.DataFrame, *, label_column: str,
     earlier = as_table(pool).read() if pool is not None else new_rows.iloc[:0]
     frame = in_time_order(pd.concat([earlier, new_rows], ignore_index=True), timestamp_column,
                           this_run=np.arange(len(earlier) + len(new_rows)) >= len(earlier))
-    right = predict(champion, frame, label_column).right()
+    answers = predict(champion, frame, label_column)
+    right, _ = right_answers(answers, answers)
     end, note = since_concept_change(frame, right, right, confidence=confidence,
                                      timestamp_column=timestamp_column)
     if not end:
@@ -324,12 +459,46 @@ def since_change_rows(rows: pd.DataFrame, change: ConceptChange) -> pd.DataFrame
     return rows[np.isin(batch_names(rows, change.timestamp_column), list(change.batches))]
 
 
+# -- the stage ---------------------------------------------------------------------------------
+def check_estimator(*, model_type: str, task: str, feature_kinds: dict[str, str],
+                    model_config: dict, strategy: str, metric: str,
+                    decision_threshold: str) -> None:
+    """Refuse, before any fit, a team's factory that raises or returns no estimator for the
+    task, one whose model cannot continue under an explicit ``finetune``, and one without class
+    probabilities where the gate metric or the decision threshold needs them: the usual
+    parameter message, naming the path and what went wrong."""
+    if not is_factory(model_type):
+        return
+    try:
+        estimator = new_estimator(model_type, task=task, feature_kinds=feature_kinds,
+                                  model_config=model_config)
+    except FactoryError as error:
+        raise refuse("model_type", CALLER, "the import path of a factory that returns an "
+                     f"unfitted scikit-learn estimator for a {task} task", model_type,
+                     detail=str(error)) from None
+    if strategy == Strategy.FINETUNE and continuation(estimator, model_type) is None:
+        raise refuse("strategy", CALLER, "one of {'auto', 'full', 'window'} for this model_type",
+                     strategy, detail=no_continuation_reason(estimator, model_type))
+    if task != Task.CLASSIFICATION or can_give_probabilities(estimator):
+        return
+    if metric == GateMetric.ROC_AUC:
+        raise refuse("metric", CALLER, "'accuracy' or 'f1' for this model_type", metric,
+                     detail=f"a {type(estimator).__name__} gives no class probabilities "
+                            "(predict_proba), which ROC AUC needs")
+    if decision_threshold != "0.5":
+        raise refuse("decision_threshold", CALLER, "'0.5' for this model_type",
+                     decision_threshold, detail=f"a {type(estimator).__name__} gives no class "
+                                                "probabilities (predict_proba) to set a "
+                                                "threshold on")
+
+
 def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.DataFrame,
             validation: pd.DataFrame, label_column: str, timestamp_column: str,
             feature_kinds: dict[str, str], metric: str, epochs: int, window_days: int,
             window_files: int, champion=None, champion_meta: VersionMetadata | None = None,
             seed: int = RANDOM_STATE, decision_threshold: str = "0.5",
-            change: ConceptChange | None = None) -> RetrainResult:
+            change: ConceptChange | None = None, task: str = Task.CLASSIFICATION,
+            model_config: dict | None = None) -> RetrainResult:
     """Fit the challenger with the requested strategy (``auto``: the best of those that apply).
 
     Candidates are fitted on ``train`` (and the history their strategy uses) and compared on
@@ -343,21 +512,27 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
     ``train`` (new rows: validation and holdout rows excluded), ``history`` (rows the champion
     line consumed before, holdout rows excluded) and ``validation`` (the newest new training
     rows) are each a DataFrame, a Parquet path or a Table. The other arguments are the pipeline
-    parameters of the same names; ``champion`` is the champion Pipeline (None on a cold start)
-    with its registry metadata, and ``seed`` seeds every random choice. With ``change`` (see
-    :func:`concept_change`), ``auto`` also fits a candidate on the rows since the change.
-    Returns the chosen model, every candidate, and the trace.
+    parameters of the same names (``metric`` resolved for the task); ``champion`` is the
+    champion Pipeline (None on a cold start) with its registry metadata, and ``seed`` seeds
+    every random choice. With ``change`` (see :func:`concept_change`), ``auto`` also fits a
+    candidate on the rows since the change. Returns the chosen model, every candidate, and the
+    trace.
     """
+    model_config = dict(model_config or {})
+    check_estimator(model_type=model_type, task=task, feature_kinds=feature_kinds,
+                    model_config=model_config, strategy=strategy, metric=metric,
+                    decision_threshold=decision_threshold)
     train, history, validation = as_table(train), as_table(history), as_table(validation)
     blocker = finetune_blocker(champion, champion_meta, model_type=model_type,
                                feature_kinds=feature_kinds, train=train,
-                               label_column=label_column)
+                               label_column=label_column, task=task)
     wanted, notes = _strategies_to_try(strategy, blocker, history.rows + train.rows, change)
     window = dict(timestamp_column=timestamp_column, window_days=window_days,
                   window_files=window_files)
     candidate_rows = _candidate_rows(wanted, train, history, change=change, **window)
     fit = dict(champion=champion, label_column=label_column, feature_kinds=feature_kinds,
-               model_type=model_type, epochs=epochs, seed=seed)
+               model_type=model_type, epochs=epochs, seed=seed, task=task,
+               model_config=model_config)
     with limited_threads(history.rows + train.rows, len(feature_kinds)):
         candidates = [_fit_candidate(name, candidate_rows, blocker=blocker,
                                      auto=strategy == Strategy.AUTO, validation=validation,
@@ -365,7 +540,7 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
         best = _choose(candidates, metric, notes if strategy == Strategy.AUTO else None)
         # The threshold is tuned on the candidate, for which the validation rows are unseen.
         threshold, threshold_note = _decision_threshold(best.model, decision_threshold,
-                                                        validation, label_column, metric)
+                                                        validation, label_column, metric, task)
         model, training_data = best.model, candidate_rows[best.strategy]
         if best.strategy == Strategy.SINCE_CHANGE:  # its fit holds the validation rows already
             training_data = since_change_rows(
@@ -374,16 +549,18 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
             training_data, refit_note = _refit_rows(best, candidate_rows, validation, **window)
             model, _ = _fit(best.strategy, training_data, validation, traced=False, **fit)
             notes.append(refit_note)
-        model = with_decision_threshold(model, threshold)
+        if task == Task.CLASSIFICATION:
+            model = with_decision_threshold(model, threshold)
         cross_fitted, cross_fit_note = cross_fit(
-            best, model.classes_, train, history, validation, threshold=threshold,
-            row_choice={**window, "change": change}, fit=fit)
+            best, getattr(model, "classes_", None), train, history, validation,
+            threshold=threshold, row_choice={**window, "change": change}, fit=fit)
     if threshold_note:
         notes.append(threshold_note)
     notes.append(cross_fit_note)
     return RetrainResult(model=model, strategy=best.strategy, requested_strategy=strategy,
                          model_type=model_type, candidates=candidates, trace=best.trace,
-                         notes=notes, training_data=training_data, cross_fitted=cross_fitted)
+                         notes=notes, training_data=training_data, cross_fitted=cross_fitted,
+                         task=task, model_config=model_config)
 
 
 CROSS_FIT_FOLDS = 3  # each fold's fit still learns from two thirds of the new rows
@@ -410,7 +587,7 @@ def cross_fit(best: Candidate, classes, train, history, validation, *, threshold
         classes, threshold=threshold, fit=fit)
     if predictions is None:
         return None, (f"not cross-fitted: {best.strategy} without one of {CROSS_FIT_FOLDS} folds "
-                      f"of the {len(new)} new rows has fewer than two classes")
+                      f"of the {len(new)} new rows cannot be fitted (one class or one value)")
     frame = new.assign(**cross_fitted_columns(*predictions))
     return frame, (f"cross-fitted: each of the {len(new)} new training rows predicted by "
                    f"{best.strategy} fitted without it ({CROSS_FIT_FOLDS} folds)")
@@ -420,27 +597,31 @@ def predicted_without(strategy: str, held: pd.DataFrame, rows_without, classes, 
                       threshold: float | None, fit: dict):
     """Each of ``held``'s rows predicted by ``strategy`` fitted on ``rows_without(left_out)``
     (the rows it learns from when the rows of ``held`` marked in ``left_out`` are left out), over
-    :data:`CROSS_FIT_FOLDS` folds of ``held``: the probabilities in ``classes``' order and the
-    predicted class's index; None when a fold's rows hold fewer than two classes."""
+    :data:`CROSS_FIT_FOLDS` folds of ``held``. For a classifier the probabilities in
+    ``classes``' order and the predicted class's index; for a regressor (no ``classes``) None
+    and the predicted values. None when a fold's rows cannot be fitted (one class, one value)."""
     folds = np.random.default_rng(fit["seed"]).permutation(len(held)) % CROSS_FIT_FOLDS
-    probabilities = np.zeros((len(held), len(classes)))
-    predicted = np.zeros(len(held), dtype=int)
-    class_list = list(np.asarray(classes))
+    regression = fit["task"] == Task.REGRESSION
+    class_list = [] if regression else list(np.asarray(classes))
+    probabilities = None if regression else np.zeros((len(held), len(class_list)))
+    predicted = np.zeros(len(held), dtype=float if regression else int)
     for fold in range(CROSS_FIT_FOLDS):
         left_out = folds == fold
         rows = rows_without(left_out)
-        if not left_out.any() or len(label_values(rows, fit["label_column"])) < 2:
+        if not left_out.any() or unlearnable(rows, fit["label_column"], fit["task"]):
             return None
         model, _ = _fit(strategy, rows, FrameTable(held[left_out]), traced=False, **fit)
+        if regression:
+            predicted[left_out] = predict(model, held[left_out], fit["label_column"]).predicted
+            continue
         model = with_decision_threshold(model, threshold)
-        features, _ = features_and_labels(held[left_out], fit["label_column"])
-        fold_probabilities = model.predict_proba(features)
-        fold_classes = list(np.asarray(model.classes_))
+        answers = predict(model, held[left_out], fit["label_column"])
+        fold_classes = list(np.asarray(answers.classes))
         for index, cls in enumerate(class_list):
             if cls in fold_classes:
-                probabilities[left_out, index] = fold_probabilities[:, fold_classes.index(cls)]
+                probabilities[left_out, index] = answers.probabilities[:, fold_classes.index(cls)]
         predicted[left_out] = [class_list.index(a) if a in class_list else 0
-                               for a in predicted_classes(model, fold_probabilities)]
+                               for a in answers.predicted]
     return probabilities, predicted
 
 
@@ -454,17 +635,22 @@ def _since_change_candidate(rows: pd.DataFrame, validation, change: ConceptChang
     valid = validation.read()
     after = np.isin(batch_names(valid, change.timestamp_column), list(change.batches))
     every = pd.concat([rows, valid[after]], ignore_index=True)
-    if len(label_values(every, label_column)) < 2:
-        return Candidate(name, "skipped", "fewer than two classes in its rows", rows=len(every))
+    blocked = unlearnable(every, label_column, fit["task"])
+    if blocked:
+        return Candidate(name, "skipped", blocked, rows=len(every))
     model, trace = _fit(name, every, validation, **fit)
     predictions = predict(model, valid, label_column)
     fold = predicted_without(name, valid[after].reset_index(drop=True),
                              lambda left_out: pd.concat([rows, valid[after][~left_out]],
                                                         ignore_index=True),
-                             model.classes_, threshold=None, fit=fit) if after.any() else None
+                             getattr(model, "classes_", None), threshold=None,
+                             fit=fit) if after.any() else None
     if fold is not None:
-        predictions.probabilities[after] = fold[0]
-        predictions.predicted[after] = np.asarray(model.classes_)[fold[1]]
+        if predictions.regression:
+            predictions.predicted[after] = fold[1]
+        else:
+            predictions.probabilities[after] = fold[0]
+            predictions.predicted[after] = np.asarray(model.classes_)[fold[1]]
     scores = predictions.scores()
     return Candidate(name, "fitted", note=f"fitted on the {len(every)} rows since the change, "
                      f"{int(after.sum())} validation rows among them (scored on those by fits "
@@ -479,10 +665,12 @@ def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None) -
     if not fitted:
         raise RetrainError("no strategy could be fitted: " + "; ".join(
             f"{c.strategy}: {c.note}" for c in candidates))
-    best = max(fitted, key=lambda c: (_comparable(c.score), -CANDIDATE_ORDER.index(c.strategy)))
+    best = max(fitted, key=lambda c: (_comparable(c.score, metric),
+                                      -CANDIDATE_ORDER.index(c.strategy)))
     if notes is not None:
-        notes.append(f"auto chose {best.strategy} ({metric} {_comparable(best.score):.4f} on the "
-                     "validation rows, which the gate does not use)")
+        shown = "-" if best.score is None else f"{best.score:.4f}"
+        notes.append(f"auto chose {best.strategy} ({metric} {shown} on the validation rows, "
+                     "which the gate does not use)")
     return best
 
 
@@ -510,13 +698,15 @@ def _with_rows(rows, validation):
 
 def _fit(name: str, rows, validation, *, champion, label_column: str,
          feature_kinds: dict[str, str], model_type: str, epochs: int, seed: int,
+         task: str = Task.CLASSIFICATION, model_config: dict | None = None,
          traced: bool = True):
     if name == Strategy.FINETUNE:
         return fit_finetune(champion, rows, validation, label_column=label_column,
-                            epochs=epochs, seed=seed, traced=traced)
+                            epochs=epochs, seed=seed, traced=traced, task=task,
+                            model_type=model_type)
     return fit_fresh(as_table(rows).read(), validation.read(), label_column=label_column,
                      feature_kinds=feature_kinds, model_type=model_type, epochs=epochs,
-                     seed=seed, traced=traced)
+                     seed=seed, traced=traced, task=task, model_config=model_config)
 
 
 TUNING_SCORING = {"accuracy": "accuracy", "f1": "f1_macro",
@@ -525,8 +715,10 @@ MIN_CLASS_ROWS_TO_TUNE = 10
 
 
 def _decision_threshold(model, decision_threshold: str, validation, label_column: str,
-                        metric: str) -> tuple[float | None, str]:
+                        metric: str, task: str = Task.CLASSIFICATION) -> tuple[float | None, str]:
     """The decision threshold (None: argmax) and a note of how it was set, or why not."""
+    if task == Task.REGRESSION:
+        return None, ""
     if len(model.classes_) != 2:
         return None, ("" if decision_threshold == "0.5" else
                       f"decision_threshold {decision_threshold} applies to binary labels only: "
@@ -600,13 +792,17 @@ def _fit_candidate(name: str, candidate_rows: dict, *, blocker: str | None, auto
     if name == Strategy.SINCE_CHANGE:
         return _since_change_candidate(rows, validation, change, metric=metric, **fit)
     row_count = as_table(rows).rows
-    if len(label_values(rows, fit["label_column"])) < 2:
-        return Candidate(name, "skipped", "fewer than two classes in its rows", rows=row_count)
+    blocked = unlearnable(rows, fit["label_column"], fit["task"])
+    if blocked:
+        return Candidate(name, "skipped", blocked, rows=row_count)
     model, trace = _fit(name, rows, validation, **fit)
     scores = score_model(model, validation, fit["label_column"])
     return Candidate(name, "fitted", rows=row_count, score=scores.get(metric), metrics=scores,
                      model=model, trace=trace)
 
 
-def _comparable(score: float | None) -> float:
-    return -1.0 if score is None else score
+def _comparable(score: float | None, metric: str) -> float:
+    """A score where higher is better: an error counts negated; none counts worst."""
+    if score is None:
+        return -np.inf
+    return -score if GateMetric.lower_is_better(metric) else score

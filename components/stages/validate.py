@@ -27,12 +27,14 @@ from components.data.schema import (
     as_category_strings,
     check_schema,
     infer_schema,
+    infer_task,
     label_values,
     parse_numbers,
     plain_value,
     schema_feature_kinds,
+    schema_task,
 )
-from components.outcomes import Severity
+from components.outcomes import Severity, Task
 from components.records import BEYOND_TRAINING_CHECKS, Finding, ValidationReport
 from components.registry import SCHEMA_FILE, Registry
 
@@ -53,6 +55,7 @@ def validate(
     too_few_rows: str = ERROR,
     label_column: str = "",
     contract: bool = False,
+    task: str = Task.AUTO,
 ) -> ValidationReport:
     """Check new rows against ``schema``, a chunk of rows at a time.
 
@@ -69,6 +72,10 @@ def validate(
             the trigger policy waits for rows rather than failing the run).
         label_column: The run's label column, when it may differ from the schema's (a
             champion trained on another label): an error, and the run's column is checked.
+        contract: Whether the schema is the user's (a breach is an error) rather than the
+            champion's (values beyond it are drift).
+        task: The ``task`` parameter: another task than the schema's (the champion's) is an
+            error, since a model's task never changes silently.
 
     Returns:
         The findings.
@@ -81,16 +88,21 @@ def validate(
                                 label_column, "label_column"))
         schema = {**schema, "label": {"name": label_column, "classes": []}}
     label_column = schema["label"]["name"]
+    if task in Task.KNOWN and task != schema_task(schema):
+        findings.append(Finding(ERROR, f"the task is {task!r}, but the schema's label is for "
+                                       f"{schema_task(schema)} (the champion's task); a model's "
+                                       "task never changes: train another model_name for it",
+                                "", label_column, "task"))
     kinds = schema_feature_kinds(schema)
     kinds.pop(label_column, None)  # the label is never also a feature
     optional = {c["name"] for c in schema["columns"] if c.get("required", True) is False}
     findings += _column_findings(table.columns, kinds, label_column, timestamp_column,
                                  file_columns or {}, optional)
-    tally = _Tally()
+    tally = _Tally(schema_task(schema))
     for chunk in table.chunks():
         tally.add(chunk, schema, kinds, label_column)
     findings += _tally_findings(tally, schema, kinds, label_column, thresholds, contract)
-    labelled = int(tally.labels.sum()) if tally.labels is not None else 0
+    labelled = tally.labelled()
     if labelled < min_rows:
         findings.append(Finding(too_few_rows, f"only {labelled} labelled new row(s); at least "
                                 f"{min_rows} are needed to retrain (min_rows)",
@@ -110,7 +122,10 @@ def _tally_findings(tally: _Tally, schema: dict, kinds: dict[str, str], label_co
                                           thresholds, sorted(tally.missing_files.get(column, ())))
     findings += tally.schema_value_findings(schema, thresholds, contract)
     findings += _duplicate_findings(tally.duplicates(), tally.rows, thresholds)
-    if tally.labels is not None:
+    if tally.task == Task.REGRESSION:
+        findings += tally.type_findings(label_column)
+        findings += _numeric_label_findings(tally, label_column)
+    elif tally.labels is not None:
         findings += _label_findings(tally.labels, tally.missing_labels, label_column, schema,
                                     thresholds)
     return findings
@@ -120,7 +135,8 @@ class _Tally:
     """What the checks need, added up chunk by chunk: counts, the first examples, the files
     they came from, and one 64-bit hash per row to count duplicates."""
 
-    def __init__(self):
+    def __init__(self, task: str = Task.CLASSIFICATION):
+        self.task = task
         self.rows = 0
         self.missing: dict[str, int] = {}
         self.missing_files: dict[str, set[str]] = {}  # column -> files with a missing value
@@ -131,6 +147,15 @@ class _Tally:
         self.row_hashes: list[np.ndarray] = []
         self.labels: pd.Series | None = None  # count of each present label
         self.missing_labels = 0
+        # A regression label: how many are numbers, their smallest and largest.
+        self.label_numbers = 0
+        self.label_range: list[float] | None = None
+
+    def labelled(self) -> int:
+        """Rows with a usable label: a class, or a finite number."""
+        if self.task == Task.REGRESSION:
+            return self.label_numbers
+        return int(self.labels.sum()) if self.labels is not None else 0
 
     def add(self, chunk: pd.DataFrame, schema: dict, kinds: dict[str, str],
             label_column: str) -> None:
@@ -154,10 +179,14 @@ class _Tally:
             self.missing[column] = self.missing.get(column, 0) + int(absent.sum())
             if absent.any():
                 self.missing_files.setdefault(column, set()).update(files[absent].tolist())
-        if label_column in chunk:
+        if label_column in chunk and self.task == Task.REGRESSION:
+            columns[label_column] = self._numeric_label(chunk[label_column], files, label_column)
+        elif label_column in chunk:
             columns[label_column] = as_category_strings(label_values(chunk[label_column]))
         checked = pd.DataFrame(columns, index=pd.RangeIndex(len(chunk)))
-        if label_column in chunk:
+        if label_column in chunk and self.task == Task.REGRESSION:
+            self.missing_labels += int(chunk[label_column].isna().sum())
+        elif label_column in chunk:
             labels = checked[label_column]
             self.missing_labels += int(labels.isna().sum())
             counts = labels.value_counts()
@@ -170,6 +199,20 @@ class _Tally:
         if content and len(chunk):
             self.row_hashes.append(row_hashes(chunk, content))
         self.rows += len(chunk)
+
+    def _numeric_label(self, values: pd.Series, files, label_column: str) -> pd.Series:
+        """A regression label as numbers: text and infinities counted as type errors, the
+        present values' range kept (a constant label cannot be learned)."""
+        numbers = parse_numbers(values)
+        self._count_bad_numbers(values, numbers, files, label_column)
+        numbers = numbers.replace([np.inf, -np.inf], np.nan)
+        present = numbers.dropna()
+        self.label_numbers += len(present)
+        if len(present):
+            low, high = float(present.min()), float(present.max())
+            self.label_range = ([low, high] if self.label_range is None else
+                                [min(self.label_range[0], low), max(self.label_range[1], high)])
+        return numbers
 
     def _count_bad_numbers(self, values, numbers, files, column) -> None:
         unparsed = (numbers.isna() & values.notna()).to_numpy()
@@ -221,12 +264,15 @@ class _Tally:
         what the champion was trained on, never an error by itself."""
         findings = []
         kinds = schema_feature_kinds(schema)
+        if self.task == Task.REGRESSION:  # a numeric label's range is checked as a feature's
+            kinds[schema["label"]["name"]] = NUMERIC
         for column, entry in sorted(self.failures.items()):
             count = entry["rows"]
             ratio = count / max(self.present.get(column, 0), 1)
             examples = ", ".join(repr(value) for value in entry["examples"])
             in_files = ", ".join(sorted(entry["files"])[:EXAMPLES]) or "-"
-            spec = next((c for c in schema["columns"] if c["name"] == column), {})
+            spec = next((c for c in schema["columns"] if c["name"] == column),
+                        schema["label"] if column == schema["label"]["name"] else {})
             # One check per column, so its kind says which it was.
             check = {NUMERIC: "out_of_range", None: "unknown_class"}.get(kinds.get(column),
                                                                           "unseen_category")
@@ -326,7 +372,11 @@ def _pandera_schema(schema: dict, present: set[str]):
             checks.append(pa.Check.isin([str(v) for v in column["domain"]]))
         columns[name] = pa.Column(nullable=True, checks=checks)
     label = schema["label"]
-    if label["name"] in present and label.get("classes"):
+    if label["name"] in present and schema_task(schema) == Task.REGRESSION:
+        if "min" in label and "max" in label:
+            columns[label["name"]] = pa.Column(nullable=True, checks=[
+                pa.Check.in_range(label["min"], label["max"])])
+    elif label["name"] in present and label.get("classes"):
         columns[label["name"]] = pa.Column(nullable=True, checks=[
             pa.Check.isin([str(v) for v in label["classes"]])])
     return pa.DataFrameSchema(columns, strict=False)
@@ -380,6 +430,20 @@ def _duplicate_findings(duplicates: int, rows: int, thresholds: dict) -> list[Fi
                               "them)", check="duplicates")]
 
 
+def _numeric_label_findings(tally: _Tally, column: str) -> list[Finding]:
+    """A regression label's own checks: rows without one (dropped), and a label that never
+    varies (nothing to learn). Values that are not numbers are the type check's."""
+    findings = []
+    if tally.missing_labels:
+        findings.append(Finding(WARNING, f"{tally.missing_labels} row(s) have no label; they are "
+                                         "dropped", "", column, "missing_label"))
+    if tally.label_range is not None and tally.label_range[0] == tally.label_range[1]:
+        findings.append(Finding(ERROR, f"every labelled new row has the label "
+                                       f"{tally.label_range[0]:g}; a regressor needs at least "
+                                       "two distinct values", "", column, "constant_label"))
+    return findings
+
+
 def _label_findings(counts: pd.Series, missing: int, column: str, schema: dict,
                     thresholds: dict) -> list[Finding]:
     """``counts``: how many rows hold each present label (as text)."""
@@ -408,27 +472,48 @@ def _label_findings(counts: pd.Series, missing: int, column: str, schema: dict,
 
 def resolve_schema(registry: Registry, champion_version: str, schema_uri: str,
                    new_data: Table | pd.DataFrame, label_column: str,
-                   timestamp_column: str) -> tuple[dict, str]:
+                   timestamp_column: str, task: str = Task.AUTO) -> tuple[dict, str]:
     """The schema new data must meet, and where it came from.
 
     A user's file wins; else the champion's ``schema.json``; else (a cold start, or a champion
     stored before schemas were) one inferred from the new rows, with the champion's feature
-    kinds and classes when it has them.
+    kinds and classes when it has them. The label's task is the schema's (a champion's never
+    changes), else the ``task`` parameter, else inferred from the new rows
+    (:func:`components.data.schema.infer_task`); the reason is in ``label.task_reason``.
     """
     if schema_uri:
-        return read_schema_file(schema_uri, label_column), schema_uri
-    if champion_version:
-        stored = registry.version_json(champion_version, SCHEMA_FILE)
-        if stored is not None:
-            return stored, f"champion {champion_version}"
+        schema, source = read_schema_file(schema_uri, label_column), schema_uri
+    elif champion_version and registry.version_json(champion_version, SCHEMA_FILE) is not None:
+        schema = registry.version_json(champion_version, SCHEMA_FILE)
+        source = f"champion {champion_version}"
+    elif champion_version:
         meta = registry.metadata(champion_version)
         inferred = infer_schema(new_data, label_column=label_column,
                                 timestamp_column=timestamp_column,
-                                feature_kinds=meta.feature_kinds or None)
+                                feature_kinds=meta.feature_kinds or None,
+                                task=meta.task or Task.CLASSIFICATION)
         inferred["label"]["classes"] = meta.classes or inferred["label"]["classes"]
+        inferred["label"]["task_reason"] = f"the champion {champion_version}'s task"
         return inferred, f"inferred from the new rows (champion {champion_version} has none)"
-    return (infer_schema(new_data, label_column=label_column, timestamp_column=timestamp_column),
-            "inferred from the new rows (no champion yet)")
+    else:
+        chosen, why = _task_for(new_data, label_column, task)
+        schema = infer_schema(new_data, label_column=label_column,
+                              timestamp_column=timestamp_column, task=chosen)
+        schema["label"]["task_reason"] = why
+        return schema, "inferred from the new rows (no champion yet)"
+    if "task" not in schema["label"]:  # a user's file, or one written before regression
+        chosen, why = (_task_for(new_data, label_column, task) if schema_uri else
+                       (Task.CLASSIFICATION, "written before regression: classification"))
+        schema = {**schema, "label": {**schema["label"], "task": chosen, "task_reason": why}}
+    return schema, source
+
+
+def _task_for(new_data, label_column: str, task: str) -> tuple[str, str]:
+    """The ``task`` parameter when it names one, else the task the label implies."""
+    if task in Task.KNOWN:
+        return task, f"task={task}"
+    chosen, why = infer_task(new_data, label_column)
+    return chosen, f"task=auto: {why}"
 
 
 def read_schema_file(schema_uri: str, label_column: str) -> dict:

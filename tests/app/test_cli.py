@@ -30,8 +30,8 @@ def test_repeated_threshold_flags_make_one_dict():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--threshold", "-0.1"], "The 'threshold' parameter of retrain run must be a float in the "
-                              "range [0, 1]. Got -0.1 instead."),
+    (["--threshold", "-0.1"], "The 'threshold' parameter of retrain run must be -1 (the "
+                              "metric's default) or a number of at least 0. Got -0.1 instead."),
     (["--cutoff", "soon"], "The 'cutoff' parameter of retrain run must be an ISO 8601 "
                            "timestamp (or empty). Got 'soon' instead."),
     (["--validation-threshold", "psi_drfit=0.3"], "'psi_drift'"),
@@ -57,7 +57,7 @@ def test_schema_command_prints_an_editable_schema(demo_folder, capsys):
                  "--timestamp-column", "event_time"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert check_schema(schema, "stdout") is schema
-    assert schema["label"] == {"name": "will_buy", "classes": [0, 1]}
+    assert schema["label"] == {"name": "will_buy", "task": "classification", "classes": [0, 1]}
     assert {c["name"] for c in schema["columns"]} == {
         "age", "income", "purchases_last_year", "days_since_last_purchase", "avg_basket_value",
         "web_visits_last_month", "region", "membership"}

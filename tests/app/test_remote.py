@@ -84,7 +84,7 @@ def test_submit_uploads_creates_experiment_and_starts_a_run(kfp, capsys, monkeyp
     parameters = run["runtime_config"]["parameters"]
     assert parameters["source_uri"] == "gs://data/customers"
     assert parameters["label_column"] == "will_buy"
-    assert parameters["threshold"] == 0.8
+    assert parameters["threshold"] == -1.0  # the metric's default
     assert all(r["headers"].get("authorization") == "Bearer s3cret-token" for r in kfp.requests)
 
 

@@ -74,7 +74,9 @@ def test_validate_passes_the_schema_it_checked_against(chain):
     assert decision == ValidateDecision.RETRAIN
     assert summary.startswith("ok: 1000 new rows")
     schema = json.loads((chain["root"] / "schema").read_text())
-    assert schema["label"] == {"name": "will_buy", "classes": [0, 1]}
+    assert schema["label"] == {"name": "will_buy", "task": "classification", "classes": [0, 1],
+                               "task_reason": "task=auto: the label 'will_buy' holds 2 distinct "
+                                              "whole numbers (at most 20): classification"}
     assert len(schema["columns"]) == 8
     assert chain["artifacts"]["validation_report"].metadata == {"errors": 0, "warnings": 0,
                                                                "drift": []}

@@ -2,8 +2,6 @@
 what it does with damaged and old records, and how Chromium renders it with the network off."""
 
 import json
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 from components.life_report import page, read_life, write_report
 from components.records import RunRecord, VersionMetadata
 from components.registry import ChampionPointer, Registry
+from tests.helpers import screenshot_offline
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -129,27 +128,13 @@ def test_last_keeps_the_newest_runs(registry):
     assert [run["run_id"] for run in read_life(registry, last=2).runs] == ["run-003", "run-004"]
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    path = shutil.which("chromium")
-    assert path, "make test installs Debian's chromium; run `make chromium`"
-    return path
-
-
 def test_chromium_renders_the_page_offline_without_errors(registry, tmp_path, chromium):
     """Check the page in headless Chromium with every network request refused: it renders a
     screenshot of the whole page, and the browser logs no console error and no failed load."""
     output = tmp_path / "life.html"
     write_report(registry, output)
     shot = tmp_path / "life.png"
-    completed = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-         "--enable-logging=stderr", "--log-level=0", "--window-size=1100,2400",
-         f"--screenshot={shot}", output.as_uri()],
-        capture_output=True, text=True, timeout=120)
+    completed = screenshot_offline(chromium, output, shot, tmp_path / "profile", "1100,2400")
     assert shot.exists(), completed.stderr[-2000:]
     assert shot.stat().st_size > 50_000  # a page of charts, not a blank one
     log = completed.stderr

@@ -27,12 +27,15 @@ README = Path(__file__).resolve().parents[2] / "README.md"
     [
         ({"strategy": "fulll"}, "The 'strategy' parameter of retrain run must be one of "
                                 "{'auto', 'finetune', 'full', 'window'}. Got 'fulll' instead."),
-        ({"threshold": 1.5}, "The 'threshold' parameter of retrain run must be a float in the "
-                             "range [0, 1]. Got 1.5 instead."),
+        ({"threshold": 1.5, "metric": "accuracy"}, "The 'threshold' parameter of retrain run "
+                                                   "must be in the range [0, 1] for accuracy "
+                                                   "(or -1, its default). Got 1.5 instead."),
         ({"model_name": "../etc"}, "The 'model_name' parameter of retrain run must be a name of "
                                    "letters, digits"),
         ({"model_type": "xgb"}, "The 'model_type' parameter of retrain run must be one of "
-                                "{'hgb', 'sgd'}. Got 'xgb' instead."),
+                                "{'hgb', 'sgd'} or the import path 'package.module:factory' of "
+                                "a factory in an installed distribution. Got 'xgb' instead: it "
+                                "is not an import path"),
         ({"validation_fraction": 1.0}, "must be a float in the range (0, 1). Got 1.0 instead."),
         ({"epochs": 0}, "The 'epochs' parameter of retrain run must be an int in the range "
                         "[1, 10000]. Got 0 instead."),
@@ -129,7 +132,7 @@ def test_a_step_refuses_a_bad_parameter_before_it_reads_anything(tmp_path):
 
 @pytest.mark.parametrize("step, name, value", [
     ("retrain_step", "epochs", 0), ("validate_step", "min_rows", 1),
-    ("evaluate_step", "threshold", 2.0), ("preprocess_step", "validation_fraction", 0.0)],
+    ("evaluate_step", "threshold", -2.0), ("preprocess_step", "validation_fraction", 0.0)],
     ids=["retrain-epochs", "validate-min-rows", "evaluate-threshold", "preprocess-fraction"])
 def test_each_step_checks_the_parameters_it_takes(step, name, value):
     """Check that every step refuses a bad value of a parameter it takes, naming its stage."""

@@ -265,3 +265,79 @@ def test_the_freshness_rule_never_applies_on_the_seed_40_rows_or_with_a_min_impr
                             min_improvement=0.01, rows=2000, min_evaluation_rows=300,
                             champion_version="v0001", fresh=_fresh(2000, 1700, 1720, 1650))
     assert verdict.decision == REJECT
+
+
+# -- regression: each metric in its own direction ----------------------------------------------
+def _regression(rows, champion_noise, challenger_noise, metric="rmse", seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(500, 100, rows)
+    shared = rng.normal(size=rows)
+    old = y + champion_noise * (0.6 * shared + 0.8 * rng.normal(size=rows))
+    new = y + challenger_noise * (0.6 * shared + 0.8 * rng.normal(size=rows))
+    return compare(metric, y, champion_predicted=old, champion_probabilities=None,
+                   challenger_predicted=new, challenger_probabilities=None, classes=None,
+                   confidence=0.95, seed=7)
+
+
+def _regression_gate(comparison, metric="rmse", threshold=None, min_improvement=0.0):
+    return gate_decision(comparison, comparison.challenger, metric=metric, threshold=threshold,
+                         min_improvement=min_improvement, rows=comparison.rows,
+                         min_evaluation_rows=300, champion_version="v0001")
+
+
+def test_a_lower_rmse_with_confidence_deploys_and_a_higher_one_is_rejected():
+    """Check that the gate reads RMSE as an error: lower with confidence deploys, higher not."""
+    better = _regression(400, 60.0, 45.0)
+    verdict = _regression_gate(better)
+    assert verdict.decision == DEPLOY, verdict.reason
+    assert better.delta < 0 and better.ci_high < 0
+    assert verdict.reason.startswith("challenger rmse ")
+    assert "better by more than 0 with 95% confidence" in verdict.reason
+    worse = _regression(400, 45.0, 60.0)
+    assert _regression_gate(worse).decision == REJECT
+
+
+def test_r2_is_higher_is_better():
+    """Check that R² deploys in its own direction, the same rows as RMSE."""
+    comparison = _regression(400, 60.0, 45.0, metric="r2")
+    assert comparison.delta > 0
+    assert _regression_gate(comparison, metric="r2").decision == DEPLOY
+
+
+def test_an_error_threshold_is_an_upper_bound_and_min_improvement_a_share_of_the_error():
+    """Check that threshold reads 'at most' for RMSE, and min_improvement is a share of the
+    champion's error."""
+    comparison = _regression(400, 60.0, 45.0)
+    score = comparison.challenger
+    cold = {"metric": "rmse", "min_improvement": 0.0, "rows": 400, "min_evaluation_rows": 300}
+    above = gate_decision(None, score, threshold=score - 1, **cold)
+    assert above.decision == REJECT
+    assert f"cold start: challenger rmse {score:.3f} is above the threshold {score - 1:.3f}" \
+        in above.reason
+    assert gate_decision(None, score, threshold=score + 1, **cold).reason.startswith(
+        f"cold start: no champion yet; challenger rmse {score:.3f} <= threshold")
+    assert _regression_gate(comparison, threshold=score + 1).decision == DEPLOY
+    gained = comparison.gain_low / comparison.champion
+    assert _regression_gate(comparison, min_improvement=gained * 0.9).decision == DEPLOY
+    refused = _regression_gate(comparison, min_improvement=gained * 1.1)
+    assert refused.decision == REJECT
+    assert "of the champion's rmse" in refused.reason
+
+
+def test_a_regressor_that_does_not_beat_the_mean_is_never_deployed():
+    """Check that a cold-start regressor no better than always answering the mean is refused,
+    naming the mean."""
+    from components.ml.metrics import Predictions
+    from components.stages.evaluate import against_baseline
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(100, 10, 300)
+    useless = Predictions(y, np.empty((300, 0)), np.empty(0), rng.normal(100, 10, 300),
+                          "regression")
+    baseline = against_baseline("rmse", useless, 0.95, seed=0)
+    verdict = gate_decision(None, useless.scores()["rmse"], metric="rmse", threshold=None,
+                            min_improvement=0.0, rows=300, min_evaluation_rows=300,
+                            baseline=baseline)
+    assert verdict.decision == REJECT
+    assert "does not beat always answering the mean 99.4649 (rmse 10.162)" in verdict.reason
+    assert "(no threshold for rmse" in verdict.reason

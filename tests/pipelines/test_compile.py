@@ -81,7 +81,7 @@ def test_root_parameters_are_the_parameter_table():
         assert root[p.name].description == p.description
         if not p.required:
             assert json_format.MessageToDict(root[p.name].default_value) == p.default
-    assert root["threshold"].default_value.number_value == 0.8
+    assert root["threshold"].default_value.number_value == -1.0  # the metric's default
 
 
 def test_every_component_input_and_output_is_described():

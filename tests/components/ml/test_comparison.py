@@ -116,3 +116,68 @@ def test_the_interval_from_counts_is_scipys_paired_bca_bootstrap(rows, only_new,
     ours = paired_accuracy_interval(rows, only_new, only_old, 0.95, np.random.default_rng(3))
     assert ours[0] == pytest.approx(scipy_interval.low, abs=0.003)
     assert ours[1] == pytest.approx(scipy_interval.high, abs=0.003)
+
+
+# -- regression --------------------------------------------------------------------------------
+def _regressors(rows: int, champion_noise: float, challenger_noise: float, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(50, 10, rows)
+    shared = rng.normal(size=rows)  # the models err together on hard rows
+    return (y, y + champion_noise * (0.6 * shared + 0.8 * rng.normal(size=rows)),
+            y + challenger_noise * (0.6 * shared + 0.8 * rng.normal(size=rows)))
+
+
+def _scipy_interval(metric, y, new, old):
+    from scipy.stats import bootstrap
+
+    def difference(rows, axis=-1):
+        rows = rows.astype(int)
+        yy, a, b = y[rows], new[rows], old[rows]
+        if metric == "rmse":
+            return (np.sqrt(np.mean((a - yy) ** 2, axis=-1))
+                    - np.sqrt(np.mean((b - yy) ** 2, axis=-1)))
+        if metric == "mae":
+            return np.mean(np.abs(a - yy), axis=-1) - np.mean(np.abs(b - yy), axis=-1)
+        spread = np.sum((yy - yy.mean(axis=-1, keepdims=True)) ** 2, axis=-1)
+        return (np.sum((b - yy) ** 2, axis=-1) - np.sum((a - yy) ** 2, axis=-1)) / spread
+
+    result = bootstrap((np.arange(len(y)),), difference, vectorized=True, n_resamples=9999,
+                       method="BCa", random_state=0)
+    return result.confidence_interval
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2"])
+def test_the_regression_interval_is_scipys_paired_bootstrap(metric):
+    """Check the paired interval of an RMSE, MAE or R² difference against scipy's BCa
+    bootstrap of the rows, to 5% of the interval's width (two runs of 9,999 resamples)."""
+    y, old, new = _regressors(400, 6.0, 5.0, seed=1)
+    comparison = compare(metric, y, champion_predicted=old, champion_probabilities=None,
+                         challenger_predicted=new, challenger_probabilities=None, classes=None,
+                         confidence=0.95, seed=3)
+    low, high = _scipy_interval(metric, y, new, old)
+    tolerance = 0.05 * (high - low)
+    assert comparison.ci_low == pytest.approx(low, abs=tolerance)
+    assert comparison.ci_high == pytest.approx(high, abs=tolerance)
+    assert comparison.better == ("higher" if metric == "r2" else "lower")
+    assert comparison.gain > 0 and comparison.gain_low > 0
+    assert comparison.p_value < 0.01
+    assert "sign-flip" in comparison.method
+
+
+def test_equally_good_regressors_have_an_interval_around_zero_and_no_small_p_value():
+    """Check that two regressors of the same error get an interval covering 0."""
+    y, old, new = _regressors(300, 5.0, 5.0, seed=4)
+    comparison = compare("rmse", y, champion_predicted=old, champion_probabilities=None,
+                         challenger_predicted=new, challenger_probabilities=None, classes=None,
+                         confidence=0.95, seed=3)
+    assert comparison.ci_low < 0 < comparison.ci_high
+    assert comparison.p_value > 0.05
+
+
+def test_a_regressors_cold_start_interval_brackets_its_rmse():
+    """Check the bootstrap interval of one regressor's RMSE (a cold start's)."""
+    y, _, new = _regressors(500, 5.0, 5.0, seed=5)
+    rmse = float(np.sqrt(np.mean((new - y) ** 2)))
+    low, high = interval_of("rmse", y, new, None, None, confidence=0.95, seed=0)
+    assert low < rmse < high
+    assert high - low < 0.3 * rmse

@@ -38,7 +38,7 @@ def test_trace_scores_add_up_batches_as_sklearn_scores_all_rows(classes):
     for start in range(0, 500, 150):
         totals.add(labels[start:start + 150], probabilities[start:start + 150])
     scores = totals.scores()
-    assert scores["log_loss"] == pytest.approx(log_loss(labels, probabilities, labels=classes))
+    assert scores["loss"] == pytest.approx(log_loss(labels, probabilities, labels=classes))
     assert scores["accuracy"] == pytest.approx(
         accuracy_score(labels, classes[probabilities.argmax(axis=1)]))
 
@@ -47,4 +47,4 @@ def test_trace_log_loss_is_none_for_a_label_the_model_does_not_know():
     """Check that a label the classifier does not know makes the log loss undefined."""
     totals = LossAndAccuracy(np.array(["a", "b"], dtype=object))
     totals.add(np.array(["a", "zz"], dtype=object), np.array([[0.9, 0.1], [0.2, 0.8]]))
-    assert totals.scores() == {"log_loss": None, "accuracy": 0.5}
+    assert totals.scores() == {"loss": None, "accuracy": 0.5}

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.ml.estimators import new_estimator
 from components.ml.features import build_feature_transformer
 from components.ml.models import (
     TRUSTED_TYPES,
@@ -18,7 +19,6 @@ from components.ml.models import (
     load_model_bytes,
     model_bytes,
     model_types,
-    new_classifier,
 )
 from components.records import VersionMetadata
 from components.registry import ModelIntegrityError, Registry
@@ -36,7 +36,7 @@ def _fitted(model_type, kinds, labels, rows=90, seed=0):
     frame.loc[3, "a"] = np.nan
     y = np.asarray((labels * rows)[:rows])
     model = Pipeline([("features", build_feature_transformer(kinds)),
-                      ("classifier", new_classifier(model_type))])
+                      ("classifier", new_estimator(model_type, task="classification", feature_kinds={}))])
     return model.fit(frame[list(kinds)], y), frame[list(kinds)]
 
 
@@ -153,3 +153,53 @@ def test_a_legacy_pickle_version_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(ModelFileError, match="holds only model.joblib, a pickle, which is never "
                                              "loaded"):
         registry.load_model(version)
+
+
+@pytest.mark.parametrize("model_type", ["hgb", "sgd"])
+@pytest.mark.parametrize("kinds", KIND_SETS, ids=list(KIND_SETS))
+def test_every_regressor_we_build_is_within_the_allow_list_and_round_trips(model_type, kinds):
+    """Check that each built-in regressor names only allow-listed types and predicts the same
+    after a save and a load."""
+    from components.stages.retrain import fit_fresh
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=90), "c": rng.choice(["p", "q"], 90),
+                          "y": rng.normal(100, 20, 90)})
+    model, _ = fit_fresh(frame, frame.tail(10), label_column="y",
+                         feature_kinds=KIND_SETS[kinds], model_type=model_type, epochs=2,
+                         task="regression")
+    data = model_bytes(model)
+    assert model_types(data, "m") <= set(TRUSTED_TYPES)
+    features = frame[list(KIND_SETS[kinds])]
+    assert (load_model_bytes(data, "m").predict(features) == model.predict(features)).all()
+
+
+def _lightgbm_version(tmp_path, model_type: str):
+    """A registry whose v0001 is a LightGBM model, its metadata naming ``model_type``."""
+    from components.stages.retrain import fit_fresh
+
+    rows = pd.DataFrame({"a": np.arange(100.0), "y": np.arange(100.0) % 7})
+    model, _ = fit_fresh(rows, rows.tail(10), label_column="y", feature_kinds={"a": "numeric"},
+                         model_type="lightgbm_model:make_model", epochs=1, task="regression")
+    registry = Registry(str(tmp_path / "registry"), "m")
+    registry.publish(model_bytes(model, "lightgbm_model:make_model"), VersionMetadata(
+        run_id="r1", created_at="now", libraries=library_versions(), model_type=model_type))
+    return registry
+
+
+def test_a_factorys_model_is_trusted_for_the_types_its_module_declares_and_no_others(tmp_path):
+    """Check that a LightGBM version loads because its metadata names the installed factory
+    that declares its types, and that the same file recorded as a built-in's is refused."""
+    assert _lightgbm_version(tmp_path / "a", "lightgbm_model:make_model").load_model("v0001")
+    with pytest.raises(UntrustedModelError, match="lightgbm.sklearn.LGBMRegressor"):
+        _lightgbm_version(tmp_path / "b", "hgb").load_model("v0001")
+
+
+def test_a_version_whose_factory_is_not_installed_is_refused_naming_it(tmp_path):
+    """Check that a version trained by a factory this environment lacks is refused, naming
+    the factory and what to install."""
+    registry = _lightgbm_version(tmp_path, "team_models_gone:make_model")
+    with pytest.raises(ModelFileError, match=r"made by the factory 'team_models_gone:make_model'"
+                                             r", which is not installed here .*install its "
+                                             r"distribution"):
+        registry.load_model("v0001")

@@ -9,8 +9,9 @@ import time
 import urllib.error
 import urllib.request
 
+from components.ml.estimators import new_estimator
 from components.ml.features import build_feature_transformer
-from components.ml.models import library_versions, model_bytes, new_classifier
+from components.ml.models import library_versions, model_bytes
 from components.records import VersionMetadata
 from components.registry import Registry
 from tests.helpers import make_rows
@@ -26,14 +27,16 @@ def fit(seed: int, model_type: str):
 
     frame = make_rows(300, seed=seed, shift=float(seed % 2))
     model = Pipeline([("features", build_feature_transformer(KINDS)),
-                      ("classifier", new_classifier(model_type))])
+                      ("classifier", new_estimator(model_type, task="classification", feature_kinds={}))])
     return model.fit(frame[list(KINDS)], frame["label"].astype(int))
 
 
 def publish(registry: Registry, model, **overrides) -> str:
-    metadata = VersionMetadata(run_id="test", created_at="now", feature_kinds=KINDS,
-                               libraries=library_versions(), strategy="full", model_type="hgb")
-    return registry.publish(model_bytes(model), dataclasses.replace(metadata, **overrides))
+    metadata = dataclasses.replace(
+        VersionMetadata(run_id="test", created_at="now", feature_kinds=KINDS,
+                        libraries=library_versions(), strategy="full", model_type="hgb"),
+        **overrides)
+    return registry.publish(model_bytes(model, metadata.model_type), metadata)
 
 
 def start_server(registry: Registry, tmp_path, *flags):

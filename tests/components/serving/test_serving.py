@@ -289,3 +289,94 @@ def test_v1_returns_probabilities_when_asked_as_kserve_does(registry, tmp_path):
     assert status == 200
     assert v1["predictions"] == expected
 
+
+
+# -- a regressor: a team's own LightGBM model --------------------------------------------------
+FACTORY = "lightgbm_model:make_model"
+
+
+@pytest.fixture(scope="module")
+def regressor(tmp_path_factory):
+    """A registry whose champion is a LightGBM regressor made by the example factory, and a
+    server of it started with V1 class probabilities asked for."""
+    from components.registry import Registry
+    from components.stages.retrain import fit_fresh
+    from tests.helpers import make_numbers
+
+    rows = make_numbers(400, seed=3)
+    model, _ = fit_fresh(rows, rows.tail(50), label_column="label", feature_kinds=KINDS,
+                         model_type=FACTORY, epochs=1, task="regression",
+                         model_config={"n_estimators": 30})
+    store = Registry(str(tmp_path_factory.mktemp("regression") / "registry"), "prices")
+    version = publish(store, model, model_type=FACTORY, task="regression")
+    store.move_champion(ChampionPointer(version, reason="test"), None)
+    process, url = start_server(store, tmp_path_factory.mktemp("server"))
+    yield url, model
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_a_regressor_answers_a_published_client_with_its_own_predictions(regressor):
+    """Check that a served LightGBM regressor answers tritonclient in FP64 with exactly the
+    registry model's predictions, and that its metadata names the task and the factory."""
+    import tritonclient.http as http
+
+    url, model = regressor
+    client = http.InferenceServerClient(url=url.removeprefix("http://"))
+    metadata = client.get_model_metadata("prices")
+    assert [(o["name"], o["datatype"]) for o in metadata["outputs"]] == [("predict", "FP64")]
+    assert metadata["parameters"]["task"] == "regression"
+    assert metadata["parameters"]["model_type"] == FACTORY
+    rows = make_rows(7, seed=9)
+    inputs = []
+    for column, kind in KINDS.items():
+        values = (np.array([str(v).encode() for v in rows[column]], dtype=object)
+                  if kind == "categorical" else rows[column].to_numpy(dtype=float))
+        tensor = http.InferInput(column, [len(rows)], "BYTES" if kind == "categorical" else
+                                 "FP64")
+        tensor.set_data_from_numpy(values, binary_data=True)
+        inputs.append(tensor)
+    result = client.infer("prices", inputs)
+    np.testing.assert_allclose(result.as_numpy("predict"), model.predict(rows[list(KINDS)]),
+                               rtol=1e-12)
+
+
+def test_class_probabilities_from_a_regressor_are_a_4xx_naming_the_task(regressor):
+    """Check that predict_proba asked of a regressor is a 400 saying it is a regression model,
+    and that V1 answers numbers."""
+    from components.serving.inference import v2_request
+
+    url, model = regressor
+    rows = make_rows(3, seed=4)
+    status, body = call(url, "/v2/models/prices/infer",
+                        v2_request(rows, KINDS, outputs=["predict_proba"]))
+    assert status == 400
+    assert "it is a regression model, which predicts numbers" in body["error"]
+    status, body = call(url, "/v1/models/prices:predict",
+                        {"instances": rows[list(KINDS)].to_dict("records")})
+    assert status == 200
+    np.testing.assert_allclose(body["predictions"], model.predict(rows[list(KINDS)]),
+                               rtol=1e-12)
+
+
+def test_infra_validation_compares_a_regressors_predictions_within_a_stated_tolerance():
+    """Check that a regressor's served predictions pass within the tolerance and fail beyond
+    it, naming the row and the tolerance."""
+    from components.serving.infra_validation import (
+        PREDICTION_TOLERANCE,
+        InfraValidationError,
+        compare,
+        prediction_sample,
+    )
+
+    rows = make_rows(3, seed=1)
+    sample = prediction_sample(rows, KINDS, np.array([10.0, 20.0, 30.0]), None)
+    assert "predict_proba" not in sample
+    assert sample["request"]["outputs"] == [{"name": "predict"}]
+    served = {"outputs": [{"name": "predict", "shape": [3], "datatype": "FP64",
+                           "data": [10.0, 20.0 * (1 + PREDICTION_TOLERANCE / 10), 30.0]}]}
+    compare(sample, served)
+    served["outputs"][0]["data"][2] = 30.001
+    with pytest.raises(InfraValidationError, match=r"row 2: served 30.001, evaluate predicted "
+                                                   r"30.0 \(tolerance 1e-09"):
+        compare(sample, served)

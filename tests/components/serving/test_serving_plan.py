@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from components.ml.estimators import new_estimator
 from components.ml.features import build_feature_transformer
-from components.ml.models import new_classifier
 from components.serving.plan import compile_plan
 from tests.helpers import make_rows
 
@@ -20,7 +20,7 @@ def _model(kinds, model_type, labels=(0, 1)):
     frame.loc[::17, "x1"] = np.nan
     frame.loc[::13, "color"] = np.nan
     model = Pipeline([("features", build_feature_transformer(kinds)),
-                      ("classifier", new_classifier(model_type))])
+                      ("classifier", new_estimator(model_type, task="classification", feature_kinds={}))])
     return model.fit(frame[list(kinds)], frame["label"])
 
 
@@ -42,7 +42,7 @@ def test_the_plan_gives_the_models_own_probabilities(model_type, kinds, labels):
                for c in kinds}
     frame = pd.DataFrame({c: rows[c].astype(float) if k == "numeric" else rows[c].astype(object)
                           for c, k in kinds.items()})
-    assert np.array_equal(plan.predict_proba(columns), model.predict_proba(frame))
+    assert np.array_equal(plan.output(columns), model.predict_proba(frame))
 
 
 def test_a_model_of_another_shape_gets_no_plan():

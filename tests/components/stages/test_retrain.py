@@ -256,3 +256,54 @@ def test_the_rows_a_change_is_sought_on_are_thinned_above_the_limit():
     assert set(few["x1"]) <= set(first.frame["x1"]) | set(second.frame["x1"])
     assert len(set(few["x1"]) & set(second.frame["x1"])) >= 25
     assert len(thinned([first, second], max_rows=5000)) == 1200
+
+
+# -- regression --------------------------------------------------------------------------------
+@pytest.fixture
+def number_drift():
+    """A number to predict: the old relation for 200 days of history, then an abrupt change."""
+    from tests.helpers import make_numbers
+
+    history = _prepare(make_numbers(3000, start="2024-06-01", seed=1))
+    new = _prepare(make_numbers(600, start="2025-01-01", seed=2, shift=1.0))
+    train, validation = split_by_time(new, timestamp_column="ts", validation_fraction=0.25)
+    champion, _ = fit_fresh(history, validation, label_column="label", feature_kinds=KINDS,
+                            model_type="hgb", epochs=3, task="regression")
+    return history, train, validation, champion
+
+
+@pytest.mark.parametrize("model_type", ["hgb", "sgd", "lightgbm_model:make_model"])
+def test_regression_fits_every_strategy_and_traces_squared_error_and_r2(number_drift,
+                                                                       model_type):
+    """Check that auto fits every strategy for a numeric label, chooses by RMSE (lower is
+    better), cross-fits predicted values, and traces squared error and R² by epoch."""
+    history, train, validation, _ = number_drift
+    first = _run("full", train, history, validation, model_type=model_type, metric="rmse",
+                 task="regression")
+    meta = VersionMetadata(feature_kinds=KINDS, model_type=model_type, task="regression")
+    result = _run("auto", train, history, validation, first.model, model_type=model_type,
+                  metric="rmse", task="regression", champion_meta=meta)
+    fitted = [c for c in result.candidates if c.status == "fitted"]
+    assert {c.strategy for c in fitted} >= {"finetune", "full", "window"}
+    assert result.strategy == min(fitted, key=lambda c: c.score).strategy
+    assert set(result.trace[-1]) == {"epoch", "iterations", "train_loss", "train_r2",
+                                     "validation_loss", "validation_r2"}
+    assert result.trace[-1]["validation_r2"] > 0.5
+    crossed = result.cross_fitted["__cross_fitted_value"].to_numpy()
+    assert len(crossed) == len(train) + len(validation)
+    assert abs(crossed - result.cross_fitted["label"]).mean() < result.cross_fitted[
+        "label"].std()
+    assert not hasattr(result.model, "classes_")
+
+
+def test_sgd_regression_learns_a_label_in_large_units():
+    """Check that SGD regression learns a label in the thousands (its target is standardised
+    inside the model, and its predictions come back in the label's units)."""
+    from tests.helpers import make_numbers
+
+    rows = _prepare(make_numbers(1500, seed=3, scale=5000.0))
+    model, trace = fit_fresh(rows[:1200], rows[1200:], label_column="label",
+                             feature_kinds=KINDS, model_type="sgd", epochs=5, task="regression")
+    assert trace[-1]["validation_r2"] > 0.8
+    predicted = model.predict(rows[1200:][list(KINDS)])
+    assert 0.5 * rows["label"].mean() < predicted.mean() < 1.5 * rows["label"].mean()

@@ -9,7 +9,7 @@ from components.data.schema import SOURCE_FILE_COLUMN, SchemaError, check_schema
 from components.params import DEFAULT_THRESHOLDS, InvalidParameterError, thresholds_with
 from components.records import IngestReport
 from components.stages.validate import ERROR, WARNING, validate
-from tests.helpers import make_rows
+from tests.helpers import make_numbers, make_rows
 
 # The schema a champion trained on 2000 rows would carry.
 REFERENCE = make_rows(2000, seed=1)
@@ -199,7 +199,7 @@ def test_schema_records_types_ranges_domains_and_classes():
     assert by_name["x1"]["min"] == pytest.approx(REFERENCE["x1"].min())
     assert by_name["color"] == {"name": "color", "type": "categorical", "nullable": False,
                                 "domain": ["blue", "green", "red"]}
-    assert SCHEMA["label"] == {"name": "label", "classes": [0, 1]}
+    assert SCHEMA["label"] == {"name": "label", "task": "classification", "classes": [0, 1]}
     assert json.loads(json.dumps(SCHEMA)) == SCHEMA
 
 
@@ -222,7 +222,7 @@ def _step_inputs(tmp_path, frame):
     return dict(new_data=str(tmp_path / "new.parquet"),
                 ingest_report=str(tmp_path / "ingest.json"),
                 registry_uri=str(tmp_path / "registry"), model_name="m", champion_version="",
-                label_column="label", timestamp_column="ts", min_rows=100,
+                label_column="label", timestamp_column="ts", task="auto", min_rows=100,
                 retrain_when="always", validation_thresholds={}, run_id="run-1",
                 validation_report=str(tmp_path / "report.json"),
                 report=str(tmp_path / "report.md"), drift_report=str(tmp_path / "drift.html"),
@@ -280,3 +280,94 @@ def test_a_label_column_that_is_not_the_schemas_is_invalid_data_naming_it(presen
     assert ("label_column", "target") in checks
     assert (("missing_column", "target") in checks) is not present
     assert "the label_column is 'target', but the schema's label is 'label'" in report.summary()
+
+
+# -- a numeric label (regression) --------------------------------------------------------------
+NUMBERS = make_numbers(2000, seed=1)
+NUMBER_SCHEMA = infer_schema(NUMBERS, label_column="label", timestamp_column="ts",
+                             task="regression")
+
+
+def _numbers(n=300, seed=2):
+    frame = make_numbers(n, seed=seed)
+    frame[SOURCE_FILE_COLUMN] = "batch.csv"
+    return frame.astype({"label": object})
+
+
+def test_a_regression_schema_records_the_labels_range_and_task():
+    """Check that a regression label is recorded by its task and range, with no classes."""
+    label = NUMBER_SCHEMA["label"]
+    assert (label["task"], label["classes"]) == ("regression", [])
+    assert label["min"] == NUMBERS["label"].min() and label["max"] == NUMBERS["label"].max()
+    assert _check(_numbers(), schema=NUMBER_SCHEMA).findings == []
+
+
+@pytest.mark.parametrize("damage, check, text", [
+    (lambda f: f.__setitem__("label", f["label"].where(f.index > 3, "n/a")), "type",
+     "4 value(s) are not numbers, e.g. 'n/a'"),
+    (lambda f: f.__setitem__("label", f["label"].where(f.index > 1, np.inf)), "type",
+     "2 infinite value(s)"),
+    (lambda f: f.__setitem__("label", 42.0), "constant_label",
+     "every labelled new row has the label 42; a regressor needs at least two distinct values"),
+], ids=["text", "infinite", "constant"])
+def test_a_regression_label_that_cannot_be_learned_is_invalid_naming_it(damage, check, text):
+    """Check that text or an infinity in a regression label, or a label that never varies,
+    is an error naming the label column and the values."""
+    frame = _numbers()
+    damage(frame)
+    report = _check(frame, schema=NUMBER_SCHEMA)
+    [finding] = [f for f in report.errors if f.check == check]
+    assert finding.column == "label"
+    assert text in finding.problem
+    assert "label" in report.summary()
+
+
+def test_a_label_that_turns_from_numbers_to_words_is_invalid_for_a_regression_champion():
+    """Check that words in the label of a regression champion's data are invalid-data with
+    examples, not a silent switch to classes."""
+    frame = _numbers()
+    frame["label"] = np.where(frame.index % 2 == 0, "high", "low")
+    report = _check(frame, schema=NUMBER_SCHEMA)
+    assert {f.check for f in report.errors} == {"type", "row_count"}
+    [finding] = [f for f in report.errors if f.check == "type"]
+    assert finding.column == "label"
+    assert "300 value(s) are not numbers, e.g. 'high'" in finding.problem
+
+
+def test_a_task_other_than_the_champions_is_invalid_data():
+    """Check that asking for classification of a regression champion's label is an error
+    naming the column: a model's task never changes silently."""
+    report = _check(_numbers(), schema=NUMBER_SCHEMA, task="classification")
+    [finding] = report.errors
+    assert (finding.check, finding.column) == ("task", "label")
+    assert "the task is 'classification', but the schema's label is for regression" \
+        in finding.problem
+
+
+def test_a_regression_label_beyond_its_training_range_is_drift():
+    """Check that labels above the champion's range are a drift warning, as a feature's are."""
+    frame = _numbers()
+    frame.loc[:99, "label"] = NUMBERS["label"].max() * 3
+    report = _check(frame, schema=NUMBER_SCHEMA)
+    assert report.valid
+    [finding] = report.warnings
+    assert (finding.check, finding.column) == ("beyond_training_range", "label")
+
+
+@pytest.mark.parametrize("values, task, why", [
+    (["yes", "no"] * 50, "classification", "holds text, e.g. 'yes'"),
+    ([0, 1, 2, 3, 4] * 20, "classification", "holds 5 distinct whole numbers (at most 20)"),
+    (list(range(100)), "regression", "more than 20 distinct whole numbers"),
+    ([1.5, 2.0, 3.25] * 30, "regression", "numbers that are not whole, e.g. 1.5"),
+    ([True, False] * 30, "classification", "holds text"),
+], ids=["text", "few-whole", "many-whole", "fractions", "bool"])
+def test_task_auto_reads_the_label(values, task, why):
+    """Check the documented rule of task=auto, and that it says why."""
+    import pandas as pd
+
+    from components.data.schema import MAX_AUTO_CLASSES, infer_task
+
+    found, reason = infer_task(pd.DataFrame({"y": values}), "y")
+    assert found == task
+    assert why in reason
+    assert MAX_AUTO_CLASSES == 20  # as the parameter table's description says
