@@ -1,9 +1,12 @@
-"""Ground-truth streams: monthly files whose concept is known, so every model's true accuracy can
-be measured on a big fresh sample of the month it serves.
+"""Ground-truth streams: monthly files whose concept is known, so every model's true accuracy (or,
+for a number to predict, its true RMSE) can be measured on a big fresh sample of the month it
+serves.
 
-A concept is a logistic model over six numeric features and one categorical one: a row's label is
-1 with probability ``sigmoid(scale * (w . x + segment effect + bias))``. A stream is an initial
-file (five months of rows) and one file per month after it, each month with its own concept:
+A concept is a linear score over six numeric features and one categorical one: for
+classification a row's label is 1 with probability ``sigmoid(scale * (w . x + segment effect +
+bias))``; for regression it is ``50 + 10 * (w . x + segment effect + bias) + a bend`` plus noise
+of standard deviation :data:`NOISE` (the best possible RMSE). A stream is an initial file (five
+months of rows) and one file per month after it, each month with its own concept:
 
 - ``stationary``: one concept all year;
 - ``abrupt``: a different concept from :data:`CHANGE_MONTH` on;
@@ -28,6 +31,8 @@ NUMERIC = [f"x{i}" for i in range(1, 7)]
 SEGMENTS = ["a", "b", "c"]
 FEATURE_KINDS = {**dict.fromkeys(NUMERIC, "numeric"), "segment": "categorical"}
 KINDS = ("stationary", "abrupt", "gradual", "label_noise")
+REGRESSION_KINDS = ("stationary", "abrupt", "gradual")
+NOISE = 5.0  # a regression label's noise: the best RMSE any model can have
 MONTHS = 12  # monthly runs after the initial file
 INITIAL_MONTHS = 5
 CHANGE_MONTH = 6  # the abrupt change, and the month of flipped labels
@@ -58,12 +63,16 @@ class Concept:
         return Concept(mix[0], mix[1], float(mix[2]))
 
     def rows(self, count: int, rng: np.random.Generator, start: pd.Timestamp,
-             end: pd.Timestamp) -> pd.DataFrame:
+             end: pd.Timestamp, task: str = "classification") -> pd.DataFrame:
         """``count`` labelled rows with event times in [start, end)."""
         features = rng.normal(size=(count, len(NUMERIC)))
         segment = rng.integers(0, len(SEGMENTS), count)
-        logit = SCALE * (features @ self.weights + self.segment_effects[segment] + self.bias)
-        label = (rng.random(count) < 1 / (1 + np.exp(-logit))).astype(int)
+        score = features @ self.weights + self.segment_effects[segment] + self.bias
+        if task == "regression":  # a bend, so a tree model and a linear one differ
+            label = np.round(50 + 10 * score + 4 * np.abs(features[:, 0])
+                             + NOISE * rng.normal(size=count), 3)
+        else:
+            label = (rng.random(count) < 1 / (1 + np.exp(-SCALE * score))).astype(int)
         seconds = np.sort(rng.uniform(0, (end - start).total_seconds(), count))
         frame = pd.DataFrame(np.round(features, 4), columns=NUMERIC)
         frame["segment"] = np.asarray(SEGMENTS)[segment]
@@ -90,12 +99,19 @@ class Stream:
     kind: str
     batch_rows: int
     seed: int = 0
+    task: str = "classification"
     _true_samples: dict[int, pd.DataFrame] = field(default_factory=dict, init=False,
                                                    repr=False, compare=False)
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown stream kind {self.kind!r}; one of {', '.join(KINDS)}")
+        kinds = REGRESSION_KINDS if self.regression else KINDS
+        if self.kind not in kinds:
+            raise ValueError(f"unknown {self.task} stream kind {self.kind!r}; one of "
+                             f"{', '.join(kinds)}")
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
 
     def concept(self, month: int) -> Concept:
         if self.kind == "abrupt":
@@ -109,18 +125,19 @@ class Stream:
         return FLIPPED_SHARE if self.kind == "label_noise" and month == CHANGE_MONTH else 0.0
 
     def _rng(self, month: int, purpose: int) -> np.random.Generator:
+        # A regression stream draws apart; a classification stream's draws are as they were.
         return np.random.default_rng([self.seed, KINDS.index(self.kind), self.batch_rows,
-                                      month + 100, purpose])
+                                      month + 100, purpose, *([1] if self.regression else [])])
 
     def initial(self) -> pd.DataFrame:
         """The initial file: ``INITIAL_MONTHS`` months of rows under month 0's concept."""
         return self.concept(0).rows(self.batch_rows * INITIAL_MONTHS, self._rng(0, 0),
-                                    month_start(-INITIAL_MONTHS + 1), month_start(1))
+                                    month_start(-INITIAL_MONTHS + 1), month_start(1), self.task)
 
     def month(self, month: int) -> pd.DataFrame:
         """Month ``month``'s file, as it arrives (labels flipped in a noisy month)."""
         frame = self.concept(month).rows(self.batch_rows, self._rng(month, 0),
-                                         month_start(month), month_start(month + 1))
+                                         month_start(month), month_start(month + 1), self.task)
         flip = self._rng(month, 1).random(len(frame)) < self.flipped_share(month)
         frame.loc[flip, LABEL_COLUMN] = 1 - frame.loc[flip, LABEL_COLUMN]
         return frame
@@ -148,19 +165,28 @@ class Stream:
         """A big fresh sample of month ``month``'s concept with clean labels."""
         if month not in self._true_samples:
             self._true_samples[month] = self.concept(month).rows(
-                TRUE_ROWS, self._rng(month, 2), month_start(month), month_start(month + 1))
+                TRUE_ROWS, self._rng(month, 2), month_start(month), month_start(month + 1),
+                self.task)
         return self._true_samples[month]
 
     def no_model_accuracy(self, month: int) -> float:
-        """What a month with no model served counts as: always answering the majority class."""
-        share = float(self.true_rows(month)[LABEL_COLUMN].mean())
+        """What a month with no model served counts as: always answering the majority class
+        (for regression: the labels' mean, whose RMSE is their standard deviation)."""
+        labels = self.true_rows(month)[LABEL_COLUMN]
+        if self.regression:
+            return float(labels.std(ddof=0))
+        share = float(labels.mean())
         return max(share, 1 - share)
 
     def true_accuracy(self, model, month: int) -> float:
-        """A model's accuracy on month ``month``'s concept (20,000 fresh rows, clean labels)."""
+        """A model's accuracy on month ``month``'s concept (20,000 fresh rows, clean labels);
+        for regression its RMSE."""
         rows = self.true_rows(month)
         features = rows.drop(columns=[LABEL_COLUMN, TIMESTAMP_COLUMN])
-        return float(np.mean(model.predict(features) == rows[LABEL_COLUMN].to_numpy()))
+        labels = rows[LABEL_COLUMN].to_numpy()
+        if self.regression:
+            return float(np.sqrt(np.mean((model.predict(features) - labels) ** 2)))
+        return float(np.mean(model.predict(features) == labels))
 
 
 # -- replaying the pipeline over a stream --------------------------------------------------------
@@ -176,23 +202,32 @@ class MonthResult:
     challenger: float | None
     served: float | None
     gate: dict | None
+    regression: bool = False  # the scores are RMSEs: lower is better
 
     @property
     def deployed(self) -> bool:
         return self.status == "deployed"
 
+    def _gain(self) -> float:
+        """How much truly better the challenger is: points of accuracy, or the share of the
+        champion's RMSE it takes off."""
+        if self.regression:
+            return (self.champion_before - self.challenger) / self.champion_before
+        return self.challenger - self.champion_before
+
     @property
     def harmful(self) -> bool:
-        """A deploy truly worse than the champion it replaced by more than a point."""
+        """A deploy truly worse than the champion it replaced by more than a point (of
+        accuracy, or 1% of the champion's RMSE)."""
         return (self.deployed and self.champion_before is not None
-                and self.challenger < self.champion_before - 0.01)
+                and self._gain() < -0.01)
 
     @property
     def better_rejected(self) -> bool:
-        """A challenger truly better than the champion by more than two points, not deployed."""
+        """A challenger truly better than the champion by more than two points (2% of its
+        RMSE), not deployed."""
         return (not self.deployed and self.challenger is not None
-                and self.champion_before is not None
-                and self.challenger > self.champion_before + 0.02)
+                and self.champion_before is not None and self._gain() > 0.02)
 
 
 def replay(stream: Stream, root: str | Path, *, months: int = MONTHS,
@@ -230,5 +265,5 @@ def replay(stream: Stream, root: str | Path, *, months: int = MONTHS,
             stream.true_accuracy(before, month + 1) if before is not None else None,
             stream.true_accuracy(challenger, month + 1) if challenger is not None else None,
             stream.true_accuracy(served, month + 1) if served is not None else None,
-            gate))
+            gate, stream.regression))
     return results

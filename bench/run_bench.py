@@ -16,6 +16,8 @@ machine is noisy. Parts:
 6. and 7. are in :mod:`bench.reliability` and :mod:`bench.serving`, 8. in
 :mod:`bench.decisions`, 9. in :mod:`bench.life_page`.
 8. Decision quality, in :mod:`bench.decisions`: the deploy gate on ground-truth streams.
+10. The same for regression streams (:mod:`bench.decisions`, ``task="regression"``).
+11. A team's own model: the LightGBM example against ``hgb`` on 1M rows (:mod:`bench.own_model`).
 """
 
 from __future__ import annotations
@@ -293,6 +295,15 @@ def write_report(out: Path, results: dict) -> None:
         from bench import life_page
 
         lines += life_page.report_lines(results["life_page"], results["dates"]["9"])
+    if "regression_decisions" in results:
+        from bench import decisions
+
+        lines += ["", *decisions.regression_markdown(results["regression_decisions"],
+                                                     results["dates"]["10"])]
+    if "own_model" in results:
+        from bench import own_model
+
+        lines += own_model.report_lines(results["own_model"], results["dates"]["11"])
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _plot(out / "results.png", results)
@@ -388,11 +399,11 @@ def _plot(path: Path, results: dict) -> None:
     figure.savefig(path, dpi=100)
 
 
-ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
+ALL_PARTS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
 
 
 def main() -> None:
-    from bench import decisions, life_page, reliability, scaling, serving
+    from bench import decisions, life_page, own_model, reliability, scaling, serving
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default=",".join(ALL_PARTS),
@@ -402,6 +413,7 @@ def main() -> None:
     parser.add_argument("--big-rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--throughput-rows", type=int, default=1_000_000)
+    parser.add_argument("--own-model-rows", type=int, default=1_000_000)
     parser.add_argument("--out", default=str(ROOT / "bench"))
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -415,7 +427,7 @@ def main() -> None:
     results.setdefault("dates", {})
     with tempfile.TemporaryDirectory(prefix="retrain-bench-") as tmp:
         scratch = Path(tmp)
-        for part in sorted(parts):
+        for part in sorted(parts, key=int):
             results["dates"][part] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
             if part == "1":
                 results["overhead"] = overhead(sizes, args.repeats, scratch)
@@ -442,6 +454,12 @@ def main() -> None:
                 results["decisions"] = decisions.decision_quality()
             elif part == "9":
                 results["life_page"] = life_page.run(scratch, args.repeats)
+            elif part == "10":
+                results["regression_decisions"] = decisions.decision_quality(
+                    decisions.REGRESSION_KINDS, task="regression")
+            elif part == "11":
+                results["own_model"] = own_model.run(scratch, args.repeats, pipeline_run,
+                                                     args.own_model_rows)
             write_report(out, results)  # after each part, so a long run shows progress
     print(f"wrote {out / 'results.md'} and {out / 'results.png'}")
 

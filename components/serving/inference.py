@@ -1,8 +1,9 @@
 """The Open Inference Protocol (KServe V2) as this project speaks it, apart from any server.
 
 One input per feature column, named as the column, shape ``[n]``: ``FP64`` for a numeric
-feature, ``BYTES`` for a categorical one. Two outputs: ``predict`` (the class, as the label's
-type) and ``predict_proba`` (``FP64``, shape ``[n, classes]``). The server (:mod:`components.serving.server`)
+feature, ``BYTES`` for a categorical one. A classifier has two outputs: ``predict`` (the class, as
+the label's type) and ``predict_proba`` (``FP64``, shape ``[n, classes]``); a regressor one,
+``predict`` (``FP64``). The server (:mod:`components.serving.server`)
 and deploy's infra validation (:mod:`components.serving.infra_validation`) both read this module, so
 what is served is what is checked before promotion.
 """

@@ -28,12 +28,19 @@ def _run(strategy, train, history, validation, champion=None, model_type="hgb", 
     return retrain(**options)
 
 
+def _drifted(make, history_rows: int):
+    """Rows of ``make`` for 200 days of history, then an abrupt change in the new rows: the
+    history, the new training rows and the validation rows."""
+    history = _prepare(make(history_rows, start="2024-06-01", seed=1))
+    new = _prepare(make(600, start="2025-01-01", seed=2, shift=1.0))
+    train, validation = split_by_time(new, timestamp_column="ts", validation_fraction=0.25)
+    return history, train, validation
+
+
 @pytest.fixture
 def drift():
     """Old concept for 200 days of history, then an abrupt change in the new rows."""
-    history = _prepare(make_rows(4800, start="2024-06-01", seed=1))
-    new = _prepare(make_rows(600, start="2025-01-01", seed=2, shift=1.0))
-    train, validation = split_by_time(new, timestamp_column="ts", validation_fraction=0.25)
+    history, train, validation = _drifted(make_rows, 4800)
     champion, _ = fit_fresh(history, validation, label_column="label", feature_kinds=KINDS,
                             model_type="hgb", epochs=3)
     return history, train, validation, champion
@@ -264,12 +271,7 @@ def number_drift():
     """A number to predict: the old relation for 200 days of history, then an abrupt change."""
     from tests.helpers import make_numbers
 
-    history = _prepare(make_numbers(3000, start="2024-06-01", seed=1))
-    new = _prepare(make_numbers(600, start="2025-01-01", seed=2, shift=1.0))
-    train, validation = split_by_time(new, timestamp_column="ts", validation_fraction=0.25)
-    champion, _ = fit_fresh(history, validation, label_column="label", feature_kinds=KINDS,
-                            model_type="hgb", epochs=3, task="regression")
-    return history, train, validation, champion
+    return _drifted(make_numbers, 3000)
 
 
 @pytest.mark.parametrize("model_type", ["hgb", "sgd", "lightgbm_model:make_model"])
@@ -277,7 +279,7 @@ def test_regression_fits_every_strategy_and_traces_squared_error_and_r2(number_d
                                                                        model_type):
     """Check that auto fits every strategy for a numeric label, chooses by RMSE (lower is
     better), cross-fits predicted values, and traces squared error and R² by epoch."""
-    history, train, validation, _ = number_drift
+    history, train, validation = number_drift
     first = _run("full", train, history, validation, model_type=model_type, metric="rmse",
                  task="regression")
     meta = VersionMetadata(feature_kinds=KINDS, model_type=model_type, task="regression")
