@@ -21,8 +21,11 @@ FOREST_TYPES = ("numpy.int64", "sklearn.ensemble._forest.RandomForestClassifier"
                 "sklearn.ensemble._forest.RandomForestRegressor",
                 "sklearn.tree._classes.DecisionTreeClassifier",
                 "sklearn.tree._classes.DecisionTreeRegressor", "sklearn.tree._tree.Tree")
+RAW_TYPES = ("functools.partial", "sklearn.preprocessing._encoders.OrdinalEncoder",
+             "sklearn.preprocessing._function_transformer.FunctionTransformer",
+             "sklearn.utils.validation.check_array")
 TEAM_MODELS = f'''
-TRUSTED_TYPES = {FOREST_TYPES!r}
+TRUSTED_TYPES = {FOREST_TYPES + RAW_TYPES!r}
 
 
 def forest(*, task, feature_kinds, n_estimators=20):
@@ -56,6 +59,23 @@ def no_probabilities(*, task, feature_kinds):
     from sklearn.svm import LinearSVC
 
     return LinearSVC()
+
+
+def raw(*, task, feature_kinds):
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    categorical = [c for c, kind in feature_kinds.items() if kind == "categorical"]
+    numeric = [c for c in feature_kinds if c not in categorical]
+    encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                             encoded_missing_value=-1)
+    return make_pipeline(make_column_transformer((encoder, categorical), ("passthrough", numeric)),
+                         HistGradientBoostingRegressor(categorical_features=[0], max_iter=30))
+
+
+raw.raw_columns = True
 
 
 def neighbours(*, task, feature_kinds):
@@ -230,3 +250,21 @@ def test_a_team_forest_finetunes_by_warm_start_and_saves_within_its_declared_typ
     with pytest.raises(UntrustedModelError, match="RandomForestRegressor"):
         model_bytes(again.model)  # as a built-in's file: nothing else widens the list
     assert np.isfinite(again.candidates[0].metrics["rmse"])
+
+
+def test_a_factory_that_takes_raw_columns_gets_them_without_our_transforms(team_models):
+    """Check that raw_columns = True puts no transforms of ours in front: the estimator gets the
+    feature columns as they are, and its model file round-trips within its declared types."""
+    from components.ml.models import feature_step, load_model_bytes, model_bytes
+    from components.stages.retrain import fit_fresh
+
+    path = f"{team_models}:raw"
+    rows = make_numbers(300, seed=4)
+    model, trace = fit_fresh(rows, rows.tail(50), label_column="label", feature_kinds=KINDS,
+                             model_type=path, epochs=3, task="regression")
+    assert feature_step(model) is None
+    assert [name for name, _ in model.steps] == ["regressor"]
+    assert len(trace) == 1 and trace[0]["validation_r2"] > 0.5
+    features = rows[list(KINDS)]
+    loaded = load_model_bytes(model_bytes(model, path), "m", model_type=path)
+    assert (loaded.predict(features) == model.predict(features)).all()
