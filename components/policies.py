@@ -171,6 +171,26 @@ def _worse(score: float, other: float, bar: Bar) -> bool:
     return score > other if bar.lower_is_better else score < other
 
 
+def _cold_start_verdict(challenger_score: float, bar: Bar, rows: int,
+                        cold_interval: tuple[float, float] | None,
+                        confidence: float) -> GateVerdict:
+    """No champion: the threshold alone decides (none: the trivial baseline does, later)."""
+    metric = bar.metric
+    interval = (f" ({confidence:.0%} CI {cold_interval[0]:.3f} to {cold_interval[1]:.3f})"
+                if cold_interval else "")
+    if not bar.met(challenger_score):
+        return GateVerdict(GateDecision.REJECT, f"cold start: challenger {metric} "
+                                                f"{challenger_score:.3f} is {bar.failed()} on "
+                                                f"{rows} rows{interval}", True)
+    if bar.threshold is None:
+        return GateVerdict(GateDecision.DEPLOY, f"cold start: no champion yet; challenger "
+                                                f"{metric} {challenger_score:.3f} on {rows} "
+                                                f"rows{interval} {bar.passed()}", True)
+    return GateVerdict(GateDecision.DEPLOY, f"cold start: no champion yet; challenger {metric} "
+                                            f"{challenger_score:.3f} {bar.passed()} on {rows} "
+                                            f"rows{interval}", True)
+
+
 def paired_verdict(comparison: PairedComparison | None, challenger_score: float | None, *,
                    metric: str, threshold: float | None, min_improvement: float, rows: int,
                    min_evaluation_rows: int, champion_version: str = "",
@@ -191,18 +211,7 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
         return GateVerdict(reject, f"challenger {metric} is undefined on the {rows} evaluation "
                                    "rows", comparison is None)
     if comparison is None:
-        interval = (f" ({confidence:.0%} CI {cold_interval[0]:.3f} to {cold_interval[1]:.3f})"
-                    if cold_interval else "")
-        if not bar.met(challenger_score):
-            return GateVerdict(reject, f"cold start: challenger {metric} {challenger_score:.3f} "
-                                       f"is {bar.failed()} on {rows} rows{interval}", True)
-        if threshold is None:
-            return GateVerdict(deploy, f"cold start: no champion yet; challenger {metric} "
-                                       f"{challenger_score:.3f} on {rows} rows{interval} "
-                                       f"{bar.passed()}", True)
-        return GateVerdict(deploy, f"cold start: no champion yet; challenger {metric} "
-                                   f"{challenger_score:.3f} {bar.passed()} on "
-                                   f"{rows} rows{interval}", True)
+        return _cold_start_verdict(challenger_score, bar, rows, cold_interval, confidence)
     if comparison.delta is None:
         if bar.met(challenger_score):
             return GateVerdict(deploy, f"challenger {metric} {challenger_score:.3f} "

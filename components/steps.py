@@ -197,17 +197,14 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
              if statistics else None)
     decision, reason = trigger_decision(checked, drift, retrain_when=retrain_when,
                                         min_rows=min_rows)
-    drifted = list(dict.fromkeys([*(drift.drifted if drift else []),
-                                  *checked.beyond_training()]))
-    validation = ValidationSummary(drifted, checked.findings_list(),
-                                   *_drift_figures(drift) if drift else ({}, {}))
+    validation = _validation_of(checked, drift)
     write_json(validation_report, {**checked.to_dict(), "task": resolved["label"]["task"],
                                    "drift": validation.drift,
-                             "drift_statistics": validation.drift_statistics,
-                             "label_shares": validation.label_shares,
-                             "findings": validation.findings, "decision": decision,
-                             "reason": reason, "schema_source": schema_source,
-                             "drift_details": drift.to_dict() if drift else None})
+                                   "drift_statistics": validation.drift_statistics,
+                                   "label_shares": validation.label_shares,
+                                   "findings": validation.findings, "decision": decision,
+                                   "reason": reason, "schema_source": schema_source,
+                                   "drift_details": drift.to_dict() if drift else None})
     write_json(schema, resolved)
     write_text(report, reports.validate_markdown(
         checked, drift, schema_source=schema_source, decision=decision, reason=reason,
@@ -222,6 +219,15 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
         print(f"drift: {', '.join(drift.drifted) or 'none'} ({drift.strongest()})")
     return ValidateOutputs(decision, reason, errors=len(checked.errors),
                            warnings=len(checked.warnings), drift=validation.drift)
+
+
+def _validation_of(checked, drift) -> ValidationSummary:
+    """What drifted (the features beyond the champion's training data among them), the
+    findings, and the drift figures."""
+    drifted = list(dict.fromkeys([*(drift.drifted if drift else []),
+                                  *checked.beyond_training()]))
+    return ValidationSummary(drifted, checked.findings_list(),
+                             *_drift_figures(drift) if drift else ({}, {}))
 
 
 def _drift_figures(drift) -> tuple[dict, dict]:
@@ -309,14 +315,7 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
 
     from components import reports
     from components.data.chunks import Table
-    from components.data.drift import reference_statistics
-    from components.data.schema import (
-        infer_schema,
-        merge_schemas,
-        plain_value,
-        schema_feature_kinds,
-        schema_task,
-    )
+    from components.data.schema import plain_value, schema_feature_kinds, schema_task
     from components.ml.estimators import factory_distribution
     from components.ml.models import library_versions, save_model
     from components.outcomes import GateMetric
@@ -347,22 +346,37 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
         feature_kinds, [plain_value(c) for c in getattr(result.model, "classes_", [])],
         {**library_versions(), **factory_distribution(model_type)})
     write_json(folder / TRAINING_FILE, training.to_dict())
-    learned = infer_schema(result.training_data, label_column=label_column,
-                           timestamp_column=timestamp_column, feature_kinds=feature_kinds,
-                           task=task)
-    write_json(folder / STATISTICS_FILE, reference_statistics(result.training_data, learned),
-               compact=True)
-    parent_schema = (registry.version_json(champion_version, SCHEMA_FILE)
-                     if result.strategy == Strategy.FINETUNE else None)
-    learned["label"]["task_reason"] = resolved["label"].get("task_reason", "")
-    write_json(folder / SCHEMA_FILE,
-               merge_schemas(parent_schema, learned) if parent_schema else learned)
+    _write_learned(folder, result, resolved, label_column, timestamp_column,
+                   registry.version_json(champion_version, SCHEMA_FILE)
+                   if result.strategy == Strategy.FINETUNE else None)
     (result.cross_fitted if result.cross_fitted is not None else pd.DataFrame()).to_parquet(
         cross_fitted, index=False)
     markdown = reports.trace_markdown(training)
     write_text(training_trace, markdown)
     print(markdown)
     return RetrainOutputs(training)
+
+
+def _write_learned(folder: Path, result, resolved: dict, label_column: str,
+                   timestamp_column: str, parent_schema: dict | None) -> None:
+    """The schema and statistics of the rows the challenger learned from, beside it (a
+    fine-tune's schema keeps its parent's too)."""
+    from components.data.drift import reference_statistics
+    from components.data.schema import (
+        infer_schema,
+        merge_schemas,
+        schema_feature_kinds,
+        schema_task,
+    )
+
+    learned = infer_schema(result.training_data, label_column=label_column,
+                           timestamp_column=timestamp_column,
+                           feature_kinds=schema_feature_kinds(resolved), task=schema_task(resolved))
+    write_json(folder / STATISTICS_FILE, reference_statistics(result.training_data, learned),
+               compact=True)
+    learned["label"]["task_reason"] = resolved["label"].get("task_reason", "")
+    write_json(folder / SCHEMA_FILE,
+               merge_schemas(parent_schema, learned) if parent_schema else learned)
 
 
 def _concept_change(registry: Registry, champion, train_data: str, validation_data: str,
@@ -413,21 +427,15 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
     """Compare both models on the same rows (this run's holdout rows, its cross-fitted training
     rows, then the newest earlier holdout rows), decide, and write the decision record. The
     metric and its threshold are the task's (``auto``, ``-1``: its defaults)."""
-    from components import reports
     from components.data.chunks import Table
     from components.ml.models import load_model
-    from components.outcomes import GateMetric
-    from components.params import check_task_parameters, gate_threshold
     from components.records import ChallengerScores, ChampionScores
     from components.stages.evaluate import Freshness, evaluate
 
     registry = Registry(registry_uri, model_name)
     (champion, _), pool = _champion(registry, champion_version), registry.holdout_pool()
     training = TrainingSummary.from_dict(read_json(Path(challenger) / TRAINING_FILE))
-    check_task_parameters({"metric": metric, "threshold": threshold}, training.task,
-                          "the evaluate stage")
-    metric = GateMetric.resolved(metric, training.task)
-    threshold = gate_threshold(threshold, metric)
+    metric, threshold = _gate_terms(metric, threshold, training.task)
     preprocess_counts = {key: int(value) for key, value in preprocess_counts.items()}
     model = load_model(Path(challenger) / MODEL_FILE, libraries=training.libraries,
                        model_type=training.model_type)
@@ -459,20 +467,40 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
               "evaluation_rows": len(evaluation.rows.frame)},
         validation=validation_summary(validation_report), gate=evaluation.gate(),
         warnings=[pool.warning] if pool.warning else [])
-    if pool.warning:
-        print(f"warning: {pool.warning}")
-    write_json(decision_record, record.to_dict())
-    write_text(comparison, reports.comparison_markdown(record))
-    write_text(evaluation_report, reports.evaluation_html(
-        record, evaluation.challenger, evaluation.champion))
+    _write_decision(record, evaluation, decision_record=decision_record, comparison=comparison,
+                    evaluation_report=evaluation_report)
     _write_deploy_inputs(prediction_sample, judged_rows, model, evaluation,
                          training.feature_kinds, label_column, timestamp_column)
-    print(f"decision: {verdict.decision}: {verdict.reason}")
     labels, matrix = evaluation.challenger.confusion()
     return EvaluateOutputs(verdict.decision, verdict.reason,
                            challenger=evaluation.challenger_scores,
                            champion=evaluation.champion_scores or {}, confusion_labels=labels,
                            confusion_matrix=matrix, roc=evaluation.challenger.roc_points())
+
+
+def _gate_terms(metric: str, threshold: float, task: str) -> tuple[str, float | None]:
+    """The gate metric and the bar it is held to, for the task (``auto`` and ``-1``: the
+    task's defaults), once the task's rules are checked."""
+    from components.outcomes import GateMetric
+    from components.params import check_task_parameters, gate_threshold
+
+    check_task_parameters({"metric": metric, "threshold": threshold}, task, "the evaluate stage")
+    metric = GateMetric.resolved(metric, task)
+    return metric, gate_threshold(threshold, metric)
+
+
+def _write_decision(record: DecisionRecord, evaluation, *, decision_record: str,
+                    comparison: str, evaluation_report: str) -> None:
+    """The decision record, the comparison (Markdown) and the evaluation report (HTML)."""
+    from components import reports
+
+    for warning in record.warnings:
+        print(f"warning: {warning}")
+    write_json(decision_record, record.to_dict())
+    write_text(comparison, reports.comparison_markdown(record))
+    write_text(evaluation_report, reports.evaluation_html(record, evaluation.challenger,
+                                                          evaluation.champion))
+    print(f"decision: {record.decision}: {record.reason}")
 
 
 def _write_deploy_inputs(prediction_sample: str, judged_rows: str, model, evaluation,

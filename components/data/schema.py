@@ -236,32 +236,16 @@ def infer_schema(
     """
     table = as_table(data)
     kinds = feature_kinds or infer_feature_kinds(table, label_column, timestamp_column)
+    tallied = dict(kinds)
+    if task == Task.REGRESSION:  # a number to predict: its range, as a numeric feature's
+        tallied[label_column] = NUMERIC
     seen: dict[str, dict] = {}
     classes: set = set()
-    label_range: list[float] = []
     for chunk in table.chunks():
-        for name, kind in kinds.items():
-            if name not in chunk:
-                continue
-            values, entry = chunk[name], seen.setdefault(name, {"nullable": False})
-            entry["nullable"] = entry["nullable"] or bool(values.isna().any())
-            if kind == NUMERIC:
-                numbers = parse_numbers(values)
-                if numbers.notna().any():
-                    low, high = float(numbers.min()), float(numbers.max())
-                    entry["min"] = min(entry.get("min", low), low)
-                    entry["max"] = max(entry.get("max", high), high)
-            elif entry.get("domain", set()) is not None:
-                domain = entry.setdefault("domain", set())
-                domain.update(as_category_strings(values).dropna().unique())
-                if len(domain) > MAX_DOMAIN_SIZE:
-                    entry["domain"] = None
-        if label_column in chunk and task == Task.REGRESSION:
-            numbers = label_as(chunk[label_column], task).dropna()
-            if len(numbers):
-                label_range = [min([*label_range[:1], float(numbers.min())]),
-                               max([*label_range[1:], float(numbers.max())])]
-        elif label_column in chunk:
+        for name, kind in tallied.items():
+            if name in chunk:
+                _tally_column(seen.setdefault(name, {"nullable": False}), chunk[name], kind)
+        if label_column in chunk and task != Task.REGRESSION:
             classes.update(plain_value(v)
                            for v in label_values(chunk[label_column]).dropna().unique())
     columns = []
@@ -275,10 +259,27 @@ def infer_schema(
                 entry["domain"] = sorted(seen[name]["domain"])
         columns.append(entry)
     label = {"name": label_column, "task": task, "classes": sorted(classes, key=str)}
-    if label_range:
-        label["min"], label["max"] = label_range
+    if "min" in seen.get(label_column, {}) and task == Task.REGRESSION:
+        label["min"], label["max"] = seen[label_column]["min"], seen[label_column]["max"]
     return {"label": label, "timestamp": timestamp_column, "rows": int(table.rows),
             "columns": columns}
+
+
+def _tally_column(entry: dict, values: pd.Series, kind: str) -> None:
+    """Add a chunk's values of a column to what the schema records of it: whether any is
+    missing, and its range (numeric) or its categories (up to :data:`MAX_DOMAIN_SIZE`)."""
+    entry["nullable"] = entry["nullable"] or bool(values.isna().any())
+    if kind == NUMERIC:
+        numbers = parse_numbers(values)
+        if numbers.notna().any():
+            low, high = float(numbers.min()), float(numbers.max())
+            entry["min"] = min(entry.get("min", low), low)
+            entry["max"] = max(entry.get("max", high), high)
+    elif entry.get("domain", set()) is not None:
+        domain = entry.setdefault("domain", set())
+        domain.update(as_category_strings(values).dropna().unique())
+        if len(domain) > MAX_DOMAIN_SIZE:
+            entry["domain"] = None
 
 
 def plain_value(value: object) -> object:

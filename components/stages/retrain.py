@@ -509,14 +509,12 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
     threshold is set last (``decision_threshold``: a probability, or ``tuned`` on the validation
     rows for the gate metric).
 
-    ``train`` (new rows: validation and holdout rows excluded), ``history`` (rows the champion
-    line consumed before, holdout rows excluded) and ``validation`` (the newest new training
-    rows) are each a DataFrame, a Parquet path or a Table. The other arguments are the pipeline
-    parameters of the same names (``metric`` resolved for the task); ``champion`` is the
-    champion Pipeline (None on a cold start) with its registry metadata, and ``seed`` seeds
-    every random choice. With ``change`` (see :func:`concept_change`), ``auto`` also fits a
-    candidate on the rows since the change. Returns the chosen model, every candidate, and the
-    trace.
+    ``train`` (new rows less validation and holdout rows), ``history`` (rows the champion line
+    consumed before, less holdout rows) and ``validation`` (the newest new training rows): each
+    a DataFrame, a Parquet path or a Table. The rest are the pipeline parameters of the same
+    names (``metric`` resolved for the task), the champion Pipeline (None: a cold start) with
+    its metadata, the seed of every random choice, and with ``change``
+    (:func:`concept_change`) ``auto``'s candidate fitted on the rows since the change.
     """
     model_config = dict(model_config or {})
     check_estimator(model_type=model_type, task=task, feature_kinds=feature_kinds,
@@ -541,14 +539,8 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
         # The threshold is tuned on the candidate, for which the validation rows are unseen.
         threshold, threshold_note = _decision_threshold(best.model, decision_threshold,
                                                         validation, label_column, metric, task)
-        model, training_data = best.model, candidate_rows[best.strategy]
-        if best.strategy == Strategy.SINCE_CHANGE:  # its fit holds the validation rows already
-            training_data = since_change_rows(
-                as_table(_with_rows(training_data, validation)).read(), change)
-        elif best.rows < REFIT_LIMIT and validation.rows:
-            training_data, refit_note = _refit_rows(best, candidate_rows, validation, **window)
-            model, _ = _fit(best.strategy, training_data, validation, traced=False, **fit)
-            notes.append(refit_note)
+        model, training_data = _refitted(best, candidate_rows, validation, change, notes,
+                                         window=window, fit=fit)
         if task == Task.CLASSIFICATION:
             model = with_decision_threshold(model, threshold)
         cross_fitted, cross_fit_note = cross_fit(
@@ -561,6 +553,21 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
                          model_type=model_type, candidates=candidates, trace=best.trace,
                          notes=notes, training_data=training_data, cross_fitted=cross_fitted,
                          task=task, model_config=model_config)
+
+
+def _refitted(best: Candidate, candidate_rows: dict, validation, change, notes: list[str], *,
+              window: dict, fit: dict):
+    """The chosen candidate's model and the rows it learned from: refitted with the validation
+    rows below :data:`REFIT_LIMIT` (a since-change fit holds them already)."""
+    model, training_data = best.model, candidate_rows[best.strategy]
+    if best.strategy == Strategy.SINCE_CHANGE:
+        return model, since_change_rows(as_table(_with_rows(training_data, validation)).read(),
+                                        change)
+    if best.rows < REFIT_LIMIT and validation.rows:
+        training_data, refit_note = _refit_rows(best, candidate_rows, validation, **window)
+        model, _ = _fit(best.strategy, training_data, validation, traced=False, **fit)
+        notes.append(refit_note)
+    return model, training_data
 
 
 CROSS_FIT_FOLDS = 3  # each fold's fit still learns from two thirds of the new rows

@@ -82,17 +82,9 @@ def validate(
     """
     table = as_table(new_data)
     findings = [Finding(ERROR, problem, check="ingest") for problem in (ingest_problems or [])]
-    if label_column and label_column != schema["label"]["name"]:
-        findings.append(Finding(ERROR, f"the label_column is {label_column!r}, but the schema's "
-                                       f"label is {schema['label']['name']!r}", "",
-                                label_column, "label_column"))
-        schema = {**schema, "label": {"name": label_column, "classes": []}}
+    schema, label_findings = _label_of(schema, label_column, task)
+    findings += label_findings
     label_column = schema["label"]["name"]
-    if task in Task.KNOWN and task != schema_task(schema):
-        findings.append(Finding(ERROR, f"the task is {task!r}, but the schema's label is for "
-                                       f"{schema_task(schema)} (the champion's task); a model's "
-                                       "task never changes: train another model_name for it",
-                                "", label_column, "task"))
     kinds = schema_feature_kinds(schema)
     kinds.pop(label_column, None)  # the label is never also a feature
     optional = {c["name"] for c in schema["columns"] if c.get("required", True) is False}
@@ -108,6 +100,24 @@ def validate(
                                 f"{min_rows} are needed to retrain (min_rows)",
                                 check="row_count"))
     return ValidationReport(findings=findings, rows=tally.rows, labelled_rows=labelled)
+
+
+def _label_of(schema: dict, label_column: str, task: str) -> tuple[dict, list[Finding]]:
+    """The schema with the run's label, and the errors of a label or a task other than the
+    schema's (the champion's): a model's label and task never change silently."""
+    findings, label = [], schema["label"]
+    if label_column and label_column != label["name"]:
+        findings.append(Finding(ERROR, f"the label_column is {label_column!r}, but the schema's "
+                                       f"label is {label['name']!r}", "", label_column,
+                                "label_column"))
+        schema = {**schema, "label": {"name": label_column, "task": schema_task(schema),
+                                      "classes": []}}
+    if task in Task.KNOWN and task != schema_task(schema):
+        findings.append(Finding(ERROR, f"the task is {task!r}, but the schema's label is for "
+                                       f"{schema_task(schema)} (the champion's task); a model's "
+                                       "task never changes: train another model_name for it",
+                                "", schema["label"]["name"], "task"))
+    return schema, findings
 
 
 def _tally_findings(tally: _Tally, schema: dict, kinds: dict[str, str], label_column: str,
