@@ -126,8 +126,8 @@ CONTRACTS: dict[str, StageContract] = {contract.name: contract for contract in (
         writes={"validation_report": "Artifact", "report": "Markdown", "drift_report": "HTML",
                 "schema": "Artifact"}),
     StageContract(
-        "preprocess", "Cleans rows, sets the holdout rows apart, and holds out the newest "
-        "training rows.", steps.preprocess_step,
+        "preprocess", "Cleans rows, sets any holdout rows apart (a run too large to "
+        "cross-fit), and holds out the newest training rows.", steps.preprocess_step,
         reads={"new_data": "Dataset", "history": "Dataset", "schema": "Artifact",
                "ingest_report": "Artifact"},
         writes={"train_data": "Dataset", "validation_data": "Dataset",

@@ -387,14 +387,16 @@ PARAMETERS: tuple[Parameter, ...] = (
               Interval(float, 0, 1)),
     Parameter("freshness_confidence", float, 0.8, "Confidence of the interval the freshness "
               "rule decides on.", Interval(float, 0.5, 1, closed="left")),
-    Parameter("holdout_fraction", float, 0.2, "Share of all rows that are evaluation-only, "
-              "drawn once per row from its content and the model name: no version ever trains "
-              "on them.", Interval(float, 0, 1, closed="neither")),
+    Parameter("holdout_fraction", float, 0.2, "Share of the new rows a run too large to "
+              "cross-fit (over 20,000 new rows, or 100,000 to fit on) holds out for the gate, "
+              "drawn per row from its content and the model name; no version trains on them "
+              "while they are in the rolling holdout. A smaller run holds none out.",
+              Interval(float, 0, 1, closed="neither")),
     Parameter("min_evaluation_rows", int, 300, "Fewest rows the gate compares the two models "
-              "on: every new row, then the newest earlier holdout rows.",
+              "on: every new row, then the newest rows of the rolling holdout.",
               Interval(int, 1, 10**7)),
-    Parameter("max_evaluation_rows", int, 5000, "Most holdout rows the gate compares on (the "
-              "newest), and the size of the rolling holdout kept in the registry.",
+    Parameter("max_evaluation_rows", int, 5000, "Most rows the gate compares on (the newest), "
+              "and the size of the rolling holdout kept in the registry.",
               Interval(int, 1, 10**7)),
     Parameter("validation_fraction", float, 0.2, "Newest share of the new training rows held out "
               "to choose among candidates (auto), tune the decision threshold and trace the "
@@ -555,9 +557,11 @@ STAGE_VALUES = {
     "train_data": "Cleaned new rows to train on (Parquet).",
     "validation_data": "The newest cleaned new training rows: to choose among candidates, tune "
                        "the threshold and trace the training (Parquet).",
-    "evaluation_data": "The new holdout rows: evaluation-only, never trained on (Parquet).",
+    "evaluation_data": "The new holdout rows of a run too large to cross-fit: evaluation-only "
+                       "(Parquet; none in a smaller run).",
     "seed": "Seed of every random choice of the run, drawn from its data and cutoff.",
-    "clean_history": "Cleaned history rows (Parquet).",
+    "clean_history": "Cleaned history rows to train on: all but those in the rolling holdout "
+                     "(Parquet).",
     "counts": "Rows for training, validation, evaluation and history, rows dropped, the seed.",
     "preprocess_counts": "Rows for training, validation, evaluation and history, rows dropped, "
                          "the seed.",
@@ -566,8 +570,8 @@ STAGE_VALUES = {
     "training_metrics": "Loss and accuracy after each epoch.",
     "training_trace": "The epoch-by-epoch training trace and the candidates (Markdown).",
     "cross_fitted": "The new training rows, each with the challenger procedure's prediction "
-                    "from a fit without it: evidence for the gate (Parquet; none when the "
-                    "holdout rows are plenty).",
+                    "from a fit without it: evidence for the gate (Parquet; none in a run too "
+                    "large to cross-fit, whose holdout rows are the evidence).",
     "metrics": "Both models' scores on the evaluation rows.",
     "classification_metrics": "The challenger's confusion matrix and ROC curve (a "
                               "classifier's).",
@@ -576,8 +580,10 @@ STAGE_VALUES = {
                          "matrix.",
     "comparison": "Champion vs challenger and the gate's reason (Markdown).",
     "decision_record": "Everything the gate decided on (JSON): what deploy publishes.",
-    "judged_rows": "Content hashes of the rows the gate judged on (Parquet): a version is never "
-                   "judged again on the rows that promoted it.",
+    "judged_rows": "The rows the gate judged on (Parquet): their content hashes (a version is "
+                   "never judged again on the rows that promoted it), when each arrived and how "
+                   "the challenger did on it (kept with the version, where later runs seek a "
+                   "change in its world from).",
     "reason": "The sentence that explains the decision.",
     "version": "The version deploy published (vNNNN).",
     "result": "deployed, or rejected (infra validation failed, the InferenceService was not "

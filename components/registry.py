@@ -7,6 +7,9 @@ Layout under ``<registry_uri>/<model_name>/``::
     versions/v0001/schema.json     the data contract inferred from its training rows (validate)
     versions/v0001/statistics.json its training rows' distributions, the drift reference
     versions/v0001/training.json   how it was trained: strategy, candidates, the epoch trace
+    versions/v0001/judged_rows.parquet  the rows its promotion was judged on, and how it did on
+                                   each (its honest answers): where a change in its world is
+                                   sought from, when later runs have no older unseen rows
     versions/v0001/.claim          written first, exclusively: two runs never get the same number
     champion.json                  the pointer: champion version, data watermark, consumed files
     runs/<run_id>.json             one record per pipeline run: status, reason, metrics
@@ -38,6 +41,7 @@ POINTER_FILE = "champion.json"
 SCHEMA_FILE = "schema.json"
 STATISTICS_FILE = "statistics.json"
 HOLDOUT_FILE = "holdout.parquet"
+JUDGED_FILE = "judged_rows.parquet"
 
 
 class RegistryError(Exception):
@@ -159,9 +163,9 @@ def version_number(name: str) -> int:
 
 
 @dataclass(frozen=True)
-class HoldoutPool:
-    """The rolling holdout's Parquet bytes (None when there is none, or it cannot be read), and
-    a warning when it could not be read."""
+class DerivedParquet:
+    """A derived Parquet file's bytes (the rolling holdout, a version's judged rows; None when
+    there is none, or it cannot be read), and a warning when it could not be read."""
 
     data: bytes | None
     warning: str = ""
@@ -454,7 +458,7 @@ class Registry:
                    for info in self.storage.list_files(prefix)]
         return sorted(entries, key=lambda entry: entry["time"])
 
-    def holdout_pool(self) -> HoldoutPool:
+    def holdout_pool(self) -> DerivedParquet:
         """The rolling holdout (Parquet): the newest holdout rows of the data consumed so far.
 
         It is derived (every row in it was a run's holdout row), so one that cannot be read
@@ -462,9 +466,31 @@ class Registry:
         from that run's holdout rows.
         """
         uri = join_uri(self.root, HOLDOUT_FILE)
+        data, problem = self._derived_parquet(uri)
+        if problem:
+            return DerivedParquet(None, f"the rolling holdout {uri} cannot be read ({problem}): the "
+                                     "gate compared on this run's rows only, and the next "
+                                     "deploy writes it anew")
+        return DerivedParquet(data)
+
+    def judged_rows(self, version: str) -> DerivedParquet:
+        """The rows a version's promotion was judged on, with its honest answers on them
+        (Parquet; None for a version promoted before they were kept). Derived, so one that
+        cannot be read is left out with a warning: a change in the version's world is then
+        sought on the rows it has not seen alone."""
+        uri = self.version_uri(version, JUDGED_FILE)
+        data, problem = self._derived_parquet(uri)
+        if problem:
+            return DerivedParquet(None, f"{uri} cannot be read ({problem}): a change in the "
+                                     f"world of {version} is sought on the rows it has not seen "
+                                     "alone")
+        return DerivedParquet(data)
+
+    def _derived_parquet(self, uri: str) -> tuple[bytes | None, str]:
+        """A small derived Parquet file read whole (None when absent), or why it cannot be."""
         data, _ = self.storage.read_with_token(uri)
         if data is None:
-            return HoldoutPool(None)
+            return None, ""
         import io
 
         import pyarrow.parquet as pq
@@ -472,11 +498,8 @@ class Registry:
         try:
             pq.read_table(io.BytesIO(data))  # at most max_evaluation_rows rows: read it all
         except Exception as error:  # noqa: BLE001 - any reason it cannot be read
-            return HoldoutPool(None, f"the rolling holdout {uri} cannot be read "
-                                     f"({type(error).__name__}: {str(error)[:200]}): the gate "
-                                     "compared on this run's holdout rows only, and the next "
-                                     "deploy writes it anew")
-        return HoldoutPool(data)
+            return None, f"{type(error).__name__}: {str(error)[:200]}"
+        return data, ""
 
     def write_holdout_pool(self, data: bytes) -> None:
         self.storage.write_bytes(join_uri(self.root, HOLDOUT_FILE), data)

@@ -221,10 +221,12 @@ def _gate_lines(record: DecisionRecord) -> list[str]:
              "difference (or the champion missing the threshold and the challenger not worse)"
              f"{'; lower is better' if lower else ''}.",
              "",
-             f"Evaluation rows: {rows.get('rows', 0)} holdout rows ({rows.get('new_rows', 0)} of "
-             f"this run, {rows.get('earlier_rows', 0)} from earlier runs; "
+             f"Evaluation rows: {rows.get('rows', 0)} ({rows.get('cross_fitted_rows', 0)} "
+             f"cross-fitted and {rows.get('new_rows', 0)} holdout rows of this run, "
+             f"{rows.get('earlier_rows', 0)} holdout rows of earlier runs; "
              f"{rows.get('available', 0)} available), from {rows.get('period_start') or '-'} "
-             f"to {rows.get('period_end') or '-'}. No version was trained on them."]
+             f"to {rows.get('period_end') or '-'}. The champion has seen none of them; the "
+             f"challenger's answers: {rows.get('predictions') or '-'}."]
     if rows.get("note"):
         lines += ["", f"Note: {rows['note']}."]
     if gate.get("delta") is not None:

@@ -40,7 +40,7 @@ from components.records import (
     ValidationSummary,
     named_output,
 )
-from components.registry import SCHEMA_FILE, STATISTICS_FILE, Registry
+from components.registry import JUDGED_FILE, SCHEMA_FILE, STATISTICS_FILE, Registry
 from components.runtime.delegation import FULL, LIGHT
 from components.runtime.stage_runner import stage_step
 from components.storage.base import write_failure
@@ -258,13 +258,15 @@ def preprocess_step(*, new_data: str, history: str, schema: str, ingest_report: 
                     holdout_fraction: float, train_data: str, validation_data: str,
                     evaluation_data: str, clean_history: str, registry_uri: str,
                     model_name: str, run_id: str) -> PreprocessOutputs:
-    """Clean, set the holdout rows apart, and split, with the feature kinds of the schema
-    validate used; returns row counts and the run's seed."""
+    """Clean, set any holdout rows apart (none in a run small enough to be cross-fitted; history
+    rows in the rolling holdout), and split, with the feature kinds of the schema validate used;
+    returns row counts and the run's seed."""
     from components.data.chunks import Table
     from components.data.schema import schema_feature_kinds, schema_task
     from components.stages import preprocess as preprocess_stage
 
     resolved = read_json(schema)
+    pool = Registry(registry_uri, model_name).holdout_pool()
     result = preprocess_stage.preprocess(
         Table(new_data), Table(history), label_column=label_column,
         timestamp_column=timestamp_column, task=schema_task(resolved),
@@ -273,7 +275,8 @@ def preprocess_step(*, new_data: str, history: str, schema: str, ingest_report: 
         validation_path=validation_data, history_path=clean_history,
         evaluation_path=evaluation_data, model_name=model_name,
         holdout_fraction=holdout_fraction,
-        cutoff=IngestReport.from_dict(read_json(ingest_report)).cutoff)
+        cutoff=IngestReport.from_dict(read_json(ingest_report)).cutoff,
+        rolling_holdout=Table(pool.data) if pool.data else None)
     counts = result.counts()
     print(json.dumps(counts))
     return PreprocessOutputs(counts, counts["seed"])
@@ -328,8 +331,9 @@ def retrain_step(*, train_data: str, validation_data: str, clean_history: str, s
     check_task_parameters({"metric": metric, "decision_threshold": decision_threshold}, task,
                           "the retrain stage")
     champion, meta = _champion(registry, champion_version)
-    change = (_concept_change(registry, champion, train_data, validation_data, label_column,
-                              timestamp_column, confidence)
+    change = (_concept_change(registry, champion_version, champion, train_data,
+                              validation_data, label_column, timestamp_column, confidence,
+                              feature_kinds)
               if champion is not None and strategy == Strategy.AUTO else None)
     result = retrain_stage.retrain(
         strategy=strategy, model_type=model_type, train=Table(train_data),
@@ -379,18 +383,25 @@ def _write_learned(folder: Path, result, resolved: dict, label_column: str,
                merge_schemas(parent_schema, learned) if parent_schema else learned)
 
 
-def _concept_change(registry: Registry, champion, train_data: str, validation_data: str,
-                    label_column: str, timestamp_column: str, confidence: float):
+def _concept_change(registry: Registry, champion_version: str, champion, train_data: str,
+                    validation_data: str, label_column: str, timestamp_column: str,
+                    confidence: float, feature_kinds: dict[str, str]):
     """Where the champion's world changed, seen on its unseen rows (the rolling holdout and the
-    new training rows), or None."""
+    new training rows) after the rows its promotion was judged on, or None."""
     from components.data.chunks import Table
-    from components.stages.retrain import CROSS_FIT_LIMIT, concept_change, thinned
+    from components.data.roles import CROSS_FIT_LIMIT
+    from components.stages.retrain import concept_change, thinned
 
-    pool = registry.holdout_pool()
+    pool, judged = registry.holdout_pool(), registry.judged_rows(champion_version)
+    for warning in (pool.warning, judged.warning):
+        if warning:
+            print(f"warning: {warning}")
     return concept_change(champion, Table(pool.data) if pool.data else None,
                           thinned([Table(train_data), Table(validation_data)], CROSS_FIT_LIMIT),
                           label_column=label_column, timestamp_column=timestamp_column,
-                          confidence=confidence)
+                          confidence=confidence,
+                          judged=Table(judged.data).read() if judged.data else None,
+                          feature_kinds=feature_kinds)
 
 
 # -- 5. evaluate -------------------------------------------------------------------------------
@@ -506,14 +517,19 @@ def _write_decision(record: DecisionRecord, evaluation, *, decision_record: str,
 def _write_deploy_inputs(prediction_sample: str, judged_rows: str, model, evaluation,
                          feature_kinds: dict, label_column: str, timestamp_column: str) -> None:
     """What deploy needs of the evaluation: the prediction sample for infra validation, and the
-    content hashes of the rows judged on (so the version is never judged on them again)."""
+    rows judged on (their content hashes, so the version is never judged on them again; when
+    each arrived and how the challenger did on it, kept with the version)."""
     import pandas as pd
 
     from components.data.roles import content_hashes
+    from components.ml.concept_change import judged_columns
 
     _write_prediction_sample(prediction_sample, model, evaluation, feature_kinds, label_column)
-    hashes = content_hashes(evaluation.rows.frame, feature_kinds, label_column, timestamp_column)
-    pd.DataFrame({"row_hash": hashes}).to_parquet(judged_rows, index=False)
+    frame = evaluation.rows.frame
+    hashes = content_hashes(frame, feature_kinds, label_column, timestamp_column)
+    pd.DataFrame({"row_hash": hashes, **judged_columns(frame, evaluation.challenger,
+                                                       timestamp_column)}).to_parquet(
+        judged_rows, index=False)
 
 
 def _write_prediction_sample(path: str, model, evaluation, feature_kinds: dict,
@@ -559,6 +575,8 @@ def deploy_step(*, registry_uri: str, model_name: str, challenger: str, decision
     extra_files = {name: (folder / name).read_bytes()
                    for name in (SCHEMA_FILE, STATISTICS_FILE, TRAINING_FILE)
                    if (folder / name).exists()}
+    if judged_rows and Path(judged_rows).exists():
+        extra_files[JUDGED_FILE] = Path(judged_rows).read_bytes()
     sample = read_json(prediction_sample) if prediction_sample else None
     target = _serving_target(serving_namespace, canary_traffic_percent, serving_timeout_seconds,
                              serving_image, serving_service_account, serving_resources)

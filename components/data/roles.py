@@ -1,10 +1,14 @@
-"""Which rows are evaluation-only: decided once, from each row's content and the model's name.
+"""Which rows are evaluation-only, and when a run needs any.
 
-A row is a holdout row when a 64-bit hash of its values (features, label and event time, as the
-schema reads them), mixed with a hash of the model's name, falls in the lowest
-``holdout_fraction`` of the range. The same row gets the same role in every run, read from any
-file, under every strategy; so no version is ever trained on a holdout row, and a champion and
-its challenger are compared on rows neither has seen. Another model name draws another set.
+Below :data:`CROSS_FIT_LIMIT` new rows and :data:`REFIT_LIMIT` rows to fit on, retrain answers
+every new row by a fit that did not see it (cross-fitting), so the gate has honest evidence on
+all of them and the model deployed learns from all of them: such a run holds no row out. A
+larger run holds out its holdout rows: those whose 64-bit hash of their values (features, label
+and event time, as the schema reads them), mixed with a hash of the model's name, falls in the
+lowest ``holdout_fraction`` of the range. The same row gets the same role whichever file it is
+read from, so a rejected run's rows are held out alike next month; another model name draws
+another set. A promoted run's holdout rows join the rolling holdout in the registry, and no
+version trains on a row while it is there: those are the earlier rows later gates judge on.
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 # A rolling-holdout row's mark: the version whose promotion it judged (a champion is never judged
 # on the rows that chose it). Deploy sets it; evaluate reads it.
 PROMOTED_VERSION_COLUMN = "__promoted_version"
+
+# Above this many new rows cross-fitting (three more fits) is not worth its time: the run holds
+# out a holdout_fraction of them, which at the default 0.2 is max_evaluation_rows (5,000) rows.
+CROSS_FIT_LIMIT = 20_000
+# Below this many rows to fit on, the chosen candidate is refitted with the selection rows and
+# cross-fitted; above it each fit is costly enough that the run holds out rows instead.
+REFIT_LIMIT = 100_000
+
+
+def cross_fittable(new_rows: int, fit_rows: int) -> bool:
+    """Whether a run with ``new_rows`` new rows (training and selection rows), whose fits learn
+    from at most ``fit_rows`` rows, is small enough to be cross-fitted: then it needs no
+    holdout rows."""
+    return new_rows <= CROSS_FIT_LIMIT and fit_rows < REFIT_LIMIT
 
 
 def model_salt(model_name: str) -> np.uint64:

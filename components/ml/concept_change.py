@@ -2,7 +2,9 @@
 
 Used by evaluate, to judge on the rows after a change, and by retrain, to add a candidate fitted
 only on them. Batches are :func:`components.data.drift.batch_names`' (a file, or a file's
-calendar month).
+calendar month). A version keeps how it did on the rows its promotion was judged on
+(:func:`judged_columns`: its honest answers, cross-fitted or held out), so a later run can tell
+a change in its world at the very first of the rows it has not seen.
 """
 
 from __future__ import annotations
@@ -11,6 +13,36 @@ import numpy as np
 import pandas as pd
 
 from components.data.drift import batch_names
+
+# How a version did on each row its promotion was judged on (the registry's judged_rows.parquet).
+JUDGED_RIGHT = "__right"  # a classifier's: whether its answer was the label
+JUDGED_ERROR = "__error"  # a regressor's: its prediction minus the label
+
+
+def judged_columns(frame: pd.DataFrame, predictions, timestamp_column: str) -> dict:
+    """The columns a version's judged rows keep: when each row arrived (its file, and event
+    time), and how the version did on it."""
+    from components.data.schema import SOURCE_FILE_COLUMN
+
+    when = {column: frame[column].to_numpy() for column in (SOURCE_FILE_COLUMN, timestamp_column)
+            if column and column in frame}
+    if predictions.regression:
+        return {**when, JUDGED_ERROR: predictions.errors()}
+    return {**when, JUDGED_RIGHT: predictions.right()}
+
+
+def champion_right(unseen_answers, judged: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the champion was right on each of its judged rows, then on each row it has not
+    seen (``unseen_answers``: its predictions there). A regressor is right within its median
+    absolute error over all of them (as :func:`components.ml.metrics.right_answers` has it)."""
+    if not unseen_answers.regression:
+        known = (judged[JUDGED_RIGHT].to_numpy(dtype=bool) if judged is not None
+                 else np.zeros(0, dtype=bool))
+        return known, unseen_answers.right()
+    known = judged[JUDGED_ERROR].to_numpy(dtype=float) if judged is not None else np.zeros(0)
+    errors = unseen_answers.errors()
+    tolerance = float(np.median(np.abs(np.concatenate([known, errors])))) if len(errors) else 0.0
+    return np.abs(known) <= tolerance, np.abs(errors) <= tolerance
 
 
 def batch_starts(frame: pd.DataFrame, timestamp_column: str) -> tuple[list, list[int]]:

@@ -173,10 +173,12 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
         notes.append(f"{len(judged)} rows to compare on, fewer than min_evaluation_rows "
                      f"{min_rows}")
     counts = {kind: int(kinds.get(kind, 0)) for kind in (EARLIER, HOLDOUT, CROSS_FITTED)}
-    predictions = (f"the challenger model's own answers on {counts[HOLDOUT] + counts[EARLIER]} "
-                   "holdout rows" + (f", cross-fitted answers on {counts[CROSS_FITTED]} new "
-                                     "training rows (each from a fit without it)"
-                                     if counts[CROSS_FITTED] else ""))
+    said = [f"cross-fitted answers on {counts[CROSS_FITTED]} new training rows (each from a "
+            "fit without it)"] if counts[CROSS_FITTED] else []
+    if counts[HOLDOUT] + counts[EARLIER] or not said:
+        said.append(f"the challenger model's own answers on {counts[HOLDOUT] + counts[EARLIER]} "
+                    "holdout rows")
+    predictions = ", ".join(said)
     return EvaluationRows(judged, counts[HOLDOUT], counts[EARLIER], available, period_start,
                           period_end, "; ".join(notes), cross_fitted_rows=counts[CROSS_FITTED],
                           left_out_promoting=left_out_promoting,

@@ -1,10 +1,12 @@
-"""Stage 3, preprocess: clean the rows, set the holdout rows apart, split off the selection rows.
+"""Stage 3, preprocess: clean the rows, set any holdout rows apart, split off the selection rows.
 
-Cleaning here is row-level (types, duplicates, rows without a label). Holdout rows are drawn
-from each row's content and the model name (:mod:`components.data.roles`): the same rows in
-every run, never trained on by any version, and the gate's evaluation rows. Of the rest, the
-newest ``validation_fraction`` of the new rows are the selection rows retrain chooses and
-tunes on. The column transforms
+Cleaning here is row-level (types, duplicates, rows without a label). A run small enough to be
+cross-fitted (:func:`components.data.roles.cross_fittable`) holds no row out: the gate judges
+every new row by a fit that did not see it, and the model learns from all of them. A larger run
+sets its holdout rows apart (drawn from each row's content and the model name), the gate's own
+evaluation rows. History rows are all training rows but those in the registry's rolling holdout,
+which later gates still judge on. Of the new training rows, the newest ``validation_fraction``
+are the selection rows retrain chooses and tunes on. The column transforms
 (imputation, scaling, one-hot encoding) are fitted inside the saved model
 (:func:`components.ml.features.build_feature_transformer`), so serving applies exactly what
 training learned.
@@ -19,7 +21,13 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import ChunkWriter, FrameTable, as_table, first_occurrences, row_hashes
-from components.data.roles import holdout_mask, model_salt, role_columns
+from components.data.roles import (
+    content_hashes,
+    cross_fittable,
+    holdout_mask,
+    model_salt,
+    role_columns,
+)
 from components.data.schema import (
     SOURCE_FILE_COLUMN,
     coerce_rows,
@@ -38,7 +46,7 @@ class PreprocessResult:
     dropped_duplicates: int
     dropped_unlabelled: int
     holdout_rows: int = 0  # new rows set apart as holdout: evaluation only
-    history_holdout_rows: int = 0  # history rows left out of training: they are holdout
+    history_holdout_rows: int = 0  # history rows left out of training: in the rolling holdout
     seed: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -119,25 +127,37 @@ def preprocess(
     holdout_fraction: float = 0.0,
     cutoff: str = "",
     task: str = Task.CLASSIFICATION,
+    rolling_holdout=None,
 ) -> PreprocessResult:
-    """Clean new rows and history alike; set the holdout rows apart; split the rest of the new
+    """Clean new rows and history alike; set any holdout rows apart; split the rest of the new
     rows into train and validation.
 
-    Holdout rows (:mod:`components.data.roles`) go to ``evaluation_path``, new and history
-    alike are never trained on. Of the other new rows, the newest ``validation_fraction`` are
-    validation. Does what :func:`clean` and :func:`split_by_time` do, a chunk of rows at a time:
-    a first pass finds the rows to keep (labelled, not a repeat: 64-bit row hashes), their roles
-    and where the time cut falls; a second pass writes each kept row to its file, in the input's
-    order. ``new_data`` and ``history`` are DataFrames, Parquet paths or
-    :class:`components.data.chunks.Table` objects; the label is read as ``task`` reads it (a
-    regression label as numbers). The seed is drawn from the kept rows'
-    hashes and ``cutoff``: the same data gives the same seed, run after run.
+    A run too large to be cross-fitted (:func:`components.data.roles.cross_fittable`: its new
+    rows, and the history and new rows a fit may learn from) sets its holdout rows
+    (:mod:`components.data.roles`, ``holdout_fraction``) apart to ``evaluation_path``; a smaller
+    one holds no row out. History rows held in ``rolling_holdout`` (the registry's, or None) are
+    left out of training: later gates judge on them. Of the other new rows, the newest
+    ``validation_fraction`` are validation. Does what :func:`clean` and :func:`split_by_time` do,
+    a chunk of rows at a time: a first pass finds the rows to keep (labelled, not a repeat:
+    64-bit row hashes), their roles and where the time cut falls; a second pass writes each kept
+    row to its file, in the input's order. ``new_data``, ``history`` and ``rolling_holdout``
+    are DataFrames, Parquet paths or :class:`components.data.chunks.Table` objects; the label is
+    read as ``task`` reads it (a regression label as numbers). The seed is drawn from the kept
+    rows' hashes and ``cutoff``: the same data gives the same seed, run after run.
     """
     new_table, history_table = as_table(new_data), as_table(history)
-    roles = (model_salt(model_name), holdout_fraction, timestamp_column)
-    plan = _clean_plan(new_table, label_column=label_column, feature_kinds=feature_kinds,
-                       order_column=timestamp_column or SOURCE_FILE_COLUMN, roles=roles,
-                       task=task)
+    common = dict(label_column=label_column, feature_kinds=feature_kinds, task=task)
+    history_plan = _clean_plan(history_table, order_column="", roles=(
+        np.uint64(0), 0.0, timestamp_column), held=_held_hashes(rolling_holdout, **common,
+                                                                timestamp_column=timestamp_column),
+                               **common)
+    history_training = history_plan.keep & ~history_plan.holdout
+    plan = _clean_plan(new_table, order_column=timestamp_column or SOURCE_FILE_COLUMN,
+                       roles=(model_salt(model_name), holdout_fraction, timestamp_column),
+                       **common)
+    new_rows = int(plan.keep.sum())
+    if cross_fittable(new_rows, new_rows + int(history_training.sum())):
+        plan.holdout[:] = False  # every new row is cross-fitted: none needs holding out
     training = plan.keep & ~plan.holdout
     is_validation = np.zeros(len(plan.keep), dtype=bool)
     is_validation[training] = newest_rows(plan.order[~plan.holdout[plan.keep]],
@@ -147,17 +167,25 @@ def preprocess(
     paths = {"train": train_path, "validation": validation_path,
              "evaluation": evaluation_path or Path(train_path).with_name("evaluation.parquet")}
     rows = _write_clean(new_table, feature_kinds, label_column, routes, paths, task)
-    history_plan = _clean_plan(history_table, label_column=label_column,
-                               feature_kinds=feature_kinds, order_column="", roles=roles,
-                               task=task)
     history_rows = _write_clean(history_table, feature_kinds, label_column,
-                                {"history": history_plan.keep & ~history_plan.holdout},
-                                {"history": history_path}, task)
+                                {"history": history_training}, {"history": history_path}, task)
     return PreprocessResult(
         rows["train"], rows["validation"], history_rows["history"], plan.duplicates,
         plan.unlabelled, holdout_rows=rows["evaluation"],
         history_holdout_rows=int((history_plan.keep & history_plan.holdout).sum()),
         seed=run_seed(plan.digest, cutoff))
+
+
+def _held_hashes(rolling_holdout, *, label_column: str, feature_kinds: dict[str, str],
+                 task: str, timestamp_column: str) -> np.ndarray | None:
+    """The content hashes of the rolling holdout's rows, coerced as history rows are (so the
+    same row hashes alike), or None when there is none."""
+    if rolling_holdout is None:
+        return None
+    hashes = [content_hashes(coerce_rows(chunk, feature_kinds, label_column, task),
+                             feature_kinds, label_column, timestamp_column)
+              for chunk in as_table(rolling_holdout).chunks()]
+    return np.concatenate(hashes) if hashes else None
 
 
 def run_seed(digest: int, cutoff: str) -> int:
@@ -179,9 +207,10 @@ class _CleanPlan:
 
 def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
                 order_column: str, roles: tuple = (np.uint64(0), 0.0, ""),
-                task: str = Task.CLASSIFICATION) -> _CleanPlan:
+                task: str = Task.CLASSIFICATION, held: np.ndarray | None = None) -> _CleanPlan:
     """Which rows :func:`clean` keeps, their roles, and the kept rows' ``order_column`` values
-    as a key. ``roles``: the model's salt, the holdout fraction and the timestamp column.
+    as a key. ``roles``: the model's salt, the holdout fraction and the timestamp column; a row
+    whose content hash is among ``held`` is a holdout row too.
 
     Per row it keeps 18 bytes (a hash, a timestamp, two flags), in arrays sized once up front.
     """
@@ -199,10 +228,11 @@ def _clean_plan(table, *, label_column: str, feature_kinds: dict[str, str],
             labelled[offset:end] = coerced[label_column].notna().to_numpy()
         content = [c for c in coerced.columns if c != SOURCE_FILE_COLUMN]
         hashes[offset:end] = row_hashes(coerced, content)
+        columns = role_columns(coerced.columns, feature_kinds, label_column, timestamp_column)
         if holdout_fraction:
-            holdout[offset:end] = holdout_mask(
-                coerced, role_columns(coerced.columns, feature_kinds, label_column,
-                                      timestamp_column), salt, holdout_fraction)
+            holdout[offset:end] = holdout_mask(coerced, columns, salt, holdout_fraction)
+        if held is not None and len(coerced):
+            holdout[offset:end] |= np.isin(row_hashes(coerced, columns), held)
         if order_column:
             key = _order_key(coerced, order_column)
             if keys is None:

@@ -9,11 +9,12 @@ continued model reads features exactly as before. Classification and regression 
 differs (the label, the loss, the score) is the task's.
 
 ``auto`` fits every strategy that applies and keeps the one that scores best on the selection
-rows (the newest new training rows, which the gate never uses: it judges the chosen model on
-holdout rows, so the choice cannot flatter it). Under abrupt drift old history hurts a full
-refit; ``auto`` finds that out from the scores rather than from a rule. Below
-:data:`REFIT_LIMIT` rows the chosen candidate is then refitted with the selection rows (a window
-moving on to end at the newest rows), and a binary model gets its decision threshold.
+rows (the newest new training rows). Under abrupt drift old history hurts a full refit;
+``auto`` finds that out from the scores rather than from a rule. Below
+:data:`components.data.roles.REFIT_LIMIT` rows the chosen candidate is then refitted with the
+selection rows (a window moving on to end at the newest rows), and a binary model gets its
+decision threshold. Then, in a run small enough (:func:`components.data.roles.cross_fittable`),
+every new row is answered by the chosen procedure fitted without it: the gate's evidence.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 
 from components.data.chunks import FrameTable, as_table
 from components.data.drift import batch_names
+from components.data.roles import REFIT_LIMIT, cross_fittable
 from components.data.schema import SOURCE_FILE_COLUMN
 from components.ml.estimators import (
     HGB,
@@ -47,7 +49,6 @@ from components.ml.metrics import (
     cross_fitted_columns,
     model_output,
     predict,
-    right_answers,
     score_model,
     trace_totals,
 )
@@ -410,7 +411,6 @@ def window_rows(rows: pd.DataFrame, *, timestamp_column: str, window_days: int,
     return rows[rows[SOURCE_FILE_COLUMN].isin(newest)]
 
 
-REFIT_LIMIT = 100_000  # below this many training rows the chosen candidate is refitted on all
 
 
 @dataclass(frozen=True)
@@ -424,23 +424,34 @@ class ConceptChange:
 
 
 def concept_change(champion, pool, new_rows: pd.DataFrame, *, label_column: str,
-                   timestamp_column: str, confidence: float) -> ConceptChange | None:
+                   timestamp_column: str, confidence: float, judged=None,
+                   feature_kinds: dict[str, str] | None = None) -> ConceptChange | None:
     """Where the champion's world changed, if the rows it has never seen (the rolling holdout's
-    and this run's new rows) show a change of how often it is right at a batch boundary."""
-    from components.ml.concept_change import in_time_order, since_concept_change
+    and this run's new rows) show a change of how often it is right at a batch boundary. Before
+    them come the rows its promotion was judged on (``judged``, the registry's, with its honest
+    answers there; those in the rolling holdout are answered afresh), so a change at the first
+    new row is seen too."""
+    from components.data.roles import content_hashes
+    from components.ml.concept_change import champion_right, in_time_order, since_concept_change
 
     if champion is None or not len(new_rows):
         return None
     earlier = as_table(pool).read() if pool is not None else new_rows.iloc[:0]
-    frame = in_time_order(pd.concat([earlier, new_rows], ignore_index=True), timestamp_column,
-                          this_run=np.arange(len(earlier) + len(new_rows)) >= len(earlier))
-    answers = predict(champion, frame, label_column)
-    right, _ = right_answers(answers, answers)
-    end, note = since_concept_change(frame, right, right, confidence=confidence,
+    unseen = pd.concat([earlier, new_rows], ignore_index=True)
+    if judged is not None and len(earlier) and feature_kinds is not None:
+        judged = judged[~np.isin(judged["row_hash"], content_hashes(
+            earlier, feature_kinds, label_column, timestamp_column))]
+    known, right = champion_right(predict(champion, unseen, label_column), judged)
+    frame = pd.concat([judged, unseen], ignore_index=True) if judged is not None else unseen
+    this_run = np.arange(len(frame)) >= len(frame) - len(new_rows)
+    order = in_time_order(frame.assign(__champion_right=np.concatenate([known, right])),
+                          timestamp_column, this_run)
+    right = order.pop("__champion_right").to_numpy(dtype=bool)
+    end, note = since_concept_change(order, right, right, confidence=confidence,
                                      timestamp_column=timestamp_column)
     if not end:
         return None
-    return ConceptChange(frozenset(batch_names(frame.iloc[end:], timestamp_column)), note,
+    return ConceptChange(frozenset(batch_names(order.iloc[end:], timestamp_column)), note,
                          timestamp_column)
 
 
@@ -502,15 +513,16 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
     """Fit the challenger with the requested strategy (``auto``: the best of those that apply).
 
     Candidates are fitted on ``train`` (and the history their strategy uses) and compared on
-    ``validation``, rows the deploy gate never sees: the gate judges only the chosen one, on its
-    own holdout rows, so the choice cannot flatter it. The chosen candidate is then refitted on
-    its rows and the validation rows together (below :data:`REFIT_LIMIT` training rows, where
-    they are a real share of what there is to learn from). For binary labels the decision
-    threshold is set last (``decision_threshold``: a probability, or ``tuned`` on the validation
-    rows for the gate metric).
+    ``validation``; the gate judges only the chosen one, and sees the validation rows only
+    through cross-fitted answers. The chosen candidate is then refitted on its rows and the
+    validation rows together (below :data:`REFIT_LIMIT` training rows, where they are a real
+    share of what there is to learn from). For binary labels the decision threshold is set last
+    (``decision_threshold``: a probability, or ``tuned`` on the validation rows for the gate
+    metric). Last, :func:`cross_fit` answers every new row for the gate.
 
-    ``train`` (new rows less validation and holdout rows), ``history`` (rows the champion line
-    consumed before, less holdout rows) and ``validation`` (the newest new training rows): each
+    ``train`` (new rows less validation and any holdout rows), ``history`` (rows the champion
+    line consumed before, less those in the rolling holdout) and ``validation`` (the newest new
+    training rows): each
     a DataFrame, a Parquet path or a Table. The rest are the pipeline parameters of the same
     names (``metric`` resolved for the task), the champion Pipeline (None: a cold start) with
     its metadata, the seed of every random choice, and with ``change``
@@ -571,9 +583,6 @@ def _refitted(best: Candidate, candidate_rows: dict, validation, change, notes: 
 
 
 CROSS_FIT_FOLDS = 3  # each fold's fit still learns from two thirds of the new rows
-# Above this many new training rows the gate has max_evaluation_rows (5,000) holdout rows of the
-# run's own at the default holdout_fraction (0.2): the holdout alone is plenty.
-CROSS_FIT_LIMIT = 20_000
 
 
 def cross_fit(best: Candidate, classes, train, history, validation, *, threshold: float | None,
@@ -581,12 +590,13 @@ def cross_fit(best: Candidate, classes, train, history, validation, *, threshold
     """The new training rows (training and selection rows), each with the prediction of the
     chosen procedure fitted without it: :data:`CROSS_FIT_FOLDS` fits of the chosen strategy,
     each on its rows less a fold of the new rows. The champion has never seen these rows, so
-    with these honest predictions the gate compares the two on every new row rather than on the
-    holdout fifth alone. The model deployed is still the one fitted on all its rows; the fold
-    models, fitted on a little less, make the comparison err towards the champion."""
-    if best.rows >= REFIT_LIMIT or train.rows + validation.rows > CROSS_FIT_LIMIT:
-        return None, (f"not cross-fitted: {train.rows + validation.rows} new training rows (the "
-                      "holdout rows alone are plenty for the gate)")
+    with these honest predictions the gate compares the two on every new row; a run small enough
+    to be cross-fitted (:func:`components.data.roles.cross_fittable`) holds no row out. The
+    model deployed is still the one fitted on all its rows; the fold models, fitted on a little
+    less, make the comparison err towards the champion."""
+    if not cross_fittable(train.rows + validation.rows, best.rows):
+        return None, (f"not cross-fitted: {train.rows + validation.rows} new training rows and "
+                      f"{best.rows} to fit on (the run's holdout rows are the gate's evidence)")
     new = pd.concat([train.read(), validation.read()], ignore_index=True)
     predictions = predicted_without(
         best.strategy, new, lambda left_out: _candidate_rows(

@@ -115,10 +115,15 @@ def test_evaluate_compares_against_the_champion_on_the_same_rows(month):
     assert record.data["watermark_before"].startswith("2025-03-31")
     comparison = (month["root"] / "second" / "comparison").read_text()
     assert "| metric | champion v0001 | challenger (finetune, hgb) |" in comparison
-    assert f"Evaluation rows: {gate['rows']} holdout rows" in comparison
+    assert f"Evaluation rows: {gate['rows']} ({gate['evaluation']['cross_fitted_rows']} " \
+           "cross-fitted" in comparison
     assert "(95% CI" in comparison
-    # deploy only when the interval's lower bound is above min_improvement (0 here)
-    expected = GateDecision.DEPLOY if gate["ci_low"] > 0 else GateDecision.REJECT
+    # deploy when the interval's lower bound is above min_improvement (0 here), or when the
+    # freshness rule finds a refit not worse by more than its margin
+    fresh = gate.get("freshness")
+    expected = GateDecision.DEPLOY if gate["ci_low"] > 0 or (
+        fresh and gate["delta"] >= 0 and fresh["ci_low"] > -fresh["margin"]) \
+        else GateDecision.REJECT
     assert record.decision == expected
 
 
@@ -397,3 +402,59 @@ def test_a_write_that_fails_names_the_object_and_the_cause(tmp_path, monkeypatch
                                 "was")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["champion.json"]
+
+
+def test_history_rows_a_later_gate_judges_on_are_never_trained_on(tmp_path, demo_folder,
+                                                                  monkeypatch):
+    """Check the one rule of the holdout: a run too large to cross-fit holds out rows, its
+    deploy puts them in the rolling holdout, and the next run's history leaves exactly those
+    out of training (a run small enough to cross-fit would hold none out)."""
+    import pandas as pd
+
+    from components.data import roles
+
+    monkeypatch.setattr(roles, "CROSS_FIT_LIMIT", 100)  # every run is "too large" here
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("customers_2025-01_initial.csv", "customers_2025-04.csv"):
+        shutil.copy(demo_folder / name, source)
+    registry_uri = str(tmp_path / "registry")
+    first = run_stages(parameters(source_uri=str(source), registry_uri=registry_uri,
+                                  model_name="customers", cutoff=CUTOFFS[0], threshold=0.5,
+                                  **COLUMNS), tmp_path / "first", "run-1")
+    assert first.version == "v0001"
+    pool = pd.read_parquet(Path(registry_uri) / "customers" / "holdout.parquet")
+    assert len(pool) == first.outcomes["preprocess"].counts["holdout_rows"] > 0
+    second = run_stages(parameters(source_uri=str(source), registry_uri=registry_uri,
+                                   model_name="customers", cutoff=CUTOFFS[1], strategy="full",
+                                   threshold=0.5, **COLUMNS), tmp_path / "second", "run-2",
+                        deploy=False)
+    counts = second.outcomes["preprocess"].counts
+    history = pd.read_parquet(second.paths["clean_history"])
+    assert counts["history_holdout_rows"] == len(pool)
+    assert counts["history_rows"] == len(history) > 0
+    kinds = first.outcomes["retrain"].training.feature_kinds
+    hashes = [roles.content_hashes(frame, kinds, **COLUMNS) for frame in (history, pool)]
+    assert not set(hashes[0]) & set(hashes[1])
+
+
+def test_a_version_keeps_the_rows_its_promotion_was_judged_on(month, registry):
+    """Check that deploy keeps, with the version, the rows the gate judged its promotion on:
+    when each arrived and whether the challenger was right on it (what a later run seeks a
+    change in its world from); and that a damaged copy is left out with a warning naming it."""
+    import pandas as pd
+
+    from components.registry import JUDGED_FILE
+
+    result = _deploy(month["paths"], registry, "run-2", infra_validation=False)
+    store = Registry(registry, "customers")
+    judged = pd.read_parquet(store.version_uri(result.version, JUDGED_FILE))
+    record = json.loads(Path(month["paths"]["decision_record"]).read_text())
+    assert len(judged) == record["gate"]["rows"]
+    assert {"row_hash", COLUMNS["timestamp_column"], "__right"} <= set(judged.columns)
+    assert judged["__right"].mean() == pytest.approx(record["challenger"]["metrics"]["accuracy"])
+    Path(store.version_uri(result.version, JUDGED_FILE)).write_bytes(b"not parquet")
+    damaged = store.judged_rows(result.version)
+    assert damaged.data is None
+    assert damaged.warning.startswith(f"{store.version_uri(result.version, JUDGED_FILE)} cannot "
+                                      "be read (")

@@ -216,14 +216,14 @@ def test_cross_fitted_answers_are_honest_where_the_model_s_own_are_not():
 
 def test_above_the_limit_the_holdout_alone_judges(monkeypatch, drift):
     """Check that no cross-fitting is done where the new rows are many: the note says why."""
-    from components.stages import retrain as retrain_module
+    from components.data import roles
 
     history, train, validation, champion = drift
-    monkeypatch.setattr(retrain_module, "CROSS_FIT_LIMIT", 100)
+    monkeypatch.setattr(roles, "CROSS_FIT_LIMIT", 100)
     result = _run("full", train, history, validation, champion)
     assert result.cross_fitted is None
-    assert "not cross-fitted: 600 new training rows (the holdout rows alone are plenty for the " \
-           "gate)" in result.notes
+    assert "not cross-fitted: 600 new training rows and 5250 to fit on (the run's holdout rows " \
+           "are the gate's evidence)" in result.notes
 
 
 def test_after_a_concept_change_auto_adds_a_candidate_fitted_on_the_rows_since(drift):
@@ -242,6 +242,46 @@ def test_after_a_concept_change_auto_adds_a_candidate_fitted_on_the_rows_since(d
     assert since.status == "fitted"
     assert since.rows == len(train) + len(validation)  # every new row is after the change
     assert any("a candidate fitted on the rows from there on" in note for note in result.notes)
+
+
+def _judged_rows(champion, frame, task="classification"):
+    """A version's judged rows as evaluate writes them: content hashes, when each arrived and
+    how the version did on each."""
+    from components.data.roles import content_hashes
+    from components.ml.concept_change import judged_columns
+    from components.ml.metrics import predict
+
+    answers = predict(champion, frame, "label")
+    return pd.DataFrame({"row_hash": content_hashes(frame, KINDS, "label", "ts"),
+                         **judged_columns(frame, answers, "ts")})
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_change_at_the_first_new_row_is_seen_from_the_rows_that_judged_the_champion(
+        drift, number_drift, task):
+    """Check that with no unseen row older than the new ones (every new row is one month's, and
+    the rolling holdout is empty) a change at the new rows' first batch is still found, against
+    how the champion did on the rows its promotion was judged on; and that rows both judged and
+    in the rolling holdout count once."""
+    from components.stages.retrain import concept_change
+
+    if task == "classification":
+        history, train, validation, champion = drift
+    else:
+        history, train, validation = number_drift
+        champion, _ = fit_fresh(history, validation, label_column="label", feature_kinds=KINDS,
+                                model_type="hgb", epochs=3, task="regression")
+    new = pd.concat([train, validation], ignore_index=True)
+    terms = dict(label_column="label", timestamp_column="ts", confidence=0.95,
+                 feature_kinds=KINDS)
+    assert concept_change(champion, None, new, **terms) is None
+    judged = _judged_rows(champion, history.tail(400))
+    change = concept_change(champion, None, new, judged=judged, **terms)
+    assert change is not None
+    assert change.batches == {"new rows 2025-01"}
+    assert "of the 400 older rows" in change.note
+    both = concept_change(champion, history.tail(400), new, judged=judged, **terms)
+    assert "of the 400 older rows" in both.note
 
 
 def test_without_a_change_auto_fits_no_since_change_candidate(drift):
