@@ -582,13 +582,26 @@ def _refitted(best: Candidate, candidate_rows: dict, validation, change, notes: 
     return model, training_data
 
 
-CROSS_FIT_FOLDS = 3  # each fold's fit still learns from two thirds of the new rows
+# Each fold fit learns from all but a fold of the new rows: at least 90% of what the model
+# deployed learns from (more folds where the new rows are most of it, as for a window, a
+# since-change fit or a fine-tune), and never fewer than three folds nor more than ten.
+FOLD_SHARE_LEFT_OUT = 0.1
+MIN_FOLDS, MAX_FOLDS = 3, 10
+
+
+def cross_fit_folds(new_rows: int, fit_rows: int) -> int:
+    """How many folds the ``new_rows`` are cross-fitted in, for a procedure that learns from
+    ``fit_rows`` rows (them among them): enough that a fold leaves out at most
+    :data:`FOLD_SHARE_LEFT_OUT` of those rows, so the fold fits answer almost as the model
+    deployed would (fewer folds make the evidence err towards the champion)."""
+    wanted = int(np.ceil(new_rows / max(1.0, FOLD_SHARE_LEFT_OUT * fit_rows)))
+    return int(np.clip(wanted, MIN_FOLDS, MAX_FOLDS))
 
 
 def cross_fit(best: Candidate, classes, train, history, validation, *, threshold: float | None,
               row_choice: dict, fit: dict) -> tuple[pd.DataFrame | None, str]:
     """The new training rows (training and selection rows), each with the prediction of the
-    chosen procedure fitted without it: :data:`CROSS_FIT_FOLDS` fits of the chosen strategy,
+    chosen procedure fitted without it: :func:`cross_fit_folds` fits of the chosen strategy,
     each on its rows less a fold of the new rows. The champion has never seen these rows, so
     with these honest predictions the gate compares the two on every new row; a run small enough
     to be cross-fitted (:func:`components.data.roles.cross_fittable`) holds no row out. The
@@ -598,32 +611,33 @@ def cross_fit(best: Candidate, classes, train, history, validation, *, threshold
         return None, (f"not cross-fitted: {train.rows + validation.rows} new training rows and "
                       f"{best.rows} to fit on (the run's holdout rows are the gate's evidence)")
     new = pd.concat([train.read(), validation.read()], ignore_index=True)
+    folds = cross_fit_folds(len(new), best.rows + validation.rows)
     predictions = predicted_without(
         best.strategy, new, lambda left_out: _candidate_rows(
             [best.strategy], FrameTable(new[~left_out]), history, **row_choice)[best.strategy],
-        classes, threshold=threshold, fit=fit)
+        classes, threshold=threshold, fit=fit, folds=folds)
     if predictions is None:
-        return None, (f"not cross-fitted: {best.strategy} without one of {CROSS_FIT_FOLDS} folds "
-                      f"of the {len(new)} new rows cannot be fitted (one class or one value)")
+        return None, (f"not cross-fitted: {best.strategy} without one of {folds} folds of the "
+                      f"{len(new)} new rows cannot be fitted (one class or one value)")
     frame = new.assign(**cross_fitted_columns(*predictions))
     return frame, (f"cross-fitted: each of the {len(new)} new training rows predicted by "
-                   f"{best.strategy} fitted without it ({CROSS_FIT_FOLDS} folds)")
+                   f"{best.strategy} fitted without it ({folds} folds)")
 
 
 def predicted_without(strategy: str, held: pd.DataFrame, rows_without, classes, *,
-                      threshold: float | None, fit: dict):
+                      threshold: float | None, fit: dict, folds: int = MIN_FOLDS):
     """Each of ``held``'s rows predicted by ``strategy`` fitted on ``rows_without(left_out)``
     (the rows it learns from when the rows of ``held`` marked in ``left_out`` are left out), over
-    :data:`CROSS_FIT_FOLDS` folds of ``held``. For a classifier the probabilities in
+    ``folds`` folds of ``held``. For a classifier the probabilities in
     ``classes``' order and the predicted class's index; for a regressor (no ``classes``) None
     and the predicted values. None when a fold's rows cannot be fitted (one class, one value)."""
-    folds = np.random.default_rng(fit["seed"]).permutation(len(held)) % CROSS_FIT_FOLDS
+    fold_of = np.random.default_rng(fit["seed"]).permutation(len(held)) % folds
     regression = fit["task"] == Task.REGRESSION
     class_list = [] if regression else list(np.asarray(classes))
     probabilities = None if regression else np.zeros((len(held), len(class_list)))
     predicted = np.zeros(len(held), dtype=float if regression else int)
-    for fold in range(CROSS_FIT_FOLDS):
-        left_out = folds == fold
+    for fold in range(folds):
+        left_out = fold_of == fold
         rows = rows_without(left_out)
         if not left_out.any() or unlearnable(rows, fit["label_column"], fit["task"]):
             return None
@@ -647,7 +661,7 @@ def _since_change_candidate(rows: pd.DataFrame, validation, change: ConceptChang
     """The candidate fitted on the rows since a concept change, the validation rows from it on
     among them: after a change in the newest batch those are most of the rows there are. Scored
     on every validation row as the others are, each predicted by a fit without it (the rows from
-    the change on over :data:`CROSS_FIT_FOLDS` folds; the older ones by the whole fit)."""
+    the change on over :func:`cross_fit_folds` folds; the older ones by the whole fit)."""
     name, label_column = Strategy.SINCE_CHANGE, fit["label_column"]
     valid = validation.read()
     after = np.isin(batch_names(valid, change.timestamp_column), list(change.batches))
@@ -660,8 +674,9 @@ def _since_change_candidate(rows: pd.DataFrame, validation, change: ConceptChang
     fold = predicted_without(name, valid[after].reset_index(drop=True),
                              lambda left_out: pd.concat([rows, valid[after][~left_out]],
                                                         ignore_index=True),
-                             getattr(model, "classes_", None), threshold=None,
-                             fit=fit) if after.any() else None
+                             getattr(model, "classes_", None), threshold=None, fit=fit,
+                             folds=cross_fit_folds(int(after.sum()), len(every))
+                             ) if after.any() else None
     if fold is not None:
         if predictions.regression:
             predictions.predicted[after] = fold[1]

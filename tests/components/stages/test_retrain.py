@@ -77,7 +77,7 @@ def test_the_chosen_window_moves_on_over_the_validation_rows_when_refitted(drift
     assert result.notes == [f"refitted window on its {len(kept)} rows, the window moved on "
                             f"over the {len(validation)} validation rows",
                             "cross-fitted: each of the 600 new training rows predicted by window "
-                            "fitted without it (3 folds)"]
+                            "fitted without it (10 folds)"]
 
 
 @pytest.mark.parametrize("model_type", ["hgb", "sgd"])
@@ -91,7 +91,7 @@ def test_finetune_continues_the_champion(drift, model_type):
     assert result.strategy == "finetune"
     assert result.notes == ["refitted finetune on its 450 rows and the 150 validation rows",
                             "cross-fitted: each of the 600 new training rows predicted by "
-                            "finetune fitted without it (3 folds)"]
+                            "finetune fitted without it (10 folds)"]
     assert (champion.predict_proba(validation) == before).all()
     assert result.candidates[0].score > 0.6
 
@@ -349,3 +349,16 @@ def test_sgd_regression_learns_a_label_in_large_units():
     assert trace[-1]["validation_r2"] > 0.8
     predicted = model.predict(rows[1200:][list(KINDS)])
     assert 0.5 * rows["label"].mean() < predicted.mean() < 1.5 * rows["label"].mean()
+
+
+@pytest.mark.parametrize("new_rows, fit_rows, folds", [
+    (200, 3000, 3), (1400, 2600, 6), (600, 600, 10), (20_000, 25_000, 8), (1, 1, 3),
+], ids=["history-heavy", "half-new", "all-new", "mostly-new", "one-row"])
+def test_new_rows_are_cross_fitted_in_enough_folds_that_each_fit_keeps_nine_tenths(
+        new_rows, fit_rows, folds):
+    """Check how many folds the new rows are cross-fitted in: a fold leaves out at most a tenth
+    of what the procedure learns from where three to ten folds allow it, so a window or a
+    since-change fit (all new rows) is not judged by fits on two thirds of its rows."""
+    from components.stages.retrain import cross_fit_folds
+
+    assert cross_fit_folds(new_rows, fit_rows) == folds
