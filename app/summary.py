@@ -14,6 +14,9 @@ def run_lines(record: dict) -> list[str]:
     metric = record.get("metric") or "accuracy"
     lines = [f"status: {record['status']}", f"reason: {record['reason']}",
              f"new rows: {record.get('new_rows', 0)}"]
+    if record.get("task"):
+        reason = record.get("task_reason")
+        lines.append(f"task: {record['task']}" + (f" ({reason})" if reason else ""))
     before = (champion.get("metrics") or {}).get(metric)
     after = (challenger.get("metrics") or {}).get(metric)
     if before is not None or after is not None:

@@ -141,13 +141,16 @@ class ValidationSummary:
     findings: list[dict] = field(default_factory=list)
     drift_statistics: dict[str, dict] = field(default_factory=dict)
     label_shares: dict[str, float] = field(default_factory=dict)
+    task: str = ""  # what the model predicts, as the schema decided it (empty: not known)
+    task_reason: str = ""  # why: task=auto's reading of the label, or the champion's task
 
     @classmethod
     def from_dict(cls, payload: dict | None) -> ValidationSummary:
         payload = payload or {}
         return cls(list(payload.get("drift") or []), list(payload.get("findings") or []),
                    dict(payload.get("drift_statistics") or {}),
-                   dict(payload.get("label_shares") or {}))
+                   dict(payload.get("label_shares") or {}), str(payload.get("task") or ""),
+                   str(payload.get("task_reason") or ""))
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -374,6 +377,8 @@ class RunRecord:
     warnings: list[str] = field(default_factory=list)  # what the run went on without
     drift_statistics: dict[str, dict] = field(default_factory=dict)  # feature -> its statistic
     label_shares: dict[str, float] = field(default_factory=dict)  # class -> share of new rows
+    task: str = ""  # classification or regression, when validation decided it
+    task_reason: str = ""  # why (task=auto's reading of the label)
     log: str | None = None  # where the stages' logs are: set by a local run, not stored
     artifacts: str | None = None  # where its artifacts are: likewise
 
@@ -409,6 +414,8 @@ class RunRecord:
             warnings=list(decision.warnings) if decision else [],
             drift_statistics=dict(validation.drift_statistics),
             label_shares=dict(validation.label_shares),
+            task=validation.task,
+            task_reason=validation.task_reason,
         )
 
     def to_dict(self) -> dict:

@@ -197,8 +197,11 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
              if statistics else None)
     decision, reason = trigger_decision(checked, drift, retrain_when=retrain_when,
                                         min_rows=min_rows)
-    validation = _validation_of(checked, drift)
-    write_json(validation_report, {**checked.to_dict(), "task": resolved["label"]["task"],
+    validation = dataclasses.replace(_validation_of(checked, drift),
+                                     task=resolved["label"]["task"],
+                                     task_reason=resolved["label"].get("task_reason") or "")
+    write_json(validation_report, {**checked.to_dict(), "task": validation.task,
+                                   "task_reason": validation.task_reason,
                                    "drift": validation.drift,
                                    "drift_statistics": validation.drift_statistics,
                                    "label_shares": validation.label_shares,

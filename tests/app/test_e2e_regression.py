@@ -66,6 +66,8 @@ def test_a_numeric_label_is_regression_end_to_end(spend):
     assert schema["label"]["task"] == "regression"
     assert "more than 20 distinct whole numbers" in schema["label"]["task_reason"] or \
         "not whole" in schema["label"]["task_reason"]
+    assert (cold["task"], cold["task_reason"]) == ("regression", schema["label"]["task_reason"])
+    assert records[1]["task"] == "regression"
     training = json.loads((version / "training.json").read_text())
     assert {"train_r2", "validation_r2"} <= set(training["trace"][-1])
 

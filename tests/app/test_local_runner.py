@@ -34,3 +34,13 @@ def test_the_summary_says_where_the_log_and_artifacts_are():
                        "warnings": ["the rolling holdout x cannot be read"]})
     assert lines[-3:] == ["warning: the rolling holdout x cannot be read",
                           "log: /root/logs/r.log", "artifacts: /root/retrain-pipeline-x"]
+
+
+def test_the_summary_says_what_the_model_predicts_and_why():
+    """Check that a run's summary names its task and how it was decided (task=auto reads the
+    label), right after the rows it saw."""
+    lines = run_lines({"status": "deployed", "reason": "cold start", "new_rows": 3,
+                       "task": "regression", "task_reason": "task=auto: the label 'y' holds "
+                                                         "numbers that are not whole"})
+    assert lines[3] == ("task: regression (task=auto: the label 'y' holds numbers that are not "
+                        "whole)")
