@@ -199,7 +199,8 @@ def comparison_markdown(record: DecisionRecord) -> str:
                      f"{number(challenger.metrics.get(name))} |")
     if challenger.training.candidates:
         lines += ["", "## Candidates", "", "Fitted on the training rows and compared on the "
-                  "validation rows, which the gate does not use.", "",
+                  "selection rows (the newest new training rows); the gate judged the chosen "
+                  "one, on those rows only through answers of fits without them.", "",
                   f"| strategy | status | rows | {record.metric} | note |",
                   "|---|---|---|---|---|"]
         for c in challenger.training.candidates:

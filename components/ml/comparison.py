@@ -122,6 +122,29 @@ def _interval(run, method: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def compared(metric: str, challenger, champion, *, confidence: float,
+             seed: int) -> PairedComparison:
+    """:func:`compare` of two models' :class:`components.ml.metrics.Predictions` for the same
+    rows (the champion's probabilities put in the challenger's class order)."""
+    return compare(metric, challenger.labels, champion_predicted=champion.predicted,
+                   champion_probabilities=_aligned(champion, challenger),
+                   challenger_predicted=challenger.predicted,
+                   challenger_probabilities=challenger.probabilities,
+                   classes=challenger.classes, confidence=confidence, seed=seed)
+
+
+def _aligned(champion, challenger) -> np.ndarray:
+    """The champion's probabilities in the challenger's class order (a new class gets 0)."""
+    if champion.regression or list(champion.classes) == list(challenger.classes):
+        return champion.probabilities
+    aligned = np.zeros((len(champion.labels), len(challenger.classes)))
+    for index, cls in enumerate(challenger.classes):
+        matches = np.flatnonzero(champion.classes == cls)
+        if len(matches):
+            aligned[:, index] = champion.probabilities[:, matches[0]]
+    return aligned
+
+
 def compare(metric: str, y: np.ndarray, *, champion_predicted, champion_probabilities,
             challenger_predicted, challenger_probabilities, classes, confidence: float,
             seed: int) -> PairedComparison:

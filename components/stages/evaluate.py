@@ -29,7 +29,7 @@ from components.data.chunks import as_table
 from components.data.drift import batch_names
 from components.data.roles import PROMOTED_VERSION_COLUMN
 from components.data.schema import SOURCE_FILE_COLUMN, plain_value
-from components.ml.comparison import PairedComparison, compare, interval_of
+from components.ml.comparison import PairedComparison, compare, compared, interval_of
 from components.ml.concept_change import batch_starts, in_time_order, since_concept_change
 from components.ml.metrics import (
     Predictions,
@@ -303,11 +303,7 @@ def _judged(challenger: Predictions, champion: Predictions | None, rows: Evaluat
     comparison, cold_interval, fresh = None, None, None
 
     def paired(level: float) -> PairedComparison:
-        return compare(metric, challenger.labels, champion_predicted=champion.predicted,
-                       champion_probabilities=_aligned(champion, challenger),
-                       challenger_predicted=challenger.predicted,
-                       challenger_probabilities=challenger.probabilities,
-                       classes=challenger.classes, confidence=level, seed=seed)
+        return compared(metric, challenger, champion, confidence=level, seed=seed)
 
     if champion is not None:
         comparison = paired(confidence)
@@ -359,15 +355,3 @@ def against_baseline(metric: str, predictions: Predictions, confidence: float,
         challenger_probabilities=predictions.probabilities, classes=predictions.classes,
         confidence=confidence, seed=seed)
     return Baseline(plain_value(answer), comparison)
-
-
-def _aligned(champion: Predictions, challenger: Predictions) -> np.ndarray:
-    """The champion's probabilities in the challenger's class order (a new class gets 0)."""
-    if champion.regression or list(champion.classes) == list(challenger.classes):
-        return champion.probabilities
-    aligned = np.zeros((len(champion.labels), len(challenger.classes)))
-    for index, cls in enumerate(challenger.classes):
-        matches = np.flatnonzero(champion.classes == cls)
-        if len(matches):
-            aligned[:, index] = champion.probabilities[:, matches[0]]
-    return aligned

@@ -29,6 +29,7 @@ from components.data.chunks import FrameTable, as_table
 from components.data.drift import batch_names
 from components.data.roles import REFIT_LIMIT, cross_fittable
 from components.data.schema import SOURCE_FILE_COLUMN
+from components.ml.comparison import compared
 from components.ml.estimators import (
     HGB,
     HGB_FINETUNE_ITERATIONS,
@@ -547,7 +548,9 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
         candidates = [_fit_candidate(name, candidate_rows, blocker=blocker,
                                      auto=strategy == Strategy.AUTO, validation=validation,
                                      metric=metric, change=change, **fit) for name in wanted]
-        best = _choose(candidates, metric, notes if strategy == Strategy.AUTO else None)
+        best = _choose(candidates, metric, notes if strategy == Strategy.AUTO else None,
+                       validation=validation, change=change, label_column=label_column,
+                       seed=seed)
         # The threshold is tuned on the candidate, for which the validation rows are unseen.
         threshold, threshold_note = _decision_threshold(best.model, decision_threshold,
                                                         validation, label_column, metric, task)
@@ -690,20 +693,48 @@ def _since_change_candidate(rows: pd.DataFrame, validation, change: ConceptChang
                      model=model, trace=trace)
 
 
-def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None) -> Candidate:
-    """The fitted candidate with the best score on the validation rows (ties: the cheapest
-    change); with ``notes`` (auto), says which it chose."""
+# Without a concept change the world is presumed the same, and auto keeps a full refit (every row;
+# the freshness rule can deploy it) unless another candidate beats it on the selection rows with
+# this confidence: those rows are few (a fifth of a month's new rows), and a window or a
+# fine-tune that scores better on them does so mostly by chance.
+CHOICE_CONFIDENCE = 0.8
+
+
+def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None, *,
+            validation=None, change: ConceptChange | None = None,
+            label_column: str = "", seed: int = RANDOM_STATE) -> Candidate:
+    """The fitted candidate with the best score on the validation (selection) rows (ties: the
+    cheapest change); with ``notes`` (auto), says which it chose, and where no concept change
+    was found keeps ``full`` unless the best beats it with :data:`CHOICE_CONFIDENCE`."""
     fitted = [c for c in candidates if c.status == "fitted"]
     if not fitted:
         raise RetrainError("no strategy could be fitted: " + "; ".join(
             f"{c.strategy}: {c.note}" for c in candidates))
     best = max(fitted, key=lambda c: (_comparable(c.score, metric),
                                       -CANDIDATE_ORDER.index(c.strategy)))
-    if notes is not None:
-        shown = "-" if best.score is None else f"{best.score:.4f}"
-        notes.append(f"auto chose {best.strategy} ({metric} {shown} on the validation rows, "
-                     "which the gate does not use)")
+    if notes is None:
+        return best
+    shown = "-" if best.score is None else f"{best.score:.4f}"
+    full = next((c for c in fitted if c.strategy == Strategy.FULL), None)
+    if change is None and full is not None and best is not full and \
+            not _better_than(best, full, validation, metric, label_column, seed):
+        notes.append(f"auto chose full: {best.strategy}'s {metric} {shown} on the "
+                     f"{validation.rows} selection rows is not better with "
+                     f"{CHOICE_CONFIDENCE:.0%} confidence, and no concept change was found")
+        return full
+    notes.append(f"auto chose {best.strategy} ({metric} {shown} on the "
+                 f"{validation.rows if validation is not None else 0} selection rows)")
     return best
+
+
+def _better_than(candidate: Candidate, other: Candidate, validation, metric: str,
+                 label_column: str, seed: int) -> bool:
+    """Whether ``candidate`` beats ``other`` on the validation rows with
+    :data:`CHOICE_CONFIDENCE` (the paired comparison the gate makes)."""
+    comparison = compared(metric, predict(candidate.model, validation, label_column),
+                          predict(other.model, validation, label_column),
+                          confidence=CHOICE_CONFIDENCE, seed=seed)
+    return comparison.gain_low is not None and comparison.gain_low > 0
 
 
 def _refit_rows(best: Candidate, candidate_rows: dict, validation, *, timestamp_column: str,

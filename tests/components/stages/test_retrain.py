@@ -362,3 +362,49 @@ def test_new_rows_are_cross_fitted_in_enough_folds_that_each_fit_keeps_nine_tent
     from components.stages.retrain import cross_fit_folds
 
     assert cross_fit_folds(new_rows, fit_rows) == folds
+
+
+def _candidates(train_full, train_window, validation, *, window_ahead: float | None = None):
+    """A full and a window candidate fitted on the given rows, scored on the selection rows;
+    with ``window_ahead``, the window's score put that far above the full one's, as a lucky
+    draw would."""
+    from components.ml.metrics import score_model
+    from components.stages.retrain import Candidate
+
+    candidates = []
+    for strategy, rows in (("full", train_full), ("window", train_window)):
+        model, _ = fit_fresh(rows, validation.read(), label_column="label",
+                             feature_kinds=KINDS, model_type="hgb", epochs=3)
+        score = score_model(model, validation, "label")["accuracy"]
+        candidates.append(Candidate(strategy, "fitted", rows=len(rows), score=score,
+                                    model=model))
+    if window_ahead is not None:
+        candidates[1].score = candidates[0].score + window_ahead
+    return candidates
+
+
+def test_without_a_concept_change_auto_keeps_a_full_refit_unless_another_is_surely_better(
+        drift):
+    """Check auto's choice where no concept change was found: a window that scores a little
+    better on the selection rows (as one does by chance) does not displace the full refit, one
+    better with 80% confidence does; after a change the best score wins."""
+    from components.data.chunks import FrameTable
+    from components.stages.retrain import ConceptChange, _choose
+
+    history, train, validation, _ = drift
+    selection = FrameTable(validation)
+    same_world = _candidates(train, train.tail(300), selection, window_ahead=0.001)
+    notes: list[str] = []
+    assert _choose(same_world, "accuracy", notes, validation=selection,
+                   label_column="label").strategy == "full"
+    assert notes == [f"auto chose full: window's accuracy {same_world[1].score:.4f} on the "
+                     f"{len(validation)} selection rows is not better with 80% confidence, and "
+                     "no concept change was found"]
+    change = ConceptChange(frozenset(), "concept change: ...", "ts")
+    assert _choose(same_world, "accuracy", [], validation=selection, change=change,
+                   label_column="label").strategy == "window"
+    old_world = _candidates(history, train, selection)  # full learned the old concept
+    notes = []
+    assert _choose(old_world, "accuracy", notes, validation=selection,
+                   label_column="label").strategy == "window"
+    assert notes[0].startswith("auto chose window (accuracy ")
