@@ -159,7 +159,7 @@ class _LabelTally:
             return Task.CLASSIFICATION, f"the label {shown} holds text{example}: classification"
         if self.fraction is not None:
             return Task.REGRESSION, (f"the label {shown} holds numbers that are not whole, e.g. "
-                                     f"{self.fraction:g}: regression")
+                                     f"{self.fraction:.12g}: regression")
         if len(self.distinct) > MAX_AUTO_CLASSES:
             return Task.REGRESSION, (f"the label {shown} holds more than {MAX_AUTO_CLASSES} "
                                      "distinct whole numbers: regression")

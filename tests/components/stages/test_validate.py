@@ -359,8 +359,10 @@ def test_a_regression_label_beyond_its_training_range_is_drift():
     ([0, 1, 2, 3, 4] * 20, "classification", "holds 5 distinct whole numbers (at most 20)"),
     (list(range(100)), "regression", "more than 20 distinct whole numbers"),
     ([1.5, 2.0, 3.25] * 30, "regression", "numbers that are not whole, e.g. 1.5"),
+    # A price's example keeps its cents: six significant digits showed 150232.44 as 150232.
+    ([150232.44, 277308.0] * 30, "regression", "numbers that are not whole, e.g. 150232.44:"),
     ([True, False] * 30, "classification", "holds text"),
-], ids=["text", "few-whole", "many-whole", "fractions", "bool"])
+], ids=["text", "few-whole", "many-whole", "fractions", "price", "bool"])
 def test_task_auto_reads_the_label(values, task, why):
     """Check the documented rule of task=auto, and that it says why."""
     import pandas as pd
