@@ -197,16 +197,11 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
              if statistics else None)
     decision, reason = trigger_decision(checked, drift, retrain_when=retrain_when,
                                         min_rows=min_rows)
-    validation = dataclasses.replace(_validation_of(checked, drift),
-                                     task=resolved["label"]["task"],
-                                     task_reason=resolved["label"].get("task_reason") or "")
-    write_json(validation_report, {**checked.to_dict(), "task": validation.task,
-                                   "task_reason": validation.task_reason,
-                                   "drift": validation.drift,
-                                   "drift_statistics": validation.drift_statistics,
-                                   "label_shares": validation.label_shares,
-                                   "findings": validation.findings, "decision": decision,
-                                   "reason": reason, "schema_source": schema_source,
+    validation = _validation_of(checked, drift, resolved["label"])
+    # Every field of the summary, as ValidationSummary.from_dict reads it back.
+    write_json(validation_report, {**checked.to_dict(), **dataclasses.asdict(validation),
+                                   "decision": decision, "reason": reason,
+                                   "schema_source": schema_source,
                                    "drift_details": drift.to_dict() if drift else None})
     write_json(schema, resolved)
     write_text(report, reports.validate_markdown(
@@ -224,13 +219,14 @@ def validate_step(*, new_data: str, ingest_report: str, registry_uri: str, model
                            warnings=len(checked.warnings), drift=validation.drift)
 
 
-def _validation_of(checked, drift) -> ValidationSummary:
+def _validation_of(checked, drift, label: dict) -> ValidationSummary:
     """What drifted (the features beyond the champion's training data among them), the
-    findings, and the drift figures."""
+    findings, the drift figures, and the task the schema's ``label`` decided (and why)."""
     drifted = list(dict.fromkeys([*(drift.drifted if drift else []),
                                   *checked.beyond_training()]))
     return ValidationSummary(drifted, checked.findings_list(),
-                             *_drift_figures(drift) if drift else ({}, {}))
+                             *_drift_figures(drift) if drift else ({}, {}),
+                             task=label["task"], task_reason=label.get("task_reason") or "")
 
 
 def _drift_figures(drift) -> tuple[dict, dict]:

@@ -158,12 +158,7 @@ def preprocess(
     new_rows = int(plan.keep.sum())
     if cross_fittable(new_rows, new_rows + int(history_training.sum())):
         plan.holdout[:] = False  # every new row is cross-fitted: none needs holding out
-    training = plan.keep & ~plan.holdout
-    is_validation = np.zeros(len(plan.keep), dtype=bool)
-    is_validation[training] = newest_rows(plan.order[~plan.holdout[plan.keep]],
-                                          validation_fraction)
-    routes = {"train": training & ~is_validation, "validation": is_validation,
-              "evaluation": plan.keep & plan.holdout}
+    routes = _routes(plan, validation_fraction)
     paths = {"train": train_path, "validation": validation_path,
              "evaluation": evaluation_path or Path(train_path).with_name("evaluation.parquet")}
     rows = _write_clean(new_table, feature_kinds, label_column, routes, paths, task)
@@ -174,6 +169,17 @@ def preprocess(
         plan.unlabelled, holdout_rows=rows["evaluation"],
         history_holdout_rows=int((history_plan.keep & history_plan.holdout).sum()),
         seed=run_seed(plan.digest, cutoff))
+
+
+def _routes(plan: _CleanPlan, validation_fraction: float) -> dict[str, np.ndarray]:
+    """Where each new row goes: ``train``, ``validation`` (the newest ``validation_fraction``
+    of the kept rows not held out) or ``evaluation`` (the holdout rows)."""
+    training = plan.keep & ~plan.holdout
+    is_validation = np.zeros(len(plan.keep), dtype=bool)
+    is_validation[training] = newest_rows(plan.order[~plan.holdout[plan.keep]],
+                                          validation_fraction)
+    return {"train": training & ~is_validation, "validation": is_validation,
+            "evaluation": plan.keep & plan.holdout}
 
 
 def _held_hashes(rolling_holdout, *, label_column: str, feature_kinds: dict[str, str],

@@ -523,11 +523,10 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
 
     ``train`` (new rows less validation and any holdout rows), ``history`` (rows the champion
     line consumed before, less those in the rolling holdout) and ``validation`` (the newest new
-    training rows): each
-    a DataFrame, a Parquet path or a Table. The rest are the pipeline parameters of the same
-    names (``metric`` resolved for the task), the champion Pipeline (None: a cold start) with
-    its metadata, the seed of every random choice, and with ``change``
-    (:func:`concept_change`) ``auto``'s candidate fitted on the rows since the change.
+    training rows): each a DataFrame, a Parquet path or a Table. The rest are the pipeline
+    parameters of the same names (``metric`` resolved for the task), the champion Pipeline
+    (None: a cold start) with its metadata, the seed of every random choice, and with
+    ``change`` (:func:`concept_change`) ``auto``'s candidate fitted on the rows since the change.
     """
     model_config = dict(model_config or {})
     check_estimator(model_type=model_type, task=task, feature_kinds=feature_kinds,
@@ -549,8 +548,7 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
                                      auto=strategy == Strategy.AUTO, validation=validation,
                                      metric=metric, change=change, **fit) for name in wanted]
         best = _choose(candidates, metric, notes if strategy == Strategy.AUTO else None,
-                       validation=validation, change=change, label_column=label_column,
-                       seed=seed)
+                       validation=validation, change=change, fit=fit)
         # The threshold is tuned on the candidate, for which the validation rows are unseen.
         threshold, threshold_note = _decision_threshold(best.model, decision_threshold,
                                                         validation, label_column, metric, task)
@@ -561,9 +559,7 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
         cross_fitted, cross_fit_note = cross_fit(
             best, getattr(model, "classes_", None), train, history, validation,
             threshold=threshold, row_choice={**window, "change": change}, fit=fit)
-    if threshold_note:
-        notes.append(threshold_note)
-    notes.append(cross_fit_note)
+    notes += [note for note in (threshold_note, cross_fit_note) if note]
     return RetrainResult(model=model, strategy=best.strategy, requested_strategy=strategy,
                          model_type=model_type, candidates=candidates, trace=best.trace,
                          notes=notes, training_data=training_data, cross_fitted=cross_fitted,
@@ -700,12 +696,12 @@ def _since_change_candidate(rows: pd.DataFrame, validation, change: ConceptChang
 CHOICE_CONFIDENCE = 0.8
 
 
-def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None, *,
-            validation=None, change: ConceptChange | None = None,
-            label_column: str = "", seed: int = RANDOM_STATE) -> Candidate:
+def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None, *, validation,
+            change: ConceptChange | None, fit: dict) -> Candidate:
     """The fitted candidate with the best score on the validation (selection) rows (ties: the
     cheapest change); with ``notes`` (auto), says which it chose, and where no concept change
-    was found keeps ``full`` unless the best beats it with :data:`CHOICE_CONFIDENCE`."""
+    was found keeps ``full`` unless the best beats it with :data:`CHOICE_CONFIDENCE` (``fit``:
+    its ``label_column`` and ``seed``)."""
     fitted = [c for c in candidates if c.status == "fitted"]
     if not fitted:
         raise RetrainError("no strategy could be fitted: " + "; ".join(
@@ -717,13 +713,13 @@ def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None, *
     shown = "-" if best.score is None else f"{best.score:.4f}"
     full = next((c for c in fitted if c.strategy == Strategy.FULL), None)
     if change is None and full is not None and best is not full and \
-            not _better_than(best, full, validation, metric, label_column, seed):
+            not _better_than(best, full, validation, metric, fit["label_column"], fit["seed"]):
         notes.append(f"auto chose full: {best.strategy}'s {metric} {shown} on the "
                      f"{validation.rows} selection rows is not better with "
                      f"{CHOICE_CONFIDENCE:.0%} confidence, and no concept change was found")
         return full
-    notes.append(f"auto chose {best.strategy} ({metric} {shown} on the "
-                 f"{validation.rows if validation is not None else 0} selection rows)")
+    notes.append(f"auto chose {best.strategy} ({metric} {shown} on the {validation.rows} "
+                 "selection rows)")
     return best
 
 

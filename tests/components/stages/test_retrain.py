@@ -395,16 +395,17 @@ def test_without_a_concept_change_auto_keeps_a_full_refit_unless_another_is_sure
     selection = FrameTable(validation)
     same_world = _candidates(train, train.tail(300), selection, window_ahead=0.001)
     notes: list[str] = []
-    assert _choose(same_world, "accuracy", notes, validation=selection,
-                   label_column="label").strategy == "full"
+    fit = {"label_column": "label", "seed": 0}
+    assert _choose(same_world, "accuracy", notes, validation=selection, change=None,
+                   fit=fit).strategy == "full"
     assert notes == [f"auto chose full: window's accuracy {same_world[1].score:.4f} on the "
                      f"{len(validation)} selection rows is not better with 80% confidence, and "
                      "no concept change was found"]
     change = ConceptChange(frozenset(), "concept change: ...", "ts")
     assert _choose(same_world, "accuracy", [], validation=selection, change=change,
-                   label_column="label").strategy == "window"
+                   fit=fit).strategy == "window"
     old_world = _candidates(history, train, selection)  # full learned the old concept
     notes = []
-    assert _choose(old_world, "accuracy", notes, validation=selection,
-                   label_column="label").strategy == "window"
+    assert _choose(old_world, "accuracy", notes, validation=selection, change=None,
+                   fit=fit).strategy == "window"
     assert notes[0].startswith("auto chose window (accuracy ")
