@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from components.data.drift import DriftReport
-from components.ml.comparison import PairedComparison
+from components.ml.comparison import PairedComparison, percent
 from components.outcomes import GateDecision, GateMetric, RetrainWhen, ValidateDecision
 from components.records import ValidationReport
 
@@ -119,7 +119,7 @@ class FreshComparison:
             low > -self.margin * bar.scale(c.champion)
 
     def reason(self, bar: Bar) -> str:
-        level = f"{self.comparison.confidence:.0%}"
+        level = percent(self.comparison.confidence)
         return (f"a refit on the champion's rows and the new ones, with no concept change in "
                 f"the new rows, not worse by more than {bar.margin_text(self.margin)} with "
                 f"{level} confidence ({level} CI {self.comparison.ci_low:+.3f} to "
@@ -162,7 +162,7 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
     gain_low = baseline.comparison.gain_low
     if verdict.decision == GateDecision.DEPLOY and not (gain_low is not None and gain_low > 0):
         return GateVerdict(GateDecision.REJECT, f"{reason}; but the challenger does not beat "
-                                                f"{trivial} with {confidence:.0%} confidence",
+                                                f"{trivial} with {percent(confidence)} confidence",
                            verdict.cold_start)
     return GateVerdict(verdict.decision, reason, verdict.cold_start)
 
@@ -176,7 +176,7 @@ def _cold_start_verdict(challenger_score: float, bar: Bar, rows: int,
                         confidence: float) -> GateVerdict:
     """No champion: the threshold alone decides (none: the trivial baseline does, later)."""
     metric = bar.metric
-    interval = (f" ({confidence:.0%} CI {cold_interval[0]:.3f} to {cold_interval[1]:.3f})"
+    interval = (f" ({percent(confidence)} CI {cold_interval[0]:.3f} to {cold_interval[1]:.3f})"
                 if cold_interval else "")
     if not bar.met(challenger_score):
         return GateVerdict(GateDecision.REJECT, f"cold start: challenger {metric} "
@@ -221,7 +221,7 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
                                    f"{bar.failed()}", False)
     base = (f"challenger {metric} {comparison.challenger:.3f} vs champion {champion_version} "
             f"{comparison.champion:.3f} on {comparison.rows} rows: {comparison.interval_text()}")
-    level = f"{comparison.confidence:.0%}"
+    level = percent(comparison.confidence)
     scale = bar.scale(comparison.champion)
     better = comparison.gain_low > min_improvement * scale
     champion_missed = threshold is not None and not bar.met(comparison.champion)

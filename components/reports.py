@@ -10,6 +10,7 @@ import io
 import json
 
 from components.data.drift import MIN_BATCH_ROWS, DriftReport, FeatureDrift
+from components.ml.comparison import percent
 from components.ml.metrics import METRIC_NAMES, TRACE_SCORE
 from components.outcomes import GateMetric, Task
 from components.records import DecisionRecord, TrainingSummary, ValidationReport
@@ -218,7 +219,7 @@ def _gate_lines(record: DecisionRecord) -> list[str]:
            f"{'<=' if lower else '>='} {record.threshold}")
     lines = [f"Gate: `{record.metric}` {bar}, and better than the champion by more than "
              f"{record.min_improvement}{' of its error' if lower else ''} at the lower bound "
-             f"of the {record.params.get('confidence', 0.95):.0%} confidence interval of the "
+             f"of the {percent(record.params.get('confidence', 0.95))} confidence interval of the "
              "difference (or the champion missing the threshold and the challenger not worse)"
              f"{'; lower is better' if lower else ''}.",
              "",
@@ -232,7 +233,7 @@ def _gate_lines(record: DecisionRecord) -> list[str]:
         lines += ["", f"Note: {rows['note']}."]
     if gate.get("delta") is not None:
         lines += ["", f"Challenger - champion: {gate['delta']:+.4f} "
-                      f"({gate['confidence']:.0%} CI {gate['ci_low']:+.4f} to "
+                      f"({percent(gate['confidence'])} CI {gate['ci_low']:+.4f} to "
                       f"{gate['ci_high']:+.4f}), p = {gate['p_value']:.3g}; {gate['method']}."]
     return lines
 

@@ -70,8 +70,13 @@ class PairedComparison:
 
     def interval_text(self) -> str:
         """``+0.071 (95% CI +0.041 to +0.102)``."""
-        return (f"{self.delta:+.3f} ({self.confidence:.0%} CI {self.ci_low:+.3f} to "
+        return (f"{self.delta:+.3f} ({percent(self.confidence)} CI {self.ci_low:+.3f} to "
                 f"{self.ci_high:+.3f})")
+
+
+def percent(level: float) -> str:
+    """A confidence level as people write it: ``95%``, ``80%``, ``97.5%``, ``99.29%``."""
+    return f"{100 * level:.4g}%"
 
 
 def _macro_f1(y: np.ndarray, predicted: np.ndarray, classes: np.ndarray) -> float:

@@ -9,8 +9,10 @@ the champion (deploy marks them). Rows from before a concept change would judge 
 world that is gone, so the rows are taken a batch at a time (a file, or a file's calendar month:
 the batches of :func:`components.data.drift.batch_names`), and they start after the batch
 boundary where the rows before it and after it differ most, if significantly
-(:func:`components.ml.concept_change.since_concept_change`). That boundary is chosen on the even
-rows and the odd rows after it are judged on, so the choice cannot favour either model. Then the
+(:func:`components.ml.concept_change.since_concept_change`). Every row after that boundary is
+judged on; since the boundary is chosen on those rows, the comparison on them is drawn at the
+gate's level shared among the boundaries it was chosen from (:func:`level_after_cut`), so the
+choice cannot make an equal challenger pass more often than ``confidence`` allows. Then the
 newest whole batches of earlier rows are taken until there are ``min_evaluation_rows``. The
 record says how many rows of each kind the decision used, how their answers were obtained,
 where the rows stopped and why. The statistics are :mod:`components.ml.comparison`'s, the
@@ -26,10 +28,9 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import as_table
-from components.data.drift import batch_names
 from components.data.roles import PROMOTED_VERSION_COLUMN
 from components.data.schema import SOURCE_FILE_COLUMN, plain_value
-from components.ml.comparison import PairedComparison, compare, compared, interval_of
+from components.ml.comparison import PairedComparison, compare, compared, interval_of, percent
 from components.ml.concept_change import batch_starts, in_time_order, since_concept_change
 from components.ml.metrics import (
     Predictions,
@@ -58,6 +59,14 @@ class EvaluationRows:
     left_out_promoting: int = 0  # earlier rows left out: they promoted the champion
     concept_change: bool = False  # a change at or within this run's rows (not only earlier)
     predictions: str = ""  # how the challenger's answer for each kind of row was obtained
+    cut_chosen_among: int = 0  # batch boundaries a concept-change cut was chosen among (0: none)
+
+    def comparison_confidence(self, level: float) -> float:
+        """The level the comparisons with the champion are drawn at: ``level``, its error shared
+        among the boundaries a concept-change cut was chosen from (Bonferroni), so that choosing
+        the cut where the champion happened to do worst cannot make an equal challenger pass
+        more often than ``level`` allows."""
+        return level_after_cut(level, self.cut_chosen_among)
 
     def summary(self) -> dict:
         summary = asdict(self)
@@ -105,38 +114,48 @@ def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str,
     return frame.tail(max_rows).reset_index(drop=True), left_out
 
 
-def cut_chosen_apart(frame: pd.DataFrame, champion_right: np.ndarray,
-                     challenger_right: np.ndarray, *, confidence: float, timestamp_column: str,
-                     this_run: np.ndarray | None = None) -> tuple[np.ndarray, str, bool]:
-    """Which rows are judged on after a concept change, the cut chosen on rows it does not keep:
-    the change is sought (:func:`since_concept_change`) on the even rows only, and where one is
-    found the odd rows from that batch boundary on are kept. Choosing the cut on the rows it then
-    keeps would keep those where the champion happened to do worst, which leans towards the
-    challenger. A change before all of this run's rows (``this_run``) only decides which earlier
-    rows join them: this run's rows are all kept, as they would be without a change. Without a
-    change every row is kept. A mask of the rows kept, the note, and whether the change touches
-    this run's rows (at their first batch or within them)."""
-    chooser = np.arange(len(frame)) % 2 == 0
-    positions = np.flatnonzero(chooser)
-    end, note = since_concept_change(frame.iloc[positions], champion_right[chooser],
-                                     challenger_right[chooser], confidence=confidence,
-                                     timestamp_column=timestamp_column)
+def level_after_cut(level: float, chosen_among: int) -> float:
+    """``level`` with its error shared among the ``chosen_among`` batch boundaries a cut was
+    chosen from (Bonferroni; 0 or 1: ``level``)."""
+    return 1 - (1 - level) / max(1, chosen_among)
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Which rows the gate judges on after a concept change: ``kept``, the note that says why,
+    whether the change touches this run's rows (at their first batch or within them), and the
+    number of batch boundaries the cut was chosen among (0: no change, every row kept)."""
+
+    kept: np.ndarray
+    note: str = ""
+    new_rows_changed: bool = False
+    chosen_among: int = 0
+
+
+def cut_at_change(frame: pd.DataFrame, champion_right: np.ndarray, challenger_right: np.ndarray,
+                  *, confidence: float, timestamp_column: str,
+                  this_run: np.ndarray | None = None) -> Cut:
+    """The rows from the batch boundary where :func:`since_concept_change` finds the champion's
+    world changed, all of them evidence. The cut is chosen on the rows it keeps, so it tends to
+    start where the champion happened to do worst, which leans towards the challenger; the
+    comparison on them is drawn at :func:`level_after_cut`, corrected for that choice. A change
+    before all of this run's rows (``this_run``) only decides which earlier rows join them:
+    this run's rows are all kept, as they would be without a change. Without a change every row
+    is kept."""
+    end, note = since_concept_change(frame, champion_right, challenger_right,
+                                     confidence=confidence, timestamp_column=timestamp_column)
     if not end:
-        return np.ones(len(frame), dtype=bool), "", False
-    names = batch_names(frame, timestamp_column)
-    cut = positions[end - 1] + 1  # where the boundary's batch starts among all rows
-    while cut < len(frame) and names[cut] != names[positions[end]]:
-        cut += 1
-    kept = ~chooser & (np.arange(len(frame)) >= cut)
+        return Cut(np.ones(len(frame), dtype=bool))
+    among = len(batch_starts(frame, timestamp_column)[1])
+    kept = np.arange(len(frame)) >= end  # this run's rows are the newest: all kept
     first_new = _first_of(this_run, default=None)
-    if first_new is not None and cut < first_new:
-        kept |= this_run
-        return kept, (f"{note}, found on the even rows, before this run's rows: the odd earlier "
-                      f"rows from there on join this run's; {len(frame) - int(kept.sum())} "
-                      "earlier rows are left out"), False
-    return kept, (f"{note}, found on the even rows: the gate judges on the {int(kept.sum())} odd "
-                  f"rows from there on, and leaves out the {len(frame) - int(kept.sum())} "
-                  "others"), True
+    before_this_run = first_new is not None and end < first_new
+    where = ("before this run's rows: the earlier rows from there on join this run's"
+             if before_this_run else f"the gate judges on the {int(kept.sum())} rows from there on")
+    return Cut(kept, (f"{note}; {where}, and the {len(frame) - int(kept.sum())} older rows are "
+                      f"left out; the cut was chosen among {among} batch boundaries, so the "
+                      f"comparison is drawn at {percent(level_after_cut(confidence, among))} "
+                      "confidence"), not before_this_run, among)
 
 
 def _first_of(mask: np.ndarray | None, default):
@@ -159,7 +178,8 @@ def newest_batches(frame: pd.DataFrame, *, kept: np.ndarray, min_rows: int,
 
 def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, min_rows: int,
                     timestamp_column: str, change_note: str = "",
-                    left_out_promoting: int = 0, concept_change: bool = False) -> EvaluationRows:
+                    left_out_promoting: int = 0, concept_change: bool = False,
+                    cut_chosen_among: int = 0) -> EvaluationRows:
     judged = frame[kept].reset_index(drop=True)
     kinds = judged[ROW_SOURCE].value_counts() if ROW_SOURCE in judged else pd.Series(
         {HOLDOUT: len(judged)})
@@ -182,7 +202,8 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
     return EvaluationRows(judged, counts[HOLDOUT], counts[EARLIER], available, period_start,
                           period_end, "; ".join(notes), cross_fitted_rows=counts[CROSS_FITTED],
                           left_out_promoting=left_out_promoting,
-                          concept_change=concept_change, predictions=predictions)
+                          concept_change=concept_change, predictions=predictions,
+                          cut_chosen_among=cut_chosen_among)
 
 
 @dataclass(frozen=True)
@@ -262,7 +283,7 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
                                      cross_fitted=cross_fitted, champion_version=champion_version)
     available = sum(as_table(d).rows for d in (new_holdout, pool, cross_fitted) if d is not None)
     frame, cross_columns = split_cross_fitted(frame)
-    kept, change_note, new_rows_changed = np.ones(len(frame), dtype=bool), "", False
+    cut = Cut(np.ones(len(frame), dtype=bool))
     with limited_threads(len(frame)):
         challenger_predictions = with_cross_fitted(
             predict(challenger, frame, label_column), cross_columns,
@@ -271,14 +292,15 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
                                 if champion is not None and len(frame) else None)
     this_run = (frame[ROW_SOURCE] != EARLIER).to_numpy()
     if champion_predictions is not None:
-        kept, change_note, new_rows_changed = cut_chosen_apart(
-            frame, *right_answers(champion_predictions, challenger_predictions),
-            confidence=confidence, timestamp_column=timestamp_column, this_run=this_run)
-    kept = newest_batches(frame, kept=kept, min_rows=min_rows, timestamp_column=timestamp_column,
-                          this_run=this_run)
+        cut = cut_at_change(frame, *right_answers(champion_predictions, challenger_predictions),
+                            confidence=confidence, timestamp_column=timestamp_column,
+                            this_run=this_run)
+    kept = newest_batches(frame, kept=cut.kept, min_rows=min_rows,
+                          timestamp_column=timestamp_column, this_run=this_run)
     rows = evaluation_rows(frame, available, kept=kept, min_rows=min_rows,
-                           timestamp_column=timestamp_column, change_note=change_note,
-                           left_out_promoting=left_out, concept_change=new_rows_changed)
+                           timestamp_column=timestamp_column, change_note=cut.note,
+                           left_out_promoting=left_out, concept_change=cut.new_rows_changed,
+                           cut_chosen_among=cut.chosen_among)
     challenger_predictions = challenger_predictions.subset(kept)
     if champion_predictions is not None:
         champion_predictions = champion_predictions.subset(kept)
@@ -303,7 +325,8 @@ def _judged(challenger: Predictions, champion: Predictions | None, rows: Evaluat
     comparison, cold_interval, fresh = None, None, None
 
     def paired(level: float) -> PairedComparison:
-        return compared(metric, challenger, champion, confidence=level, seed=seed)
+        return compared(metric, challenger, champion, confidence=rows.comparison_confidence(level),
+                        seed=seed)
 
     if champion is not None:
         comparison = paired(confidence)

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from app.concept_streams import CHANGE_MONTH, LABEL_COLUMN, Stream, replay
+from components.ml.comparison import percent
 from components.ml.models import load_model
 from components.params import BY_NAME
+from components.stages.evaluate import level_after_cut
 
 pytestmark = pytest.mark.slow
 
@@ -46,14 +48,16 @@ def test_on_a_stationary_stream_no_deploy_is_worse_than_what_it_replaced(station
 
 def test_every_gate_reason_names_its_rows_and_interval(stationary):
     """Check the reasons read 'challenger accuracy X vs champion vN Y on N rows: +d (95% CI a to
-    b)', and that the gate judges on every new row: a run of this size holds no row out, so
-    every new row is answered by a fit of the challenger's procedure without it (cross-fitted),
-    and no earlier row is needed."""
+    b)' (after a concept-change cut, at 95% shared among the boundaries it was chosen from), and
+    that the gate judges on every new row: a run of this size holds no row out, so every new row
+    is answered by a fit of the challenger's procedure without it (cross-fitted), and no earlier
+    row is needed."""
     for month in stationary[1:]:
         gate = month.gate
-        assert f"on {gate['rows']} rows: {gate['delta']:+.3f} (95% CI {gate['ci_low']:+.3f} to " \
-               f"{gate['ci_high']:+.3f})" in month.reason
         evaluation = gate["evaluation"]
+        assert gate["confidence"] == level_after_cut(0.95, evaluation["cut_chosen_among"])
+        assert f"on {gate['rows']} rows: {gate['delta']:+.3f} ({percent(gate['confidence'])} CI " \
+               f"{gate['ci_low']:+.3f} to {gate['ci_high']:+.3f})" in month.reason
         assert evaluation["rows"] == gate["rows"] == evaluation["cross_fitted_rows"]
         assert (evaluation["new_rows"], evaluation["earlier_rows"]) == (0, 0)
         assert evaluation["predictions"].startswith("cross-fitted answers on ")

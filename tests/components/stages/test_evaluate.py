@@ -4,12 +4,14 @@ import numpy as np
 import pandas as pd
 
 from components.data.schema import SOURCE_FILE_COLUMN
+from components.ml.comparison import paired_accuracy_interval
 from components.ml.concept_change import since_concept_change
 from components.stages.evaluate import (
     HOLDOUT,
     ROW_SOURCE,
     candidate_rows,
-    cut_chosen_apart,
+    cut_at_change,
+    level_after_cut,
     newest_batches,
 )
 
@@ -106,32 +108,52 @@ def test_candidates_are_the_newest_rows_of_both_sources_oldest_first():
     assert not (frame[ROW_SOURCE] == HOLDOUT).iloc[:30].any()
 
 
-def test_the_concept_change_cut_is_chosen_on_rows_it_does_not_judge_on():
+def test_the_concept_change_cut_is_corrected_for_its_choice():
     """Check on a stream built to show the bias: the champion right on 85% of five months, then
-    60% of three, and a challenger exactly as good. A cut chosen on the rows it keeps starts
-    where the champion happened to do worst and leans to the challenger (by about a point over
-    300 streams); chosen on the even rows and applied to the odd ones, it does not."""
+    60% of three, and a challenger exactly as good (300 streams). The cut is chosen where the
+    champion happened to do worst, so on the rows it keeps the challenger leans ahead (by about
+    a point); at the gate's own 95% that equal challenger passes in more than the 2.5% of
+    streams a one-sided error allows, and at the level shared among the boundaries the cut was
+    chosen from it does not."""
     frame = _months(*[40] * 8)
     rate = np.repeat([0.85] * 5 + [0.6] * 3, 40)
-    chosen_on_kept, chosen_apart = [], []
+    leans, passes_uncorrected, passes_corrected = [], [], []
     for seed in range(300):
         rng = np.random.default_rng(seed)
         champion, challenger = rng.random(320) < rate, rng.random(320) < rate
-        start, _ = since_concept_change(frame, champion, challenger, confidence=0.95,
-                                        timestamp_column="event_time")
-        chosen_on_kept.append(challenger[start:].mean() - champion[start:].mean())
-        kept, note, _ = cut_chosen_apart(frame, champion, challenger, confidence=0.95,
-                                         timestamp_column="event_time")
-        assert not kept[::2].any() or not note  # a cut keeps none of the rows that chose it
-        chosen_apart.append(challenger[kept].mean() - champion[kept].mean())
+        cut = cut_at_change(frame, champion, challenger, confidence=0.95,
+                            timestamp_column="event_time")
+        assert cut.chosen_among == 7 or not cut.note
+        leans.append(challenger[cut.kept].mean() - champion[cut.kept].mean())
+        right_new, right_old = challenger[cut.kept], champion[cut.kept]
+        counts = (len(right_new), int((right_new & ~right_old).sum()),
+                  int((right_old & ~right_new).sum()))
+        for level, passes in ((0.95, passes_uncorrected),
+                              (level_after_cut(0.95, cut.chosen_among), passes_corrected)):
+            low, _ = paired_accuracy_interval(*counts, level, np.random.default_rng(seed))
+            passes.append(low > 0)
+    assert np.mean(leans) > 2.5 * np.std(leans) / np.sqrt(len(leans))
+    assert sum(passes_uncorrected) > 0.025 * 300
+    assert sum(passes_corrected) <= 0.025 * 300
 
-    def mean_and_error(values):
-        return np.mean(values), np.std(values) / np.sqrt(len(values))
 
-    biased, biased_error = mean_and_error(chosen_on_kept)
-    apart, apart_error = mean_and_error(chosen_apart)
-    assert biased > 2.5 * biased_error
-    assert abs(apart) < apart_error
+def test_a_cut_says_where_it_is_and_at_what_confidence_the_rows_after_it_are_judged():
+    """Check the note and the mask of a clear change within this run's rows, and that a change
+    before them keeps every one of this run's rows."""
+    frame = _months(60, 60, 60, 40, 40)
+    right = np.concatenate([np.arange(180) % 10 != 0, np.arange(80) % 2 == 0])
+    cut = cut_at_change(frame, right, right, confidence=0.95, timestamp_column="event_time",
+                        this_run=np.arange(260) >= 180)
+    assert cut.kept.tolist() == [False] * 180 + [True] * 80
+    assert cut.new_rows_changed and cut.chosen_among == 4
+    assert "the gate judges on the 80 rows from there on, and the 180 older rows are left out" \
+        in cut.note
+    assert cut.note.endswith("chosen among 4 batch boundaries, so the comparison is drawn at "
+                             "98.75% confidence")
+    earlier = cut_at_change(frame, right, right, confidence=0.95, timestamp_column="event_time",
+                            this_run=np.arange(260) >= 220)
+    assert earlier.kept[220:].all() and not earlier.new_rows_changed
+    assert "before this run's rows" in earlier.note
 
 
 def test_rows_that_promoted_the_champion_do_not_judge_it():
@@ -171,3 +193,4 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
+
