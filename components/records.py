@@ -203,6 +203,9 @@ class TrainingSummary:
     libraries: dict[str, str] = field(default_factory=dict)  # what saved the model file
     task: str = "classification"  # written before regression: classification
     model_config: dict = field(default_factory=dict)  # the factory's keyword arguments
+    # Rows learned from in each batch (a file, or a file's month); a fine-tune's include its
+    # parent's. Empty where unknown (versions written before it).
+    training_batches: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -293,6 +296,7 @@ class VersionMetadata:
     classes: list = field(default_factory=list)
     task: str = "classification"
     model_config: dict = field(default_factory=dict)
+    training_batches: dict = field(default_factory=dict)  # TrainingSummary.training_batches
     label_column: str = ""
     timestamp_column: str = ""
     libraries: dict = field(default_factory=dict)
@@ -313,7 +317,8 @@ class VersionMetadata:
             strategy=training.strategy, model_type=training.model_type,
             feature_kinds=training.feature_kinds, classes=training.classes,
             task=training.task, model_config=training.model_config,
-            label_column=label_column, timestamp_column=timestamp_column,
+            training_batches=training.training_batches, label_column=label_column,
+            timestamp_column=timestamp_column,
             libraries=training.libraries)
 
     def to_dict(self) -> dict:

@@ -440,10 +440,10 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
     from components.data.chunks import Table
     from components.ml.models import load_model
     from components.records import ChallengerScores, ChampionScores
-    from components.stages.evaluate import Freshness, evaluate
+    from components.stages.evaluate import Freshness, evaluate, refits_the_champions_rows
 
     registry = Registry(registry_uri, model_name)
-    (champion, _), pool = _champion(registry, champion_version), registry.holdout_pool()
+    (champion, champion_meta), pool = _champion(registry, champion_version), registry.holdout_pool()
     training = TrainingSummary.from_dict(read_json(Path(challenger) / TRAINING_FILE))
     metric, threshold = _gate_terms(metric, threshold, training.task)
     preprocess_counts = {key: int(value) for key, value in preprocess_counts.items()}
@@ -456,7 +456,8 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
         min_rows=min_evaluation_rows, max_rows=max_evaluation_rows, confidence=confidence,
         seed=preprocess_counts.get("seed", 0), champion_version=champion_version,
         cross_fitted=Table(cross_fitted) if cross_fitted else None,
-        challenger_strategy=training.strategy,
+        fresh_refit=refits_the_champions_rows(training.strategy, training.training_batches,
+                                              champion_meta),
         freshness=Freshness(freshness_margin, freshness_confidence))
     ingested, verdict = IngestReport.from_dict(read_json(ingest_report)), evaluation.verdict
     record = DecisionRecord(

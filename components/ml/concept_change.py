@@ -50,6 +50,28 @@ def batch_starts(frame: pd.DataFrame, timestamp_column: str) -> tuple[list, list
     return names, [i for i in range(1, len(names)) if names[i] != names[i - 1]]
 
 
+def batch_rows(rows, timestamp_column: str) -> dict[str, int]:
+    """How many of ``rows`` (a frame or a Table, read a chunk at a time) each batch holds."""
+    from components.data.chunks import as_table
+
+    counts: dict[str, int] = {}
+    for chunk in as_table(rows).chunks():
+        names, sizes = np.unique(batch_names(chunk, timestamp_column).astype(str),
+                                 return_counts=True)
+        for name, size in zip(names.tolist(), sizes.tolist(), strict=True):
+            counts[name] = counts.get(name, 0) + size
+    return dict(sorted(counts.items()))
+
+
+def learned_every_row_of(batches: dict[str, int], champion_batches: dict[str, int]) -> bool:
+    """Whether a model that learned ``batches`` (:func:`batch_rows` of its training rows)
+    learned every row its champion did: at least as many rows of each of the champion's
+    batches. A strategy takes every row of a batch it uses (less the rolling holdout's, which no
+    version learns from), so counts tell; unknown (empty) champion batches never do."""
+    return bool(champion_batches) and all(batches.get(name, 0) >= rows
+                                          for name, rows in champion_batches.items())
+
+
 def _two_by_two(newer_yes: int, newer_no: int, older_yes: int, older_no: int) -> float:
     from scipy.stats import fisher_exact
 

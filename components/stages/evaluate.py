@@ -31,7 +31,12 @@ from components.data.chunks import as_table
 from components.data.roles import PROMOTED_VERSION_COLUMN
 from components.data.schema import SOURCE_FILE_COLUMN, plain_value
 from components.ml.comparison import PairedComparison, compare, compared, interval_of, percent
-from components.ml.concept_change import batch_starts, in_time_order, since_concept_change
+from components.ml.concept_change import (
+    batch_starts,
+    in_time_order,
+    learned_every_row_of,
+    since_concept_change,
+)
 from components.ml.metrics import (
     Predictions,
     predict,
@@ -42,6 +47,7 @@ from components.ml.metrics import (
 from components.ml.threads import limited_threads
 from components.outcomes import GateDecision, GateMetric, Strategy
 from components.policies import FreshComparison, GateVerdict, gate_decision
+from components.records import VersionMetadata
 
 
 @dataclass
@@ -268,7 +274,7 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
              timestamp_column: str, metric: str, threshold: float | None,
              min_improvement: float,
              min_rows: int, max_rows: int, confidence: float, seed: int,
-             champion_version: str, cross_fitted=None, challenger_strategy: str = "",
+             champion_version: str, cross_fitted=None, fresh_refit: bool = False,
              freshness: Freshness | None = None) -> Evaluation:
     """Score the challenger (and the champion, if there is one) on the evaluation rows, compare
     them paired, and decide. ``metric`` is resolved for the task and ``threshold`` is the bar it
@@ -276,7 +282,9 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
 
     ``new_holdout``, ``pool`` and ``cross_fitted``: this run's holdout rows, the registry's
     rolling holdout (None if there is none yet) and retrain's cross-fitted new training rows
-    (None or empty: none); DataFrames, Parquet paths or Tables.
+    (None or empty: none); DataFrames, Parquet paths or Tables. ``fresh_refit``: whether the
+    challenger learned every row its champion did (:func:`refits_the_champions_rows`), for the
+    freshness rule.
     """
     frame, left_out = candidate_rows(new_holdout, pool, max_rows=max_rows,
                                      timestamp_column=timestamp_column,
@@ -307,12 +315,23 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
     return _judged(challenger_predictions, champion_predictions, rows, metric=metric,
                    threshold=threshold, min_improvement=min_improvement, min_rows=min_rows,
                    confidence=confidence, seed=seed, champion_version=champion_version,
-                   fresh_refit=challenger_strategy in FRESH_REFITS, freshness=freshness)
+                   fresh_refit=fresh_refit, freshness=freshness)
 
 
-# A challenger fitted on every row its champion learned from and the new ones: a refit of the same
-# world, when the rows show no concept change (the freshness rule).
+# Strategies whose fit learns every row its champion learned from, and the new ones, by
+# construction: all the rows, or the champion itself continued.
 FRESH_REFITS = (Strategy.FULL, Strategy.FINETUNE)
+
+
+def refits_the_champions_rows(strategy: str, training_batches: dict,
+                              champion_meta: VersionMetadata | None) -> bool:
+    """Whether the challenger learned every row its champion did, and the new ones: a refit of
+    the same world when the rows show no concept change (the freshness rule). A full refit or a
+    fine-tune does by construction; a window or since-change fit when it learned at least as
+    many rows of each of the champion's batches (``training_batches``, the challenger's;
+    :func:`components.ml.concept_change.learned_every_row_of`)."""
+    return strategy in FRESH_REFITS or (champion_meta is not None and learned_every_row_of(
+        training_batches, champion_meta.training_batches))
 
 
 def _judged(challenger: Predictions, champion: Predictions | None, rows: EvaluationRows, *,

@@ -30,6 +30,7 @@ from components.data.drift import batch_names
 from components.data.roles import REFIT_LIMIT, cross_fittable
 from components.data.schema import SOURCE_FILE_COLUMN
 from components.ml.comparison import compared
+from components.ml.concept_change import batch_rows
 from components.ml.estimators import (
     HGB,
     HGB_FINETUNE_ITERATIONS,
@@ -108,6 +109,7 @@ class RetrainResult:
     cross_fitted: pd.DataFrame | None = None  # the new rows, predicted without them
     task: str = Task.CLASSIFICATION
     model_config: dict = field(default_factory=dict)
+    training_batches: dict = field(default_factory=dict)  # TrainingSummary.training_batches
 
     def summary(self, feature_kinds: dict[str, str], classes: list,
                 libraries: dict[str, str]) -> TrainingSummary:
@@ -116,7 +118,8 @@ class RetrainResult:
             strategy=self.strategy, requested_strategy=self.requested_strategy,
             model_type=self.model_type, candidates=[c.to_dict() for c in self.candidates],
             trace=self.trace, notes=self.notes, feature_kinds=feature_kinds, classes=classes,
-            libraries=libraries, task=self.task, model_config=self.model_config)
+            libraries=libraries, task=self.task, model_config=self.model_config,
+            training_batches=self.training_batches)
 
 
 # -- fitting -----------------------------------------------------------------------------------
@@ -563,7 +566,22 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
     return RetrainResult(model=model, strategy=best.strategy, requested_strategy=strategy,
                          model_type=model_type, candidates=candidates, trace=best.trace,
                          notes=notes, training_data=training_data, cross_fitted=cross_fitted,
-                         task=task, model_config=model_config)
+                         task=task, model_config=model_config,
+                         training_batches=_learned_batches(best.strategy, training_data,
+                                                           champion_meta, timestamp_column))
+
+
+def _learned_batches(strategy: str, training_data, champion_meta: VersionMetadata | None,
+                     timestamp_column: str) -> dict[str, int]:
+    """The rows the model learned from in each batch: a fine-tune's are its parent's and its
+    own (unknown, empty, where the parent's are)."""
+    own = batch_rows(training_data, timestamp_column)
+    if strategy != Strategy.FINETUNE:
+        return own
+    parent = champion_meta.training_batches if champion_meta is not None else {}
+    if not parent:
+        return {}
+    return {name: parent.get(name, 0) + own.get(name, 0) for name in sorted({*parent, *own})}
 
 
 def _refitted(best: Candidate, candidate_rows: dict, validation, change, notes: list[str], *,

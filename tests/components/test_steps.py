@@ -87,6 +87,16 @@ def test_retrain_continues_the_champion_and_keeps_its_schema(month):
     assert counts["train_rows"] + counts["validation_rows"] + counts["holdout_rows"] == 400
     # refitted on its training and selection rows; the holdout rows are never trained on
     assert schema["rows"] == parent["rows"] + counts["train_rows"] + counts["validation_rows"]
+    # what each learned from, a batch (file and month) at a time: the fine-tune its parent's too
+    parent_batches = Registry(month["registry_uri"], "customers").metadata(
+        "v0001").training_batches
+    assert sum(parent_batches.values()) == parent["rows"]
+    assert set(parent_batches) == {"customers_2025-01_initial.csv 2025-01",
+                                   "customers_2025-01_initial.csv 2025-02",
+                                   "customers_2025-01_initial.csv 2025-03"}
+    assert sum(training["training_batches"].values()) == schema["rows"]
+    assert all(training["training_batches"][name] == rows
+               for name, rows in parent_batches.items())
     web = {c["name"]: c for c in schema["columns"]}["web_visits_last_month"]
     old = {c["name"]: c for c in parent["columns"]}["web_visits_last_month"]
     assert web["max"] >= old["max"]

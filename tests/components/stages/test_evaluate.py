@@ -6,6 +6,7 @@ import pandas as pd
 from components.data.schema import SOURCE_FILE_COLUMN
 from components.ml.comparison import paired_accuracy_interval
 from components.ml.concept_change import since_concept_change
+from components.records import VersionMetadata
 from components.stages.evaluate import (
     HOLDOUT,
     ROW_SOURCE,
@@ -13,6 +14,7 @@ from components.stages.evaluate import (
     cut_at_change,
     level_after_cut,
     newest_batches,
+    refits_the_champions_rows,
 )
 
 
@@ -194,3 +196,19 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
 
+
+def test_a_challenger_that_learned_every_row_its_champion_did_is_a_refit_for_the_freshness_rule():
+    """Check which challengers the freshness rule may judge: a full refit or a fine-tune by
+    construction; a window or since-change fit only when it learned at least as many rows of
+    each batch its champion learned from; never against a champion whose batches are unknown."""
+    champion = VersionMetadata(training_batches={"a.csv 2025-01": 40, "a.csv 2025-02": 40})
+    assert refits_the_champions_rows("full", {}, None)
+    assert refits_the_champions_rows("finetune", {}, champion)
+    more = {"a.csv 2025-01": 40, "a.csv 2025-02": 40, "b.csv 2025-03": 200}
+    assert refits_the_champions_rows("since_change", more, champion)
+    assert refits_the_champions_rows("window", more, champion)
+    fewer = {"a.csv 2025-01": 12, "a.csv 2025-02": 40, "b.csv 2025-03": 200}
+    assert not refits_the_champions_rows("window", fewer, champion)
+    assert not refits_the_champions_rows("since_change", {"b.csv 2025-03": 200}, champion)
+    assert not refits_the_champions_rows("window", more, VersionMetadata())
+    assert not refits_the_champions_rows("window", more, None)

@@ -96,6 +96,23 @@ def test_finetune_continues_the_champion(drift, model_type):
     assert result.candidates[0].score > 0.6
 
 
+def test_a_fit_records_the_rows_it_learned_from_in_each_batch(drift):
+    """Check the batch counts the freshness rule reads: a window's are its own rows, month by
+    month; a fine-tune's add its parent's, and are unknown (empty) where its parent's are."""
+    history, train, validation, champion = drift
+    window = _run("window", train, history, validation, champion)
+    months = window.training_data["ts"].dt.strftime("%Y-%m")
+    assert window.training_batches == {f"new rows {month}": int(rows)
+                                       for month, rows in months.value_counts().items()}
+    parent = {"new rows 2024-06": 500, "new rows 2025-01": 7}
+    finetune = _run("finetune", train, history, validation, champion,
+                    champion_meta=VersionMetadata(feature_kinds=KINDS, training_batches=parent))
+    own = len(train) + len(validation)
+    assert sum(finetune.training_batches.values()) == sum(parent.values()) + own
+    assert finetune.training_batches["new rows 2024-06"] == 500
+    assert _run("finetune", train, history, validation, champion).training_batches == {}
+
+
 def test_finetune_without_champion_falls_back_and_says_so(drift):
     """Check that an explicit finetune on a cold start falls back to full with a note."""
     history, train, validation, _ = drift
