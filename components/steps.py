@@ -456,8 +456,7 @@ def evaluate_step(*, challenger: str, evaluation_data: str, cross_fitted: str,
         min_rows=min_evaluation_rows, max_rows=max_evaluation_rows, confidence=confidence,
         seed=preprocess_counts.get("seed", 0), champion_version=champion_version,
         cross_fitted=Table(cross_fitted) if cross_fitted else None,
-        fresh_refit=refits_the_champions_rows(training.strategy, training.training_batches,
-                                              champion_meta),
+        fresh_refit=refits_the_champions_rows(training.strategy, training.training_batches, champion_meta),
         freshness=Freshness(freshness_margin, freshness_confidence))
     ingested, verdict = IngestReport.from_dict(read_json(ingest_report)), evaluation.verdict
     record = DecisionRecord(

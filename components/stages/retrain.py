@@ -517,10 +517,8 @@ def retrain(*, strategy: str, model_type: str, train: pd.DataFrame, history: pd.
     """Fit the challenger with the requested strategy (``auto``: the best of those that apply).
 
     Candidates are fitted on ``train`` (and the history their strategy uses) and compared on
-    ``validation``; the gate judges only the chosen one, and sees the validation rows only
-    through cross-fitted answers. The chosen candidate is then refitted on its rows and the
-    validation rows together (below :data:`REFIT_LIMIT` training rows, where they are a real
-    share of what there is to learn from). For binary labels the decision threshold is set last
+    ``validation``; the chosen one is refitted with the validation rows (below
+    :data:`REFIT_LIMIT` training rows). For binary labels the decision threshold is set last
     (``decision_threshold``: a probability, or ``tuned`` on the validation rows for the gate
     metric). Last, :func:`cross_fit` answers every new row for the gate.
 
