@@ -51,11 +51,14 @@ def batch_starts(frame: pd.DataFrame, timestamp_column: str) -> tuple[list, list
 
 
 def batch_rows(rows, timestamp_column: str) -> dict[str, int]:
-    """How many of ``rows`` (a frame or a Table, read a chunk at a time) each batch holds."""
+    """How many of ``rows`` (a frame or a Table, read a chunk at a time, only the columns that
+    name a batch) each batch holds."""
     from components.data.chunks import as_table
+    from components.data.schema import SOURCE_FILE_COLUMN
 
     counts: dict[str, int] = {}
-    for chunk in as_table(rows).chunks():
+    naming = [column for column in (SOURCE_FILE_COLUMN, timestamp_column) if column]
+    for chunk in as_table(rows).chunks(columns=naming):
         names, sizes = np.unique(batch_names(chunk, timestamp_column).astype(str),
                                  return_counts=True)
         for name, size in zip(names.tolist(), sizes.tolist(), strict=True):

@@ -29,7 +29,7 @@ from components.data.chunks import FrameTable, as_table
 from components.data.drift import batch_names
 from components.data.roles import REFIT_LIMIT, cross_fittable
 from components.data.schema import SOURCE_FILE_COLUMN
-from components.ml.comparison import compared
+from components.ml.comparison import compared, percent
 from components.ml.concept_change import batch_rows
 from components.ml.estimators import (
     HGB,
@@ -732,7 +732,7 @@ def _choose(candidates: list[Candidate], metric: str, notes: list[str] | None, *
             not _better_than(best, full, validation, metric, fit["label_column"], fit["seed"]):
         notes.append(f"auto chose full: {best.strategy}'s {metric} {shown} on the "
                      f"{validation.rows} selection rows is not better with "
-                     f"{CHOICE_CONFIDENCE:.0%} confidence, and no concept change was found")
+                     f"{percent(CHOICE_CONFIDENCE)} confidence, and no concept change was found")
         return full
     notes.append(f"auto chose {best.strategy} ({metric} {shown} on the {validation.rows} "
                  "selection rows)")
