@@ -127,6 +127,30 @@ class FreshComparison:
 
 
 @dataclass(frozen=True)
+class NewestBatch:
+    """The gate's second test: the paired comparison on the judged rows' newest batch alone (a
+    file, or a file's month), the rows nearest to those the model will serve, at its share of
+    the gate's error. Under drift the newest batch shows a gain that all the rows, most of them
+    older, average away."""
+
+    batch: str
+    comparison: PairedComparison
+
+    def better(self, bar: Bar, min_improvement: float) -> bool:
+        low = self.comparison.gain_low
+        return low is not None and low > min_improvement * bar.scale(self.comparison.champion)
+
+    def text(self) -> str:
+        """``on the 200 rows of the newest batch (month_07.csv 2025-07): +0.095 (97.5% CI ...)``"""
+        c = self.comparison
+        shown = c.interval_text() if c.delta is not None else "undefined"
+        return f"on the {c.rows} rows of the newest batch ({self.batch}): {shown}"
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, **self.comparison.to_dict()}
+
+
+@dataclass(frozen=True)
 class GateVerdict:
     """The gate's decision and the sentence that explains it."""
 
@@ -141,7 +165,8 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
                   cold_interval: tuple[float, float] | None = None,
                   confidence: float = 0.95, baseline=None,
                   champion_score: float | None = None,
-                  fresh: FreshComparison | None = None) -> GateVerdict:
+                  fresh: FreshComparison | None = None,
+                  newest: NewestBatch | None = None) -> GateVerdict:
     """The verdict of :func:`paired_verdict`, held to the trivial predictor too: a challenger
     that does not beat always answering the rows' most frequent class (for regression their
     mean; ``baseline``: its answer and the paired comparison with it) with confidence is never
@@ -150,7 +175,7 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
                              min_improvement=min_improvement, rows=rows,
                              min_evaluation_rows=min_evaluation_rows,
                              champion_version=champion_version, cold_interval=cold_interval,
-                             confidence=confidence, fresh=fresh)
+                             confidence=confidence, fresh=fresh, newest=newest)
     if baseline is None or baseline.comparison.champion is None:
         return verdict
     trivial = f"{baseline.text()} ({metric} {baseline.comparison.champion:.3f})"
@@ -165,6 +190,38 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
                                                 f"{trivial} with {percent(confidence)} confidence",
                            verdict.cold_start)
     return GateVerdict(verdict.decision, reason, verdict.cold_start)
+
+
+def _champion_undefined_verdict(challenger_score: float, bar: Bar,
+                                champion_version: str) -> GateVerdict:
+    """The champion has no score on these rows: the threshold alone decides."""
+    metric = bar.metric
+    if bar.met(challenger_score):
+        return GateVerdict(GateDecision.DEPLOY, f"challenger {metric} {challenger_score:.3f} "
+                                                f"{bar.passed()}; champion {champion_version} "
+                                                f"has no {metric} on these rows", False)
+    return GateVerdict(GateDecision.REJECT, f"challenger {metric} {challenger_score:.3f} is "
+                                            f"{bar.failed()}", False)
+
+
+def _newest_batch_verdict(newest: NewestBatch | None, bar: Bar, min_improvement: float,
+                          enough_rows: bool, base: str) -> GateVerdict | None:
+    """A deploy on the newest batch's own evidence: the challenger better there with confidence,
+    and meeting the threshold there, or the champion missing it there (on ``enough_rows``, as
+    for all the rows); None: no deploy on this ground."""
+    if newest is None or not newest.better(bar, min_improvement):
+        return None
+    c, margin = newest.comparison, bar.margin_text(min_improvement)
+    level = percent(c.confidence)
+    if bar.met(c.challenger):
+        return GateVerdict(GateDecision.DEPLOY, f"{base}: better on the newest batch by more "
+                                                f"than {margin} with {level} confidence", False)
+    if enough_rows and not bar.met(c.champion):
+        return GateVerdict(GateDecision.DEPLOY, f"{base}: on the newest batch the champion is "
+                                                f"{bar.failed()} and the challenger is better by "
+                                                f"more than {margin} with {level} confidence",
+                           False)
+    return None
 
 
 def _worse(score: float, other: float, bar: Bar) -> bool:
@@ -195,15 +252,17 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
                    metric: str, threshold: float | None, min_improvement: float, rows: int,
                    min_evaluation_rows: int, champion_version: str = "",
                    cold_interval: tuple[float, float] | None = None, confidence: float = 0.95,
-                   fresh: FreshComparison | None = None) -> GateVerdict:
+                   fresh: FreshComparison | None = None,
+                   newest: NewestBatch | None = None) -> GateVerdict:
     """Deploy when the challenger meets ``threshold`` (at least it for a score, at most it for an
     error; None: no threshold) and the lower bound of the interval of how much better it is than
     the champion is above ``min_improvement``; or by the freshness rule (``fresh``, given for a
     same-world refit: :meth:`FreshComparison.allows`, on ``min_evaluation_rows``); or when the
     champion misses the threshold and the challenger, whatever its own score, is better with
     confidence on ``min_evaluation_rows`` rows, or not worse on fewer (at least as good, and no
-    more than :data:`NON_INFERIORITY_MARGIN` worse at the lower bound). Without a champion, the
-    threshold alone decides (a cold start)."""
+    more than :data:`NON_INFERIORITY_MARGIN` worse at the lower bound); or by ``newest``, the
+    comparison on the newest batch alone (:func:`_newest_batch_verdict`). Without a champion,
+    the threshold alone decides (a cold start)."""
     deploy, reject = GateDecision.DEPLOY, GateDecision.REJECT
     bar = Bar(metric, threshold)
     if challenger_score is None or (isinstance(challenger_score, float)
@@ -213,14 +272,10 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
     if comparison is None:
         return _cold_start_verdict(challenger_score, bar, rows, cold_interval, confidence)
     if comparison.delta is None:
-        if bar.met(challenger_score):
-            return GateVerdict(deploy, f"challenger {metric} {challenger_score:.3f} "
-                                       f"{bar.passed()}; champion {champion_version} has no "
-                                       f"{metric} on these rows", False)
-        return GateVerdict(reject, f"challenger {metric} {challenger_score:.3f} is "
-                                   f"{bar.failed()}", False)
+        return _champion_undefined_verdict(challenger_score, bar, champion_version)
     base = (f"challenger {metric} {comparison.challenger:.3f} vs champion {champion_version} "
-            f"{comparison.champion:.3f} on {comparison.rows} rows: {comparison.interval_text()}")
+            f"{comparison.champion:.3f} on {comparison.rows} rows: {comparison.interval_text()}"
+            + (f"; {newest.text()}" if newest is not None else ""))
     level = percent(comparison.confidence)
     scale = bar.scale(comparison.champion)
     better = comparison.gain_low > min_improvement * scale
@@ -229,6 +284,10 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
         return GateVerdict(deploy, f"{base}: better by more than "
                                    f"{bar.margin_text(min_improvement)} with {level} confidence",
                            False)
+    newest_verdict = _newest_batch_verdict(newest, bar, min_improvement,
+                                           comparison.rows >= min_evaluation_rows, base)
+    if newest_verdict is not None:
+        return newest_verdict
     if fresh is not None and min_improvement <= 0 and bar.met(comparison.challenger) and \
             comparison.rows >= min_evaluation_rows and fresh.allows(bar):
         return GateVerdict(deploy, f"{base}: {fresh.reason(bar)}", False)

@@ -235,6 +235,12 @@ def _gate_lines(record: DecisionRecord) -> list[str]:
         lines += ["", f"Challenger - champion: {gate['delta']:+.4f} "
                       f"({percent(gate['confidence'])} CI {gate['ci_low']:+.4f} to "
                       f"{gate['ci_high']:+.4f}), p = {gate['p_value']:.3g}; {gate['method']}."]
+    newest = gate.get("newest_batch") or {}
+    if newest.get("delta") is not None:
+        lines += ["", f"On the newest batch alone ({newest['batch']}, {newest['rows']} rows): "
+                      f"{newest['delta']:+.4f} ({percent(newest['confidence'])} CI "
+                      f"{newest['ci_low']:+.4f} to {newest['ci_high']:+.4f}), p = "
+                      f"{newest['p_value']:.3g}."]
     return lines
 
 

@@ -11,9 +11,12 @@ the batches of :func:`components.data.drift.batch_names`), and they start after 
 boundary where the rows before it and after it differ most, if significantly
 (:func:`components.ml.concept_change.since_concept_change`). Every row after that boundary is
 judged on; since the boundary is chosen on those rows, the comparison on them is drawn at the
-gate's level shared among the boundaries it was chosen from (:func:`level_after_cut`), so the
+gate's level shared among the boundaries it was chosen from (:func:`shared_level`), so the
 choice cannot make an equal challenger pass more often than ``confidence`` allows. Then the
-newest whole batches of earlier rows are taken until there are ``min_evaluation_rows``. The
+newest whole batches of earlier rows are taken until there are ``min_evaluation_rows``. A model
+chosen on these rows serves the next ones, and under drift the newest batch is nearest to them:
+where the judged rows span more than one batch, the two models are also compared on the newest
+batch alone, better with confidence on either deploys, and each test has half of the error. The
 record says how many rows of each kind the decision used, how their answers were obtained,
 where the rows stopped and why. The statistics are :mod:`components.ml.comparison`'s, the
 decision the deploy gate's (:mod:`components.policies`).
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from components.data.chunks import as_table
+from components.data.drift import batch_names
 from components.data.roles import PROMOTED_VERSION_COLUMN
 from components.data.schema import SOURCE_FILE_COLUMN, plain_value
 from components.ml.comparison import PairedComparison, compare, compared, interval_of, percent
@@ -46,7 +50,7 @@ from components.ml.metrics import (
 )
 from components.ml.threads import limited_threads
 from components.outcomes import GateDecision, GateMetric, Strategy
-from components.policies import FreshComparison, GateVerdict, gate_decision
+from components.policies import FreshComparison, GateVerdict, NewestBatch, gate_decision
 from components.records import VersionMetadata
 
 
@@ -66,17 +70,32 @@ class EvaluationRows:
     concept_change: bool = False  # a change at or within this run's rows (not only earlier)
     predictions: str = ""  # how the challenger's answer for each kind of row was obtained
     cut_chosen_among: int = 0  # batch boundaries a concept-change cut was chosen among (0: none)
+    newest_batch: str = ""  # the batch also judged alone ("": the rows are one batch)
+    newest_batch_rows: int = 0
+    in_newest_batch: np.ndarray | None = None  # which rows it holds
 
     def comparison_confidence(self, level: float) -> float:
-        """The level the comparisons with the champion are drawn at: ``level``, its error shared
-        among the boundaries a concept-change cut was chosen from (Bonferroni), so that choosing
-        the cut where the champion happened to do worst cannot make an equal challenger pass
-        more often than ``level`` allows."""
-        return level_after_cut(level, self.cut_chosen_among)
+        """The level the comparisons with the champion on every row are drawn at: ``level``,
+        its error shared among the boundaries a concept-change cut was chosen from
+        (Bonferroni), so that choosing the cut where the champion happened to do worst cannot
+        make an equal challenger pass more often than ``level`` allows."""
+        return shared_level(level, self.cut_chosen_among)
+
+    def better_confidence(self, level: float) -> float:
+        """The level "better with confidence" is tested at on every row: with a newest batch
+        also tested alone, half of :meth:`comparison_confidence`'s error, so that an equal
+        challenger passes either test no more often than ``level`` allows."""
+        return shared_level(self.comparison_confidence(level), 2 if self.newest_batch else 1)
+
+    def newest_batch_confidence(self, level: float) -> float:
+        """The newest batch's own test: the other half of the error. It is judged whatever the
+        cut, so the cut's choice does not touch it."""
+        return shared_level(level, 2)
 
     def summary(self) -> dict:
         summary = asdict(self)
-        summary.pop("frame")
+        for unsaid in ("frame", "in_newest_batch"):
+            summary.pop(unsaid)
         return {"rows": int(len(self.frame)), **summary}
 
 
@@ -120,10 +139,10 @@ def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str,
     return frame.tail(max_rows).reset_index(drop=True), left_out
 
 
-def level_after_cut(level: float, chosen_among: int) -> float:
-    """``level`` with its error shared among the ``chosen_among`` batch boundaries a cut was
-    chosen from (Bonferroni; 0 or 1: ``level``)."""
-    return 1 - (1 - level) / max(1, chosen_among)
+def shared_level(level: float, ways: int) -> float:
+    """``level`` with its error shared ``ways`` ways (Bonferroni; 0 or 1: ``level``): among the
+    batch boundaries a cut was chosen from, or between two tests either of which deploys."""
+    return 1 - (1 - level) / max(1, ways)
 
 
 @dataclass(frozen=True)
@@ -144,7 +163,7 @@ def cut_at_change(frame: pd.DataFrame, champion_right: np.ndarray, challenger_ri
     """The rows from the batch boundary where :func:`since_concept_change` finds the champion's
     world changed, all of them evidence. The cut is chosen on the rows it keeps, so it tends to
     start where the champion happened to do worst, which leans towards the challenger; the
-    comparison on them is drawn at :func:`level_after_cut`, corrected for that choice. A change
+    comparison on them is drawn at :func:`shared_level`, corrected for that choice. A change
     before all of this run's rows (``this_run``) only decides which earlier rows join them:
     this run's rows are all kept, as they would be without a change. Without a change every row
     is kept."""
@@ -160,7 +179,7 @@ def cut_at_change(frame: pd.DataFrame, champion_right: np.ndarray, challenger_ri
              if before_this_run else f"the gate judges on the {int(kept.sum())} rows from there on")
     return Cut(kept, (f"{note}; {where}, and the {len(frame) - int(kept.sum())} older rows are "
                       f"left out; the cut was chosen among {among} batch boundaries, so the "
-                      f"comparison is drawn at {percent(level_after_cut(confidence, among))} "
+                      f"comparison is drawn at {percent(shared_level(confidence, among))} "
                       "confidence"), not before_this_run, among)
 
 
@@ -182,10 +201,22 @@ def newest_batches(frame: pd.DataFrame, *, kept: np.ndarray, min_rows: int,
     return kept & (np.arange(len(frame)) >= start)
 
 
+def newest_batch_of(judged: pd.DataFrame, timestamp_column: str) -> tuple[str, np.ndarray]:
+    """The batch of the newest of the judged rows (oldest first), and which rows are in it."""
+    if not len(judged):
+        return "", np.zeros(0, dtype=bool)
+    names = batch_names(judged, timestamp_column)
+    return str(names[-1]), names == names[-1]
+
+
 def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, min_rows: int,
                     timestamp_column: str, change_note: str = "",
                     left_out_promoting: int = 0, concept_change: bool = False,
-                    cut_chosen_among: int = 0) -> EvaluationRows:
+                    cut_chosen_among: int = 0, confidence: float = 0.95,
+                    against_champion: bool = False) -> EvaluationRows:
+    """The judged rows and what the record says of them. ``against_champion``: whether there is
+    a champion to compare with, and so a newest batch to judge alone when the rows span more
+    than one."""
     judged = frame[kept].reset_index(drop=True)
     kinds = judged[ROW_SOURCE].value_counts() if ROW_SOURCE in judged else pd.Series(
         {HOLDOUT: len(judged)})
@@ -205,11 +236,23 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
         said.append(f"the challenger model's own answers on {counts[HOLDOUT] + counts[EARLIER]} "
                     "holdout rows")
     predictions = ", ".join(said)
-    return EvaluationRows(judged, counts[HOLDOUT], counts[EARLIER], available, period_start,
-                          period_end, "; ".join(notes), cross_fitted_rows=counts[CROSS_FITTED],
-                          left_out_promoting=left_out_promoting,
-                          concept_change=concept_change, predictions=predictions,
-                          cut_chosen_among=cut_chosen_among)
+    newest, in_newest = newest_batch_of(judged, timestamp_column)
+    if not against_champion or in_newest.all():
+        newest, in_newest = "", None
+    rows = EvaluationRows(judged, counts[HOLDOUT], counts[EARLIER], available, period_start,
+                          period_end, "", cross_fitted_rows=counts[CROSS_FITTED],
+                          left_out_promoting=left_out_promoting, concept_change=concept_change,
+                          predictions=predictions, cut_chosen_among=cut_chosen_among,
+                          newest_batch=newest, newest_batch_rows=int(
+                              in_newest.sum()) if newest else 0, in_newest_batch=in_newest)
+    if newest:
+        notes.append(f"the gate also compares on the newest batch alone ({newest}, "
+                     f"{rows.newest_batch_rows} rows), and better with confidence on either "
+                     f"deploys, so each has half of the error: "
+                     f"{percent(rows.better_confidence(confidence))} on every row, "
+                     f"{percent(rows.newest_batch_confidence(confidence))} on the newest batch")
+    rows.note = "; ".join(notes)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -248,6 +291,7 @@ class Evaluation:
     fresh: FreshComparison | None = None
     metric: str = GateMetric.ACCURACY
     champion: Predictions | None = None  # the champion's answers on the same rows
+    newest: NewestBatch | None = None  # the comparison on the newest batch alone
 
     def gate(self) -> dict:
         """What the decision record and ``retrain run --json`` say of the gate."""
@@ -259,6 +303,8 @@ class Evaluation:
             gate["baseline"] = self.baseline.to_dict()
         if self.fresh is not None:
             gate["freshness"] = self.fresh.to_dict()
+        if self.newest is not None:
+            gate["newest_batch"] = self.newest.to_dict()
         return gate
 
 
@@ -308,7 +354,8 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
     rows = evaluation_rows(frame, available, kept=kept, min_rows=min_rows,
                            timestamp_column=timestamp_column, change_note=cut.note,
                            left_out_promoting=left_out, concept_change=cut.new_rows_changed,
-                           cut_chosen_among=cut.chosen_among)
+                           cut_chosen_among=cut.chosen_among, confidence=confidence,
+                           against_champion=champion_predictions is not None)
     challenger_predictions = challenger_predictions.subset(kept)
     if champion_predictions is not None:
         champion_predictions = champion_predictions.subset(kept)
@@ -341,14 +388,14 @@ def _judged(challenger: Predictions, champion: Predictions | None, rows: Evaluat
     """Both models' scores on the judged rows, their paired comparison and the verdict."""
     challenger_scores = challenger.scores()
     champion_scores = champion.scores() if champion else None
-    comparison, cold_interval, fresh = None, None, None
+    comparison, cold_interval, fresh, newest = None, None, None, None
 
     def paired(level: float) -> PairedComparison:
-        return compared(metric, challenger, champion, confidence=rows.comparison_confidence(level),
-                        seed=seed)
+        return compared(metric, challenger, champion, confidence=level, seed=seed)
 
     if champion is not None:
-        comparison = paired(confidence)
+        comparison = paired(rows.better_confidence(confidence))
+        newest = _newest_batch(metric, challenger, champion, rows, confidence, seed)
     elif len(rows.frame):
         cold_interval = interval_of(metric, challenger.labels, challenger.predicted,
                                     challenger.probabilities, challenger.classes,
@@ -359,15 +406,27 @@ def _judged(challenger: Predictions, champion: Predictions | None, rows: Evaluat
         threshold=threshold, min_improvement=min_improvement, rows=len(rows.frame),
         min_evaluation_rows=min_rows, champion_version=champion_version,
         cold_interval=cold_interval, confidence=confidence, baseline=baseline,
-        champion_score=(champion_scores or {}).get(metric))
+        champion_score=(champion_scores or {}).get(metric), newest=newest)
     verdict = decide()
     # The freshness rule's own interval is drawn only where it could change the decision.
     if verdict.decision == GateDecision.REJECT and comparison is not None and \
             freshness is not None and fresh_refit and not rows.concept_change:
-        fresh = FreshComparison(paired(freshness.confidence), freshness.margin)
+        fresh = FreshComparison(paired(rows.comparison_confidence(freshness.confidence)),
+                                freshness.margin)
         verdict = decide(fresh=fresh)
     return Evaluation(challenger, challenger_scores, champion_scores, comparison, verdict, rows,
-                      confidence, baseline, fresh, metric, champion)
+                      confidence, baseline, fresh, metric, champion, newest)
+
+
+def _newest_batch(metric: str, challenger: Predictions, champion: Predictions,
+                  rows: EvaluationRows, confidence: float, seed: int) -> NewestBatch | None:
+    """The paired comparison on the newest batch alone, where the rows span more than one."""
+    if not rows.newest_batch:
+        return None
+    alone = rows.in_newest_batch
+    return NewestBatch(rows.newest_batch, compared(
+        metric, challenger.subset(alone), champion.subset(alone),
+        confidence=rows.newest_batch_confidence(confidence), seed=seed))
 
 
 def against_baseline(metric: str, predictions: Predictions, confidence: float,

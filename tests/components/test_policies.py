@@ -8,6 +8,7 @@ from components.outcomes import GateDecision, ValidateDecision
 from components.policies import (
     NON_INFERIORITY_MARGIN,
     FreshComparison,
+    NewestBatch,
     gate_decision,
     trigger_decision,
 )
@@ -265,6 +266,57 @@ def test_the_freshness_rule_never_applies_on_the_seed_40_rows_or_with_a_min_impr
                             min_improvement=0.01, rows=2000, min_evaluation_rows=300,
                             champion_version="v0001", fresh=_fresh(2000, 1700, 1720, 1650))
     assert verdict.decision == REJECT
+
+
+def _newest_gate(every_row, newest, *, threshold=0.80, min_rows=300):
+    return gate_decision(every_row, every_row.challenger, metric="accuracy", threshold=threshold,
+                         min_improvement=0.0, rows=every_row.rows, min_evaluation_rows=min_rows,
+                         champion_version="v0002",
+                         newest=NewestBatch("month_07.csv 2025-07", newest))
+
+
+def test_a_gain_only_the_newest_batch_shows_deploys_and_the_reason_says_where():
+    """Check the drift case: on 600 rows over three months the challenger is 2 points ahead,
+    not shown better at 97.5%; on the newest month's 200 rows it is 9.5 points ahead, shown
+    better at 97.5%. The gate deploys on the newest batch and says so; with the newest batch
+    no better than the rest it rejects, and the reason still gives both intervals."""
+    every_row = _paired(600, champion_right=500, challenger_right=512, both_right=470,
+                        confidence=0.975)
+    newest = _paired(200, champion_right=165, challenger_right=184, both_right=160,
+                     confidence=0.975)
+    assert every_row.ci_low < 0 < newest.ci_low
+    verdict = _newest_gate(every_row, newest)
+    assert verdict.decision == DEPLOY, verdict.reason
+    assert verdict.reason.startswith(
+        f"challenger accuracy 0.853 vs champion v0002 0.833 on 600 rows: "
+        f"{every_row.interval_text()}; on the 200 rows of the newest batch (month_07.csv "
+        f"2025-07): +0.095 (97.5% CI +0.")
+    assert verdict.reason.endswith(": better on the newest batch by more than 0 with 97.5% "
+                                   "confidence")
+    flat = _paired(200, champion_right=165, challenger_right=169, both_right=160,
+                   confidence=0.975)
+    verdict = _newest_gate(every_row, flat)
+    assert verdict.decision == REJECT
+    assert "on the 200 rows of the newest batch (month_07.csv 2025-07): +0.020" in verdict.reason
+    assert verdict.reason.endswith("does not beat the champion by more than 0 with 97.5% "
+                                   "confidence")
+
+
+def test_on_the_newest_batch_a_champion_below_the_threshold_needs_enough_rows_in_all():
+    """Check the threshold on the newest batch: a challenger below 0.80 there deploys only where
+    the champion is below it there too, and, as for every row, on min_evaluation_rows rows."""
+    every_row = _paired(600, champion_right=500, challenger_right=505, both_right=470,
+                        confidence=0.975)  # the champion above 0.80 on every row
+    newest = _paired(200, champion_right=133, challenger_right=152, both_right=125,
+                     confidence=0.975)
+    assert newest.challenger < 0.8 and newest.ci_low > 0
+    verdict = _newest_gate(every_row, newest)
+    assert verdict.decision == DEPLOY, verdict.reason
+    assert verdict.reason.endswith(": on the newest batch the champion is below the threshold "
+                                   "0.800 and the challenger is better by more than 0 with "
+                                   "97.5% confidence")
+    assert _newest_gate(every_row, newest, min_rows=700).decision == REJECT
+    assert _newest_gate(every_row, newest, threshold=0.6).decision == DEPLOY  # both above it
 
 
 # -- regression: each metric in its own direction ----------------------------------------------
