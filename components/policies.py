@@ -137,8 +137,7 @@ class NewestBatch:
     comparison: PairedComparison
 
     def better(self, bar: Bar, min_improvement: float) -> bool:
-        low = self.comparison.gain_low
-        return low is not None and low > min_improvement * bar.scale(self.comparison.champion)
+        return _shown_better(self.comparison, bar, min_improvement)
 
     def text(self) -> str:
         """``on the 200 rows of the newest batch (month_07.csv 2025-07): +0.095 (97.5% CI ...)``"""
@@ -190,6 +189,13 @@ def gate_decision(comparison: PairedComparison | None, challenger_score: float |
                                                 f"{trivial} with {percent(confidence)} confidence",
                            verdict.cold_start)
     return GateVerdict(verdict.decision, reason, verdict.cold_start)
+
+
+def _shown_better(comparison: PairedComparison, bar: Bar, min_improvement: float) -> bool:
+    """Better with the comparison's confidence: its interval's lower bound of the gain above
+    ``min_improvement`` (for an error metric, a share of the champion's error)."""
+    low = comparison.gain_low
+    return low is not None and low > min_improvement * bar.scale(comparison.champion)
 
 
 def _champion_undefined_verdict(challenger_score: float, bar: Bar,
@@ -278,7 +284,7 @@ def paired_verdict(comparison: PairedComparison | None, challenger_score: float 
             + (f"; {newest.text()}" if newest is not None else ""))
     level = percent(comparison.confidence)
     scale = bar.scale(comparison.champion)
-    better = comparison.gain_low > min_improvement * scale
+    better = _shown_better(comparison, bar, min_improvement)
     champion_missed = threshold is not None and not bar.met(comparison.champion)
     if bar.met(comparison.challenger) and better:
         return GateVerdict(deploy, f"{base}: better by more than "

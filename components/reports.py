@@ -232,16 +232,19 @@ def _gate_lines(record: DecisionRecord) -> list[str]:
     if rows.get("note"):
         lines += ["", f"Note: {rows['note']}."]
     if gate.get("delta") is not None:
-        lines += ["", f"Challenger - champion: {gate['delta']:+.4f} "
-                      f"({percent(gate['confidence'])} CI {gate['ci_low']:+.4f} to "
-                      f"{gate['ci_high']:+.4f}), p = {gate['p_value']:.3g}; {gate['method']}."]
+        lines += ["", f"Challenger - champion: {_difference(gate)}; {gate['method']}."]
     newest = gate.get("newest_batch") or {}
     if newest.get("delta") is not None:
         lines += ["", f"On the newest batch alone ({newest['batch']}, {newest['rows']} rows): "
-                      f"{newest['delta']:+.4f} ({percent(newest['confidence'])} CI "
-                      f"{newest['ci_low']:+.4f} to {newest['ci_high']:+.4f}), p = "
-                      f"{newest['p_value']:.3g}."]
+                      f"{_difference(newest)}."]
     return lines
+
+
+def _difference(comparison: dict) -> str:
+    """``+0.0450 (97.5% CI +0.0070 to +0.0830), p = 0.0123`` from a comparison's record."""
+    return (f"{comparison['delta']:+.4f} ({percent(comparison['confidence'])} CI "
+            f"{comparison['ci_low']:+.4f} to {comparison['ci_high']:+.4f}), "
+            f"p = {comparison['p_value']:.3g}")
 
 
 # -- alert -------------------------------------------------------------------------------------

@@ -71,8 +71,11 @@ class EvaluationRows:
     predictions: str = ""  # how the challenger's answer for each kind of row was obtained
     cut_chosen_among: int = 0  # batch boundaries a concept-change cut was chosen among (0: none)
     newest_batch: str = ""  # the batch also judged alone ("": the rows are one batch)
-    newest_batch_rows: int = 0
     in_newest_batch: np.ndarray | None = None  # which rows it holds
+
+    @property
+    def newest_batch_rows(self) -> int:
+        return int(self.in_newest_batch.sum()) if self.newest_batch else 0
 
     def comparison_confidence(self, level: float) -> float:
         """The level the comparisons with the champion on every row are drawn at: ``level``,
@@ -96,7 +99,8 @@ class EvaluationRows:
         summary = asdict(self)
         for unsaid in ("frame", "in_newest_batch"):
             summary.pop(unsaid)
-        return {"rows": int(len(self.frame)), **summary}
+        return {"rows": int(len(self.frame)), **summary,
+                "newest_batch_rows": self.newest_batch_rows}
 
 
 ROW_SOURCE = "__evaluation_source"  # which kind of row: while the rows are chosen
@@ -243,8 +247,7 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
                           period_end, "", cross_fitted_rows=counts[CROSS_FITTED],
                           left_out_promoting=left_out_promoting, concept_change=concept_change,
                           predictions=predictions, cut_chosen_among=cut_chosen_among,
-                          newest_batch=newest, newest_batch_rows=int(
-                              in_newest.sum()) if newest else 0, in_newest_batch=in_newest)
+                          newest_batch=newest, in_newest_batch=in_newest)
     if newest:
         notes.append(f"the gate also compares on the newest batch alone ({newest}, "
                      f"{rows.newest_batch_rows} rows), and better with confidence on either "
