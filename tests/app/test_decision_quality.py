@@ -14,7 +14,7 @@ from app.concept_streams import CHANGE_MONTH, LABEL_COLUMN, Stream, replay
 from components.ml.comparison import percent
 from components.ml.models import load_model
 from components.params import BY_NAME
-from components.stages.evaluate import shared_level
+from components.stages.evaluate import nested_pair_level, shared_level
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +49,21 @@ def test_on_a_stationary_stream_no_deploy_is_worse_than_what_it_replaced(station
 def test_every_gate_reason_names_its_rows_and_interval(stationary):
     """Check the reasons read 'challenger accuracy X vs champion vN Y on N rows: +d (95% CI a to
     b)' (after a concept-change cut, at 95% shared among the boundaries it was chosen from; with
-    the newest batch also judged alone, half of that), and that the gate judges on every new
-    row: a run of this size holds no row out, so every new row is answered by a fit of the
-    challenger's procedure without it (cross-fitted), and no earlier row is needed."""
+    the newest batch also judged alone, the level the two tests share: half of that after a
+    cut), and that the gate judges on every new row: a run of this size holds no row out, so
+    every new row is answered by a fit of the challenger's procedure without it
+    (cross-fitted), and no earlier row is needed."""
     for month in stationary[1:]:
         gate = month.gate
         evaluation = gate["evaluation"]
-        ways = 2 if evaluation["newest_batch"] else 1  # the newest batch judged alone too
-        assert gate["confidence"] == shared_level(shared_level(
-            0.95, evaluation["cut_chosen_among"]), ways)
+        cut = evaluation["cut_chosen_among"]
+        if not evaluation["newest_batch"]:
+            level = shared_level(0.95, cut)
+        elif cut:
+            level = shared_level(shared_level(0.95, cut), 2)
+        else:
+            level = nested_pair_level(0.95, evaluation["newest_batch_rows"] / evaluation["rows"])
+        assert gate["confidence"] == level
         assert ("newest_batch" in gate) == bool(evaluation["newest_batch"])
         assert f"on {gate['rows']} rows: {gate['delta']:+.3f} ({percent(gate['confidence'])} CI " \
                f"{gate['ci_low']:+.3f} to {gate['ci_high']:+.3f})" in month.reason
