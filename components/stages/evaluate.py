@@ -87,26 +87,22 @@ class EvaluationRows:
     def better_confidence(self, level: float) -> float:
         """The level "better with confidence" is tested at on every row. With a newest batch
         also tested alone, an equal challenger must pass either test no more often than
-        ``level`` allows: both are drawn at :func:`nested_pair_level`; after a cut, whose choice
-        makes every row's test a pick among several, at half of
+        ``level`` allows: both tests are drawn at :meth:`newest_batch_confidence`; after a cut,
+        whose choice makes every row's test a pick among several, this one at half of
         :meth:`comparison_confidence`'s error (Bonferroni)."""
         if not self.newest_batch:
             return self.comparison_confidence(level)
         if self.cut_chosen_among:
             return shared_level(self.comparison_confidence(level), 2)
-        return nested_pair_level(level, self.newest_batch_share)
+        return self.newest_batch_confidence(level)
 
     def newest_batch_confidence(self, level: float) -> float:
-        """The newest batch's own test, at the level :meth:`better_confidence` pairs it with
-        (after a cut, the other half of the error: the newest batch is judged whatever the cut,
+        """The newest batch's own test: :func:`nested_pair_level` for its share of the rows;
+        after a cut, the other half of the error (the newest batch is judged whatever the cut,
         so the cut's choice does not touch it)."""
         if self.cut_chosen_among:
             return shared_level(level, 2)
-        return nested_pair_level(level, self.newest_batch_share)
-
-    @property
-    def newest_batch_share(self) -> float:
-        return self.newest_batch_rows / len(self.frame)
+        return nested_pair_level(level, self.newest_batch_rows / len(self.frame))
 
     def summary(self) -> dict:
         summary = asdict(self)
