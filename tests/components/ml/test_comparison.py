@@ -118,6 +118,34 @@ def test_the_interval_from_counts_is_scipys_paired_bca_bootstrap(rows, only_new,
     assert ours[1] == pytest.approx(scipy_interval.high, abs=0.003)
 
 
+def test_an_equal_challenger_is_shown_better_no_more_often_than_the_confidence_allows():
+    """Check the gate's accuracy interval on an equal challenger, for few to many rows where
+    only one model is right (each favouring either model by a fair coin): its 95% lower bound
+    is above 0 in at most 2.5% of 2,000 draws (two standard errors over it), where the
+    bootstrap alone is above 0 in 6% of them on four such rows (four of four for one model
+    puts its lower bound above 0; the chance is one in sixteen). Four of four is not shown
+    better; eight of eight is."""
+    from components.ml.comparison import accuracy_interval, paired_accuracy_interval
+
+    draws = 2000
+    allowed = 0.025 + 2 * np.sqrt(0.025 * 0.975 / draws)
+    for discordant in (4, 10, 30):
+        coin = np.random.default_rng(discordant).binomial(discordant, 0.5, draws)
+        shown = [accuracy_interval(200, int(k), discordant - int(k), 0.95,
+                                   np.random.default_rng(draw))[0] > 0
+                 for draw, k in enumerate(coin)]
+        assert np.mean(shown) <= allowed, discordant
+        if discordant == 4:
+            alone = [paired_accuracy_interval(200, int(k), discordant - int(k), 0.95,
+                                              np.random.default_rng(draw))[0] > 0
+                     for draw, k in enumerate(coin)]
+            assert np.mean(alone) > allowed
+    rng = np.random.default_rng(0)
+    assert paired_accuracy_interval(200, 4, 0, 0.95, rng)[0] > 0
+    assert accuracy_interval(200, 4, 0, 0.95, rng)[0] < 0 < accuracy_interval(200, 8, 0, 0.95,
+                                                                                rng)[0]
+
+
 # -- regression --------------------------------------------------------------------------------
 def _regressors(rows: int, champion_noise: float, challenger_noise: float, seed: int):
     rng = np.random.default_rng(seed)
