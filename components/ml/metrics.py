@@ -202,6 +202,28 @@ def right_answers(champion: Predictions, challenger: Predictions) -> tuple[np.nd
     return champion.right(tolerance), challenger.right(tolerance)
 
 
+# What each metric's per-row part weighs, as the record and the evaluation note say it.
+PER_ROW_WEIGHT = {GateMetric.ACCURACY: "the rows where exactly one model is right",
+                  GateMetric.RMSE: "the rows' squared differences in squared error",
+                  GateMetric.R2: "the rows' squared differences in squared error",
+                  GateMetric.MAE: "the rows' squared differences in absolute error"}
+
+
+def per_row_weights(metric: str, challenger: Predictions, champion: Predictions):
+    """Per row, its weight in the paired difference of ``metric`` between two models when they
+    are equal: the square of the difference of the row's parts (for accuracy 1 where exactly one
+    model is right, the rows McNemar's test counts; for RMSE and R² the squared errors', for
+    MAE the absolute errors'). None for a metric that is not a mean of per-row parts (F1, ROC
+    AUC)."""
+    if metric == GateMetric.ACCURACY:
+        return (challenger.right() != champion.right()).astype(float)
+    if metric not in PER_ROW_WEIGHT:
+        return None
+    power = 1 if metric == GateMetric.MAE else 2
+    difference = np.abs(challenger.errors()) ** power - np.abs(champion.errors()) ** power
+    return difference ** 2
+
+
 # How retrain's cross-fitted predictions travel to evaluate: columns beside the rows' own.
 CROSS_FIT_CLASS = "__cross_fitted_class"  # the predicted class's index in the model's classes
 CROSS_FIT_PROBABILITY = "__cross_fitted_p"  # + a class's index: its probability

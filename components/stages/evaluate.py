@@ -42,7 +42,9 @@ from components.ml.concept_change import (
     since_concept_change,
 )
 from components.ml.metrics import (
+    PER_ROW_WEIGHT,
     Predictions,
+    per_row_weights,
     predict,
     right_answers,
     split_cross_fitted,
@@ -72,10 +74,27 @@ class EvaluationRows:
     cut_chosen_among: int = 0  # batch boundaries a concept-change cut was chosen among (0: none)
     newest_batch: str = ""  # the batch also judged alone ("": the rows are one batch)
     in_newest_batch: np.ndarray | None = None  # which rows it holds
+    # Per judged row, its weight in the paired difference under an equal challenger
+    # (components.ml.metrics.per_row_weights; None: every row alike, as where none weighs
+    # anything), and what they weigh.
+    row_weights: np.ndarray | None = None
+    newest_batch_share_of: str = "the rows"
 
     @property
     def newest_batch_rows(self) -> int:
         return int(self.in_newest_batch.sum()) if self.newest_batch else 0
+
+    @property
+    def newest_batch_share(self) -> float:
+        """The newest batch's share of what the test on every row weighs: of the row weights
+        where there are any (for accuracy, of the rows where exactly one model is right), else
+        of the rows. The two tests' differences correlate by its square root, so it is exact
+        where the newest batch's rows disagree more or less often than older ones."""
+        if not self.newest_batch:
+            return 0.0
+        if self.row_weights is not None:
+            return float(self.row_weights[self.in_newest_batch].sum() / self.row_weights.sum())
+        return self.newest_batch_rows / len(self.frame)
 
     def comparison_confidence(self, level: float) -> float:
         """The level the comparisons with the champion on every row are drawn at: ``level``,
@@ -102,14 +121,15 @@ class EvaluationRows:
         so the cut's choice does not touch it)."""
         if self.cut_chosen_among:
             return shared_level(level, 2)
-        return nested_pair_level(level, self.newest_batch_rows / len(self.frame))
+        return nested_pair_level(level, round(self.newest_batch_share, 4))
 
     def summary(self) -> dict:
         summary = asdict(self)
-        for unsaid in ("frame", "in_newest_batch"):
+        for unsaid in ("frame", "in_newest_batch", "row_weights"):
             summary.pop(unsaid)
         return {"rows": int(len(self.frame)), **summary,
-                "newest_batch_rows": self.newest_batch_rows}
+                "newest_batch_rows": self.newest_batch_rows,
+                "newest_batch_share": round(self.newest_batch_share, 4)}
 
 
 ROW_SOURCE = "__evaluation_source"  # which kind of row: while the rows are chosen
@@ -161,17 +181,20 @@ def shared_level(level: float, ways: int) -> float:
 @functools.lru_cache(maxsize=1024)
 def nested_pair_level(level: float, share: float) -> float:
     """The level two tests of "better" are each drawn at when passing either deploys and one is
-    drawn on a ``share`` (0 < share < 1) of the other's rows (the newest batch among every row):
-    an equal challenger then passes one or the other as often as one test at ``level`` lets it
-    (its one-sided error, (1 - level) / 2). On exchangeable rows, as the paired tests take them,
-    the two differences correlate by sqrt(share) (normal approximation). Halving the error
+    drawn on a ``share`` (0..1) of the other's evidence (the newest batch among every row, by
+    :attr:`EvaluationRows.newest_batch_share`): an equal challenger then passes one or the
+    other as often as one test at ``level`` lets it (its one-sided error, (1 - level) / 2). The
+    two differences correlate by sqrt(share) (normal approximation). Halving the error
     (Bonferroni) ignores that the newest batch is part of every row and is stricter: at 0.95,
-    97.24% each for the newest 200 of 600 rows where it gives 97.5%. Rounded up to 0.0001."""
+    97.24% each for a third of the evidence (the newest 200 of 600 rows where they weigh
+    alike) where it gives 97.5%; all of it makes the two tests one. Rounded up to 0.0001."""
     from scipy.optimize import brentq
     from scipy.special import owens_t
     from scipy.stats import norm
 
-    tail, correlation = (1 - level) / 2, np.sqrt(share)
+    if share >= 1:
+        return level
+    tail, correlation = (1 - level) / 2, np.sqrt(max(0.0, share))
     slope = np.sqrt((1 - correlation) / (1 + correlation))
 
     def either_passes(z: float) -> float:  # P(Z1 > z or Z2 > z), by Owen's T function
@@ -249,10 +272,12 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
                     timestamp_column: str, change_note: str = "",
                     left_out_promoting: int = 0, concept_change: bool = False,
                     cut_chosen_among: int = 0, confidence: float = 0.95,
-                    against_champion: bool = False) -> EvaluationRows:
+                    against_champion: bool = False, row_weights: np.ndarray | None = None,
+                    weighed_by: str = "") -> EvaluationRows:
     """The judged rows and what the record says of them. ``against_champion``: whether there is
     a champion to compare with, and so a newest batch to judge alone when the rows span more
-    than one."""
+    than one. ``row_weights`` (over ``frame``) and ``weighed_by``: each row's weight in the
+    paired difference and what it is (:func:`components.ml.metrics.per_row_weights`)."""
     judged = frame[kept].reset_index(drop=True)
     kinds = judged[ROW_SOURCE].value_counts() if ROW_SOURCE in judged else pd.Series(
         {HOLDOUT: len(judged)})
@@ -280,6 +305,8 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
                           left_out_promoting=left_out_promoting, concept_change=concept_change,
                           predictions=predictions, cut_chosen_among=cut_chosen_among,
                           newest_batch=newest, in_newest_batch=in_newest)
+    if newest and row_weights is not None and row_weights[kept].sum() > 0:
+        rows.row_weights, rows.newest_batch_share_of = row_weights[kept], weighed_by
     if newest:
         notes.append(f"the gate also compares on the newest batch alone ({newest}, "
                      f"{rows.newest_batch_rows} rows), and better with confidence on either "
@@ -293,8 +320,11 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
 def _shared_how(rows: EvaluationRows) -> str:
     if rows.cut_chosen_among:
         return "each has half of the error"
-    return (f"both are drawn at the level that keeps an equal challenger to the gate's error "
-            f"(the newest batch is {rows.newest_batch_rows} of the {len(rows.frame)} rows)")
+    share = (f"holds {rows.newest_batch_share:.1%} of {rows.newest_batch_share_of}"
+             if rows.row_weights is not None
+             else f"is {rows.newest_batch_rows} of the {len(rows.frame)} rows")
+    return ("both are drawn at the level that keeps an equal challenger to the gate's error "
+            f"(the newest batch {share})")
 
 
 @dataclass(frozen=True)
@@ -387,7 +417,9 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
         champion_predictions = (predict(champion, frame, label_column)
                                 if champion is not None and len(frame) else None)
     this_run = (frame[ROW_SOURCE] != EARLIER).to_numpy()
+    row_weights = None
     if champion_predictions is not None:
+        row_weights = per_row_weights(metric, challenger_predictions, champion_predictions)
         cut = cut_at_change(frame, *right_answers(champion_predictions, challenger_predictions),
                             confidence=confidence, timestamp_column=timestamp_column,
                             this_run=this_run)
@@ -397,7 +429,8 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
                            timestamp_column=timestamp_column, change_note=cut.note,
                            left_out_promoting=left_out, concept_change=cut.new_rows_changed,
                            cut_chosen_among=cut.chosen_among, confidence=confidence,
-                           against_champion=champion_predictions is not None)
+                           against_champion=champion_predictions is not None,
+                           row_weights=row_weights, weighed_by=PER_ROW_WEIGHT.get(metric, ""))
     challenger_predictions = challenger_predictions.subset(kept)
     if champion_predictions is not None:
         champion_predictions = champion_predictions.subset(kept)

@@ -49,10 +49,10 @@ def test_on_a_stationary_stream_no_deploy_is_worse_than_what_it_replaced(station
 def test_every_gate_reason_names_its_rows_and_interval(stationary):
     """Check the reasons read 'challenger accuracy X vs champion vN Y on N rows: +d (95% CI a to
     b)' (after a concept-change cut, at 95% shared among the boundaries it was chosen from; with
-    the newest batch also judged alone, the level the two tests share: half of that after a
-    cut), and that the gate judges on every new row: a run of this size holds no row out, so
-    every new row is answered by a fit of the challenger's procedure without it
-    (cross-fitted), and no earlier row is needed."""
+    the newest batch also judged alone, the level the two tests share for its share of the rows
+    where exactly one model is right: half of that after a cut), and that the gate judges on
+    every new row: a run of this size holds no row out, so every new row is answered by a fit
+    of the challenger's procedure without it (cross-fitted), and no earlier row is needed."""
     for month in stationary[1:]:
         gate = month.gate
         evaluation = gate["evaluation"]
@@ -62,7 +62,10 @@ def test_every_gate_reason_names_its_rows_and_interval(stationary):
         elif cut:
             level = shared_level(shared_level(0.95, cut), 2)
         else:
-            level = nested_pair_level(0.95, evaluation["newest_batch_rows"] / evaluation["rows"])
+            assert evaluation["newest_batch_share_of"] in (
+                "the rows where exactly one model is right", "the rows")
+            assert 0 <= evaluation["newest_batch_share"] <= 1
+            level = nested_pair_level(0.95, evaluation["newest_batch_share"])
         assert gate["confidence"] == level
         assert ("newest_batch" in gate) == bool(evaluation["newest_batch"])
         assert f"on {gate['rows']} rows: {gate['delta']:+.3f} ({percent(gate['confidence'])} CI " \

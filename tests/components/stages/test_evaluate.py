@@ -4,9 +4,10 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from components.data.schema import SOURCE_FILE_COLUMN
-from components.ml.comparison import paired_accuracy_interval
+from components.ml.comparison import accuracy_interval
 from components.ml.concept_change import since_concept_change
 from components.records import VersionMetadata
 from components.stages.evaluate import (
@@ -136,7 +137,7 @@ def test_the_concept_change_cut_is_corrected_for_its_choice():
                   int((right_old & ~right_new).sum()))
         for level, passes in ((0.95, passes_uncorrected),
                               (shared_level(0.95, cut.chosen_among), passes_corrected)):
-            low, _ = paired_accuracy_interval(*counts, level, np.random.default_rng(seed))
+            low, _ = accuracy_interval(*counts, level, np.random.default_rng(seed))
             passes.append(low > 0)
     assert np.mean(leans) > 2.5 * np.std(leans) / np.sqrt(len(leans))
     assert sum(passes_uncorrected) > 0.025 * 300
@@ -191,21 +192,27 @@ def test_rows_over_several_batches_are_judged_on_the_newest_batch_too_and_say_so
         assert alone.better_confidence(0.95) == 0.95 and not alone.note
 
 
-def test_judging_the_newest_batch_too_keeps_an_equal_challenger_to_the_gates_error():
+@pytest.mark.parametrize("newest_agrees", [0.0, 0.8])
+def test_judging_the_newest_batch_too_keeps_an_equal_challenger_to_the_gates_error(newest_agrees):
     """Check on 1000 streams of three months of 100 rows where challenger and champion are each
-    right 80% of the time: tested on every row and on the newest month, each at the gate's own
-    95%, the equal challenger passes one or the other in more of the streams than a one-sided
-    2.5% error allows (two standard errors over it); at the levels the two tests share, it
-    does not."""
-    rows = _all_rows(_months(100, 100, 100))
-    newest = rows.in_newest_batch
-    shared = (rows.better_confidence(0.95), rows.newest_batch_confidence(0.95))
+    right 80% of the time, independently, or in the newest month with the challenger's answer
+    the champion's for 80% of its rows (the two disagree there a fifth as often): tested on
+    every row and on the newest month at the levels the two tests share for the newest month's
+    share of the rows where exactly one model is right, the equal challenger passes one or the
+    other in no more of the streams than a one-sided 2.5% error allows (two standard errors
+    over it). Each at the gate's own 95%, it passes in more, where the rows are alike."""
+    base = _all_rows(_months(100, 100, 100))
+    newest = base.in_newest_batch
 
     def better(new, old, level, seed):
-        low, _ = paired_accuracy_interval(len(new), int((new & ~old).sum()),
+        low, _ = accuracy_interval(len(new), int((new & ~old).sum()),
                                           int((old & ~new).sum()), level,
                                           np.random.default_rng(seed))
         return low > 0
+
+    def either(challenger, champion, levels, seed):
+        return better(challenger, champion, levels[0], seed) or better(
+            challenger[newest], champion[newest], levels[1], seed)
 
     streams = 1000
     allowed = 0.025 * streams + 2 * np.sqrt(streams * 0.025 * 0.975)
@@ -213,12 +220,55 @@ def test_judging_the_newest_batch_too_keeps_an_equal_challenger_to_the_gates_err
     for seed in range(streams):
         rng = np.random.default_rng(seed)
         champion, challenger = rng.random(300) < 0.8, rng.random(300) < 0.8
-        passes_unshared += better(challenger, champion, 0.95, seed) or better(
-            challenger[newest], champion[newest], 0.95, seed)
-        passes_shared += better(challenger, champion, shared[0], seed) or better(
-            challenger[newest], champion[newest], shared[1], seed)
-    assert passes_unshared > allowed
+        copied = newest & (rng.random(300) < newest_agrees)
+        challenger[copied] = champion[copied]
+        rows = dataclasses.replace(base, row_weights=(challenger != champion).astype(float))
+        shared = (rows.better_confidence(0.95), rows.newest_batch_confidence(0.95))
+        passes_unshared += either(challenger, champion, (0.95, 0.95), seed)
+        passes_shared += either(challenger, champion, shared, seed)
     assert passes_shared <= allowed
+    if not newest_agrees:
+        assert passes_unshared > allowed
+
+
+def test_the_newest_batchs_share_is_of_the_rows_where_the_models_differ():
+    """Check what the two tests' correlation is worked out from: for accuracy, the rows where
+    exactly one model is right; for RMSE and MAE each row's squared difference in its squared
+    or absolute error; for F1, which is no mean of per-row parts, the rows themselves; and that
+    the record and the note say which."""
+    from components.ml.metrics import PER_ROW_WEIGHT, Predictions, per_row_weights
+
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    def classifier(predicted):
+        return Predictions(labels, np.zeros((6, 2)), np.array([0, 1]), np.array(predicted))
+    champion, challenger = classifier([0, 1, 0, 0, 0, 1]), classifier([0, 1, 1, 1, 0, 0])
+    assert per_row_weights("accuracy", challenger, champion).tolist() == [0, 0, 1, 1, 0, 1]
+    assert per_row_weights("f1", challenger, champion) is None
+    values = np.array([10.0, 10.0, 10.0])
+    def regressor(predicted):
+        return Predictions(values, np.empty((3, 0)), np.empty(0), np.array(predicted),
+                           "regression")
+    closer, farther = regressor([11.0, 7.0, 10.0]), regressor([12.0, 8.0, 10.0])
+    assert per_row_weights("rmse", closer, farther).tolist() == [9.0, 25.0, 0.0]
+    assert per_row_weights("mae", closer, farther).tolist() == [1.0, 1.0, 0.0]
+    frame = _months(100, 100, 60)
+    weights = np.r_[np.ones(200) * (np.arange(200) % 4 == 0), np.ones(60) * (np.arange(60) % 2)]
+    rows = evaluation_rows(frame, len(frame), kept=np.ones(len(frame), dtype=bool), min_rows=100,
+                           timestamp_column="event_time", confidence=0.95,
+                           against_champion=True, row_weights=weights,
+                           weighed_by=PER_ROW_WEIGHT["accuracy"])
+    assert rows.newest_batch_share == 30 / 80
+    assert rows.better_confidence(0.95) == nested_pair_level(0.95, 0.375)
+    assert "(the newest batch holds 37.5% of the rows where exactly one model is right)" \
+        in rows.note
+    summary = rows.summary()
+    assert summary["newest_batch_share"] == 0.375 and "row_weights" not in summary
+    assert summary["newest_batch_share_of"] == "the rows where exactly one model is right"
+    alike = evaluation_rows(frame, len(frame), kept=np.ones(len(frame), dtype=bool),
+                            min_rows=100, timestamp_column="event_time", against_champion=True,
+                            row_weights=np.zeros(260), weighed_by=PER_ROW_WEIGHT["accuracy"])
+    assert alike.newest_batch_share == 60 / 260 and alike.newest_batch_share_of == "the rows"
+    assert nested_pair_level(0.95, 1.0) == 0.95 and nested_pair_level(0.95, 0.0) < 0.975
 
 
 def test_the_shared_level_of_two_nested_tests_is_exact_and_less_strict_than_halving():
