@@ -473,9 +473,23 @@ def compare_regression(metric: str, y, *, champion_predicted, challenger_predict
     columns, statistic = _paired_columns(metric, y, new, old)
     low, high = _bca(columns, statistic, confidence, rng)
     p_value = _sign_flip_p_value(differences, rng)
+    low, high = holding_no_difference_unless_shown(low, high, p_value, confidence)
     loss = "absolute" if metric == "mae" else "squared"
     return PairedComparison(
         metric, rows, challenger, champion, challenger - champion, low, high, p_value,
-        f"paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples, BCa); paired sign-flip "
-        f"permutation test ({BOOTSTRAP_RESAMPLES} flips) of the per-row {loss} errors",
-        confidence, better)
+        f"paired bootstrap ({BOOTSTRAP_RESAMPLES} resamples, BCa), holding 0 where the test "
+        f"does not exclude it; paired sign-flip permutation test ({BOOTSTRAP_RESAMPLES} flips) "
+        f"of the per-row {loss} errors", confidence, better)
+
+
+def holding_no_difference_unless_shown(low: float, high: float, p_value: float,
+                                       confidence: float) -> tuple[float, float]:
+    """A regression interval, widened to hold 0 where the paired sign-flip test does not tell
+    the two models apart at ``confidence`` (two-sided p-value at least 1 - confidence). That
+    test is exact for an equal challenger (each row's two losses as likely swapped as not);
+    the bootstrap alone is not on a few rows or errors with heavy tails: with Student-t errors
+    (3 degrees of freedom) its 95% interval put an equal challenger's RMSE ahead in 10.5% of draws
+    on 30 rows and 6.75% on 100, where 2.5% is meant."""
+    if p_value < 1 - confidence:
+        return low, high
+    return min(low, 0.0), max(high, 0.0)

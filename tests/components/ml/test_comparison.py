@@ -202,6 +202,34 @@ def test_equally_good_regressors_have_an_interval_around_zero_and_no_small_p_val
     assert comparison.p_value > 0.05
 
 
+def test_an_equal_regressor_is_shown_better_no_more_often_than_the_confidence_allows():
+    """Check the regression interval on an equal challenger whose errors have heavy tails
+    (Student-t, 3 degrees of freedom) on 30 rows: its 95% interval puts the challenger's RMSE
+    ahead in at most 2.5% of 400 draws (two standard errors over it), where the bootstrap's
+    interval alone does in about 10%; and where the sign-flip test does tell them apart, the
+    interval is the bootstrap's."""
+    from components.ml.comparison import holding_no_difference_unless_shown
+
+    draws, rows = 400, 30
+    allowed = 0.025 + 2 * np.sqrt(0.025 * 0.975 / draws)
+    shown, shown_alone = 0, 0
+    for draw in range(draws):
+        rng = np.random.default_rng(draw)
+        y = rng.normal(50, 10, rows)
+        old, new = (y + 3 * rng.standard_t(3, rows) for _ in range(2))
+        comparison = compare("rmse", y, champion_predicted=old, champion_probabilities=None,
+                             challenger_predicted=new, challenger_probabilities=None,
+                             classes=None, confidence=0.95, seed=draw)
+        shown += comparison.gain_low > 0
+        # Holding 0 moves a bound to 0 only where the bootstrap's excluded it: an upper bound
+        # of exactly 0 is the bootstrap's showing the challenger's RMSE lower, held back.
+        shown_alone += comparison.gain_low > 0 or comparison.ci_high == 0.0
+    assert shown / draws <= allowed
+    assert shown_alone / draws > 2 * allowed
+    assert holding_no_difference_unless_shown(-0.5, -0.1, 0.2, 0.95) == (-0.5, 0.0)
+    assert holding_no_difference_unless_shown(-0.5, -0.1, 0.01, 0.95) == (-0.5, -0.1)
+
+
 def test_a_regressors_cold_start_interval_brackets_its_rmse():
     """Check the bootstrap interval of one regressor's RMSE (a cold start's)."""
     y, _, new = _regressors(500, 5.0, 5.0, seed=5)
