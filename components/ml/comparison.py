@@ -11,7 +11,8 @@ is a paired permutation test (each row's two answers swapped at random,
 ``scipy.stats.permutation_test``). For a regressor the rows
 carry each model's loss (squared errors for RMSE and R², absolute errors for MAE): the interval is
 a paired bootstrap of the metric's difference (BCa), and the p-value a paired sign-flip
-permutation test of the mean loss difference. Every random draw is seeded.
+permutation test of the mean loss difference; where that test does not tell the two apart, the
+interval is made to hold 0. Every random draw is seeded.
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def accuracy_interval(rows: int, only_new: int, only_old: int, confidence: float
     Clopper-Pearson one errs less often than it says and costs deploys where the bootstrap
     alone is right (hundreds of such rows). On a few of them the bootstrap alone errs: all
     four for the challenger put its 95% lower bound above 0, where an equal challenger does
-    that one time in sixteen; eight of ten, one time in eighteen."""
+    that one time in sixteen, and so did eight of ten, which it does (or better) one time in
+    eighteen."""
     low, high = paired_accuracy_interval(rows, only_new, only_old, confidence, rng)
     discordant = only_new + only_old
     if not discordant:
