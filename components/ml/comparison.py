@@ -457,7 +457,7 @@ def compare_regression(metric: str, y, *, champion_predicted, challenger_predict
     BCa bootstrap interval of (challenger - champion) on the metric, and the sign-flip
     permutation test of the per-row loss difference (squared errors for RMSE and R², absolute
     errors for MAE)."""
-    from components.ml.metrics import score_regression
+    from components.ml.metrics import loss_differences, score_regression
 
     y = np.asarray(y, dtype=float)
     new = np.asarray(challenger_predicted, dtype=float)
@@ -469,8 +469,7 @@ def compare_regression(metric: str, y, *, champion_predicted, challenger_predict
     if rows < 2 or challenger is None or champion is None:
         return PairedComparison(metric, rows, challenger, champion, None, None, None, None,
                                 "undefined on these rows", confidence, better)
-    losses = (lambda e: np.abs(e)) if metric == "mae" else (lambda e: e ** 2)
-    differences = losses(new - y) - losses(old - y)
+    differences = loss_differences(metric, y, new, old)
     if not np.any(differences):
         return PairedComparison(metric, rows, challenger, champion, 0.0, 0.0, 0.0, 1.0,
                                 "no row where the models' errors differ", confidence, better)

@@ -209,19 +209,28 @@ PER_ROW_WEIGHT = {GateMetric.ACCURACY: "the rows where exactly one model is righ
                   GateMetric.MAE: "the rows' squared differences in absolute error"}
 
 
+def loss_differences(metric: str, y, challenger_predicted, champion_predicted) -> np.ndarray:
+    """Per row, the challenger's loss minus the champion's: absolute errors for MAE, squared
+    errors for RMSE and R²."""
+    def loss(errors):
+        return np.abs(errors) if metric == GateMetric.MAE else errors ** 2
+
+    return loss(challenger_predicted - y) - loss(champion_predicted - y)
+
+
 def per_row_weights(metric: str, challenger: Predictions, champion: Predictions):
     """Per row, its weight in the paired difference of ``metric`` between two models when they
     are equal: the square of the difference of the row's parts (for accuracy 1 where exactly one
-    model is right, the rows McNemar's test counts; for RMSE and R² the squared errors', for
-    MAE the absolute errors'). None for a metric that is not a mean of per-row parts (F1, ROC
+    model is right, the rows McNemar's test counts; for RMSE, R² and MAE the
+    :func:`loss_differences`). None for a metric that is not a mean of per-row parts (F1, ROC
     AUC)."""
     if metric == GateMetric.ACCURACY:
         return (challenger.right() != champion.right()).astype(float)
     if metric not in PER_ROW_WEIGHT:
         return None
-    power = 1 if metric == GateMetric.MAE else 2
-    difference = np.abs(challenger.errors()) ** power - np.abs(champion.errors()) ** power
-    return difference ** 2
+    labels = np.asarray(challenger.labels, dtype=float)
+    return loss_differences(metric, labels, np.asarray(challenger.predicted, dtype=float),
+                            np.asarray(champion.predicted, dtype=float)) ** 2
 
 
 # How retrain's cross-fitted predictions travel to evaluate: columns beside the rows' own.
