@@ -31,16 +31,18 @@ def judged_columns(frame: pd.DataFrame, predictions, timestamp_column: str) -> d
     return {**when, JUDGED_RIGHT: predictions.right()}
 
 
-def champion_did(unseen_answers, judged: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-    """How the champion did on each of its judged rows, then on each row it has not seen
-    (``unseen_answers``: its predictions there): whether it was right (a class), or its
-    absolute error (a number), as :func:`since_concept_change` reads them."""
+def champion_right(unseen_answers, judged: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the champion was right on each of its judged rows, then on each row it has not
+    seen (``unseen_answers``: its predictions there). A regressor is right within its median
+    absolute error over all of them (as :func:`components.ml.metrics.right_answers` has it)."""
     if not unseen_answers.regression:
         known = (judged[JUDGED_RIGHT].to_numpy(dtype=bool) if judged is not None
                  else np.zeros(0, dtype=bool))
         return known, unseen_answers.right()
     known = judged[JUDGED_ERROR].to_numpy(dtype=float) if judged is not None else np.zeros(0)
-    return np.abs(known), np.abs(unseen_answers.errors())
+    errors = unseen_answers.errors()
+    tolerance = float(np.median(np.abs(np.concatenate([known, errors])))) if len(errors) else 0.0
+    return np.abs(known) <= tolerance, np.abs(errors) <= tolerance
 
 
 def batch_starts(frame: pd.DataFrame, timestamp_column: str) -> tuple[list, list[int]]:
@@ -81,102 +83,53 @@ def _two_by_two(newer_yes: int, newer_no: int, older_yes: int, older_no: int) ->
     return float(fisher_exact([[newer_yes, newer_no], [older_yes, older_no]]).pvalue)
 
 
-class _RightStories:
-    """The two stories told by whether each model is right (a class), each by Fisher's exact
-    test: how often the champion is right, and, among the rows where exactly one model is
-    right, how often it is the challenger."""
-
-    test = "Fisher's exact test"
-
-    def __init__(self, champion_right: np.ndarray, challenger_right: np.ndarray):
-        self.champion_right = champion_right
-        self.only_challenger = challenger_right & ~champion_right
-        self.only_champion = champion_right & ~challenger_right
-
-    def counts(self, story: str, end: int) -> list[int]:
-        """After the boundary (yes, no), then before it (yes, no)."""
-        if story == "champion":
-            yes, no = self.champion_right, ~self.champion_right
-        else:
-            yes, no = self.only_challenger, self.only_champion
-        return [int(yes[end:].sum()), int(no[end:].sum()), int(yes[:end].sum()),
-                int(no[:end].sum())]
-
-    def p_value(self, story: str, end: int) -> float:
-        return _two_by_two(*self.counts(story, end))
-
-    def said(self, story: str, end: int, boundary: str) -> str:
-        newer_yes, newer_no, older_yes, older_no = self.counts(story, end)
-        if story == "champion":
-            return (f"the champion is right on {newer_yes / (newer_yes + newer_no):.3f} of the "
-                    f"{newer_yes + newer_no} rows from {boundary} on and on "
-                    f"{older_yes / (older_yes + older_no):.3f} of the {older_yes + older_no} "
-                    f"older rows")
-        return (f"of the rows where one model alone is right, the challenger is on {newer_yes} "
-                f"of {newer_yes + newer_no} from {boundary} on and on {older_yes} of "
-                f"{older_yes + older_no} of the {end} older rows")
-
-
-class _ErrorStories:
-    """The same two stories told by each model's absolute error (a number), each by the
-    Mann-Whitney U test on every row before the boundary against every row after it: the
-    champion's error, and the challenger's error less the champion's. Every error counts, not
-    only whether it is above some bar."""
-
-    test = "Mann-Whitney U test"
-
-    def __init__(self, champion_error: np.ndarray, challenger_error: np.ndarray):
-        self.values = {"champion": np.asarray(champion_error, dtype=float),
-                       "comparison": np.asarray(challenger_error, dtype=float)
-                       - np.asarray(champion_error, dtype=float)}
-
-    def p_value(self, story: str, end: int) -> float:
-        from scipy.stats import mannwhitneyu
-
-        values = self.values[story]
-        if min(end, len(values) - end) == 0 or np.ptp(values) == 0:
-            return 1.0
-        return float(mannwhitneyu(values[end:], values[:end]).pvalue)
-
-    def said(self, story: str, end: int, boundary: str) -> str:
-        values = self.values[story]
-        newer, older = np.median(values[end:]), np.median(values[:end])
-        what = ("the champion's median absolute error is" if story == "champion" else
-                "the challenger's absolute error less the champion's has a median of")
-        return (f"{what} {newer:.4g} on the {len(values) - end} rows from {boundary} on and "
-                f"{older:.4g} on the {end} older rows")
-
-
-def since_concept_change(frame: pd.DataFrame, champion_did: np.ndarray,
-                         challenger_did: np.ndarray, *, confidence: float,
+def since_concept_change(frame: pd.DataFrame, champion_right: np.ndarray,
+                         challenger_right: np.ndarray, *, confidence: float,
                          timestamp_column: str) -> tuple[int, str]:
     """Where the rows worth judging on start: after the batch boundary at which the older rows
     tell the most different story from the newer ones, if that difference is significant, and
-    the note that says so (0 and "" when no boundary's is). ``champion_did`` and
-    ``challenger_did``: per row, whether each model is right (booleans, for a class) or its
-    absolute error (numbers).
+    the note that says so (0 and "" when no boundary's is).
 
-    Two stories, each tested on all the rows before a boundary against all the rows after it
-    (so a change spread over several batches, too small between any two, is still found): how
-    the champion does (its world changed), and how the challenger does against it (the
-    comparison itself changed: e.g. a champion trained on both worlds is as right before as
-    after, while a challenger trained on the new one is not). A class is read by
-    :class:`_RightStories`, a number by :class:`_ErrorStories`. The gate's level is shared among
-    the tests (Bonferroni), so a stable stream loses its older rows in at most that share of
-    runs."""
+    Two stories, each by Fisher's exact test on all the rows before a boundary against all the
+    rows after it (so a change spread over several batches, too small between any two, is still
+    found): the rate at which the champion is right (its world changed), and, among the rows where
+    exactly one model is right, the share where it is the challenger (the comparison itself
+    changed: e.g. a champion trained on both worlds is as right before as after, while a
+    challenger trained on the new one is not). The gate's level is shared among the tests
+    (Bonferroni), so a stable stream loses its older rows in at most that share of runs."""
     names, boundaries = batch_starts(frame, timestamp_column)
     if not boundaries:
         return 0, ""
     tests = 2 * len(boundaries)
-    stories = (_RightStories if champion_did.dtype == bool else _ErrorStories)(champion_did,
-                                                                               challenger_did)
-    p_value, end, story = min(((stories.p_value(story, end), end, story)
+    only_challenger = challenger_right & ~champion_right
+    only_champion = champion_right & ~challenger_right
+
+    def counts(story: str, end: int) -> list[int]:
+        """After the boundary (yes, no), then before it (yes, no)."""
+        if story == "champion":
+            yes, no = champion_right, ~champion_right
+        else:
+            yes, no = only_challenger, only_champion
+        return [int(yes[end:].sum()), int(no[end:].sum()), int(yes[:end].sum()),
+                int(no[:end].sum())]
+
+    p_value, end, story = min(((_two_by_two(*counts(story, end)), end, story)
                                for end in boundaries for story in ("champion", "comparison")),
                               key=lambda found: (found[0], -found[1]))
     if p_value >= (1 - confidence) / tests:
         return 0, ""
-    return end, (f"concept change: {stories.said(story, end, names[end])} ({stories.test} "
-                 f"p={p_value:.2g}, below {1 - confidence:g} over {tests} tests)")
+    newer_yes, newer_no, older_yes, older_no = counts(story, end)
+    if story == "champion":
+        said = (f"the champion is right on {newer_yes / (newer_yes + newer_no):.3f} of the "
+                f"{newer_yes + newer_no} rows from {names[end]} on and on "
+                f"{older_yes / (older_yes + older_no):.3f} of the {older_yes + older_no} "
+                f"older rows")
+    else:
+        said = (f"of the rows where one model alone is right, the challenger is on {newer_yes} "
+                f"of {newer_yes + newer_no} from {names[end]} on and on {older_yes} of "
+                f"{older_yes + older_no} of the {end} older rows")
+    return end, (f"concept change: {said} (Fisher's exact test p={p_value:.2g}, below "
+                 f"{1 - confidence:g} over {tests} tests)")
 
 
 def in_time_order(frame: pd.DataFrame, timestamp_column: str, this_run: np.ndarray) -> pd.DataFrame:

@@ -151,8 +151,11 @@ class Predictions:
         """A regressor's prediction minus the label, per row."""
         return np.asarray(self.predicted, dtype=float) - np.asarray(self.labels, dtype=float)
 
-    def right(self) -> np.ndarray:
-        """Per row: whether the predicted class is the label (a classifier's)."""
+    def right(self, tolerance: float | None = None) -> np.ndarray:
+        """Per row: whether the predicted class is the label; for a regressor, whether the
+        prediction is within ``tolerance`` of it (see :func:`right_answers`)."""
+        if self.regression:
+            return np.abs(self.errors()) <= tolerance
         return self.predicted == self.labels
 
     def subset(self, rows: np.ndarray) -> Predictions:
@@ -187,13 +190,16 @@ class Predictions:
         return fpr[keep].tolist(), tpr[keep].tolist(), finite.tolist()
 
 
-def how_each_did(champion: Predictions, challenger: Predictions) -> tuple[np.ndarray,
-                                                                           np.ndarray]:
-    """Per row, how each model did, as :func:`components.ml.concept_change.since_concept_change`
-    reads it: whether it is right (a class), or its absolute error (a number)."""
+def right_answers(champion: Predictions, challenger: Predictions) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Per row, whether each model is right: the class, or for regression a prediction within
+    the champion's median absolute error on these rows of the label (the same bar for both, so
+    the champion is right on about half of them and a change in its world, or in which model is
+    closer, shows in how often each is right, as for classes)."""
     if not champion.regression:
         return champion.right(), challenger.right()
-    return np.abs(champion.errors()), np.abs(challenger.errors())
+    tolerance = float(np.median(np.abs(champion.errors()))) if len(champion.labels) else 0.0
+    return champion.right(tolerance), challenger.right(tolerance)
 
 
 # What each metric's per-row part weighs, as the record and the evaluation note say it.

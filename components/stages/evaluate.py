@@ -44,9 +44,9 @@ from components.ml.concept_change import (
 from components.ml.metrics import (
     PER_ROW_WEIGHT,
     Predictions,
-    how_each_did,
     per_row_weights,
     predict,
+    right_answers,
     split_cross_fitted,
     with_cross_fitted,
 )
@@ -216,7 +216,7 @@ class Cut:
     chosen_among: int = 0
 
 
-def cut_at_change(frame: pd.DataFrame, champion_did: np.ndarray, challenger_did: np.ndarray,
+def cut_at_change(frame: pd.DataFrame, champion_right: np.ndarray, challenger_right: np.ndarray,
                   *, confidence: float, timestamp_column: str,
                   this_run: np.ndarray | None = None) -> Cut:
     """The rows from the batch boundary where :func:`since_concept_change` finds the champion's
@@ -226,7 +226,7 @@ def cut_at_change(frame: pd.DataFrame, champion_did: np.ndarray, challenger_did:
     before all of this run's rows (``this_run``) only decides which earlier rows join them:
     this run's rows are all kept, as they would be without a change. Without a change every row
     is kept."""
-    end, note = since_concept_change(frame, champion_did, challenger_did,
+    end, note = since_concept_change(frame, champion_right, challenger_right,
                                      confidence=confidence, timestamp_column=timestamp_column)
     if not end:
         return Cut(np.ones(len(frame), dtype=bool))
@@ -420,7 +420,7 @@ def evaluate(challenger, champion, new_holdout, pool, *, label_column: str,
     row_weights = None
     if champion_predictions is not None:
         row_weights = per_row_weights(metric, challenger_predictions, champion_predictions)
-        cut = cut_at_change(frame, *how_each_did(champion_predictions, challenger_predictions),
+        cut = cut_at_change(frame, *right_answers(champion_predictions, challenger_predictions),
                             confidence=confidence, timestamp_column=timestamp_column,
                             this_run=this_run)
     kept = newest_batches(frame, kept=cut.kept, min_rows=min_rows,

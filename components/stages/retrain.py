@@ -431,12 +431,12 @@ def concept_change(champion, pool, new_rows: pd.DataFrame, *, label_column: str,
                    timestamp_column: str, confidence: float, judged=None,
                    feature_kinds: dict[str, str] | None = None) -> ConceptChange | None:
     """Where the champion's world changed, if the rows it has never seen (the rolling holdout's
-    and this run's new rows) show a change at a batch boundary of how it does (how often it is
-    right, or how far off a number it is). Before them come the rows its promotion was judged on
-    (``judged``, the registry's, with its honest answers there; those in the rolling holdout are
-    answered afresh), so a change at the first new row is seen too."""
+    and this run's new rows) show a change of how often it is right at a batch boundary. Before
+    them come the rows its promotion was judged on (``judged``, the registry's, with its honest
+    answers there; those in the rolling holdout are answered afresh), so a change at the first
+    new row is seen too."""
     from components.data.roles import content_hashes
-    from components.ml.concept_change import champion_did, in_time_order, since_concept_change
+    from components.ml.concept_change import champion_right, in_time_order, since_concept_change
 
     if champion is None or not len(new_rows):
         return None
@@ -445,13 +445,13 @@ def concept_change(champion, pool, new_rows: pd.DataFrame, *, label_column: str,
     if judged is not None and len(earlier) and feature_kinds is not None:
         judged = judged[~np.isin(judged["row_hash"], content_hashes(
             earlier, feature_kinds, label_column, timestamp_column))]
-    known, did = champion_did(predict(champion, unseen, label_column), judged)
+    known, right = champion_right(predict(champion, unseen, label_column), judged)
     frame = pd.concat([judged, unseen], ignore_index=True) if judged is not None else unseen
     this_run = np.arange(len(frame)) >= len(frame) - len(new_rows)
-    order = in_time_order(frame.assign(__champion_did=np.concatenate([known, did])),
+    order = in_time_order(frame.assign(__champion_right=np.concatenate([known, right])),
                           timestamp_column, this_run)
-    did = order.pop("__champion_did").to_numpy()
-    end, note = since_concept_change(order, did, did, confidence=confidence,
+    right = order.pop("__champion_right").to_numpy(dtype=bool)
+    end, note = since_concept_change(order, right, right, confidence=confidence,
                                      timestamp_column=timestamp_column)
     if not end:
         return None

@@ -296,12 +296,9 @@ def test_a_change_at_the_first_new_row_is_seen_from_the_rows_that_judged_the_cha
     change = concept_change(champion, None, new, judged=judged, **terms)
     assert change is not None
     assert change.batches == {"new rows 2025-01"}
-    # A class is told by how often the champion is right, a number by its absolute errors.
-    said = ("of the 400 older rows (Fisher's exact test" if task == "classification"
-            else "on the 400 older rows (Mann-Whitney U test")
-    assert said in change.note
+    assert "of the 400 older rows" in change.note
     both = concept_change(champion, history.tail(400), new, judged=judged, **terms)
-    assert said in both.note
+    assert "of the 400 older rows" in both.note
 
 
 def test_without_a_change_auto_fits_no_since_change_candidate(drift):
