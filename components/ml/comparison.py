@@ -369,12 +369,14 @@ def _score_columns(metric: str, y: np.ndarray, predicted: np.ndarray):
     """One model's per-row columns whose means make its score, and the function of those means
     (the last axis) that is the score: RMSE and MAE from the squared or absolute errors, R² from
     the squared errors and the label's first two moments."""
-    errors = predicted - y
+    from components.ml.metrics import row_losses
+
+    losses = row_losses(metric, predicted - y)
     if metric == "mae":
-        return np.abs(errors)[:, None], lambda m: m[..., 0]
+        return losses[:, None], lambda m: m[..., 0]
     if metric == "rmse":
-        return (errors ** 2)[:, None], lambda m: np.sqrt(m[..., 0])
-    return (np.column_stack([errors ** 2, y, y ** 2]),
+        return losses[:, None], lambda m: np.sqrt(m[..., 0])
+    return (np.column_stack([losses, y, y ** 2]),
             lambda m: 1 - m[..., 0] / _spread(m[..., 1], m[..., 2]))
 
 

@@ -209,13 +209,16 @@ PER_ROW_WEIGHT = {GateMetric.ACCURACY: "the rows where exactly one model is righ
                   GateMetric.MAE: "the rows' squared differences in absolute error"}
 
 
-def loss_differences(metric: str, y, challenger_predicted, champion_predicted) -> np.ndarray:
-    """Per row, the challenger's loss minus the champion's: absolute errors for MAE, squared
-    errors for RMSE and R²."""
-    def loss(errors):
-        return np.abs(errors) if metric == GateMetric.MAE else errors ** 2
+def row_losses(metric: str, errors: np.ndarray) -> np.ndarray:
+    """Per row, the loss a regression metric is the mean of (before its root or its scaling):
+    absolute errors for MAE, squared errors for RMSE and R²."""
+    return np.abs(errors) if metric == GateMetric.MAE else errors ** 2
 
-    return loss(challenger_predicted - y) - loss(champion_predicted - y)
+
+def loss_differences(metric: str, y, challenger_predicted, champion_predicted) -> np.ndarray:
+    """Per row, the challenger's loss minus the champion's (:func:`row_losses`)."""
+    return (row_losses(metric, challenger_predicted - y)
+            - row_losses(metric, champion_predicted - y))
 
 
 def per_row_weights(metric: str, challenger: Predictions, champion: Predictions):
