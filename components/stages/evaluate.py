@@ -300,13 +300,13 @@ def evaluation_rows(frame: pd.DataFrame, available: int, *, kept: np.ndarray, mi
     newest, in_newest = newest_batch_of(judged, timestamp_column)
     if not against_champion or in_newest.all():
         newest, in_newest = "", None
+    weighed = (dict(row_weights=row_weights[kept], newest_batch_share_of=weighed_by)
+               if newest and row_weights is not None and row_weights[kept].sum() > 0 else {})
     rows = EvaluationRows(judged, counts[HOLDOUT], counts[EARLIER], available, period_start,
                           period_end, "", cross_fitted_rows=counts[CROSS_FITTED],
                           left_out_promoting=left_out_promoting, concept_change=concept_change,
                           predictions=predictions, cut_chosen_among=cut_chosen_among,
-                          newest_batch=newest, in_newest_batch=in_newest)
-    if newest and row_weights is not None and row_weights[kept].sum() > 0:
-        rows.row_weights, rows.newest_batch_share_of = row_weights[kept], weighed_by
+                          newest_batch=newest, in_newest_batch=in_newest, **weighed)
     if newest:
         notes.append(f"the gate also compares on the newest batch alone ({newest}, "
                      f"{rows.newest_batch_rows} rows), and better with confidence on either "
