@@ -205,9 +205,8 @@ def test_judging_the_newest_batch_too_keeps_an_equal_challenger_to_the_gates_err
     newest = base.in_newest_batch
 
     def better(new, old, level, seed):
-        low, _ = accuracy_interval(len(new), int((new & ~old).sum()),
-                                          int((old & ~new).sum()), level,
-                                          np.random.default_rng(seed))
+        low, _ = accuracy_interval(len(new), int((new & ~old).sum()), int((old & ~new).sum()),
+                                   level, np.random.default_rng(seed))
         return low > 0
 
     def either(challenger, champion, levels, seed):
