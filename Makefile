@@ -41,7 +41,9 @@ compile: install ## Compile the pipeline to pipelines/retrain_pipeline.yaml
 
 test: install shellcheck chromium ## Lint (ruff, shellcheck), then run every test (unit and kfp.local runs)
 	$(BIN)/ruff check components pipelines app tests bench scripts examples
-	$(BIN)/python -m pytest -q
+	# On every core, each test module on one worker, so a module's fixtures (a replayed year, a
+	# bootstrapped registry) are built once.
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
 $(VENV)/.bench: $(BIN)/retrain requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
