@@ -157,8 +157,10 @@ def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str,
     left out (a champion is not judged on the rows that chose it); how many is the second value.
     """
     parts = ((pool, EARLIER), (new_holdout, HOLDOUT), (cross_fitted, CROSS_FITTED))
+    # This run's rows can be millions, none of them promoting: only their newest can be kept.
     frames = [frame.assign(**{ROW_SOURCE: kind}) for data, kind in parts if data is not None
-              for frame in [as_table(data).read()] if len(frame)]
+              for frame in [as_table(data).read() if kind == EARLIER
+                            else newest_rows(data, max_rows, timestamp_column)] if len(frame)]
     if not frames:
         return as_table(new_holdout).read().assign(**{ROW_SOURCE: HOLDOUT}), 0
     frame = pd.concat(frames, ignore_index=True)
@@ -170,6 +172,24 @@ def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str,
         frame = frame[~promoting].drop(columns=[PROMOTED_VERSION_COLUMN])
     frame = in_time_order(frame, timestamp_column, (frame[ROW_SOURCE] != EARLIER).to_numpy())
     return frame.tail(max_rows).reset_index(drop=True), left_out
+
+
+def newest_rows(data, max_rows: int, timestamp_column: str) -> pd.DataFrame:
+    """``data``'s rows, in file order; only its newest ``max_rows`` by event time when it has
+    more (ties: the later in the file), read a chunk at a time: no more of them can be among the
+    newest of every candidate row, which :func:`candidate_rows` orders the same way (a stable
+    sort by event time). In batch mode (no event time) every row."""
+    table = as_table(data)
+    if table.rows <= max_rows or not timestamp_column or timestamp_column not in table.columns:
+        return table.read()
+    stamps = pd.to_datetime(table.read([timestamp_column])[timestamp_column], utc=True)
+    kept = np.zeros(table.rows, dtype=bool)
+    kept[np.argsort(stamps.to_numpy(), kind="stable")[len(kept) - max_rows:]] = True
+    pieces, start = [], 0
+    for chunk in table.chunks():
+        pieces.append(chunk[kept[start:start + len(chunk)]])
+        start += len(chunk)
+    return pd.concat(pieces, ignore_index=True)
 
 
 def shared_level(level: float, ways: int) -> float:

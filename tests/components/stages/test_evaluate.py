@@ -115,6 +115,39 @@ def test_candidates_are_the_newest_rows_of_both_sources_oldest_first():
     assert not (frame[ROW_SOURCE] == HOLDOUT).iloc[:30].any()
 
 
+def test_a_large_holdout_is_read_only_for_its_newest_rows_and_judged_alike(tmp_path,
+                                                                             monkeypatch):
+    """Check that when this run's holdout has more rows than max_rows, reading only its newest
+    (a chunk at a time) gives exactly the candidates a whole read gives: the same rows, order,
+    columns and dtypes, with tied and missing event times, and earlier rows among them."""
+    from components.data.chunks import Table
+    from components.stages.evaluate import newest_rows
+
+    rng = np.random.default_rng(3)
+    rows = 2_000
+    stamps = pd.Series(pd.Timestamp("2025-01-01", tz="UTC")
+                       + pd.to_timedelta(rng.integers(0, 40, rows), unit="D"))
+    stamps[rng.random(rows) < 0.02] = pd.NaT
+    holdout = pd.DataFrame({"event_time": stamps, "x": rng.normal(size=rows),
+                            "segment": rng.choice(["a", "b", None], rows),
+                            "count": rng.integers(0, 9, rows).astype(float),
+                            "label": rng.integers(0, 2, rows)})
+    holdout.loc[rng.random(rows) < 0.05, "count"] = np.nan
+    path = tmp_path / "holdout.parquet"
+    holdout.to_parquet(path, index=False)
+    pool = holdout.sample(300, random_state=1).reset_index(drop=True)
+    pool["event_time"] = pool["event_time"] - pd.Timedelta(days=20)
+    monkeypatch.setenv("RETRAIN_CHUNK_ROWS", "170")  # many chunks, split across ties
+    for max_rows in (50, 700, 1_999, 2_000, 5_000):
+        trimmed, _ = candidate_rows(Table(path), pool, max_rows=max_rows,
+                                    timestamp_column="event_time")
+        whole, _ = candidate_rows(pd.read_parquet(path), pool, max_rows=max_rows,
+                                  timestamp_column="event_time")
+        pd.testing.assert_frame_equal(trimmed, whole)
+        assert len(newest_rows(Table(path), max_rows, "event_time")) == min(max_rows, rows)
+    assert len(newest_rows(Table(path), 50, "")) == rows  # batch mode: every row
+
+
 def test_the_concept_change_cut_is_corrected_for_its_choice():
     """Check on a stream built to show the bias: the champion right on 85% of five months, then
     60% of three, and a challenger exactly as good (300 streams). The cut is chosen where the
