@@ -176,15 +176,16 @@ def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str,
 
 def newest_rows(data, max_rows: int, timestamp_column: str) -> pd.DataFrame:
     """``data``'s rows, in file order; only its newest ``max_rows`` by event time when it has
-    more (ties: the later in the file), read a chunk at a time: no more of them can be among the
-    newest of every candidate row, which :func:`candidate_rows` orders the same way (a stable
-    sort by event time). In batch mode (no event time) every row."""
+    more, read a chunk at a time: ordered by :func:`in_time_order`, as :func:`candidate_rows`
+    orders every candidate, no more of them can be among the newest of all. In batch mode (no
+    event time) every row."""
     table = as_table(data)
     if table.rows <= max_rows or not timestamp_column or timestamp_column not in table.columns:
         return table.read()
-    stamps = pd.to_datetime(table.read([timestamp_column])[timestamp_column], utc=True)
+    ordered = in_time_order(table.read([timestamp_column]).reset_index(drop=True),
+                            timestamp_column, np.ones(table.rows, dtype=bool))  # by position
     kept = np.zeros(table.rows, dtype=bool)
-    kept[np.argsort(stamps.to_numpy(), kind="stable")[len(kept) - max_rows:]] = True
+    kept[ordered.index[table.rows - max_rows:]] = True
     pieces, start = [], 0
     for chunk in table.chunks():
         pieces.append(chunk[kept[start:start + len(chunk)]])
