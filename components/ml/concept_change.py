@@ -133,12 +133,17 @@ def since_concept_change(frame: pd.DataFrame, champion_right: np.ndarray,
 
 
 def in_time_order(frame: pd.DataFrame, timestamp_column: str, this_run: np.ndarray) -> pd.DataFrame:
-    """``frame``'s rows oldest first: by event time, or in batch mode earlier runs' rows
-    (``this_run`` False) first, then this run's in the order its files came in."""
+    """``frame``'s rows oldest first: by event time (rows without one last, as pandas sorts
+    them), or in batch mode earlier runs' rows (``this_run`` False) first, then this run's in
+    the order its files came in. Rows that tie keep their order."""
     from components.data.schema import SOURCE_FILE_COLUMN
 
     if timestamp_column and timestamp_column in frame:
-        key = pd.to_datetime(frame[timestamp_column], utc=True).to_numpy()
+        # As nanoseconds since the epoch: a tz-aware column's own array holds Timestamp
+        # objects, which sort 60 times slower (12 s for 2M rows) and leave NaT anywhere.
+        stamps = pd.to_datetime(frame[timestamp_column], utc=True).dt.tz_convert(None)
+        key = stamps.to_numpy("datetime64[ns]").view(np.int64).copy()
+        key[stamps.isna().to_numpy()] = np.iinfo(np.int64).max
     else:
         files = (pd.factorize(frame[SOURCE_FILE_COLUMN])[0] if SOURCE_FILE_COLUMN in frame
                  else np.zeros(len(frame), dtype=int))
