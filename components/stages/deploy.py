@@ -44,21 +44,23 @@ def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
     """The rolling holdout with this run's holdout rows added: the newest ``max_rows`` holdout
     rows of everything consumed, each once (Parquet bytes). The rows ``promoted`` names (those
     the gate judged the promotion on) are marked with the version they promoted, so that no
-    later gate judges that version on them."""
+    later gate judges that version on them.
+
+    A large holdout is not read whole: only its rows from its newest ``max_rows`` on (by event
+    time), then more if repeats leave fewer than ``max_rows`` distinct rows since then. Every
+    row older than that is older than ``max_rows`` rows that are kept, so it could not be kept
+    either, and a row's repeats share its event time, so which copy is kept does not change."""
     import io
 
-    from components.data.chunks import as_table, first_occurrences, row_hashes
-    from components.data.roles import PROMOTED_VERSION_COLUMN
-    from components.data.schema import SOURCE_FILE_COLUMN
-
     frames = [pd.read_parquet(io.BytesIO(pool))] if pool else []
-    frames.append(as_table(new_holdout).read())
-    frame = pd.concat([f for f in frames if len(f.columns)], ignore_index=True) \
-        if any(len(f.columns) for f in frames) else pd.DataFrame()
+    wanted = max_rows
+    while True:
+        since, new_rows = _newest_holdout_rows(new_holdout, wanted, timestamp_column)
+        frame = _each_row_once(frames + [new_rows])
+        if since is None or int(_at_or_after(frame[timestamp_column], since).sum()) >= max_rows:
+            break
+        wanted *= 4  # many repeats among the newest rows: read further back
     if len(frame):
-        content = [c for c in frame.columns
-                   if c not in (SOURCE_FILE_COLUMN, PROMOTED_VERSION_COLUMN)]
-        frame = frame[first_occurrences(row_hashes(frame, content))]
         if timestamp_column and timestamp_column in frame:
             frame = frame.sort_values(timestamp_column, kind="stable")
         frame = frame.tail(max_rows).reset_index(drop=True)
@@ -67,6 +69,44 @@ def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
+
+
+def _newest_holdout_rows(new_holdout, wanted: int, timestamp_column: str
+                         ) -> tuple[pd.Timestamp | None, pd.DataFrame]:
+    """``(since, rows)``: the holdout's rows at or after ``since``, the event time of its
+    ``wanted``-th newest row, read a chunk at a time; ``(None, every row)`` where it has no more
+    than ``wanted`` rows or no event time (batch mode)."""
+    from components.data.chunks import as_table
+
+    table = as_table(new_holdout)
+    if table.rows <= wanted or not timestamp_column or timestamp_column not in table.columns:
+        return None, table.read()
+    stamps = table.read([timestamp_column])[timestamp_column]
+    if stamps.count() <= wanted:
+        return None, table.read()
+    since = stamps.nlargest(wanted).iloc[-1]
+    pieces = [chunk[_at_or_after(chunk[timestamp_column], since)] for chunk in table.chunks()]
+    return since, pd.concat(pieces, ignore_index=True)
+
+
+def _at_or_after(stamps: pd.Series, since: pd.Timestamp) -> pd.Series:
+    """Event times at or after ``since``, and missing ones: a stable sort puts those last."""
+    return stamps.isna() | (stamps >= since)
+
+
+def _each_row_once(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after another, each row's first occurrence only (by content: not its
+    source file nor the version it promoted)."""
+    from components.data.chunks import first_occurrences, row_hashes
+    from components.data.roles import PROMOTED_VERSION_COLUMN
+    from components.data.schema import SOURCE_FILE_COLUMN
+
+    frames = [f for f in frames if len(f.columns)]
+    if not frames:
+        return pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True)
+    content = [c for c in frame.columns if c not in (SOURCE_FILE_COLUMN, PROMOTED_VERSION_COLUMN)]
+    return frame[first_occurrences(row_hashes(frame, content))] if len(frame) else frame
 
 
 @dataclass(frozen=True)
