@@ -83,10 +83,23 @@ def threads_for(rows: int, features: int = 10) -> int:
     return max(1, min(available_cpus(), idle_cpus()))
 
 
+_limits: list[int] = []  # the limits of the blocks this process is in, innermost last
+
+
 @contextlib.contextmanager
 def limited_threads(rows: int, features: int = 10):
     """Limit OpenMP and BLAS threads to :func:`threads_for` within the block."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=threads_for(rows, features)):
-        yield
+    threads = threads_for(rows, features)
+    with threadpool_limits(limits=threads):
+        _limits.append(threads)
+        try:
+            yield
+        finally:
+            _limits.pop()
+
+
+def single_threaded() -> bool:
+    """Whether this code runs in a :func:`limited_threads` block of one thread."""
+    return bool(_limits) and _limits[-1] == 1

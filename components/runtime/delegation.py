@@ -88,7 +88,7 @@ def delegated(step=None, *, scientific=False):
                       file=sys.stderr)
             else:
                 with connection:
-                    result, seconds, rss = _call(connection, folder, step.__module__,
+                    result, seconds, rss = call_in_worker(connection, folder, step.__module__,
                                                  step.__name__, kwargs)
                 log_stage(step.__name__, seconds, max(rss, peak_rss_mib()),
                           waited=time.perf_counter() - start - seconds)
@@ -101,7 +101,7 @@ def delegated(step=None, *, scientific=False):
     return run
 
 
-def _call(connection: socket.socket, folder: str, module: str, name: str, kwargs: dict):
+def call_in_worker(connection: socket.socket, folder: str, module: str, name: str, kwargs: dict):
     """Send one step call with our stdout/stderr; return (result, the child's seconds and peak
     RSS), or raise the step's exception. A child that dies without a reply is reported with the
     signal that ended it, how long it ran and its peak memory as last seen."""

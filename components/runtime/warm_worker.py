@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 
-from components.runtime import delegation
+from components.runtime import delegation, siblings
 from components.runtime.delegation import (
     FULL,
     HEADER,
@@ -171,7 +171,7 @@ def _child(connection: socket.socket) -> None:
         connection.sendall(HEADER.pack(len(announcement)) + announcement)
         os.environ.clear()
         os.environ.update(environ)
-        os.environ.pop(SOCKET_ENV, None)
+        siblings.WORKER_FOLDER = os.environ.pop(SOCKET_ENV, None)
         os.chdir(cwd)
         sys.path[:0] = [entry for entry in path if entry not in sys.path]
         start = time.perf_counter()

@@ -61,7 +61,7 @@ from components.ml.models import (
     model_type_of,
     with_decision_threshold,
 )
-from components.ml.threads import limited_threads
+from components.ml.threads import limited_threads, single_threaded
 from components.outcomes import GateMetric, Strategy, Task
 from components.params import refuse
 from components.records import TrainingSummary, VersionMetadata
@@ -645,30 +645,48 @@ def predicted_without(strategy: str, held: pd.DataFrame, rows_without, classes, 
     (the rows it learns from when the rows of ``held`` marked in ``left_out`` are left out), over
     ``folds`` folds of ``held``. For a classifier the probabilities in
     ``classes``' order and the predicted class's index; for a regressor (no ``classes``) None
-    and the predicted values. None when a fold's rows cannot be fitted (one class, one value)."""
+    and the predicted values. None when a fold's rows cannot be fitted (one class, one value).
+    Single-threaded folds are shared with a sibling process where one is at hand
+    (:mod:`components.runtime.siblings`): the same fits, on two cores."""
+    from components.runtime.siblings import shared_with_a_sibling
+
     fold_of = np.random.default_rng(fit["seed"]).permutation(len(held)) % folds
+    if any(not (fold_of == fold).any() for fold in range(folds)):
+        return None
+    answers = shared_with_a_sibling(fold_answers, lambda fold: dict(
+        strategy=strategy, rows=rows_without(fold_of == fold), held=held[fold_of == fold],
+        threshold=threshold, fit=fit), range(folds), share=single_threaded())
+    if any(answer is None for answer in answers):
+        return None
     regression = fit["task"] == Task.REGRESSION
     class_list = [] if regression else list(np.asarray(classes))
     probabilities = None if regression else np.zeros((len(held), len(class_list)))
     predicted = np.zeros(len(held), dtype=float if regression else int)
-    for fold in range(folds):
+    for fold, (fold_classes, fold_probabilities, fold_predicted) in enumerate(answers):
         left_out = fold_of == fold
-        rows = rows_without(left_out)
-        if not left_out.any() or unlearnable(rows, fit["label_column"], fit["task"]):
-            return None
-        model, _ = _fit(strategy, rows, FrameTable(held[left_out]), traced=False, **fit)
         if regression:
-            predicted[left_out] = predict(model, held[left_out], fit["label_column"]).predicted
+            predicted[left_out] = fold_predicted
             continue
-        model = with_decision_threshold(model, threshold)
-        answers = predict(model, held[left_out], fit["label_column"])
-        fold_classes = list(np.asarray(answers.classes))
         for index, cls in enumerate(class_list):
             if cls in fold_classes:
-                probabilities[left_out, index] = answers.probabilities[:, fold_classes.index(cls)]
+                probabilities[left_out, index] = fold_probabilities[:, fold_classes.index(cls)]
         predicted[left_out] = [class_list.index(a) if a in class_list else 0
-                               for a in answers.predicted]
+                               for a in fold_predicted]
     return probabilities, predicted
+
+
+def fold_answers(*, strategy: str, rows, held: pd.DataFrame, threshold: float | None,
+                 fit: dict) -> tuple[list, np.ndarray | None, np.ndarray] | None:
+    """``strategy`` fitted on ``rows``, answering ``held``: its classes, probabilities and
+    predicted labels (a regressor: no classes nor probabilities); None when ``rows`` cannot be
+    fitted (one class, one value)."""
+    if unlearnable(rows, fit["label_column"], fit["task"]):
+        return None
+    model, _ = _fit(strategy, rows, FrameTable(held), traced=False, **fit)
+    if fit["task"] == Task.REGRESSION:
+        return [], None, predict(model, held, fit["label_column"]).predicted
+    answers = predict(with_decision_threshold(model, threshold), held, fit["label_column"])
+    return list(np.asarray(answers.classes)), answers.probabilities, answers.predicted
 
 
 def _since_change_candidate(rows: pd.DataFrame, validation, change: ConceptChange, *,
