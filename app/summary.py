@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from components.outcomes import Severity
-from components.reports import number
+from components.records import number
 
 
 def run_lines(record: dict) -> list[str]:

@@ -36,6 +36,11 @@ def bounded(text: str, limit: int) -> str:
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
+def number(value) -> str:
+    """A score as every report and summary shows it: four decimals, ``-`` when there is none."""
+    return "-" if value is None else f"{value:.4f}"
+
+
 NAMED_OUTPUT = "named_output"
 
 

@@ -13,12 +13,7 @@ from components.data.drift import MIN_BATCH_ROWS, DriftReport, FeatureDrift
 from components.ml.comparison import percent
 from components.ml.metrics import METRIC_NAMES, TRACE_SCORE
 from components.outcomes import GateMetric, Task
-from components.records import DecisionRecord, TrainingSummary, ValidationReport
-
-
-def number(value) -> str:
-    """A score as every report shows it: four decimals, ``-`` when there is none."""
-    return "-" if value is None else f"{value:.4f}"
+from components.records import DecisionRecord, TrainingSummary, ValidationReport, number
 
 
 # -- charts (matplotlib, inline SVG) -----------------------------------------------------------

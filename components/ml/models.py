@@ -26,11 +26,13 @@ import json
 import platform
 import zipfile
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from components.ml.estimators import FactoryError, declared_types
 from components.outcomes import Task
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODEL_FILE = "model.skops"
 # What versions saved before model files were skops files hold (a pickle): never loaded.
@@ -147,6 +149,7 @@ def decision_threshold_of(model) -> float | None:
 def with_decision_threshold(model, threshold: float | None):
     """A copy of a fitted binary Pipeline predicting its second class from ``threshold`` on
     (None: plain argmax). The classifier is frozen inside the wrapper: nothing is refitted."""
+    import numpy as np
     from sklearn.frozen import FrozenEstimator
     from sklearn.model_selection import FixedThresholdClassifier
 
@@ -163,6 +166,8 @@ def with_decision_threshold(model, threshold: float | None):
 def predicted_classes(model, probabilities: np.ndarray) -> np.ndarray:
     """The classes a model predicts for these probabilities: the second class from its decision
     threshold on, else the most probable one (as ``model.predict`` would)."""
+    import numpy as np
+
     classes = np.asarray(model.classes_)
     threshold = decision_threshold_of(model)
     if threshold is None:

@@ -145,3 +145,19 @@ def test_every_input_and_output_is_described(function):
     inputs, outputs = interface(function)
     for name in inputs + outputs:
         assert f"\n    {name}: " in function.__doc__, name
+
+
+def test_a_stage_process_hands_its_step_over_without_importing_the_data_libraries():
+    """Check that what a stage's own process imports to run its component (under kfp.local, a
+    new interpreter per stage, which then hands the step to the warm worker) pulls in neither
+    numpy, pandas, scipy nor scikit-learn: each would cost every stage that import again."""
+    import os
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "pandas", "scipy", "sklearn", "pyarrow")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; import components.kfp_components; "
+         f"print(','.join(m for m in {heavy!r} if m in sys.modules))"],
+        env={**os.environ, "_KFP_RUNTIME": "true"}, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == ""
