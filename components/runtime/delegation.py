@@ -89,7 +89,7 @@ def delegated(step=None, *, scientific=False):
             else:
                 with connection:
                     result, seconds, rss = call_in_worker(connection, folder, step.__module__,
-                                                 step.__name__, kwargs)
+                                                          step.__name__, kwargs)
                 log_stage(step.__name__, seconds, max(rss, peak_rss_mib()),
                           waited=time.perf_counter() - start - seconds)
                 return result
