@@ -243,6 +243,27 @@ def as_table(data: pd.DataFrame | Table | FrameTable | str | Path) -> Table | Fr
     return Table(data)
 
 
+def rows_since_newest(data, wanted: int, timestamp_column: str) -> tuple[object, pd.DataFrame]:
+    """``(since, rows)``: ``data``'s rows whose event time is at or after ``since``, the event
+    time of its ``wanted``-th newest row, or missing; read a chunk at a time, in file order.
+    Every row left out is older than ``wanted`` rows kept. ``(None, every row)`` where no more
+    than ``wanted`` rows have an event time, or there is none (batch mode)."""
+    table = as_table(data)
+    if table.rows <= wanted or not timestamp_column or timestamp_column not in table.columns:
+        return None, table.read()
+    stamps = table.read([timestamp_column])[timestamp_column]
+    if stamps.count() <= wanted:
+        return None, table.read()
+    since = stamps.nlargest(wanted).iloc[-1]
+    pieces = [chunk[at_or_after(chunk[timestamp_column], since)] for chunk in table.chunks()]
+    return since, pd.concat(pieces, ignore_index=True)
+
+
+def at_or_after(stamps: pd.Series, since) -> pd.Series:
+    """Event times at or after ``since``, and missing ones: a stable sort puts those last."""
+    return stamps.isna() | (stamps >= since)
+
+
 def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     """One 64-bit hash per row of ``columns``: equal rows, equal hashes (as
     ``DataFrame.duplicated`` sees them), so repeats can be found across chunks."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from components.data.chunks import at_or_after, rows_since_newest
 from components.outcomes import DeployResult
 from components.records import DecisionRecord, VersionMetadata, utc_now_iso
 from components.registry import ChampionPointer, Registry
@@ -55,9 +56,9 @@ def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
     frames = [pd.read_parquet(io.BytesIO(pool))] if pool else []
     wanted = max_rows
     while True:
-        since, new_rows = _newest_holdout_rows(new_holdout, wanted, timestamp_column)
+        since, new_rows = rows_since_newest(new_holdout, wanted, timestamp_column)
         frame = _each_row_once(frames + [new_rows])
-        if since is None or int(_at_or_after(frame[timestamp_column], since).sum()) >= max_rows:
+        if since is None or int(at_or_after(frame[timestamp_column], since).sum()) >= max_rows:
             break
         wanted *= 4  # many repeats among the newest rows: read further back
     if len(frame):
@@ -69,29 +70,6 @@ def rolled_holdout(pool: bytes | None, new_holdout, *, max_rows: int,
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
-
-
-def _newest_holdout_rows(new_holdout, wanted: int, timestamp_column: str
-                         ) -> tuple[pd.Timestamp | None, pd.DataFrame]:
-    """``(since, rows)``: the holdout's rows at or after ``since``, the event time of its
-    ``wanted``-th newest row, read a chunk at a time; ``(None, every row)`` where it has no more
-    than ``wanted`` rows or no event time (batch mode)."""
-    from components.data.chunks import as_table
-
-    table = as_table(new_holdout)
-    if table.rows <= wanted or not timestamp_column or timestamp_column not in table.columns:
-        return None, table.read()
-    stamps = table.read([timestamp_column])[timestamp_column]
-    if stamps.count() <= wanted:
-        return None, table.read()
-    since = stamps.nlargest(wanted).iloc[-1]
-    pieces = [chunk[_at_or_after(chunk[timestamp_column], since)] for chunk in table.chunks()]
-    return since, pd.concat(pieces, ignore_index=True)
-
-
-def _at_or_after(stamps: pd.Series, since: pd.Timestamp) -> pd.Series:
-    """Event times at or after ``since``, and missing ones: a stable sort puts those last."""
-    return stamps.isna() | (stamps >= since)
 
 
 def _each_row_once(frames: list[pd.DataFrame]) -> pd.DataFrame:

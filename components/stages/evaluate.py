@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from components.data.chunks import as_table
+from components.data.chunks import as_table, rows_since_newest
 from components.data.drift import batch_names
 from components.data.roles import PROMOTED_VERSION_COLUMN
 from components.data.schema import SOURCE_FILE_COLUMN, plain_value
@@ -175,22 +175,15 @@ def candidate_rows(new_holdout, pool, *, max_rows: int, timestamp_column: str,
 
 
 def newest_rows(data, max_rows: int, timestamp_column: str) -> pd.DataFrame:
-    """``data``'s rows, in file order; only its newest ``max_rows`` by event time when it has
-    more, read a chunk at a time: ordered by :func:`in_time_order`, as :func:`candidate_rows`
-    orders every candidate, no more of them can be among the newest of all. In batch mode (no
-    event time) every row."""
-    table = as_table(data)
-    if table.rows <= max_rows or not timestamp_column or timestamp_column not in table.columns:
-        return table.read()
-    ordered = in_time_order(table.read([timestamp_column]).reset_index(drop=True),
-                            timestamp_column, np.ones(table.rows, dtype=bool))  # by position
-    kept = np.zeros(table.rows, dtype=bool)
-    kept[ordered.index[table.rows - max_rows:]] = True
-    pieces, start = [], 0
-    for chunk in table.chunks():
-        pieces.append(chunk[kept[start:start + len(chunk)]])
-        start += len(chunk)
-    return pd.concat(pieces, ignore_index=True)
+    """``data``'s rows, in file order; only its newest ``max_rows`` when it has more, ordered by
+    :func:`in_time_order` as :func:`candidate_rows` orders every candidate (so no more of them
+    can be among the newest of all), from the rows :func:`rows_since_newest` reads a chunk at a
+    time. In batch mode (no event time) every row."""
+    _, rows = rows_since_newest(data, max_rows, timestamp_column)
+    if len(rows) <= max_rows or not timestamp_column or timestamp_column not in rows:
+        return rows
+    ordered = in_time_order(rows, timestamp_column, np.ones(len(rows), dtype=bool))
+    return rows.loc[np.sort(ordered.index[len(rows) - max_rows:])].reset_index(drop=True)
 
 
 def shared_level(level: float, ways: int) -> float:

@@ -57,10 +57,10 @@ def test_a_large_holdout_rolls_in_exactly_as_a_whole_read_without_being_read_who
     pool.to_parquet(pool_bytes, index=False)
 
     whole_reads, wanted = [], []
-    read, newest = Table.read, deploy._newest_holdout_rows
+    read, newest = Table.read, deploy.rows_since_newest
     monkeypatch.setattr(Table, "read", lambda self, columns=None: (
         whole_reads.append(columns is None), read(self, columns))[1])
-    monkeypatch.setattr(deploy, "_newest_holdout_rows", lambda data, rows, column: (
+    monkeypatch.setattr(deploy, "rows_since_newest", lambda data, rows, column: (
         wanted.append(rows), newest(data, rows, column))[1])
     monkeypatch.setenv("RETRAIN_CHUNK_ROWS", "170")  # many chunks, split across ties
     for max_rows in (50, 400, 1_000, 1_999, 2_500):
