@@ -149,8 +149,17 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
+def _written_port(ready: Path) -> str:
+    """The port in the server's ready file, or "" while there is none yet."""
+    try:
+        port = ready.read_text().strip()
+    except FileNotFoundError:
+        return ""
+    return port if port.isdigit() else ""
+
+
 def _wait_ready(process, ready: Path, log, deadline: float) -> str:
-    while not ready.exists():
+    while not (port := _written_port(ready)):
         if process.poll() is not None:
             raise InfraValidationError(f"the server exited ({process.returncode}): "
                                        f"{_last_line(log)}")
@@ -158,14 +167,14 @@ def _wait_ready(process, ready: Path, log, deadline: float) -> str:
             raise InfraValidationError(f"the server did not start in {START_SECONDS:g} s: "
                                        f"{_last_line(log)}")
         time.sleep(0.02)
-    url = f"http://127.0.0.1:{ready.read_text()}"
+    url = f"http://127.0.0.1:{port}"
     while True:
         try:
             with urllib.request.urlopen(url + "/v2/health/ready", timeout=2):
                 return url
         except (urllib.error.URLError, OSError):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise InfraValidationError(f"the server never became ready: "
+                raise InfraValidationError(f"the server never became ready at {url}: "
                                            f"{_last_line(log)}") from None
             time.sleep(0.02)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -429,6 +430,14 @@ def create_app(holder: ModelHolder, options: ServeOptions):
     ], exception_handlers={404: routes.not_found, 405: routes.not_found})
 
 
+def write_ready_file(path: Path, port: int) -> None:
+    """Write the port whole or not at all: a reader polling for the file must never read it
+    created but still empty (it would then wait on a wrong address)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(str(port))
+    os.replace(partial, path)
+
+
 def serve(options: ServeOptions) -> None:
     """Load the model, then serve until stopped (SIGINT / SIGTERM)."""
     import socket
@@ -452,7 +461,7 @@ def serve(options: ServeOptions) -> None:
     listener = socket.create_server((options.host, options.port))
     port = listener.getsockname()[1]
     if options.ready_file:
-        Path(options.ready_file).write_text(str(port))
+        write_ready_file(Path(options.ready_file), port)
     logger.info("serving %s on http://%s:%d", options.model_name, options.host, port)
     config = uvicorn.Config(create_app(holder, options), log_level="warning", access_log=False,
                             loop="auto", http="auto", lifespan="off")

@@ -380,3 +380,39 @@ def test_infra_validation_compares_a_regressors_predictions_within_a_stated_tole
     with pytest.raises(InfraValidationError, match=r"row 2: served 30.001, evaluate predicted "
                                                    r"30.0 \(tolerance 1e-09"):
         compare(sample, served)
+
+
+def test_infra_validation_waits_for_the_whole_port_in_the_ready_file(tmp_path):
+    """Check that a ready file seen created but not yet written does not send the readiness
+    probe to a wrong address for good: the wait reads the port again until it is whole. (CI
+    once saw a deploy rejected with "the server never became ready" that way.)"""
+    import http.server
+    import threading
+
+    from components.serving.infra_validation import _wait_ready
+    from components.serving.server import write_ready_file
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/v2/health/ready" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    ready = tmp_path / "port"
+    ready.write_text("")  # created, not yet written: what a reader can see mid-write
+    writer = threading.Timer(0.3, write_ready_file, (ready, server.server_address[1]))
+    writer.start()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with (tmp_path / "log").open("w+") as log:
+            url = _wait_ready(running, ready, log, time.monotonic() + 5)
+        assert url == f"http://127.0.0.1:{server.server_address[1]}"
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["log", "port"]  # no partial
+    finally:
+        running.kill()
+        writer.join()
+        server.shutdown()
