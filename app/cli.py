@@ -191,7 +191,8 @@ def _add_serve(commands) -> None:
                        help="requests over 64 KiB waiting for a thread; beyond that the answer "
                             "is 503 with Retry-After")
     serve.add_argument("--ready-file", default="",
-                       help="write the port here once listening (for scripts and tests)")
+                       help="write the port here once listening, whole or not at all (for "
+                            "scripts and tests)")
 
 
 def _add_inferenceservice(commands) -> None:
