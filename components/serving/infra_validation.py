@@ -172,9 +172,10 @@ def _wait_ready(process, ready: Path, log, deadline: float) -> str:
         try:
             with urllib.request.urlopen(url + "/v2/health/ready", timeout=2):
                 return url
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError) as error:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise InfraValidationError(f"the server never became ready at {url}: "
+                raise InfraValidationError(f"the server never became ready at {url} (the last "
+                                           f"probe: {getattr(error, 'reason', error)}): "
                                            f"{_last_line(log)}") from None
             time.sleep(0.02)
 
