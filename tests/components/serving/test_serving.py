@@ -416,3 +416,24 @@ def test_infra_validation_waits_for_the_whole_port_in_the_ready_file(tmp_path):
         running.kill()
         writer.join()
         server.shutdown()
+
+
+def test_a_server_that_never_answers_is_reported_with_its_address_and_the_last_probe(tmp_path):
+    """Check that when nothing answers the readiness probe until the deadline, the error names
+    the address probed and what the probe got, so a wrong address and a silent server differ."""
+    import socket
+
+    from components.serving.infra_validation import InfraValidationError, _wait_ready
+
+    with socket.socket() as unused:  # a port nothing listens on once it is closed
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    (tmp_path / "port").write_text(str(port))
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with (tmp_path / "log").open("w+") as log, pytest.raises(
+                InfraValidationError, match=rf"never became ready at http://127\.0\.0\.1:{port} "
+                                            r"\(the last probe: .*refused\)"):
+            _wait_ready(running, tmp_path / "port", log, time.monotonic() + 0.5)
+    finally:
+        running.kill()
