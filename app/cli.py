@@ -275,7 +275,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="retrain", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="retrain", description=__doc__.split("\n\n")[0].replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run(commands)
     _add_submit_and_schedule(commands)

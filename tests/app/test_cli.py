@@ -21,6 +21,16 @@ def test_run_flags_are_the_parameter_table():
         "source_uri": "data", "registry_uri": "reg", "model_name": "m", "label_column": "y"}
 
 
+def test_help_is_plain_text_for_every_command():
+    """Check that ``retrain --help`` and each command's help show no reST markup from the
+    docstrings they are built from."""
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for help_text in [parser.format_help()] + [sub.format_help() for sub in commands.values()]:
+        assert "``" not in help_text
+        assert ":mod:" not in help_text and ":func:" not in help_text
+
+
 def test_repeated_threshold_flags_make_one_dict():
     """Check that --validation-threshold NAME=VALUE flags become validation_thresholds."""
     args = build_parser().parse_args([*RUN, "--validation-threshold", "psi_drift=0.3",
