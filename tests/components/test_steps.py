@@ -38,7 +38,7 @@ def _run_steps(source, registry_uri, work, cutoff, run_id, strategy="auto"):
 
 def _deploy(p, registry_uri, run_id, *, infra_validation=True, **given):
     """deploy_step on a run's paths; ``given`` replaces any of its arguments. Without the infra
-    validation where a test is about something else (it starts a server, about two seconds in a
+    validation where a test is about something else (it starts a server, two to four seconds in a
     test process)."""
     arguments = {**DEPLOY_DEFAULTS, **COLUMNS, "registry_uri": registry_uri,
                  "model_name": "customers", "challenger": p["challenger"],
