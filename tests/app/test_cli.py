@@ -144,6 +144,25 @@ def test_registry_history_lists_every_pointer_move(tmp_path, capsys):
     assert "rollback v0002 -> v0001" in capsys.readouterr().out
 
 
+def test_registry_show_reads_as_text_and_keeps_every_digit_in_json(tmp_path, capsys):
+    """Check `retrain registry show`: the champion's metrics at four decimals in text, whole in
+    ``--json``, and a first champion's previous version said as none."""
+    from components.registry import ChampionPointer, Registry
+
+    store = Registry(str(tmp_path), "m")
+    store.publish(b"model", VersionMetadata(run_id="r1", created_at="now", strategy="full",
+                                            model_type="hgb",
+                                            metrics={"accuracy": 0.8804307307089051}))
+    store.move_champion(ChampionPointer("v0001"), None)
+    assert main(["registry", "show", "--registry-uri", str(tmp_path), "--model-name", "m"]) == 0
+    text = capsys.readouterr().out
+    assert "m: champion v0001 (previous none)" in text
+    assert "strategy full, model hgb, metrics accuracy 0.8804\n" in text
+    assert main(["registry", "show", "--json", "--registry-uri", str(tmp_path),
+                 "--model-name", "m"]) == 0
+    assert "0.8804307307089051" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("where, message", [
     ("no-registry", "there is no registry at {root}/nowhere (nothing is there)"),
     ("typo", "the registry {root}/registry has no model 'custmers'; it has: customers, other")],
