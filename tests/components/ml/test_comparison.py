@@ -118,6 +118,37 @@ def test_the_interval_from_counts_is_scipys_paired_bca_bootstrap(rows, only_new,
     assert ours[1] == pytest.approx(scipy_interval.high, abs=0.003)
 
 
+def _mid_p_by_definition(successes: int, trials: int, confidence: float):
+    """Each bound the chance where the tail beyond the successes plus half their own
+    probability is (1 - confidence) / 2, written with scipy.stats.binom."""
+    from scipy.optimize import brentq
+    from scipy.stats import binom
+
+    tail = (1 - confidence) / 2
+    low = 0.0 if successes == 0 else brentq(
+        lambda p: binom.sf(successes, trials, p) + binom.pmf(successes, trials, p) / 2 - tail,
+        0.0, 1.0)
+    high = 1.0 if successes == trials else brentq(
+        lambda p: binom.cdf(successes - 1, trials, p) + binom.pmf(successes, trials, p) / 2
+        - tail, 0.0, 1.0)
+    return low, high
+
+
+@pytest.mark.parametrize("trials", [1, 4, 10, 37, 200, 1500])
+def test_the_mid_p_interval_is_its_definition_in_scipy_stats(trials):
+    """Check the mid-p interval against its definition in scipy.stats, and a bound worked by
+    hand: none of 10 at 95%, where (1 - p)^10 / 2 = 0.025."""
+    from components.ml.comparison import mid_p_interval
+
+    for successes in sorted({0, 1, trials // 3, trials - 1, trials}):
+        for confidence in (0.5, 0.8, 0.95, 0.9707):
+            assert mid_p_interval(successes, trials, confidence) == pytest.approx(
+                _mid_p_by_definition(successes, trials, confidence), abs=1e-12), (
+                successes, confidence)
+    if trials == 10:
+        assert mid_p_interval(0, 10, 0.95)[1] == pytest.approx(1 - 0.05 ** 0.1, abs=1e-12)
+
+
 def test_an_equal_challenger_is_shown_better_no_more_often_than_the_confidence_allows():
     """Check the gate's accuracy interval on an equal challenger, for few to many rows where
     only one model is right (each favouring either model by a fair coin): its 95% lower bound
