@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -431,11 +430,12 @@ def create_app(holder: ModelHolder, options: ServeOptions):
 
 
 def write_ready_file(path: Path, port: int) -> None:
-    """Write the port whole or not at all: a reader polling for the file must never read it
-    created but still empty (it would then wait on a wrong address)."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(str(port))
-    os.replace(partial, path)
+    """Write the port whole or not at all (the local storage's write: a temporary file renamed
+    into place): a reader polling for the file must never read it created but still empty (it
+    would then wait on a wrong address)."""
+    from components.storage.local import LocalStorage
+
+    LocalStorage().write_bytes(str(path), str(port).encode())
 
 
 def serve(options: ServeOptions) -> None:
