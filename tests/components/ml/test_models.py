@@ -130,6 +130,22 @@ def test_a_skops_file_naming_an_untrusted_type_is_refused(tmp_path, module, name
         registry.load_model("v0001")
 
 
+def test_skops_trusts_only_the_types_the_allow_list_check_read(tmp_path, monkeypatch):
+    """Check that a type the allow-list check did not read (as if its reading of the tree missed
+    one) is refused by skops while building, with the file named, and not trusted blindly."""
+    import components.ml.models as models
+
+    registry = _registry_with_v0001(tmp_path)
+    data = registry.storage.read_bytes(registry.version_uri("v0001", "model.skops"))
+    import skops.io as sio
+
+    missed = sio.get_untrusted_types(data=data)[0]  # one skops does not trust by default
+    named = model_types(data, "model")
+    monkeypatch.setattr(models, "model_types", lambda data, source: named - {missed})
+    with pytest.raises(UntrustedModelError, match=rf"the-file: .*{missed}"):
+        load_model_bytes(data, "the-file")
+
+
 def test_a_model_from_another_scikit_learn_minor_is_refused(tmp_path):
     """Check that a model saved by another scikit-learn minor version is refused, both named."""
     registry = _registry_with_v0001(tmp_path)
