@@ -19,6 +19,7 @@ Used by the tests of the deploy gate and by ``make bench`` part 8 (:mod:`bench.d
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,12 +231,38 @@ class MonthResult:
                 and self.champion_before is not None and self._gain() > 0.02)
 
 
+class _TrueScores:
+    """Each model file's true score on a month, the file loaded and scored once: a kept champion
+    is the same file month after month, and a deployed challenger the file just scored."""
+
+    def __init__(self, stream: Stream):
+        self.stream = stream
+        self.models: dict[str, object] = {}
+        self.scores: dict[tuple[str, int], float] = {}
+
+    def score(self, data: bytes, source: str, month: int, model_type: str = "") -> float:
+        from components.ml.models import load_model_bytes
+
+        key = hashlib.sha256(data).hexdigest()
+        if (key, month) not in self.scores:
+            if key not in self.models:
+                self.models[key] = load_model_bytes(data, source, model_type=model_type)
+            self.scores[key, month] = self.stream.true_accuracy(self.models[key], month)
+        return self.scores[key, month]
+
+    def of_version(self, registry, version: str, month: int) -> float:
+        from components.ml.models import MODEL_FILE
+
+        uri = registry.version_uri(version, MODEL_FILE)
+        return self.score(registry.storage.read_bytes(uri), uri, month,
+                          registry.metadata(version).model_type)
+
+
 def replay(stream: Stream, root: str | Path, *, months: int = MONTHS,
            **params) -> list[MonthResult]:
     """Run the pipeline's stages (:mod:`components.runtime.inprocess`) once a month over ``stream``: run 0 is
     the cold start on the initial file, run ``m`` reads month ``m``'s file, which arrives just
     before it. ``params`` are pipeline parameters (the table's defaults otherwise)."""
-    from components.ml.models import load_model
     from components.registry import Registry
     from components.runtime.inprocess import parameters, run_stages
 
@@ -243,27 +270,25 @@ def replay(stream: Stream, root: str | Path, *, months: int = MONTHS,
     source, registry_uri = root / "source", str(root / "registry")
     source.mkdir(parents=True, exist_ok=True)
     registry = Registry(registry_uri, "stream")
+    truth = _TrueScores(stream)
     results = []
     for month in range(months + 1):
         frame = stream.initial() if month == 0 else stream.month(month)
         frame.to_csv(source / stream.file_name(month), index=False)
         pointer = registry.champion()
-        before = registry.load_model(pointer.version) if pointer else None
+        before = truth.of_version(registry, pointer.version, month + 1) if pointer else None
         run = run_stages(parameters(
             source_uri=str(source), registry_uri=registry_uri, model_name="stream",
             label_column=LABEL_COLUMN, timestamp_column=TIMESTAMP_COLUMN,
             cutoff=stream.cutoff(month), **params), root / "runs" / f"{month:02d}",
             f"run-{month:02d}")
         challenger_file = Path(run.paths["challenger"]) / "model.skops"
-        challenger = load_model(challenger_file) if challenger_file.exists() else None
+        challenger = (truth.score(challenger_file.read_bytes(), str(challenger_file), month + 1)
+                      if challenger_file.exists() else None)
         after = registry.champion()
-        served = registry.load_model(after.version) if after else None
+        served = truth.of_version(registry, after.version, month + 1) if after else None
         decision = Path(run.paths["decision_record"])
         gate = json.loads(decision.read_text())["gate"] if decision.exists() else None
-        results.append(MonthResult(
-            month, run.status, run.reason,
-            stream.true_accuracy(before, month + 1) if before is not None else None,
-            stream.true_accuracy(challenger, month + 1) if challenger is not None else None,
-            stream.true_accuracy(served, month + 1) if served is not None else None,
-            gate, stream.regression))
+        results.append(MonthResult(month, run.status, run.reason, before, challenger, served,
+                                   gate, stream.regression))
     return results
