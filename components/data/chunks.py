@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -38,12 +39,16 @@ class Table:
     """A Parquet file read chunk by chunk, each chunk a DataFrame with the dtypes a whole read
     would give (an integer column with nulls anywhere in the file is float in every chunk)."""
 
-    def __init__(self, source: str | Path | bytes):
-        """``source``: a file path, or a whole Parquet file's bytes (as ingest reads them)."""
+    def __init__(self, source: str | Path | bytes | BinaryIO):
+        """``source``: a file path, a file open for reading (as ingest opens a source file), or
+        a whole Parquet file's bytes."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        self._source = pa.BufferReader(source) if isinstance(source, bytes) else str(source)
+        if isinstance(source, bytes):
+            self._source = pa.BufferReader(source)
+        else:
+            self._source = str(source) if isinstance(source, (str, Path)) else source
         # pre_buffer off: with it, each row group's column data is kept beyond its batches
         # (memory that grows with the file).
         self._file = pq.ParquetFile(self._source, pre_buffer=False)

@@ -13,6 +13,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -20,28 +21,32 @@ from components.data.chunks import ChunkWriter, Table, replace_columns
 from components.data.schema import as_category_strings
 
 
-def read_chunks(data: bytes, name: str, *, timestamp_column: str = "",
+def read_chunks(source: BinaryIO, name: str, *, timestamp_column: str = "",
                 rows_after: pd.Timestamp | None = None) -> tuple[list[str], Iterator[pd.DataFrame]]:
     """A file's columns, and its rows chunk by chunk; ``name`` picks the format.
 
-    A Parquet file is read a chunk of rows at a time (see :mod:`components.data.chunks`). With
+    ``source`` is the file open for reading, never read whole into memory: a Parquet file is
+    read a chunk of rows at a time (see :mod:`components.data.chunks`), and with
     ``rows_after``, and a timestamp column stored as a timestamp, only rows after it are read:
-    row groups that end earlier are skipped unread (their statistics say so). A CSV file is one
-    chunk, and other files are read whole; the caller drops the rows it does not need.
+    row groups that end earlier are skipped unread (their statistics say so). A CSV file is
+    parsed from the file into one chunk; a ``.csv.gz`` is decompressed in memory, within
+    :data:`MAX_EXPANSION`. The caller drops the rows it does not need.
     """
     if name.lower().endswith((".parquet", ".pq")):
-        table = Table(data)
+        table = Table(source)
         check_column_names(table.columns)
         bound = parquet_bound(table.arrow_schema, timestamp_column, rows_after)
         if bound is None:
             return table.columns, table.chunks()
         # Rows without a timestamp stay in, so that they are reported, not silently lost.
         return table.columns, table.chunks(newer_than=(timestamp_column, bound))
-    text = _decompressed(data) if name.lower().endswith(".gz") else data
-    names = csv_header(text)
+    if name.lower().endswith(".gz"):
+        source = io.BytesIO(_decompressed(source))
+    names = csv_header(source.read(MAX_HEADER_BYTES + 1))
+    source.seek(0)
     # The names are given (checked, made unique): pandas' own de-duplication of a header is
     # quadratic in its width (40k empty names: 12.8 s).
-    frame = pd.read_csv(io.BytesIO(text), header=0, names=names, index_col=False)
+    frame = pd.read_csv(source, header=0, names=names, index_col=False)
     return names, iter([frame])
 
 
@@ -76,7 +81,8 @@ def check_column_names(names: list[str]) -> None:
 
 def csv_header(text: bytes) -> list[str]:
     """The column names of a CSV file, read from its first line only, within the limits, made
-    unique as pandas would (``Unnamed: 3`` for an empty name, ``x.1`` for a second ``x``)."""
+    unique as pandas would (``Unnamed: 3`` for an empty name, ``x.1`` for a second ``x``).
+    ``text``: the file's start, at least its first :data:`MAX_HEADER_BYTES` + 1 bytes."""
     import csv
 
     end = text.find(b"\n", 0, MAX_HEADER_BYTES + 1)
@@ -102,13 +108,15 @@ def csv_header(text: bytes) -> list[str]:
     return unique
 
 
-def _decompressed(data: bytes) -> bytes:
+def _decompressed(source: BinaryIO) -> bytes:
     """A .csv.gz file's content, refusing one that expands past :data:`MAX_EXPANSION` times its
     size (at least :data:`MIN_EXPANDED_LIMIT`): a small file must not fill the memory."""
     import gzip
 
-    limit = max(MIN_EXPANDED_LIMIT, MAX_EXPANSION * len(data))
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+    size = source.seek(0, os.SEEK_END)
+    source.seek(0)
+    limit = max(MIN_EXPANDED_LIMIT, MAX_EXPANSION * size)
+    with gzip.GzipFile(fileobj=source) as stream:
         content = stream.read(limit + 1)
     if len(content) > limit:
         raise FileOverLimit(f"it expands to more than {limit} bytes ({MAX_EXPANSION} times its "

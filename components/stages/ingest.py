@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 
@@ -33,7 +34,7 @@ from components.data.sources import (
 from components.outcomes import IngestOutcome, Strategy
 from components.params import Timestamp, refuse
 from components.records import IngestReport, bounded, utc_iso
-from components.storage import FileInfo, Storage, sha256_bytes, storage_for
+from components.storage import FileInfo, Storage, file_fingerprint, storage_for
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 # How a scheduled time reads when the backend left the placeholder unresolved.
@@ -217,16 +218,18 @@ class _Parts:
 
     def add(self, number: int, info: FileInfo, split: _TimeSplit, consumed_files: dict,
             history_days: float | None) -> None:
-        """Split one source file into its part files (a consumed batch nobody needs: skipped)."""
-        data = self.storage.read_bytes(info.uri)
-        fingerprint = {"size": len(data), "sha256": sha256_bytes(data)}
-        consumed = not split.column and consumed_files.get(info.relative_path) == fingerprint
-        if consumed and history_days == 0:
-            return
+        """Split one source file into its part files (a consumed batch nobody needs: skipped).
+        The file is read through one open handle, fingerprinted and parsed alike, never whole in
+        memory (on GCS: downloaded into the parts' folder first)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        part = _split_file(data, info.relative_path, split, consumed=consumed,
-                           new_path=self.folder / f"new-{number:05d}.parquet",
-                           history_path=self.folder / f"history-{number:05d}.parquet")
+        with self.storage.open_file(info.uri, self.folder) as source:
+            fingerprint = file_fingerprint(source)
+            consumed = not split.column and consumed_files.get(info.relative_path) == fingerprint
+            if consumed and history_days == 0:
+                return
+            part = _split_file(source, info.relative_path, split, consumed=consumed,
+                               new_path=self.folder / f"new-{number:05d}.parquet",
+                               history_path=self.folder / f"history-{number:05d}.parquet")
         self.problems += part.problems
         if part.columns is not None:
             self.file_columns[info.relative_path] = part.columns
@@ -302,14 +305,14 @@ def _parsed(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _split_file(data: bytes, name: str, split: _TimeSplit, *, consumed: bool, new_path: Path,
-                history_path: Path) -> _FilePart:
-    """Write one file's new rows and history to their part files."""
+def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: bool,
+                new_path: Path, history_path: Path) -> _FilePart:
+    """Write one file's new rows and history (``source``: the file, open) to their part files."""
     new_part, history_part = ChunkWriter(new_path), ChunkWriter(history_path)
     timestamp_problems = _TimestampProblems()
     try:
         try:
-            columns, chunks = read_chunks(data, name, timestamp_column=split.column,
+            columns, chunks = read_chunks(source, name, timestamp_column=split.column,
                                           rows_after=split.history_start)
         except FileOverLimit:
             raise

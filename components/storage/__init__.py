@@ -23,13 +23,14 @@ from components.storage.base import (
     ObjectNotFoundError,
     Storage,
     StorageError,
+    file_fingerprint,
     join_uri,
     sha256_bytes,
 )
 from components.storage.local import LocalStorage
 
 __all__ = ["FileInfo", "LocalStorage", "ObjectNotFoundError", "Storage", "StorageError",
-           "copy_folder", "join_uri", "sha256_bytes", "storage_for"]
+           "copy_folder", "file_fingerprint", "join_uri", "sha256_bytes", "storage_for"]
 
 
 def storage_for(uri: str) -> Storage:

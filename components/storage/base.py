@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import BinaryIO, Protocol
 
 
 class StorageError(Exception):
@@ -46,6 +47,8 @@ class Storage(Protocol):
 
     def read_bytes(self, uri: str) -> bytes: ...
 
+    def open_file(self, uri: str, scratch: Path) -> BinaryIO: ...
+
     def read_with_token(self, uri: str) -> tuple[bytes | None, str | None]: ...
 
     def write_bytes(self, uri: str, data: bytes) -> None: ...
@@ -70,3 +73,15 @@ def join_uri(base: str, *parts: str) -> str:
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of a byte string."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_fingerprint(source: BinaryIO) -> dict:
+    """An open file's ``size`` and hex ``sha256``, read a block at a time (never whole), then
+    back at its start."""
+    digest, size = hashlib.sha256(), 0
+    source.seek(0)
+    while block := source.read(1 << 20):
+        digest.update(block)
+        size += len(block)
+    source.seek(0)
+    return {"size": size, "sha256": digest.hexdigest()}

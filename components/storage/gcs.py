@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
 
 from components.storage.base import FileInfo, ObjectNotFoundError, StorageError
 
@@ -99,6 +102,20 @@ class GCSStorage:
     def read_bytes(self, uri: str) -> bytes:
         blob = self._blob(uri)
         return self._call(uri, "read", lambda: blob.download_as_bytes(retry=_retry()))
+
+    def open_file(self, uri: str, scratch: Path) -> BinaryIO:
+        """The object downloaded into an unnamed file in ``scratch`` (gone when closed), open
+        at its start: streamed to disk, never whole in memory, a retried download resuming
+        where it stopped (checksum-verified by the client library)."""
+        blob = self._blob(uri)
+        target = tempfile.TemporaryFile(dir=scratch)
+        try:
+            self._call(uri, "read", lambda: blob.download_to_file(target, retry=_retry()))
+        except BaseException:
+            target.close()
+            raise
+        target.seek(0)
+        return target
 
     def read_with_token(self, uri: str) -> tuple[bytes | None, str | None]:
         from google.api_core import exceptions

@@ -7,6 +7,7 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from components.storage.base import FileInfo, ObjectNotFoundError, sha256_bytes, write_failure
 
@@ -27,6 +28,13 @@ class LocalStorage:
     def read_bytes(self, uri: str) -> bytes:
         try:
             return self._path(uri).read_bytes()
+        except FileNotFoundError as error:
+            raise ObjectNotFoundError(f"{uri} does not exist", uri=uri) from error
+
+    def open_file(self, uri: str, scratch: Path) -> BinaryIO:
+        """The file itself, open for reading (``scratch`` is for backends that must copy)."""
+        try:
+            return self._path(uri).open("rb")
         except FileNotFoundError as error:
             raise ObjectNotFoundError(f"{uri} does not exist", uri=uri) from error
 

@@ -63,6 +63,27 @@ def test_batch_mode_consumed_files_are_history(source):
     assert len(third.new_data) == 10
 
 
+def test_source_files_are_read_through_an_open_file_never_whole(source, monkeypatch):
+    """Check that ingest reads each source file from an open file (never its whole bytes at
+    once), and fingerprints it as before: the SHA-256 and size of its bytes, so the consumed
+    files a registry recorded earlier still match."""
+    import hashlib
+
+    from components.storage.local import LocalStorage
+
+    def whole_read(self, uri):
+        raise AssertionError(f"{uri} read whole")
+
+    monkeypatch.setattr(LocalStorage, "read_bytes", whole_read)
+    result = ingest(str(source), timestamp_column="", cutoff=to_utc_timestamp("2030-01-01"),
+                    watermark=None)
+    assert len(result.new_data) == 96
+    assert result.report.new_files == {
+        name: {"size": (source / name).stat().st_size,
+               "sha256": hashlib.sha256((source / name).read_bytes()).hexdigest()}
+        for name in ("jan.csv", "feb.parquet")}
+
+
 def test_unparseable_timestamps_are_reported_with_the_file(source):
     """Check that bad timestamps become a problem naming the file, column and value."""
     frame = make_rows(5, start="2025-01-05")

@@ -71,6 +71,43 @@ def test_transient_errors_are_retried_with_backoff(gcs, gs_prefix):
     assert storage.compare_and_swap(f"{gs_prefix}/a.txt", b"new", token)
 
 
+def test_ingest_downloads_gcs_sources_to_disk_through_transient_errors(gcs, gs_prefix,
+                                                                      tmp_path, monkeypatch):
+    """Check that ingest reads gs:// source files downloaded to a file (never whole in memory),
+    retrying 503s, with the same rows and fingerprints as from local disk, and leaves no
+    download behind."""
+    import pandas as pd
+
+    from components.stages.ingest import ingest, to_utc_timestamp
+    from tests.helpers import make_rows
+
+    local = tmp_path / "source"
+    local.mkdir()
+    make_rows(300, start="2025-01-01").to_csv(local / "jan.csv", index=False)
+    make_rows(300, start="2025-02-01", seed=1).to_parquet(local / "feb.parquet")
+    storage = GCSStorage()
+    for path in local.iterdir():
+        storage.write_bytes(f"{gs_prefix}/source/{path.name}", path.read_bytes())
+
+    def whole_read(self, uri):
+        raise AssertionError(f"{uri} read whole")
+
+    monkeypatch.setattr(GCSStorage, "read_bytes", whole_read)
+    gcs["proxy"].fail_next[:] = [503, 503]
+    runs = {}
+    for name, source in (("gcs", f"{gs_prefix}/source"), ("local", str(local))):
+        out = tmp_path / name
+        runs[name] = ingest(source, timestamp_column="ts", watermark=None,
+                            cutoff=to_utc_timestamp("2030-01-01"),
+                            new_data_path=out / "new.parquet", history_path=out / "history.parquet")
+    assert not gcs["proxy"].fail_next  # both faults were met and retried
+    assert runs["gcs"].report.new_files == runs["local"].report.new_files
+    pd.testing.assert_frame_equal(runs["gcs"].new_data, runs["local"].new_data)
+    # Nothing left beside the outputs (the download and the parts are gone), as from disk.
+    assert sorted(p.name for p in (tmp_path / "gcs").iterdir()) == sorted(
+        p.name for p in (tmp_path / "local").iterdir())
+
+
 def test_a_retried_conditional_write_is_judged_by_the_object(gcs, gs_prefix):
     """Check a conditional write retried after a 503: its 412 means 'won' only if the object
     holds its own bytes; without a retry a 412 is always a loss, even for equal bytes."""
