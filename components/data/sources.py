@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import pandas as pd
 
-from components.data.chunks import ChunkWriter, Table, replace_columns
+from components.data.chunks import ChunkWriter, Table, chunk_rows, replace_columns
 from components.data.schema import as_category_strings
 
 
@@ -29,7 +29,8 @@ def read_chunks(source: BinaryIO, name: str, *, timestamp_column: str = "",
     read a chunk of rows at a time (see :mod:`components.data.chunks`), and with
     ``rows_after``, and a timestamp column stored as a timestamp, only rows after it are read:
     row groups that end earlier are skipped unread (their statistics say so). A CSV file is
-    parsed from the file into one chunk; a ``.csv.gz`` is decompressed in memory, within
+    parsed a chunk at a time too, each chunk's types inferred from its own rows (the caller
+    reconciles them); a ``.csv.gz`` is decompressed in memory first, within
     :data:`MAX_EXPANSION`. The caller drops the rows it does not need.
     """
     if name.lower().endswith((".parquet", ".pq")):
@@ -46,8 +47,8 @@ def read_chunks(source: BinaryIO, name: str, *, timestamp_column: str = "",
     source.seek(0)
     # The names are given (checked, made unique): pandas' own de-duplication of a header is
     # quadratic in its width (40k empty names: 12.8 s).
-    frame = pd.read_csv(source, header=0, names=names, index_col=False)
-    return names, iter([frame])
+    return names, iter(pd.read_csv(source, header=0, names=names, index_col=False,
+                                   chunksize=chunk_rows()))
 
 
 class FileOverLimit(Exception):

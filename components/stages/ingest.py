@@ -228,15 +228,14 @@ class _Parts:
             if consumed and history_days == 0:
                 return
             part = _split_file(source, info.relative_path, split, consumed=consumed,
-                               new_path=self.folder / f"new-{number:05d}.parquet",
-                               history_path=self.folder / f"history-{number:05d}.parquet")
+                               new=_PartFiles(self.folder / f"new-{number:05d}"),
+                               history=_PartFiles(self.folder / f"history-{number:05d}"))
         self.problems += part.problems
         if part.columns is not None:
             self.file_columns[info.relative_path] = part.columns
-        if part.history_path:
-            self.history.append(part.history_path)
-        if part.new_path:
-            self.new.append(part.new_path)
+        self.history += part.history_paths
+        self.new += part.new_paths
+        if part.new_paths:
             self.new_files[info.relative_path] = fingerprint
 
 
@@ -278,13 +277,56 @@ class _TimeSplit:
 
 @dataclass
 class _FilePart:
-    """One source file's share of the split: its part files (None when empty), its columns
+    """One source file's share of the split: its part files (none when empty), its columns
     (None when it could not be read) and its problems."""
 
-    new_path: Path | None
-    history_path: Path | None
+    new_paths: list[Path]
+    history_paths: list[Path]
     columns: list[str] | None
     problems: list[str]
+
+
+class _PartFiles:
+    """One file's rows on one side of the split, written chunk by chunk into Parquet part files
+    named from ``stem``: a new part whenever a chunk's types differ from the chunk before's (a
+    CSV parsed in chunks infers each chunk's types; :func:`merge_parts` reconciles the parts as
+    it does different files')."""
+
+    def __init__(self, stem: Path):
+        self.stem = stem
+        self.paths: list[Path] = []
+        self._writer: ChunkWriter | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if not len(frame):
+            return
+        if self._writer is not None:
+            try:
+                self._writer.write(frame)
+                return
+            except ChunkSchemaError:  # nothing of this chunk was written
+                self._finish()
+        self._writer = ChunkWriter(self.stem.with_name(f"{self.stem.name}-{len(self.paths)}"
+                                                       ".parquet"))
+        self._writer.write(frame)
+
+    def _finish(self) -> None:
+        self._writer.close()
+        self.paths.append(self._writer.path)
+        self._writer = None
+
+    def kept(self) -> list[Path]:
+        """Finish the part being written; the part files, in the file's row order."""
+        if self._writer is not None:
+            self._finish()
+        return self.paths
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.discard()
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+        self.paths = []
 
 
 class _UnreadableFile(Exception):
@@ -306,9 +348,9 @@ def _parsed(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: bool,
-                new_path: Path, history_path: Path) -> _FilePart:
+                new: _PartFiles, history: _PartFiles) -> _FilePart:
     """Write one file's new rows and history (``source``: the file, open) to their part files."""
-    new_part, history_part = ChunkWriter(new_path), ChunkWriter(history_path)
+    new_part, history_part = new, history
     timestamp_problems = _TimestampProblems()
     try:
         try:
@@ -321,7 +363,7 @@ def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: boo
         if split.column and split.column not in columns:
             new_part.discard()
             history_part.discard()
-            return _FilePart(None, None, columns, [
+            return _FilePart([], [], columns, [
                 f"file {name}: timestamp column {split.column!r} is missing (columns: "
                 f"{bounded(', '.join(columns), 300)})"])
         for frame in _parsed(chunks):
@@ -344,28 +386,19 @@ def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: boo
     except FileOverLimit as error:
         new_part.discard()
         history_part.discard()
-        return _FilePart(None, None, None, [f"file {name}: not read: {error}"])
+        return _FilePart([], [], None, [f"file {name}: not read: {error}"])
     except (_UnreadableFile, ChunkSchemaError) as error:
         new_part.discard()
         history_part.discard()
-        return _FilePart(None, None, None,
+        return _FilePart([], [], None,
                          [f"file {name}: cannot be read as {file_format(name)} "
                           f"({bounded(str(error), 300)})"])
     except BaseException:
         new_part.discard()
         history_part.discard()
         raise
-    return _FilePart(_kept(new_part), _kept(history_part), columns,
+    return _FilePart(new_part.kept(), history_part.kept(), columns,
                      timestamp_problems.problems(name, split.column))
-
-
-def _kept(writer: ChunkWriter) -> Path | None:
-    """Finish a part file that got rows (its path), or drop an empty one (None)."""
-    if writer.rows:
-        writer.close()
-        return writer.path
-    writer.discard()
-    return None
 
 
 def source_schema(*, source_uri: str, label_column: str, timestamp_column: str,

@@ -84,6 +84,37 @@ def test_source_files_are_read_through_an_open_file_never_whole(source, monkeypa
         for name in ("jan.csv", "feb.parquet")}
 
 
+def test_a_csv_is_parsed_in_chunks_with_the_types_a_whole_parse_gives(tmp_path, monkeypatch):
+    """Check that a CSV larger than a chunk is parsed a chunk at a time, and that the chunks'
+    own types (a gap that makes integers floats in one chunk, a typo that makes numbers text in
+    another, a missing flag) end as a whole parse's do, value for value."""
+    import numpy as np
+
+    from components.data.sources import read_chunks
+
+    rng = np.random.default_rng(0)
+    rows = make_rows(200)
+    rows["count"] = rng.integers(0, 9, 200).astype(object)
+    rows["income"] = rng.normal(size=200).round(3).astype(object)
+    rows["flag"] = rng.choice([True, False], 200).astype(object)
+    rows.loc[150, "count"], rows.loc[170, "income"], rows.loc[120, "flag"] = None, "lots", None
+    (tmp_path / "source").mkdir()
+    rows.to_csv(tmp_path / "source" / "a.csv", index=False)
+    ingested = {}
+    for chunk in ("1000000", "50"):
+        monkeypatch.setenv("RETRAIN_CHUNK_ROWS", chunk)
+        ingested[chunk] = ingest(str(tmp_path / "source"), timestamp_column="ts", watermark=None,
+                                 cutoff=to_utc_timestamp("2030-01-01"),
+                                 new_data_path=tmp_path / chunk / "new.parquet",
+                                 history_path=tmp_path / chunk / "history.parquet").new_data
+    with (tmp_path / "source" / "a.csv").open("rb") as source:
+        assert len(list(read_chunks(source, "a.csv")[1])) == 4  # 50 rows at a time
+    pd.testing.assert_frame_equal(ingested["50"], ingested["1000000"])
+    assert ingested["50"]["count"].dtype == float
+    assert ingested["50"]["income"].iloc[170] == "lots"
+    assert ingested["50"]["income"].iloc[0] == str(rows["income"].iloc[0])
+
+
 def test_unparseable_timestamps_are_reported_with_the_file(source):
     """Check that bad timestamps become a problem naming the file, column and value."""
     frame = make_rows(5, start="2025-01-05")
