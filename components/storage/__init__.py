@@ -8,6 +8,8 @@ The operations are the ones a registry needs to stay consistent while runs overl
 
 - ``read_bytes`` / ``read_with_token``: read an object, optionally with a token that identifies
   the exact content read (a generation number on GCS, a content hash on local disk);
+- ``open_file``: an object as a file open for reading, for sources too large to hold in memory
+  (the file itself on local disk; on GCS a download into a scratch folder);
 - ``write_bytes``: replace an object atomically (readers see the old or the new bytes, never a mix);
 - ``create_exclusive``: create an object only if it does not exist (used to claim version numbers);
 - ``compare_and_swap``: replace an object only if it still holds the content read earlier;
