@@ -228,8 +228,8 @@ class _Parts:
             if consumed and history_days == 0:
                 return
             part = _split_file(source, info.relative_path, split, consumed=consumed,
-                               new=_PartFiles(self.folder / f"new-{number:05d}"),
-                               history=_PartFiles(self.folder / f"history-{number:05d}"))
+                               new_part=_PartFiles(self.folder / f"new-{number:05d}"),
+                               history_part=_PartFiles(self.folder / f"history-{number:05d}"))
         self.problems += part.problems
         if part.columns is not None:
             self.file_columns[info.relative_path] = part.columns
@@ -296,18 +296,22 @@ class _PartFiles:
         self.stem = stem
         self.paths: list[Path] = []
         self._writer: ChunkWriter | None = None
+        self._schema = None  # the types of the part being written
 
     def write(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+
         if not len(frame):
             return
-        if self._writer is not None:
-            try:
-                self._writer.write(frame)
-                return
-            except ChunkSchemaError:  # nothing of this chunk was written
-                self._finish()
-        self._writer = ChunkWriter(self.stem.with_name(f"{self.stem.name}-{len(self.paths)}"
-                                                       ".parquet"))
+        # Compared, not left to pyarrow, which casts whole floats, numeric text and booleans
+        # into an integer part silently, where a whole parse would give floats or text.
+        schema = pa.Schema.from_pandas(frame, preserve_index=False)
+        if self._writer is not None and not schema.equals(self._schema):
+            self._finish()
+        if self._writer is None:
+            self._writer = ChunkWriter(self.stem.with_name(
+                f"{self.stem.name}-{len(self.paths)}.parquet"))
+            self._schema = schema
         self._writer.write(frame)
 
     def _finish(self) -> None:
@@ -348,9 +352,8 @@ def _parsed(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: bool,
-                new: _PartFiles, history: _PartFiles) -> _FilePart:
+                new_part: _PartFiles, history_part: _PartFiles) -> _FilePart:
     """Write one file's new rows and history (``source``: the file, open) to their part files."""
-    new_part, history_part = new, history
     timestamp_problems = _TimestampProblems()
     try:
         try:

@@ -86,8 +86,9 @@ def test_source_files_are_read_through_an_open_file_never_whole(source, monkeypa
 
 def test_a_csv_is_parsed_in_chunks_with_the_types_a_whole_parse_gives(tmp_path, monkeypatch):
     """Check that a CSV larger than a chunk is parsed a chunk at a time, and that the chunks'
-    own types (a gap that makes integers floats in one chunk, a typo that makes numbers text in
-    another, a missing flag) end as a whole parse's do, value for value."""
+    own types (a gap that makes integers floats in one chunk, whole numbers written as floats in
+    another, a typo that makes numbers text in a third, a missing flag) end as a whole parse's
+    do, type for type and value for value."""
     import numpy as np
 
     from components.data.sources import read_chunks
@@ -98,6 +99,8 @@ def test_a_csv_is_parsed_in_chunks_with_the_types_a_whole_parse_gives(tmp_path, 
     rows["income"] = rng.normal(size=200).round(3).astype(object)
     rows["flag"] = rng.choice([True, False], 200).astype(object)
     rows.loc[150, "count"], rows.loc[170, "income"], rows.loc[120, "flag"] = None, "lots", None
+    rows["amount"] = pd.Series([float(n) if 50 <= n < 100 else n for n in range(200)],
+                               dtype=object)  # "50.0" to "99.0" in the second chunk only
     (tmp_path / "source").mkdir()
     rows.to_csv(tmp_path / "source" / "a.csv", index=False)
     ingested = {}
@@ -111,6 +114,7 @@ def test_a_csv_is_parsed_in_chunks_with_the_types_a_whole_parse_gives(tmp_path, 
         assert len(list(read_chunks(source, "a.csv")[1])) == 4  # 50 rows at a time
     pd.testing.assert_frame_equal(ingested["50"], ingested["1000000"])
     assert ingested["50"]["count"].dtype == float
+    assert ingested["50"]["amount"].dtype == float
     assert ingested["50"]["income"].iloc[170] == "lots"
     assert ingested["50"]["income"].iloc[0] == str(rows["income"].iloc[0])
 
