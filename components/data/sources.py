@@ -30,8 +30,9 @@ def read_chunks(source: BinaryIO, name: str, *, timestamp_column: str = "",
     ``rows_after``, and a timestamp column stored as a timestamp, only rows after it are read:
     row groups that end earlier are skipped unread (their statistics say so). A CSV file is
     parsed a chunk at a time too, each chunk's types inferred from its own rows (the caller
-    reconciles them); a ``.csv.gz`` is decompressed in memory first, within
-    :data:`MAX_EXPANSION`. The caller drops the rows it does not need.
+    reconciles them); a ``.csv.gz`` likewise as it is decompressed, within
+    :data:`MAX_EXPANSION` (:class:`FileOverLimit` from the chunk that passes it). The caller
+    drops the rows it does not need.
     """
     if name.lower().endswith((".parquet", ".pq")):
         table = Table(source)
@@ -42,9 +43,12 @@ def read_chunks(source: BinaryIO, name: str, *, timestamp_column: str = "",
         # Rows without a timestamp stay in, so that they are reported, not silently lost.
         return table.columns, table.chunks(newer_than=(timestamp_column, bound))
     if name.lower().endswith(".gz"):
-        source = io.BytesIO(_decompressed(source))
-    names = csv_header(source.read(MAX_HEADER_BYTES + 1))
-    source.seek(0)
+        expansion = _BoundedExpansion(source)
+        names = csv_header(expansion.head(MAX_HEADER_BYTES + 1))
+        source = io.BufferedReader(expansion.restart())
+    else:
+        names = csv_header(source.read(MAX_HEADER_BYTES + 1))
+        source.seek(0)
     # The names are given (checked, made unique): pandas' own de-duplication of a header is
     # quadratic in its width (40k empty names: 12.8 s).
     return names, iter(pd.read_csv(source, header=0, names=names, index_col=False,
@@ -109,20 +113,39 @@ def csv_header(text: bytes) -> list[str]:
     return unique
 
 
-def _decompressed(source: BinaryIO) -> bytes:
-    """A .csv.gz file's content, refusing one that expands past :data:`MAX_EXPANSION` times its
-    size (at least :data:`MIN_EXPANDED_LIMIT`): a small file must not fill the memory."""
-    import gzip
+class _BoundedExpansion(io.RawIOBase):
+    """A ``.csv.gz`` file's content as it is decompressed, refusing to expand past
+    :data:`MAX_EXPANSION` times the file's size (at least :data:`MIN_EXPANDED_LIMIT`): a small
+    file must not fill the disk or the memory. Read from the start on each :meth:`restart`."""
 
-    size = source.seek(0, os.SEEK_END)
-    source.seek(0)
-    limit = max(MIN_EXPANDED_LIMIT, MAX_EXPANSION * size)
-    with gzip.GzipFile(fileobj=source) as stream:
-        content = stream.read(limit + 1)
-    if len(content) > limit:
-        raise FileOverLimit(f"it expands to more than {limit} bytes ({MAX_EXPANSION} times its "
-                            "size), the most read")
-    return content
+    def __init__(self, source: BinaryIO):
+        size = source.seek(0, os.SEEK_END)
+        self.limit = max(MIN_EXPANDED_LIMIT, MAX_EXPANSION * size)
+        self._source = source
+        self.restart()
+
+    def restart(self) -> _BoundedExpansion:
+        import gzip
+
+        self._source.seek(0)
+        self._stream = gzip.GzipFile(fileobj=self._source)
+        self._expanded = 0
+        return self
+
+    def head(self, size: int) -> bytes:
+        """The first ``size`` bytes of the content (then :meth:`restart` to read it all)."""
+        return self._stream.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._stream.readinto(buffer)
+        self._expanded += count
+        if self._expanded > self.limit:
+            raise FileOverLimit(f"it expands to more than {self.limit} bytes ({MAX_EXPANSION} "
+                                "times its size), the most read")
+        return count
 
 
 def parquet_bound(schema, column: str, after: pd.Timestamp | None):

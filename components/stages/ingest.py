@@ -346,8 +346,10 @@ def _parsed(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             frame = next(iterator)
         except StopIteration:
             return
+        except FileOverLimit:  # a .csv.gz expanding past its limit as it is parsed
+            raise
         except Exception as error:  # any parser error: the file is unreadable
-            raise _UnreadableFile(str(error)) from error
+            raise _UnreadableFile(str(error) or type(error).__name__) from error
         yield frame
 
 
@@ -362,7 +364,7 @@ def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: boo
         except FileOverLimit:
             raise
         except Exception as error:  # any parser error: the file is unreadable
-            raise _UnreadableFile(str(error)) from error
+            raise _UnreadableFile(str(error) or type(error).__name__) from error
         if split.column and split.column not in columns:
             new_part.discard()
             history_part.discard()

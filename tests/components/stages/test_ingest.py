@@ -85,10 +85,12 @@ def test_source_files_are_read_through_an_open_file_never_whole(source, monkeypa
 
 
 def test_a_csv_is_parsed_in_chunks_with_the_types_a_whole_parse_gives(tmp_path, monkeypatch):
-    """Check that a CSV larger than a chunk is parsed a chunk at a time, and that the chunks'
-    own types (a gap that makes integers floats in one chunk, whole numbers written as floats in
-    another, a typo that makes numbers text in a third, a missing flag) end as a whole parse's
-    do, type for type and value for value."""
+    """Check that a CSV larger than a chunk (plain or gzipped) is parsed a chunk at a time, and
+    that the chunks' own types (a gap that makes integers floats in one chunk, whole numbers
+    written as floats in another, a typo that makes numbers text in a third, a missing flag)
+    end as a whole parse's do, type for type and value for value."""
+    import gzip
+
     import numpy as np
 
     from components.data.sources import read_chunks
@@ -113,6 +115,16 @@ def test_a_csv_is_parsed_in_chunks_with_the_types_a_whole_parse_gives(tmp_path, 
     with (tmp_path / "source" / "a.csv").open("rb") as source:
         assert len(list(read_chunks(source, "a.csv")[1])) == 4  # 50 rows at a time
     pd.testing.assert_frame_equal(ingested["50"], ingested["1000000"])
+    # The same file gzipped: decompressed as it is parsed, the same rows.
+    (tmp_path / "gzipped").mkdir()
+    (tmp_path / "gzipped" / "a.csv.gz").write_bytes(
+        gzip.compress((tmp_path / "source" / "a.csv").read_bytes()))
+    gzipped = ingest(str(tmp_path / "gzipped"), timestamp_column="ts", watermark=None,
+                     cutoff=to_utc_timestamp("2030-01-01"),
+                     new_data_path=tmp_path / "gz" / "new.parquet",
+                     history_path=tmp_path / "gz" / "history.parquet").new_data
+    pd.testing.assert_frame_equal(gzipped.drop(columns=SOURCE_FILE_COLUMN),
+                                  ingested["50"].drop(columns=SOURCE_FILE_COLUMN))
     assert ingested["50"]["count"].dtype == float
     assert ingested["50"]["amount"].dtype == float
     assert ingested["50"]["income"].iloc[170] == "lots"
@@ -309,11 +321,25 @@ def test_a_gzip_bomb_is_refused_by_its_expansion(tmp_path, monkeypatch):
     from components.data import sources
 
     monkeypatch.setattr(sources, "MIN_EXPANDED_LIMIT", 1 << 20)
+    monkeypatch.setenv("RETRAIN_CHUNK_ROWS", "1000")  # chunks are parsed before the limit
     bomb = gzip.compress(b"x1,ts\n" + b"1,2025-01-01\n" * 2_000_000)
     assert len(bomb) * sources.MAX_EXPANSION < 26_000_000
-    [problem] = _ingest_one(tmp_path, "bomb.csv.gz", bomb).report.problems
+    refused = _ingest_one(tmp_path, "bomb.csv.gz", bomb)
+    [problem] = refused.report.problems
+    assert refused.report.new_rows == 0  # the chunks parsed before the limit are not kept
     assert "it expands to more than" in problem
     assert "times its size" in problem
+
+
+def test_a_parser_error_without_a_message_is_named_by_its_type(tmp_path, monkeypatch):
+    """Check that a file whose parser fails with an empty message (a MemoryError) is reported
+    with the error's type, not as empty parentheses."""
+    def failing_read_csv(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(pd, "read_csv", failing_read_csv)
+    [problem] = _ingest_one(tmp_path, "a.csv", b"x1,ts\n1,2025-01-01\n").report.problems
+    assert problem == "file a.csv: cannot be read as CSV (MemoryError)"
 
 
 def test_empty_and_repeated_header_names_are_made_unique_as_pandas_would(tmp_path):
