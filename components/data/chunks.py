@@ -167,6 +167,11 @@ class ChunkWriter:
         self._writer = None
         self.rows = 0
 
+    @property
+    def schema(self):
+        """The pyarrow schema every chunk is cast to (None before the first chunk, if not given)."""
+        return self._schema
+
     def write(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq

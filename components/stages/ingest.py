@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import pandas as pd
 
-from components.data.chunks import ChunkSchemaError, ChunkWriter
+from components.data.chunks import ChunkWriter
 from components.data.schema import SOURCE_FILE_COLUMN
 from components.data.sources import (
     FileOverLimit,
@@ -296,7 +296,6 @@ class _PartFiles:
         self.stem = stem
         self.paths: list[Path] = []
         self._writer: ChunkWriter | None = None
-        self._schema = None  # the types of the part being written
 
     def write(self, frame: pd.DataFrame) -> None:
         import pyarrow as pa
@@ -306,12 +305,11 @@ class _PartFiles:
         # Compared, not left to pyarrow, which casts whole floats, numeric text and booleans
         # into an integer part silently, where a whole parse would give floats or text.
         schema = pa.Schema.from_pandas(frame, preserve_index=False)
-        if self._writer is not None and not schema.equals(self._schema):
+        if self._writer is not None and not schema.equals(self._writer.schema):
             self._finish()
         if self._writer is None:
             self._writer = ChunkWriter(self.stem.with_name(
-                f"{self.stem.name}-{len(self.paths)}.parquet"))
-            self._schema = schema
+                f"{self.stem.name}-{len(self.paths)}.parquet"), schema=schema)
         self._writer.write(frame)
 
     def _finish(self) -> None:
@@ -392,7 +390,7 @@ def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: boo
         new_part.discard()
         history_part.discard()
         return _FilePart([], [], None, [f"file {name}: not read: {error}"])
-    except (_UnreadableFile, ChunkSchemaError) as error:
+    except _UnreadableFile as error:
         new_part.discard()
         history_part.discard()
         return _FilePart([], [], None,
