@@ -1,6 +1,7 @@
 """``make bench`` part 8, decision quality: the deploy gate on streams whose concept is known.
 
     python -m bench.decisions [--kinds stationary,abrupt] [--batches 200,2000] [--seeds 0]
+    python -m bench.decisions --batches 200 --seeds 0-8 --once   # one draw is not a claim
 
 For each ground-truth stream (:mod:`app.concept_streams`: stationary, abrupt, gradual, label
 noise) and monthly batch size, a year of monthly runs of the pipeline's stages
@@ -15,6 +16,11 @@ Targets: no harmful deploy; served accuracy at least the best naive schedule's m
 the same decisions when each year is replayed a second time.
 Both views of the naive schedules: without a threshold, and under the gate's cold-start threshold
 rule (:func:`under_threshold_rule`).
+
+One seed is one draw of each stream. With several (``--seeds 0-8``), :func:`over_seeds` adds
+what a claim about the gate needs: per stream, served minus the best naive schedule on each seed,
+its mean and standard error, and the harmful deploys among all the runs. ``--once`` replays each
+year a single time (the determinism check is part 8's, on seed 0), which halves the time.
 
 With ``--task regression`` (``make bench`` part 10) the streams' label is a number (stationary,
 abrupt, gradual) and every model is scored by its true RMSE on the same 20,000 fresh rows;
@@ -170,7 +176,7 @@ def measure(kind: str, batch_rows: int, seed: int = 0, repeat: bool = True,
 
 
 def decision_quality(kinds=KINDS, batches=(200, 2000), seeds=(0,), workers: int = 2,
-                     task: str = "classification") -> list[dict]:
+                     task: str = "classification", repeat: bool = True) -> list[dict]:
     """Every stream, ``workers`` at a time, each worker a fresh interpreter held to one thread:
     two streams then use this machine's two cores (left to their OpenMP defaults, each process's
     threads wait on the other's and the two ran 2.5 times slower than one after the other). The
@@ -187,7 +193,7 @@ def decision_quality(kinds=KINDS, batches=(200, 2000), seeds=(0,), workers: int 
             max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         columns = [*zip(*longest_first, strict=True)]
         results = dict(zip(longest_first, pool.map(
-            measure, *columns, [True] * len(streams), [task] * len(streams)), strict=True))
+            measure, *columns, [repeat] * len(streams), [task] * len(streams)), strict=True))
     return [results[stream] for stream in streams]
 
 
@@ -256,6 +262,59 @@ def regression_markdown(results: list[dict], date: str = "") -> list[str]:
     return lines
 
 
+def served_gap(result: dict) -> float:
+    """Served against the best naive schedule, in the unit part 8 and 10 report it: points of
+    accuracy (positive: the gate served better), or percent of the RMSE (negative: better)."""
+    best = result["naive"][result["best_naive"]]
+    if result["task"] == "regression":
+        return (result["served"] / best - 1) * 100
+    return (result["served"] - best) * 100
+
+
+def over_seeds(results: list[dict]) -> list[dict]:
+    """Per stream (kind, rows a month), over its seeds: each seed's :func:`served_gap`, their
+    mean and standard error (of the mean: the sample's standard deviation over the square root
+    of the seeds), and the deploys and harmful deploys of every run."""
+    streams: dict[tuple, list[dict]] = {}
+    for result in results:
+        streams.setdefault((result["kind"], result["batch_rows"]), []).append(result)
+    summary = []
+    for (kind, batch_rows), runs in streams.items():
+        runs = sorted(runs, key=lambda run: run["seed"])
+        gaps = np.array([served_gap(run) for run in runs])
+        error = float(gaps.std(ddof=1) / np.sqrt(len(gaps))) if len(gaps) > 1 else None
+        summary.append({"kind": kind, "batch_rows": batch_rows, "task": runs[0]["task"],
+                        "seeds": [run["seed"] for run in runs], "gaps": gaps.tolist(),
+                        "mean_gap": float(gaps.mean()), "standard_error": error,
+                        "deploys": sum(run["deploys"] for run in runs),
+                        "harmful": sum(run["harmful"] for run in runs)})
+    return summary
+
+
+def seeds_markdown(summary: list[dict]) -> list[str]:
+    """:func:`over_seeds` as a table."""
+    unit = {"classification": "pt", "regression": "%"}
+    lines = ["| stream | rows/month | seeds | served - best naive, each seed | mean (standard "
+             "error) | deploys | harmful |", "|---|---|---|---|---|---|---|"]
+    for row in summary:
+        sign = unit[row["task"]]
+        each = " ".join(f"{gap:+.2f}" for gap in row["gaps"])
+        error = "-" if row["standard_error"] is None else f"{row['standard_error']:.2f}"
+        lines.append(f"| {row['kind']} | {row['batch_rows']} | {len(row['seeds'])} | {each} | "
+                     f"{row['mean_gap']:+.2f} {sign} ({error}) | {row['deploys']} | "
+                     f"{row['harmful']} |")
+    return lines
+
+
+def seed_list(text: str) -> list[int]:
+    """``0,3,5`` or ``0-8`` (both ends included), or both: ``0-2,7``."""
+    seeds = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        seeds += range(int(first), int(last or first) + 1)
+    return seeds
+
+
 def _twice(same: bool | None) -> str:
     return "-" if same is None else "yes" if same else "NO"
 
@@ -266,16 +325,22 @@ def main() -> None:
                         default="classification")
     parser.add_argument("--kinds", default="", help="default: every kind of the task")
     parser.add_argument("--batches", default="200,2000")
-    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--seeds", default="0", help="e.g. 0, 0,3 or 0-8")
+    parser.add_argument("--once", action="store_true",
+                        help="replay each year once, without the second pass that checks the "
+                             "decisions repeat")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     kinds = args.kinds.split(",") if args.kinds else (
         REGRESSION_KINDS if args.task == "regression" else KINDS)
-    results = decision_quality(kinds, [int(b) for b in args.batches.split(",")],
-                               [int(s) for s in args.seeds.split(",")], args.workers, args.task)
+    seeds = seed_list(args.seeds)
+    results = decision_quality(kinds, [int(b) for b in args.batches.split(",")], seeds,
+                               args.workers, args.task, repeat=not args.once)
     table = regression_markdown if args.task == "regression" else markdown
     print("\n".join(table(results)))
+    if len(seeds) > 1:
+        print("\n".join(["", *seeds_markdown(over_seeds(results))]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
