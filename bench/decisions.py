@@ -226,7 +226,7 @@ def markdown(results: list[dict], date: str = "") -> list[str]:
         gated_cells = (f"{gated:.4f} | {(r['served'] - gated) * 100:+.2f} pt"
                        if gated is not None else "- | -")
         lines.append(
-            f"| {r['kind']} | {r['batch_rows']} | {r['deploys']} | {r['harmful']} | "
+            f"| {_stream(r)} | {r['batch_rows']} | {r['deploys']} | {r['harmful']} | "
             f"{r['better_rejected']} | {r['served']:.4f} | {naive['never']:.4f} | "
             f"{naive['refit_all']:.4f} | {naive['refit_last_3']:.4f} | {gap * 100:+.2f} pt | "
             f"{gated_cells} | {_twice(r.get('same_decisions_twice'))} | "
@@ -254,7 +254,7 @@ def regression_markdown(results: list[dict], date: str = "") -> list[str]:
         naive = r["naive"]
         gap = r["served"] / naive[r["best_naive"]] - 1
         lines.append(
-            f"| {r['kind']} | {r['batch_rows']} | {r['deploys']} | {r['harmful']} | "
+            f"| {_stream(r)} | {r['batch_rows']} | {r['deploys']} | {r['harmful']} | "
             f"{r['better_rejected']} | {r['served']:.3f} | {naive['never']:.3f} | "
             f"{naive['refit_all']:.3f} | {naive['refit_last_3']:.3f} | {gap * 100:+.2f}% | "
             f"{_twice(r.get('same_decisions_twice'))} | "
@@ -313,6 +313,11 @@ def seed_list(text: str) -> list[int]:
         first, _, last = part.strip().partition("-")
         seeds += range(int(first), int(last or first) + 1)
     return seeds
+
+
+def _stream(result: dict) -> str:
+    """The stream's kind, and its seed where it is not part 8's (seed 0)."""
+    return result["kind"] + (f" (seed {result['seed']})" if result.get("seed") else "")
 
 
 def _twice(same: bool | None) -> str:

@@ -44,3 +44,16 @@ def test_seeds_are_listed_or_given_as_ranges():
     assert seed_list("0") == [0]
     assert seed_list("0-8") == list(range(9))
     assert seed_list("0-2, 7") == [0, 1, 2, 7]
+
+
+def test_a_run_of_another_seed_than_part_8s_is_named_by_it_in_the_table():
+    """Check that the per-run table tells seeds apart, and that part 8's seed 0 rows read as
+    they always have."""
+    from bench.decisions import markdown
+
+    naive = {"never": 0.80, "refit_all": 0.85, "refit_last_3": 0.84}
+    runs = [dict(_run("gradual", seed, 0.85, naive), better_rejected=0, meets_target=True,
+                 same_decisions_twice=None) for seed in (0, 4)]
+    rows = [line for line in markdown(runs) if line.startswith("| gradual")]
+    assert rows[0].startswith("| gradual | 200 |")
+    assert rows[1].startswith("| gradual (seed 4) | 200 |")
