@@ -297,11 +297,11 @@ def seeds_markdown(summary: list[dict]) -> list[str]:
     lines = ["| stream | rows/month | seeds | served - best naive, each seed | mean (standard "
              "error) | deploys | harmful |", "|---|---|---|---|---|---|---|"]
     for row in summary:
-        sign = unit[row["task"]]
+        suffix = unit[row["task"]]
         each = " ".join(f"{gap:+.2f}" for gap in row["gaps"])
         error = "-" if row["standard_error"] is None else f"{row['standard_error']:.2f}"
         lines.append(f"| {row['kind']} | {row['batch_rows']} | {len(row['seeds'])} | {each} | "
-                     f"{row['mean_gap']:+.2f} {sign} ({error}) | {row['deploys']} | "
+                     f"{row['mean_gap']:+.2f} {suffix} ({error}) | {row['deploys']} | "
                      f"{row['harmful']} |")
     return lines
 
@@ -330,7 +330,7 @@ def main() -> None:
                         default="classification")
     parser.add_argument("--kinds", default="", help="default: every kind of the task")
     parser.add_argument("--batches", default="200,2000")
-    parser.add_argument("--seeds", default="0", help="e.g. 0, 0,3 or 0-8")
+    parser.add_argument("--seeds", type=seed_list, default="0", help="e.g. 0, 0,3 or 0-8")
     parser.add_argument("--once", action="store_true",
                         help="replay each year once, without the second pass that checks the "
                              "decisions repeat")
@@ -339,7 +339,7 @@ def main() -> None:
     args = parser.parse_args()
     kinds = args.kinds.split(",") if args.kinds else (
         REGRESSION_KINDS if args.task == "regression" else KINDS)
-    seeds = seed_list(args.seeds)
+    seeds = args.seeds
     results = decision_quality(kinds, [int(b) for b in args.batches.split(",")], seeds,
                                args.workers, args.task, repeat=not args.once)
     table = regression_markdown if args.task == "regression" else markdown
