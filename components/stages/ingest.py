@@ -335,19 +335,23 @@ class _UnreadableFile(Exception):
     """Parsing a source file failed: a data problem, reported rather than raised."""
 
 
+def _parsing(read, *args, **kwargs):
+    """``read(*args, **kwargs)``, with any error the parser raises as :class:`_UnreadableFile`,
+    named by its type where it has no message (a :class:`FileOverLimit`, such as a .csv.gz
+    expanding past its limit as it is parsed, stays one)."""
+    try:
+        return read(*args, **kwargs)
+    except FileOverLimit:
+        raise
+    except Exception as error:  # any parser error: the file is unreadable
+        raise _UnreadableFile(str(error) or type(error).__name__) from error
+
+
 def _parsed(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """The chunks, with any error the parser raises while reading one as :class:`_UnreadableFile`
-    (what we do with a chunk afterwards, such as writing it, fails as itself)."""
+    """The chunks, each read by :func:`_parsing` (what we do with a chunk afterwards, such as
+    writing it, fails as itself)."""
     iterator = iter(chunks)
-    while True:
-        try:
-            frame = next(iterator)
-        except StopIteration:
-            return
-        except FileOverLimit:  # a .csv.gz expanding past its limit as it is parsed
-            raise
-        except Exception as error:  # any parser error: the file is unreadable
-            raise _UnreadableFile(str(error) or type(error).__name__) from error
+    while (frame := _parsing(next, iterator, None)) is not None:
         yield frame
 
 
@@ -356,13 +360,8 @@ def _split_file(source: BinaryIO, name: str, split: _TimeSplit, *, consumed: boo
     """Write one file's new rows and history (``source``: the file, open) to their part files."""
     timestamp_problems = _TimestampProblems()
     try:
-        try:
-            columns, chunks = read_chunks(source, name, timestamp_column=split.column,
-                                          rows_after=split.history_start)
-        except FileOverLimit:
-            raise
-        except Exception as error:  # any parser error: the file is unreadable
-            raise _UnreadableFile(str(error) or type(error).__name__) from error
+        columns, chunks = _parsing(read_chunks, source, name, timestamp_column=split.column,
+                                   rows_after=split.history_start)
         if split.column and split.column not in columns:
             new_part.discard()
             history_part.discard()
