@@ -205,6 +205,10 @@ def throughput(rows: int, repeats: int, scratch: Path) -> dict:
     from components.stages.validate import validate
 
     frame = customers(rows, seed=3)
+    # Into the scratch folder: without paths ingest makes a folder of its own, the caller's to
+    # remove.
+    outputs = {"new_data_path": scratch / "ingested" / "new.parquet",
+               "history_path": scratch / "ingested" / "history.parquet"}
     results = {}
     for fmt_name, writer in (("csv", lambda f, p: f.to_csv(p, index=False)),
                              ("parquet", lambda f, p: f.to_parquet(p, index=False))):
@@ -212,13 +216,14 @@ def throughput(rows: int, repeats: int, scratch: Path) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         writer(frame, folder / f"customers.{fmt_name}")
         seconds = [timed(ingest, str(folder), timestamp_column=TIME,
-                         cutoff=pd.Timestamp(CUTOFF), watermark=None) for _ in range(repeats)]
+                         cutoff=pd.Timestamp(CUTOFF), watermark=None, **outputs)
+                   for _ in range(repeats)]
         results[f"ingest {fmt_name}"] = {"rows_per_s": rows / statistics.median(seconds),
                                          "seconds": spread(seconds),
                                          "file_mib": (folder / f"customers.{fmt_name}")
                                          .stat().st_size / 2**20}
     loaded = ingest(str(scratch / "throughput-parquet"), timestamp_column=TIME,
-                    cutoff=pd.Timestamp(CUTOFF), watermark=None).new_data
+                    cutoff=pd.Timestamp(CUTOFF), watermark=None, **outputs).new_data
     schema = infer_schema(loaded, label_column=LABEL, timestamp_column=TIME)
     seconds = [timed(validate, loaded, schema=schema, timestamp_column=TIME, min_rows=100,
                      thresholds=DEFAULT_THRESHOLDS) for _ in range(repeats)]
