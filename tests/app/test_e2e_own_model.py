@@ -41,7 +41,7 @@ def record_of(completed) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _months(tmp_path_factory, task: str, runs: int = 3):
+def _months(tmp_path_factory, task: str, runs: int = 2):
     root = tmp_path_factory.mktemp(f"lightgbm-{task}")
     demo = root / "demo"
     demo_data.write_demo_data(demo, months=runs, task=task)
@@ -55,7 +55,8 @@ def _months(tmp_path_factory, task: str, runs: int = 3):
 
 @pytest.fixture(scope="module", params=list(TASKS))
 def lightgbm(request, tmp_path_factory):
-    """Three monthly runs with LightGBM, for a class and for a number."""
+    """The cold start and one month with LightGBM, for a class and for a number: the second run
+    has a champion to fine-tune and to judge against."""
     return request.param, *_months(tmp_path_factory, request.param)
 
 
