@@ -31,6 +31,7 @@ served RMSE at most the best naive schedule's plus 0.25%.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -177,20 +178,11 @@ def measure(kind: str, batch_rows: int, seed: int = 0, repeat: bool = True,
 
 def decision_quality(kinds=KINDS, batches=(200, 2000), seeds=(0,), workers: int = 2,
                      task: str = "classification", repeat: bool = True) -> list[dict]:
-    """Every stream, ``workers`` at a time, each worker a fresh interpreter held to one thread:
-    two streams then use this machine's two cores (left to their OpenMP defaults, each process's
-    threads wait on the other's and the two ran 2.5 times slower than one after the other). The
-    decisions do not depend on it."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from app.run_scope import environment
-
+    """Every stream, ``workers`` at a time (:func:`one_thread_workers`). The decisions do not
+    depend on it."""
     streams = [(kind, batch, seed) for kind in kinds for batch in batches for seed in seeds]
     longest_first = sorted(streams, key=lambda stream: -stream[1])  # so no worker ends alone
-    # The workers' libraries read ONE_THREAD from the environment as they load.
-    with environment(ONE_THREAD), ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with one_thread_workers(workers) as pool:
         columns = [*zip(*longest_first, strict=True)]
         results = dict(zip(longest_first, pool.map(
             measure, *columns, [repeat] * len(streams), [task] * len(streams)), strict=True))
@@ -198,6 +190,22 @@ def decision_quality(kinds=KINDS, batches=(200, 2000), seeds=(0,), workers: int 
 
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def one_thread_workers(workers: int):
+    """A pool of ``workers`` fresh interpreters, each held to one thread: two replays then use
+    this machine's two cores (left to their OpenMP defaults, each process's threads wait on the
+    other's, and two streams ran 2.5 times slower than one after the other)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from app.run_scope import environment
+
+    # The workers' libraries read ONE_THREAD from the environment as they load.
+    with environment(ONE_THREAD), ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 def markdown(results: list[dict], date: str = "") -> list[str]:
