@@ -6,11 +6,12 @@ Each month of a replayed year (:func:`app.concept_streams.replay`, default param
 compares the champion with the challenger's cross-fitted answers on the new rows since the
 champion's. Those rows are of two kinds: the selection rows (the newest, on which ``auto`` chose
 the challenger's procedure) and the others. Per stream, and by whether ``auto`` kept ``full`` or
-chose another candidate, the mean error of the gain measured on each kind, and on all of them,
-against the challenger's true gain over the champion on the month it would serve (20,000 fresh
-rows). A choice's optimism (the winner's curse) shows as a positive error on the selection rows
-where the world stands still; drift, as a negative error on the older rows. Classification
-streams only (the gain is in accuracy).
+chose another candidate, the mean error of the gain measured on each kind, on all of them, and
+on the rows the gate judged (after a concept-change cut, those since the change), against the
+challenger's true gain over the champion on the month it would serve (20,000 fresh rows). A
+choice's optimism (the winner's curse) shows as a positive error on the selection rows where
+the world stands still; drift, as a negative error on the older rows. Classification streams
+only (the gain is in accuracy).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from bench.decisions import one_thread_workers, seed_list
 from components.ml.metrics import CROSS_FIT_CLASS
 
 KEPT_FULL, CHOSE_ANOTHER = "kept full", "chose another"
+# The rows a gain is measured on: the selection rows, the other new rows, all the new rows, and
+# those the gate judged.
+PARTS = ("selection", "other", "all", "gate")
 
 
 def month_evidence(root: Path, months: list) -> list[dict]:
@@ -43,7 +47,8 @@ def month_evidence(root: Path, months: list) -> list[dict]:
         if result.champion_before is None or result.challenger is None or \
                 not record_file.exists() or not answers_file.exists():
             continue
-        champion = json.loads(record_file.read_text())["champion"]["version"]
+        record = json.loads(record_file.read_text())
+        champion = record["champion"]["version"]
         training = json.loads((run / "challenger" / "training.json").read_text())
         answers = pd.read_parquet(answers_file)  # the training rows, then the selection rows
         selection = len(pd.read_parquet(run / "validation_data"))
@@ -58,7 +63,7 @@ def month_evidence(root: Path, months: list) -> list[dict]:
                      else CHOSE_ANOTHER, "selection_rows": selection, "other_rows": newest,
                      "selection_gain": float(gain[newest:].mean()),
                      "other_gain": float(gain[:newest].mean()) if newest else None,
-                     "all_gain": float(gain.mean()),
+                     "all_gain": float(gain.mean()), "gate_gain": record["gate"]["delta"],
                      "true_gain": result.challenger - result.champion_before})
     return rows
 
@@ -73,16 +78,15 @@ def stream_evidence(kind: str, batch_rows: int, seed: int) -> list[dict]:
 
 def summary(rows: list[dict]) -> pd.DataFrame:
     """Per stream kind and choice: the months, the mean true gain, and the mean error (measured
-    minus true gain) on the selection rows, the other rows and all of them, each with its
-    standard error; in points."""
+    minus true gain) on each of :data:`PARTS`, each with its standard error; in points."""
     frame = pd.DataFrame(rows)
-    for part in ("selection", "other", "all"):
+    for part in PARTS:
         frame[part] = (frame[f"{part}_gain"] - frame["true_gain"]) * 100
     frame["true"] = frame["true_gain"] * 100
     groups = frame.groupby(["kind", "choice"])
     table = groups.size().rename("months").to_frame()
     table["true gain"] = groups["true"].mean()
-    for part in ("selection", "other", "all"):
+    for part in PARTS:
         table[f"{part} error"] = groups[part].mean()
         table[f"{part} SE"] = groups[part].std(ddof=1) / np.sqrt(groups[part].count())
     return table.reset_index()
@@ -91,10 +95,10 @@ def summary(rows: list[dict]) -> pd.DataFrame:
 def markdown(table: pd.DataFrame) -> list[str]:
     """:func:`summary` as a table, errors in points (standard errors in brackets)."""
     lines = ["| stream | auto | months | true gain | error on the selection rows | on the "
-             "others | on all |", "|---|---|---|---|---|---|---|"]
+             "other new rows | on all | on the gate's rows |", "|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         errors = " | ".join(f"{row[f'{part} error']:+.2f} ({_spread(row[f'{part} SE'])})"
-                            for part in ("selection", "other", "all"))
+                            for part in PARTS)
         lines.append(f"| {row['kind']} | {row['choice']} | {row['months']} | "
                      f"{row['true gain']:+.2f} | {errors} |")
     return lines

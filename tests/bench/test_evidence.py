@@ -26,7 +26,7 @@ def test_a_months_gains_are_read_from_the_runs_answers(tmp_path):
     assert answers["event_time"].tail(len(selection)).tolist() == \
         selection["event_time"].tolist()
     assert month["selection_rows"] + month["other_rows"] == gate["rows"]
-    assert month["all_gain"] == pytest.approx(gate["delta"])
+    assert month["all_gain"] == pytest.approx(gate["delta"]) == month["gate_gain"]
     shares = np.array([month["other_rows"], month["selection_rows"]]) / gate["rows"]
     assert shares @ [month["other_gain"], month["selection_gain"]] == \
         pytest.approx(month["all_gain"])
@@ -37,7 +37,8 @@ def test_errors_are_measured_minus_true_gain_per_stream_and_choice():
     """Check the summary's errors and standard errors against numpy, in points."""
     def month(choice, selection, other, true):
         return {"kind": "gradual", "choice": choice, "selection_gain": selection,
-                "other_gain": other, "all_gain": (selection + 4 * other) / 5, "true_gain": true}
+                "other_gain": other, "all_gain": (selection + 4 * other) / 5,
+                "gate_gain": selection, "true_gain": true}
 
     rows = [month(CHOSE_ANOTHER, 0.06, 0.01, 0.05), month(CHOSE_ANOTHER, 0.02, -0.02, 0.04),
             month(KEPT_FULL, 0.0, 0.005, 0.0)]
@@ -50,5 +51,6 @@ def test_errors_are_measured_minus_true_gain_per_stream_and_choice():
     assert chose["other error"] == pytest.approx(other_errors.mean())
     assert chose["other SE"] == pytest.approx(other_errors.std(ddof=1) / np.sqrt(2))
     assert markdown(summary(rows))[2] == \
-        "| gradual | chose another | 2 | +4.50 | -0.50 (1.50) | -5.00 (1.00) | -4.10 (1.10) |"
-    assert markdown(summary(rows))[3].endswith("| +0.50 (-) | +0.40 (-) |")
+        "| gradual | chose another | 2 | +4.50 | -0.50 (1.50) | -5.00 (1.00) | -4.10 (1.10) | " \
+        "-0.50 (1.50) |"
+    assert markdown(summary(rows))[3].endswith("| +0.50 (-) | +0.40 (-) | +0.00 (-) |")
