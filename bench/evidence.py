@@ -27,6 +27,7 @@ import pandas as pd
 from app.concept_streams import KINDS, LABEL_COLUMN, Stream, replay
 from bench.decisions import one_thread_workers, seed_list
 from components.ml.metrics import CROSS_FIT_CLASS
+from components.outcomes import Strategy
 
 KEPT_FULL, CHOSE_ANOTHER = "kept full", "chose another"
 # The rows a gain is measured on: the selection rows, the other new rows, all the new rows, and
@@ -35,9 +36,10 @@ PARTS = ("selection", "other", "all", "gate")
 
 
 def month_evidence(root: Path, months: list) -> list[dict]:
-    """Per month of the replay in ``root`` whose challenger met a champion: the champion's and
-    the challenger's (cross-fitted) rate of right answers on the selection rows and on the other
-    new rows, and the challenger's true gain (from ``months``, the replay's results)."""
+    """Per month of the replay in ``root`` whose challenger met a champion: the challenger's
+    (cross-fitted) gain in accuracy over the champion on the selection rows, the other new rows,
+    all of them and the rows the gate judged (its delta), and its true gain (from ``months``,
+    the replay's results)."""
     from components.registry import Registry
 
     registry, rows = Registry(str(root / "registry"), "stream"), []
@@ -58,11 +60,12 @@ def month_evidence(root: Path, months: list) -> list[dict]:
         champion_right = registry.load_model(champion).predict(features) == labels
         challenger_right = np.asarray(training["classes"])[answers[CROSS_FIT_CLASS]] == labels
         gain = challenger_right.astype(float) - champion_right
-        newest = len(answers) - selection
-        rows.append({"month": result.month, "choice": KEPT_FULL if training["strategy"] == "full"
-                     else CHOSE_ANOTHER, "selection_rows": selection, "other_rows": newest,
-                     "selection_gain": float(gain[newest:].mean()),
-                     "other_gain": float(gain[:newest].mean()) if newest else None,
+        older = len(answers) - selection
+        rows.append({"month": result.month, "choice": KEPT_FULL
+                     if training["strategy"] == Strategy.FULL else CHOSE_ANOTHER,
+                     "selection_rows": selection, "other_rows": older,
+                     "selection_gain": float(gain[older:].mean()),
+                     "other_gain": float(gain[:older].mean()) if older else None,
                      "all_gain": float(gain.mean()), "gate_gain": record["gate"]["delta"],
                      "true_gain": result.challenger - result.champion_before})
     return rows
