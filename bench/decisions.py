@@ -290,13 +290,24 @@ def over_seeds(results: list[dict]) -> list[dict]:
     for (kind, batch_rows), runs in streams.items():
         runs = sorted(runs, key=lambda run: run["seed"])
         gaps = np.array([served_gap(run) for run in runs])
-        error = float(gaps.std(ddof=1) / np.sqrt(len(gaps))) if len(gaps) > 1 else None
         summary.append({"kind": kind, "batch_rows": batch_rows, "task": runs[0]["task"],
                         "seeds": [run["seed"] for run in runs], "gaps": gaps.tolist(),
-                        "mean_gap": float(gaps.mean()), "standard_error": error,
+                        "mean_gap": float(gaps.mean()), "standard_error": standard_error(gaps),
                         "deploys": sum(run["deploys"] for run in runs),
                         "harmful": sum(run["harmful"] for run in runs)})
     return summary
+
+
+def standard_error(values) -> float | None:
+    """The standard error of the mean of ``values``: the sample's standard deviation over the
+    square root of their number; None for one value (no spread to speak of)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+
+
+def spread_cell(error: float | None) -> str:
+    """A standard error in a table: ``-`` where there is none (None, or NaN in a frame)."""
+    return "-" if pd.isna(error) else f"{error:.2f}"
 
 
 def seeds_markdown(summary: list[dict]) -> list[str]:
@@ -307,10 +318,9 @@ def seeds_markdown(summary: list[dict]) -> list[str]:
     for row in summary:
         suffix = unit[row["task"]]
         each = " ".join(f"{gap:+.2f}" for gap in row["gaps"])
-        error = "-" if row["standard_error"] is None else f"{row['standard_error']:.2f}"
         lines.append(f"| {row['kind']} | {row['batch_rows']} | {len(row['seeds'])} | {each} | "
-                     f"{row['mean_gap']:+.2f} {suffix} ({error}) | {row['deploys']} | "
-                     f"{row['harmful']} |")
+                     f"{row['mean_gap']:+.2f} {suffix} ({spread_cell(row['standard_error'])}) | "
+                     f"{row['deploys']} | {row['harmful']} |")
     return lines
 
 
@@ -347,12 +357,11 @@ def main() -> None:
     args = parser.parse_args()
     kinds = args.kinds.split(",") if args.kinds else (
         REGRESSION_KINDS if args.task == "regression" else KINDS)
-    seeds = args.seeds
-    results = decision_quality(kinds, [int(b) for b in args.batches.split(",")], seeds,
+    results = decision_quality(kinds, [int(b) for b in args.batches.split(",")], args.seeds,
                                args.workers, args.task, repeat=not args.once)
     table = regression_markdown if args.task == "regression" else markdown
     print("\n".join(table(results)))
-    if len(seeds) > 1:
+    if len(args.seeds) > 1:
         print("\n".join(["", *seeds_markdown(over_seeds(results))]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

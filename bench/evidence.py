@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from app.concept_streams import KINDS, LABEL_COLUMN, Stream, replay
-from bench.decisions import one_thread_workers, seed_list
+from bench.decisions import one_thread_workers, seed_list, spread_cell, standard_error
 from components.ml.metrics import CROSS_FIT_CLASS
 from components.outcomes import Strategy
 
@@ -91,7 +91,7 @@ def summary(rows: list[dict]) -> pd.DataFrame:
     table["true gain"] = groups["true"].mean()
     for part in PARTS:
         table[f"{part} error"] = groups[part].mean()
-        table[f"{part} SE"] = groups[part].std(ddof=1) / np.sqrt(groups[part].count())
+        table[f"{part} SE"] = groups[part].agg(standard_error)
     return table.reset_index()
 
 
@@ -100,15 +100,11 @@ def markdown(table: pd.DataFrame) -> list[str]:
     lines = ["| stream | auto | months | true gain | error on the selection rows | on the "
              "other new rows | on all | on the gate's rows |", "|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
-        errors = " | ".join(f"{row[f'{part} error']:+.2f} ({_spread(row[f'{part} SE'])})"
+        errors = " | ".join(f"{row[f'{part} error']:+.2f} ({spread_cell(row[f'{part} SE'])})"
                             for part in PARTS)
         lines.append(f"| {row['kind']} | {row['choice']} | {row['months']} | "
                      f"{row['true gain']:+.2f} | {errors} |")
     return lines
-
-
-def _spread(standard_error: float) -> str:
-    return "-" if np.isnan(standard_error) else f"{standard_error:.2f}"  # one month: no spread
 
 
 def main() -> None:
